@@ -27,7 +27,7 @@ _EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
 _PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE = 1, 3, 4
 # espeak's pause "phonemes": silence, not speech sounds. Tokenizers never emit them; the corpus merges their
 # duration into the neighbouring token (the clause mark that ends a clause).
-PAUSE_MNEMONICS = frozenset({"", "_", "_:", "_!", "_^_", "|", "||"})
+PAUSE_MNEMONICS = frozenset({"", "_", "_:", "_!", "_|", "_^_", "|", "||"})
 # Mnemonics that are spelled like the clause marks of the symbol tables are renamed, in this one place, for the
 # tokenizer and the corpus alike: "?" is espeak's glottal stop.
 RENAMED_MNEMONICS = {"?": "?-glottal", "!": "!-espeak", ",": ",-espeak", ".": ".-espeak"}
@@ -150,7 +150,7 @@ class EspeakEngine:
 
     def phonemize(self, text: str, voice: Voice = Voice()) -> list[list[str]]:
         """Text -> words -> phoneme mnemonics (pause markers removed), via espeak_TextToPhonemes."""
-        separator = ord("_")
+        separator = 0x1F  # ASCII unit separator: never part of a mnemonic ("_" is: pauses are "_:", "_!")
         with self._lock:
             self._select(Voice(voice.language))
             buffer = ctypes.c_char_p(text.encode("utf-8"))
@@ -163,8 +163,8 @@ class EspeakEngine:
                 pieces.append(result.decode("utf-8", "replace"))
         words = []
         for piece in pieces:
-            for word in piece.split():
-                phonemes = [canonical_mnemonic(p) for p in word.split("_") if p not in PAUSE_MNEMONICS]
+            for word in piece.split(" "):  # not split(): it treats the separator 0x1F as whitespace
+                phonemes = [canonical_mnemonic(p) for p in word.split("\x1f") if p not in PAUSE_MNEMONICS]
                 if phonemes:
                     words.append(phonemes)
         return words

@@ -1,0 +1,250 @@
+"""The embedded default corpus: real speech synthesized locally by espeak-ng, with phoneme-level ground truth.
+
+Each utterance is a seeded generated sentence (`sentences.py`), normalized (`normalize_text`: the normalized text
+is exactly what is spoken, so the transcript always matches the audio), spoken by one of the configured voices,
+and stored with:
+  * audio: `wavs/<id>.flac`, 22 050 Hz, 16-bit mono (the synthesizer's own samples, bit-exact);
+  * `transcript` (the written sentence), `text` (the normalized, spoken text), `voice`, `speaker` (index);
+  * `phonemes`: the espeak tokenizer's symbols for `text` and, for each, `start_sample` / `end_sample` from the
+    synthesizer's phoneme events. Token i therefore has a true duration (aligners are evaluated against it).
+    Leading silence belongs to the first token; a clause mark spans the pause that ends its clause (zero if espeak
+    made none); a short pause inside a clause belongs to the phoneme before it.
+Utterances whose events do not match the tokenizer, whose duration is outside [min_seconds, max_seconds], or
+whose text repeats an earlier one are skipped and the next sentence of the stream is drawn (deterministically).
+
+Splits are fixed by a stable hash (SHA-1) of the normalized text. The corpus is generated on first use into
+`<cache_dir>/<name>-<fingerprint>/` (written under a temporary name, then renamed, so a half-written corpus is
+never read); the same config gives byte-identical audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from mmspeech_jax.data.sentences import sentence
+from mmspeech_jax.errors import ConfigError, CorpusMismatchError, CorpusNotFoundError
+from mmspeech_jax.text.espeak import PAUSE_MNEMONICS, PhonemeEvent, Voice, espeak_engine
+from mmspeech_jax.text.normalize import PUNCTUATION, normalize_text
+from mmspeech_jax.text.tokenizer import EspeakTokenizer
+
+CORPUS_FORMAT_VERSION = "espeak-corpus-v1"
+SPLITS = ("train", "validation", "test")
+
+# Voices of the multi-speaker corpus: espeak en-us with variants and rate/pitch settings.
+MULTISPEAKER_VOICES = (
+    Voice("en-us"),
+    Voice("en-us+f3", rate_wpm=155, pitch=60),
+    Voice("en-us+m3", rate_wpm=175, pitch=40),
+    Voice("en-us+f2", rate_wpm=150, pitch=70, pitch_range=70),
+    Voice("en-us+m7", rate_wpm=185, pitch=35, pitch_range=30),
+    Voice("en-us+f4", rate_wpm=165, pitch=55, pitch_range=80),
+    Voice("en-us+m1", rate_wpm=160, pitch=45),
+    Voice("en-us+f5", rate_wpm=170, pitch=65, pitch_range=40),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig:
+    name: str = "espeak-en"
+    num_utterances: int = 2000
+    seed: int = 0
+    voices: tuple[Voice, ...] = (Voice("en-us"),)
+    min_seconds: float = 1.0
+    max_seconds: float = 8.0
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.05
+
+    def __post_init__(self):
+        if self.num_utterances < 1:
+            raise ConfigError(f"CorpusConfig.num_utterances must be >= 1, got {self.num_utterances}")
+        if not self.voices:
+            raise ConfigError("CorpusConfig.voices must name at least one voice")
+        if not 0 < self.min_seconds < self.max_seconds:
+            raise ConfigError(f"CorpusConfig: need 0 < min_seconds < max_seconds, got {self.min_seconds}, {self.max_seconds}")
+        if not (0 <= self.validation_fraction and 0 <= self.test_fraction and self.validation_fraction + self.test_fraction < 1):
+            raise ConfigError("CorpusConfig: validation_fraction + test_fraction must be in [0, 1)")
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "format": CORPUS_FORMAT_VERSION,
+                "symbols": EspeakTokenizer.table.fingerprint}
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def multispeaker_config(num_voices: int = len(MULTISPEAKER_VOICES), **overrides) -> CorpusConfig:
+    """The same corpus spoken by several voices (one voice per utterance, round-robin)."""
+    if not 1 <= num_voices <= len(MULTISPEAKER_VOICES):
+        raise ConfigError(f"num_voices must be in [1, {len(MULTISPEAKER_VOICES)}], got {num_voices}")
+    return CorpusConfig(**{"name": "espeak-en-multi", "voices": MULTISPEAKER_VOICES[:num_voices], **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    id: str
+    split: str
+    speaker: int
+    voice: str
+    kind: str
+    transcript: str
+    text: str
+    audio_path: str  # relative to the corpus root
+    num_samples: int
+    sample_rate: int
+    phonemes: tuple[str, ...]
+    start_samples: tuple[int, ...]
+    end_samples: tuple[int, ...]
+
+    @property
+    def seconds(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    root: Path
+    config: dict
+    utterances: tuple[Utterance, ...]
+
+    def split(self, name: str) -> tuple[Utterance, ...]:
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        return tuple(u for u in self.utterances if u.split == name)
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        return tuple(Voice(**v).id for v in self.config["voices"])
+
+    def audio(self, utterance: Utterance) -> np.ndarray:
+        """The utterance's samples as float32 (S,) in [-1, 1]."""
+        audio, _ = sf.read(str(self.root / utterance.audio_path), dtype="float32")
+        return audio
+
+
+def default_cache_dir() -> Path:
+    """$MMSPEECH_CACHE_DIR if set, else ~/.cache/mmspeech_jax."""
+    return Path(os.environ.get("MMSPEECH_CACHE_DIR", Path.home() / ".cache" / "mmspeech_jax"))
+
+
+def corpus_dir(config: CorpusConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    return Path(cache_dir or default_cache_dir()) / "corpora" / f"{config.name}-{config.fingerprint}"
+
+
+def split_of(text: str, validation_fraction: float, test_fraction: float) -> str:
+    """Stable split from SHA-1 of the normalized text (identical sentences always share a split)."""
+    u = int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2**64
+    if u < validation_fraction:
+        return "validation"
+    if u < validation_fraction + test_fraction:
+        return "test"
+    return "train"
+
+
+def align_events(tokens: list[str], events: tuple[PhonemeEvent, ...], num_samples: int):
+    """Matches tokenizer symbols to synthesizer events. Returns (starts, ends) sample lists, or None on mismatch."""
+    starts, e = [], 0
+    for token in tokens:
+        if token in PUNCTUATION:
+            # The clause mark starts at the pause after the previous phoneme (or, with no pause, takes no time).
+            pause_start = None
+            while e < len(events) and events[e].mnemonic in PAUSE_MNEMONICS:
+                pause_start = events[e].start_sample if pause_start is None else pause_start
+                e += 1
+            if pause_start is None:
+                pause_start = events[e].start_sample if e < len(events) else num_samples
+            starts.append(pause_start)
+            continue
+        while e < len(events) and events[e].mnemonic in PAUSE_MNEMONICS:
+            e += 1  # a pause inside a clause: its time stays with the phoneme before it
+        if e >= len(events) or events[e].mnemonic != token:
+            return None
+        starts.append(events[e].start_sample)
+        e += 1
+    if any(ev.mnemonic not in PAUSE_MNEMONICS for ev in events[e:]) or not starts:
+        return None
+    starts[0] = 0
+    starts = [min(max(s, 0), num_samples) for s in starts]
+    if any(b < a for a, b in zip(starts, starts[1:])):
+        return None
+    return starts, starts[1:] + [num_samples]
+
+
+def generate_corpus(config: CorpusConfig = CorpusConfig(), cache_dir=None, *, progress: bool = True) -> Corpus:
+    """Returns the corpus for `config`, generating it first if it is not in the cache."""
+    root = corpus_dir(config, cache_dir)
+    if (root / "COMPLETE").is_file():
+        return load_corpus(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "wavs").mkdir(parents=True)
+    engine, tokenizer = espeak_engine(), EspeakTokenizer()
+    records, seen, index = [], set(), 0
+    bar = tqdm(total=config.num_utterances, desc=f"generating corpus {config.name}", unit="utt", disable=not progress)
+    while len(records) < config.num_utterances:
+        kind, transcript = sentence(config.seed, index)
+        index += 1
+        if index > 50 * config.num_utterances + 1000:
+            raise ConfigError(f"corpus {config.name}: cannot find enough sentences of {config.min_seconds}-{config.max_seconds} s")
+        text = normalize_text(transcript)
+        if text in seen:
+            continue
+        speaker = len(records) % len(config.voices)
+        voice = config.voices[speaker]
+        synthesis = engine.synthesize(text, voice)
+        seconds = synthesis.audio.size / synthesis.sample_rate
+        if not config.min_seconds <= seconds <= config.max_seconds:
+            continue
+        tokens = tokenizer.tokens(text, normalized=True)
+        aligned = align_events(tokens, synthesis.events, synthesis.audio.size)
+        if aligned is None:
+            continue
+        seen.add(text)
+        uid = f"{config.name}-{len(records):05d}"
+        rel = f"wavs/{uid}.flac"
+        sf.write(str(partial / rel), synthesis.audio, synthesis.sample_rate, subtype="PCM_16", format="FLAC")
+        records.append(Utterance(
+            id=uid, split=split_of(text, config.validation_fraction, config.test_fraction), speaker=speaker,
+            voice=voice.id, kind=kind, transcript=transcript, text=text, audio_path=rel,
+            num_samples=int(synthesis.audio.size), sample_rate=synthesis.sample_rate, phonemes=tuple(tokens),
+            start_samples=tuple(aligned[0]), end_samples=tuple(aligned[1]),
+        ))
+        bar.update(1)
+    bar.close()
+    with open(partial / "metadata.jsonl", "w") as f:
+        for record in records:
+            f.write(json.dumps(dataclasses.asdict(record)) + "\n")
+    (partial / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    (partial / "COMPLETE").write_text(f"{len(records)}\n")
+    try:
+        os.replace(partial, root)
+    except OSError:  # another process finished first: keep its copy, drop ours
+        shutil.rmtree(partial, ignore_errors=True)
+    return load_corpus(root)
+
+
+def load_corpus(path: str | os.PathLike) -> Corpus:
+    """Reads a generated corpus directory. Raises `CorpusNotFoundError` if it is missing or incomplete."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CorpusNotFoundError(f"corpus directory not found: {root}")
+    if not (root / "COMPLETE").is_file():
+        raise CorpusNotFoundError(f"corpus directory {root} is incomplete (no COMPLETE marker); delete it to regenerate")
+    config = json.loads((root / "config.json").read_text())
+    if config.get("format") != CORPUS_FORMAT_VERSION:
+        raise CorpusMismatchError(f"corpus {root} has format {config.get('format')!r}, expected {CORPUS_FORMAT_VERSION!r}")
+    with open(root / "metadata.jsonl") as f:
+        utterances = tuple(
+            Utterance(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(line).items()}) for line in f
+        )
+    return Corpus(root, config, utterances)
