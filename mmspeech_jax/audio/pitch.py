@@ -1,6 +1,6 @@
 """F0 extraction with YIN (de Cheveigné & Kawahara, 2002), vectorised in JAX.
 
-Algorithm, per frame of `frame_samples` samples centred on t * hop (the same frame grid as the mel features):
+Algorithm, per frame of `frame_samples` samples on the mel frame grid (the integration window is centred on t * hop):
   1. difference function d(tau) = sum_{j<W} (x_j - x_{j+tau})^2 for tau = 0..tau_max, with W = frame - tau_max,
      computed as E(0) + E(tau) - 2 r(tau) where r is an FFT cross-correlation (step 2 of the paper);
   2. cumulative mean normalised difference d'(tau) = d(tau) * tau / sum_{k=1..tau} d(k), d'(0) = 1 (step 3);
@@ -60,8 +60,10 @@ class PitchConfig:
 
 
 def _frames(audio: jax.Array, config: PitchConfig) -> jax.Array:
-    pad = config.frame_samples // 2
-    padded = jnp.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)])
+    """Frames whose integration window x[0:W] is centred on t * hop (the lagged copy extends to the right)."""
+    left = (config.frame_samples - config.max_lag) // 2
+    right = config.frame_samples - left
+    padded = jnp.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(left, right)])
     count = 1 + audio.shape[-1] // config.hop_samples
     idx = np.arange(count)[:, None] * config.hop_samples + np.arange(config.frame_samples)[None, :]
     return padded[..., idx]  # (..., T, L)
