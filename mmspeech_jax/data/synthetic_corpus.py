@@ -10,20 +10,25 @@ and stored with:
     Leading silence belongs to the first token; a clause mark spans the pause that ends its clause (zero if espeak
     made none); a short pause inside a clause belongs to the phoneme before it.
 Utterances whose events do not match the tokenizer, whose duration is outside [min_seconds, max_seconds], or
-whose text repeats an earlier one are skipped and the next sentence of the stream is drawn (deterministically).
+whose text repeats an earlier one of its shard are skipped and the next sentence is drawn (deterministically).
 
 Splits are fixed by a stable hash (SHA-1) of the normalized text. The corpus is generated on first use into
 `<cache_dir>/<name>-<fingerprint>/` (written under a temporary name, then renamed, so a half-written corpus is
-never read); the same config gives byte-identical audio.
+never read). Generation runs in `num_shards` freshly spawned processes: libespeak-ng carries hidden state from
+one utterance to the next (its audio depends on what it spoke before), so each shard starts from a clean library
+and speaks a fixed sequence. Hence the same config gives byte-identical audio, on any machine.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from mmspeech_jax.data.sentences import sentence
-from mmspeech_jax.errors import ConfigError, CorpusMismatchError, CorpusNotFoundError
+from mmspeech_jax.errors import ConfigError, CorpusError, CorpusMismatchError, CorpusNotFoundError
 from mmspeech_jax.text.espeak import PAUSE_MNEMONICS, PhonemeEvent, Voice, espeak_engine
 from mmspeech_jax.text.normalize import PUNCTUATION, normalize_text
 from mmspeech_jax.text.tokenizer import EspeakTokenizer
@@ -62,8 +67,11 @@ class CorpusConfig:
     max_seconds: float = 8.0
     validation_fraction: float = 0.05
     test_fraction: float = 0.05
+    num_shards: int = 2  # generation processes; part of the config because the sentence-to-shard map depends on it
 
     def __post_init__(self):
+        if self.num_shards < 1:
+            raise ConfigError(f"CorpusConfig.num_shards must be >= 1, got {self.num_shards}")
         if self.num_utterances < 1:
             raise ConfigError(f"CorpusConfig.num_utterances must be >= 1, got {self.num_utterances}")
         if not self.voices:
@@ -179,8 +187,50 @@ def align_events(tokens: list[str], events: tuple[PhonemeEvent, ...], num_sample
     return starts, starts[1:] + [num_samples]
 
 
+def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict]:
+    """Runs in a fresh process (libespeak-ng state then depends only on this shard's calls -> bit-exact audio).
+
+    Shard s draws sentences s, s + S, s + 2S, ... of the seeded stream and keeps the first that pass the checks;
+    its k-th kept utterance becomes utterance k * S + s of the corpus.
+    """
+    engine, tokenizer = espeak_engine(), EspeakTokenizer()
+    shards = config.num_shards
+    wanted = len(range(shard, config.num_utterances, shards))
+    records, seen, draw = [], set(), 0
+    while len(records) < wanted:
+        index = draw * shards + shard
+        draw += 1
+        if draw > 50 * wanted + 1000:
+            raise ConfigError(f"corpus {config.name}: too few sentences of {config.min_seconds}-{config.max_seconds} s")
+        kind, transcript = sentence(config.seed, index)
+        text = normalize_text(transcript)
+        if text in seen:
+            continue
+        position = len(records) * shards + shard
+        speaker = position % len(config.voices)
+        voice = config.voices[speaker]
+        synthesis = engine.synthesize(text, voice)
+        if not config.min_seconds <= synthesis.audio.size / synthesis.sample_rate <= config.max_seconds:
+            continue
+        tokens = tokenizer.tokens(text, normalized=True)
+        aligned = align_events(tokens, synthesis.events, synthesis.audio.size)
+        if aligned is None:
+            continue
+        seen.add(text)
+        uid = f"{config.name}-{position:05d}"
+        rel = f"wavs/{uid}.flac"
+        sf.write(os.path.join(partial, rel), synthesis.audio, synthesis.sample_rate, subtype="PCM_16", format="FLAC")
+        records.append(dataclasses.asdict(Utterance(
+            id=uid, split=split_of(text, config.validation_fraction, config.test_fraction), speaker=speaker,
+            voice=voice.id, kind=kind, transcript=transcript, text=text, audio_path=rel,
+            num_samples=int(synthesis.audio.size), sample_rate=synthesis.sample_rate, phonemes=tuple(tokens),
+            start_samples=tuple(aligned[0]), end_samples=tuple(aligned[1]),
+        )))
+    return records
+
+
 def generate_corpus(config: CorpusConfig = CorpusConfig(), cache_dir=None, *, progress: bool = True) -> Corpus:
-    """Returns the corpus for `config`, generating it first if it is not in the cache."""
+    """Returns the corpus for `config`, generating it first (in `num_shards` fresh processes) if not cached."""
     root = corpus_dir(config, cache_dir)
     if (root / "COMPLETE").is_file():
         return load_corpus(root)
@@ -188,42 +238,28 @@ def generate_corpus(config: CorpusConfig = CorpusConfig(), cache_dir=None, *, pr
     partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "wavs").mkdir(parents=True)
-    engine, tokenizer = espeak_engine(), EspeakTokenizer()
-    records, seen, index = [], set(), 0
-    bar = tqdm(total=config.num_utterances, desc=f"generating corpus {config.name}", unit="utt", disable=not progress)
-    while len(records) < config.num_utterances:
-        kind, transcript = sentence(config.seed, index)
-        index += 1
-        if index > 50 * config.num_utterances + 1000:
-            raise ConfigError(f"corpus {config.name}: cannot find enough sentences of {config.min_seconds}-{config.max_seconds} s")
-        text = normalize_text(transcript)
-        if text in seen:
-            continue
-        speaker = len(records) % len(config.voices)
-        voice = config.voices[speaker]
-        synthesis = engine.synthesize(text, voice)
-        seconds = synthesis.audio.size / synthesis.sample_rate
-        if not config.min_seconds <= seconds <= config.max_seconds:
-            continue
-        tokens = tokenizer.tokens(text, normalized=True)
-        aligned = align_events(tokens, synthesis.events, synthesis.audio.size)
-        if aligned is None:
-            continue
-        seen.add(text)
-        uid = f"{config.name}-{len(records):05d}"
-        rel = f"wavs/{uid}.flac"
-        sf.write(str(partial / rel), synthesis.audio, synthesis.sample_rate, subtype="PCM_16", format="FLAC")
-        records.append(Utterance(
-            id=uid, split=split_of(text, config.validation_fraction, config.test_fraction), speaker=speaker,
-            voice=voice.id, kind=kind, transcript=transcript, text=text, audio_path=rel,
-            num_samples=int(synthesis.audio.size), sample_rate=synthesis.sample_rate, phonemes=tuple(tokens),
-            start_samples=tuple(aligned[0]), end_samples=tuple(aligned[1]),
-        ))
-        bar.update(1)
-    bar.close()
+    shards = min(config.num_shards, config.num_utterances)
+    context = multiprocessing.get_context("spawn")
+    try:
+        with concurrent.futures.ProcessPoolExecutor(shards, mp_context=context) as pool:
+            futures = [pool.submit(_generate_shard, config, s, str(partial)) for s in range(shards)]
+            with tqdm(total=config.num_utterances, desc=f"generating corpus {config.name}", unit="utt",
+                      disable=not progress) as bar:
+                while not all(f.done() for f in futures):
+                    bar.n = sum(1 for _ in (partial / "wavs").iterdir())
+                    bar.refresh()
+                    time.sleep(0.25)
+                bar.n = config.num_utterances
+                bar.refresh()
+            shard_records = [f.result() for f in futures]
+    except concurrent.futures.process.BrokenProcessPool as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CorpusError(f"corpus generation worker died ({exc}); run from a script, a module (python -m) or a "
+                          "notebook, not from a program read on standard input") from exc
+    records = sorted((r for rs in shard_records for r in rs), key=lambda r: r["id"])
     with open(partial / "metadata.jsonl", "w") as f:
         for record in records:
-            f.write(json.dumps(dataclasses.asdict(record)) + "\n")
+            f.write(json.dumps(record) + "\n")
     (partial / "config.json").write_text(json.dumps(config.to_json(), indent=1))
     (partial / "COMPLETE").write_text(f"{len(records)}\n")
     try:
