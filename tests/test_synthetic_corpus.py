@@ -128,3 +128,28 @@ def test_full_default_corpus_within_budget(tmp_path):
     assert {u.kind for u in corpus.utterances} == set(__import__("mmspeech_jax.data.sentences").data.sentences.KINDS)
     symbols = {p for u in corpus.utterances for p in u.phonemes}
     assert len(symbols) >= 90  # broad phonetic coverage
+
+
+def test_generation_works_from_a_program_on_stdin(tmp_path):
+    """Workers are `python -m` subprocesses, so any caller works (stdin programs broke multiprocessing spawn)."""
+    import subprocess
+    import sys
+
+    program = ("from mmspeech_jax.data.synthetic_corpus import CorpusConfig, generate_corpus\n"
+               f"c = generate_corpus(CorpusConfig(name='stdin', num_utterances=4), {str(tmp_path)!r}, progress=False)\n"
+               "print(len(c.utterances))\n")
+    result = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip() == "4"
+    corpus_root = next((tmp_path / "corpora").iterdir())
+    assert sorted(p.name for p in corpus_root.iterdir()) == ["COMPLETE", "config.json", "metadata.jsonl", "wavs"]
+
+
+def test_worker_failure_is_a_one_line_error(tmp_path):
+    from mmspeech_jax.errors import CorpusError
+
+    config = sc.CorpusConfig(name="broken", num_utterances=2, voices=(sc.Voice("xx-no-such-voice"),))
+    with pytest.raises(CorpusError, match="worker 0 failed.*xx-no-such-voice") as info:
+        sc.generate_corpus(config, tmp_path, progress=False)
+    assert "\n" not in str(info.value)
+    assert list((tmp_path / "corpora").iterdir()) == []  # nothing half-written is left behind

@@ -14,20 +14,20 @@ whose text repeats an earlier one of its shard are skipped and the next sentence
 
 Splits are fixed by a stable hash (SHA-1) of the normalized text. The corpus is generated on first use into
 `<cache_dir>/<name>-<fingerprint>/` (written under a temporary name, then renamed, so a half-written corpus is
-never read). Generation runs in `num_shards` freshly spawned processes: libespeak-ng carries hidden state from
+never read). Generation runs in `num_shards` fresh worker processes (`python -m` subprocesses): libespeak-ng carries hidden state from
 one utterance to the next (its audio depends on what it spoke before), so each shard starts from a clean library
 and speaks a fixed sequence. Hence the same config gives byte-identical audio, on any machine.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -84,6 +84,12 @@ class CorpusConfig:
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "format": CORPUS_FORMAT_VERSION,
                 "symbols": EspeakTokenizer.table.fingerprint}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CorpusConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        return cls(**{**values, "voices": tuple(Voice(**v) for v in values["voices"])})
 
     @property
     def fingerprint(self) -> str:
@@ -188,7 +194,7 @@ def align_events(tokens: list[str], events: tuple[PhonemeEvent, ...], num_sample
 
 
 def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict]:
-    """Runs in a fresh process (libespeak-ng state then depends only on this shard's calls -> bit-exact audio).
+    """Runs in a fresh worker process (libespeak-ng state then depends only on this shard's calls -> bit-exact audio).
 
     Shard s draws sentences s, s + S, s + 2S, ... of the seeded stream and keeps the first that pass the checks;
     its k-th kept utterance becomes utterance k * S + s of the corpus.
@@ -230,7 +236,7 @@ def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict
 
 
 def generate_corpus(config: CorpusConfig = CorpusConfig(), cache_dir=None, *, progress: bool = True) -> Corpus:
-    """Returns the corpus for `config`, generating it first (in `num_shards` fresh processes) if not cached."""
+    """Returns the corpus for `config`, generating it first (in `num_shards` fresh worker processes) if not cached."""
     root = corpus_dir(config, cache_dir)
     if (root / "COMPLETE").is_file():
         return load_corpus(root)
@@ -238,29 +244,41 @@ def generate_corpus(config: CorpusConfig = CorpusConfig(), cache_dir=None, *, pr
     partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "wavs").mkdir(parents=True)
+    (partial / "config.json").write_text(json.dumps(config.to_json(), indent=1))
     shards = min(config.num_shards, config.num_utterances)
-    context = multiprocessing.get_context("spawn")
+    workers = []
+    for shard in range(shards):
+        log = open(partial / f"worker-{shard}.log", "w")
+        command = [sys.executable, "-m", "mmspeech_jax.data.synthetic_corpus", "--worker", str(shard), str(partial)]
+        workers.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
     try:
-        with concurrent.futures.ProcessPoolExecutor(shards, mp_context=context) as pool:
-            futures = [pool.submit(_generate_shard, config, s, str(partial)) for s in range(shards)]
-            with tqdm(total=config.num_utterances, desc=f"generating corpus {config.name}", unit="utt",
-                      disable=not progress) as bar:
-                while not all(f.done() for f in futures):
-                    bar.n = sum(1 for _ in (partial / "wavs").iterdir())
-                    bar.refresh()
-                    time.sleep(0.25)
-                bar.n = config.num_utterances
+        with tqdm(total=config.num_utterances, desc=f"generating corpus {config.name}", unit="utt",
+                  disable=not progress) as bar:
+            while any(w.poll() is None for w, _ in workers):
+                bar.n = sum(1 for _ in (partial / "wavs").iterdir())
                 bar.refresh()
-            shard_records = [f.result() for f in futures]
-    except concurrent.futures.process.BrokenProcessPool as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise CorpusError(f"corpus generation worker died ({exc}); run from a script, a module (python -m) or a "
-                          "notebook, not from a program read on standard input") from exc
+                time.sleep(0.25)
+            bar.n = config.num_utterances
+            bar.refresh()
+    finally:
+        for worker, log in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            log.close()
+    for shard, (worker, _) in enumerate(workers):
+        if worker.returncode != 0:
+            lines = (partial / f"worker-{shard}.log").read_text().strip().splitlines() or ["no output"]
+            shutil.rmtree(partial, ignore_errors=True)
+            raise CorpusError(f"corpus generation worker {shard} failed (exit {worker.returncode}): {lines[-1]}")
+    shard_records = [json.loads((partial / f"shard-{s}.json").read_text()) for s in range(shards)]
+    for s in range(shards):
+        os.remove(partial / f"shard-{s}.json")
+        os.remove(partial / f"worker-{s}.log")
     records = sorted((r for rs in shard_records for r in rs), key=lambda r: r["id"])
     with open(partial / "metadata.jsonl", "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
-    (partial / "config.json").write_text(json.dumps(config.to_json(), indent=1))
     (partial / "COMPLETE").write_text(f"{len(records)}\n")
     try:
         os.replace(partial, root)
@@ -284,3 +302,18 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
             Utterance(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(line).items()}) for line in f
         )
     return Corpus(root, config, utterances)
+
+
+def _worker_main(argv) -> None:
+    """`python -m mmspeech_jax.data.synthetic_corpus --worker SHARD PARTIAL_DIR`: one shard, in a fresh process."""
+    shard, partial = int(argv[1]), Path(argv[2])
+    config = CorpusConfig.from_json(json.loads((partial / "config.json").read_text()))
+    records = _generate_shard(config, shard, str(partial))
+    (partial / f"shard-{shard}.json").write_text(json.dumps(records))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        _worker_main(sys.argv[1:])
+    else:
+        sys.exit("usage: python -m mmspeech_jax.data.synthetic_corpus --worker SHARD PARTIAL_DIR (internal)")
