@@ -95,3 +95,26 @@ def test_bad_utterances_are_reported_not_dropped(small_corpus, tmp_path):
 def test_feature_config_checks_one_frame_grid():
     with pytest.raises(ConfigError):
         fc.FeatureConfig(pitch=PitchConfig(hop_samples=200))
+
+
+def test_concurrent_builders_keep_one_complete_copy(small_corpus, tmp_path, monkeypatch):
+    """A builder that finishes second keeps the first complete cache and removes its own partial copy."""
+    import shutil
+
+    utterances = fc.corpus_utterances(small_corpus)[:2]
+    rival = fc.build_feature_cache(utterances, tmp_path / "rival", progress=False)
+    real_replace = fc.os.replace
+    raced = []
+
+    def rival_lands_first(src, dst):
+        if str(dst).endswith("shared"):
+            shutil.copytree(rival.path, dst)  # the other process's complete cache appears at the destination
+            raced.append(src)
+            raise OSError("directory not empty")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fc.os, "replace", rival_lands_first)
+    cache = fc.build_feature_cache(utterances, tmp_path / "shared", progress=False)
+    assert raced and not any(p.exists() for p in map(fc.Path, raced))  # our partial copy was removed
+    assert (cache.path / "index.json").read_bytes() == (rival.path / "index.json").read_bytes()
+    np.testing.assert_array_equal(cache[1]["mel"], rival[1]["mel"])

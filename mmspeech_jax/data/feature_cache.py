@@ -250,7 +250,12 @@ def build_feature_cache(utterances: Sequence[SourceUtterance], out_dir, config: 
              "has_durations": bool(with_durations), "stats": stats.to_json(),
              "ids": [u.id for u in kept], "splits": [u.split for u in kept], "texts": [u.text for u in kept]}
     (partial / "index.json").write_text(json.dumps(index))  # written last: its presence marks completion
-    os.replace(partial, out_dir)
+    try:
+        os.replace(partial, out_dir)
+    except OSError:  # another process finished the same cache first: keep its copy, drop ours
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (out_dir / "index.json").is_file():
+            raise
     if rejected:
         print(f"feature cache: {len(rejected)} utterance(s) rejected, reasons in {out_dir / 'rejected.jsonl'}")
     return FeatureCache(out_dir)

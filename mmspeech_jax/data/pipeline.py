@@ -29,7 +29,7 @@ A batch is a dict of NumPy arrays (padding is zeros; masks are bool, True = vali
 from __future__ import annotations
 
 import dataclasses
-import functools
+import threading
 
 import grain
 import numpy as np
@@ -151,14 +151,21 @@ class _BatchSource:
     def __init__(self, cache, positions, bucket_of, shapes, config, host_slice):
         self.cache, self.positions, self.bucket_of, self.shapes = cache, positions, bucket_of, shapes
         self.config, self.host_slice = config, host_slice
+        self._plans, self._lock = {}, threading.Lock()
         self.batches_per_epoch = len(self._plan(0))
         epochs = config.num_epochs if config.num_epochs is not None else 1 << 30
         self._length = self.batches_per_epoch * epochs
 
-    @functools.lru_cache(maxsize=4)
     def _plan(self, epoch: int):
-        c = self.config
-        return epoch_batches(self.bucket_of, c.batch_size, c.seed, epoch, shuffle=c.shuffle, drop_remainder=c.drop_remainder)
+        """The epoch's batch plan, memoised for the most recent epochs (Grain reads from several threads)."""
+        with self._lock:
+            if epoch not in self._plans:
+                c = self.config
+                self._plans[epoch] = epoch_batches(self.bucket_of, c.batch_size, c.seed, epoch, shuffle=c.shuffle,
+                                                   drop_remainder=c.drop_remainder)
+                while len(self._plans) > 4:
+                    self._plans.pop(next(iter(self._plans)))
+            return self._plans[epoch]
 
     def __len__(self) -> int:
         return self._length
