@@ -1,0 +1,30 @@
+"""Aligner losses: forward-sum (CTC over the soft alignment) and binarization.
+
+References: Badlani et al. (2022), "One TTS Alignment to Rule Them All", §3.2-3.3.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def forward_sum_loss(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0):
+    """CTC over the alignment: the token sequence 1..N must be emitted in order. Mean over utterances of loss / N."""
+    b, t, n = log_alignment.shape
+    logits = jnp.concatenate([jnp.full((b, t, 1), blank_logprob), log_alignment], axis=-1)
+    keep = jnp.concatenate([jnp.ones((b, 1), bool), token_mask], axis=-1)[:, None, :]  # blank + valid tokens
+    logits = jnp.where(keep, logits, -1e9)
+    logits = jax.nn.log_softmax(logits, axis=-1)
+    labels = jnp.broadcast_to(jnp.arange(1, n + 1), (b, n))
+    loss = optax.ctc_loss(logits, 1.0 - frame_mask.astype(jnp.float32), labels, 1.0 - token_mask.astype(jnp.float32),
+                          blank_id=0)
+    per_token = loss / jnp.maximum(token_mask.sum(-1), 1)
+    valid = token_mask.any(-1)
+    return jnp.sum(jnp.where(valid, per_token, 0.0)) / jnp.maximum(valid.sum(), 1)
+
+
+def binarization_loss(hard, log_alignment):
+    """-mean over the hard path of log soft alignment (pulls soft towards hard)."""
+    return -jnp.sum(hard * log_alignment) / jnp.maximum(jnp.sum(hard), 1.0)

@@ -1,0 +1,115 @@
+"""A learned text-to-mel aligner trained jointly with the TTS, so no external aligner is needed.
+
+After "One TTS Alignment to Rule Them All" (Badlani et al., 2022), as used by NeMo FastPitch and ESPnet JETS:
+  * text and mel encoders (1-D convs) and a soft alignment: log-softmax over tokens of -||mel_t - text_n||^2 / temperature,
+    plus a log beta-binomial prior that favours the diagonal early in training;
+  * forward-sum loss (`losses/aligner.py`): CTC of the token sequence 1..N under the per-frame alignment
+    distribution (every monotonic path that visits every token, summed);
+  * monotonic alignment search (Viterbi, `lax.scan`) for hard durations; a binarization loss pulls the soft
+    alignment towards the hard one after warm-up.
+Shapes: soft/hard alignments (B, T, N); durations (B, N) summing to each utterance's frame count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import betaln, gammaln
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignerConfig:
+    dim: int = 80
+    text_hidden: int = 256
+    mel_hidden: int = 256
+    temperature: float = 0.0005
+    prior_scale: float = 1.0  # beta-binomial prior's omega (FastPitch uses 1.0)
+
+
+def beta_binomial_prior(text_length: int, mel_length: int, scale: float = 1.0) -> np.ndarray:
+    """(mel_length, text_length) prior P(token n | frame t): BetaBinomial(N-1, a=scale*t', b=scale*(T+1-t'))."""
+    n = np.arange(text_length)
+    rows = []
+    for t in range(1, mel_length + 1):
+        a, b = scale * t, scale * (mel_length + 1 - t)
+        log_pmf = (gammaln(text_length) - gammaln(n + 1) - gammaln(text_length - n) + betaln(n + a, text_length - 1 - n + b)
+                   - betaln(a, b))
+        rows.append(np.exp(log_pmf))
+    return np.asarray(rows, np.float32)
+
+
+def batch_log_prior(token_lengths, frame_lengths, max_tokens: int, max_frames: int, scale: float = 1.0) -> np.ndarray:
+    """NumPy, per batch (computed in the input pipeline or on host): (B, T, N) log prior, 0 outside the lengths."""
+    out = np.zeros((len(token_lengths), max_frames, max_tokens), np.float32)
+    for b, (n, t) in enumerate(zip(token_lengths, frame_lengths)):
+        if n > 0 and t > 0:
+            out[b, :t, :n] = np.log(np.maximum(beta_binomial_prior(int(n), int(t), scale), 1e-8))
+    return out
+
+
+class AlignmentEncoder(nn.Module):
+    """Soft alignment. text (B, N, Dt), mel (B, T, M) -> log alignment (B, T, N) (log-softmax over valid tokens)."""
+
+    config: AlignerConfig
+
+    @nn.compact
+    def __call__(self, text, token_mask, mel, frame_mask, log_prior=None):
+        c = self.config
+        tm, fm = token_mask[..., None], frame_mask[..., None]
+        k = nn.relu(nn.Conv(c.text_hidden, (3,), padding="SAME", name="text_conv_0")(text * tm))
+        k = nn.Conv(c.dim, (1,), name="text_conv_1")(k * tm)
+        q = nn.relu(nn.Conv(c.mel_hidden, (3,), padding="SAME", name="mel_conv_0")(mel * fm))
+        q = nn.relu(nn.Conv(c.mel_hidden, (1,), name="mel_conv_1")(q * fm))
+        q = nn.Conv(c.dim, (1,), name="mel_conv_2")(q * fm)
+        distance = jnp.sum((q[:, :, None, :] - k[:, None, :, :]) ** 2, axis=-1)  # (B, T, N)
+        logits = -c.temperature * distance
+        logits = jnp.where(token_mask[:, None, :], logits, -1e9)
+        log_soft = jax.nn.log_softmax(logits, axis=-1)
+        if log_prior is not None:
+            log_soft = jax.nn.log_softmax(jnp.where(token_mask[:, None, :], log_soft + log_prior, -1e9), axis=-1)
+        return log_soft
+
+
+def monotonic_alignment_search(log_alignment, token_mask, frame_mask):
+    """Viterbi: the monotonic path (every token >= 1 frame, frames in order) of maximum total log-probability.
+
+    log_alignment (B, T, N) -> hard alignment (B, T, N) in {0, 1}. Needs T_b >= N_b for each utterance.
+    """
+    b, t, n = log_alignment.shape
+    neg = -1e9
+    values = jnp.where(token_mask[:, None, :] & frame_mask[:, :, None], log_alignment, neg)
+    token_index = jnp.arange(n)
+
+    def forward(previous, row):  # previous: best score ending at (t-1, n); row: log-probs of frame t
+        stay = previous
+        advance = jnp.concatenate([jnp.full((b, 1), neg), previous[:, :-1]], axis=-1)
+        came_from_advance = advance > stay
+        score = jnp.maximum(stay, advance) + row
+        return score, came_from_advance
+
+    first = jnp.where(token_index[None, :] == 0, values[:, 0], neg)
+    _, moves = jax.lax.scan(forward, first, jnp.swapaxes(values[:, 1:], 0, 1))  # moves (T-1, B, N)
+    frame_lengths = frame_mask.sum(-1)
+    last_token = token_mask.sum(-1) - 1
+
+    def backward(current, inputs):  # walk from the last valid frame down to frame 1
+        step, move = inputs  # move: (B, N) for frame `step`
+        active = step < frame_lengths  # frames beyond the length keep the last token (masked out later)
+        advanced = jnp.take_along_axis(move, current[:, None], axis=-1)[:, 0]
+        previous = jnp.where(active & advanced, current - 1, current)
+        return previous, current
+
+    steps = jnp.arange(1, t)[::-1]
+    start, path = jax.lax.scan(backward, last_token, (steps, moves[::-1]))
+    path = jnp.concatenate([start[None], path[::-1]], axis=0)  # (T, B): token of frames 0..T-1
+    hard = jax.nn.one_hot(jnp.swapaxes(path, 0, 1), n, dtype=jnp.float32)
+    return hard * frame_mask[..., None] * token_mask[:, None, :]
+
+
+def durations_from_alignment(hard):
+    """(B, T, N) hard alignment -> (B, N) int32 frames per token."""
+    return jnp.sum(hard, axis=1).astype(jnp.int32)

@@ -1,0 +1,142 @@
+"""FastSpeech2's variance adaptor (Ren et al., 2021, §2.3): duration, pitch and energy predictors, the length
+regulator, and pitch/energy embeddings.
+
+Shapes: tokens N, frames T (static: the padded bucket size or `max_frames` at inference). Durations are integer
+frames per token. The length regulator gathers token vectors by index from cumulative durations: no Python loops,
+no data-dependent shapes, so it is jit-safe and never recompiles for a new utterance.
+
+Pitch and energy are z-scored values (see the pipeline's `pitch` and `energy` keys). By default they are
+token-level (averaged over each token's frames, `token_average`); `level="frame"` predicts and embeds them per frame
+after length regulation. Embeddings are a 1-D convolution of the scalar contour (as FastPitch), which is smooth in
+the value, rather than FastSpeech2's 256 quantisation bins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def length_regulate(x, durations, max_frames: int):
+    """Expands token vectors to frames. x (B, N, D), durations (B, N) int -> ((B, T, D), frame_mask (B, T)).
+
+    Frame t of utterance b takes token i with cum[i-1] <= t < cum[i]; frames past the total are zero and masked.
+    Totals larger than `max_frames` are truncated (the mask says so).
+    """
+    durations = jnp.maximum(durations.astype(jnp.int32), 0)
+    ends = jnp.cumsum(durations, axis=-1)  # (B, N)
+    frames = jnp.arange(max_frames)
+    index = jax.vmap(lambda e: jnp.searchsorted(e, frames, side="right"))(ends)  # (B, T)
+    frame_mask = frames[None, :] < ends[:, -1:]
+    index = jnp.clip(index, 0, x.shape[1] - 1)
+    out = jnp.take_along_axis(x, index[..., None], axis=1)
+    return out * frame_mask[..., None].astype(x.dtype), frame_mask
+
+
+def token_average(values, durations, max_frames: int | None = None):
+    """Mean of frame values over each token's frames. values (B, T), durations (B, N) -> (B, N); 0 for 0 frames."""
+    durations = jnp.maximum(durations.astype(jnp.int32), 0)
+    t = values.shape[1] if max_frames is None else max_frames
+    ends = jnp.cumsum(durations, axis=-1)
+    starts = ends - durations
+    frames = jnp.arange(t)
+    member = (frames[None, None, :] >= starts[..., None]) & (frames[None, None, :] < ends[..., None])  # (B, N, T)
+    total = jnp.einsum("bnt,bt->bn", member.astype(values.dtype), values)
+    return total / jnp.maximum(durations, 1).astype(values.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class VariancePredictorConfig:
+    hidden: int = 256
+    kernel_size: int = 3
+    dropout: float = 0.5
+
+
+class VariancePredictor(nn.Module):
+    """Predicts one scalar per position (log-duration, pitch or energy). x (B, N, D), mask (B, N) -> (B, N)."""
+
+    config: VariancePredictorConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, *, train: bool):
+        c = self.config
+        m = mask[..., None].astype(x.dtype)
+        h = x * m
+        for i in range(2):
+            h = nn.Conv(c.hidden, (c.kernel_size,), padding="SAME", dtype=self.dtype, name=f"conv_{i}")(h * m)
+            h = nn.LayerNorm(dtype=self.dtype, name=f"norm_{i}")(nn.relu(h))
+            h = nn.Dropout(c.dropout, deterministic=not train)(h)
+        return nn.Dense(1, dtype=self.dtype, name="out")(h * m)[..., 0].astype(jnp.float32) * mask
+
+
+class ScalarEmbedding(nn.Module):
+    """A contour (B, N) -> (B, N, D) by a kernel-3 convolution (FastPitch-style pitch/energy embedding)."""
+
+    dim: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, values, mask):
+        h = (values * mask)[..., None].astype(self.dtype)
+        return nn.Conv(self.dim, (3,), padding="SAME", dtype=self.dtype, name="conv")(h) * mask[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class VarianceAdaptorConfig:
+    predictor: VariancePredictorConfig = VariancePredictorConfig()
+    level: str = "token"  # "token" (phoneme-averaged pitch/energy) or "frame"
+
+
+@dataclasses.dataclass(frozen=True)
+class Controls:
+    """Inference controls: speed > 1 speaks faster; pitch_shift in z-units; pitch/energy scale multiply the contour."""
+
+    speed: float = 1.0
+    pitch_shift: float = 0.0
+    pitch_scale: float = 1.0
+    energy_scale: float = 1.0
+
+
+class VarianceAdaptor(nn.Module):
+    """h (B, N, D) -> frames (B, T, D) plus predictions. Targets (teacher forcing) are used when given."""
+
+    config: VarianceAdaptorConfig
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self):
+        p = self.config.predictor
+        self.duration_predictor = VariancePredictor(p, self.dtype)
+        self.pitch_predictor = VariancePredictor(p, self.dtype)
+        self.energy_predictor = VariancePredictor(p, self.dtype)
+
+    @nn.compact
+    def __call__(self, h, token_mask, max_frames: int, *, train: bool, durations=None, pitch=None, energy=None,
+                 controls: Controls = Controls()):
+        """durations (B, N) int; pitch/energy (B, N) at token level or (B, T) at frame level (targets)."""
+        dim = h.shape[-1]
+        log_duration = self.duration_predictor(h, token_mask, train=train)
+        if durations is None:
+            predicted = jnp.round(jnp.maximum(jnp.exp(log_duration) - 1.0, 0.0) / controls.speed)
+            durations = (predicted * token_mask).astype(jnp.int32)
+        if self.config.level == "token":
+            pitch_pred = self.pitch_predictor(h, token_mask, train=train)
+            energy_pred = self.energy_predictor(h, token_mask, train=train)
+            pitch_used = pitch if pitch is not None else pitch_pred * controls.pitch_scale + controls.pitch_shift
+            energy_used = energy if energy is not None else energy_pred * controls.energy_scale
+            h = h + ScalarEmbedding(dim, self.dtype, name="pitch_embedding")(pitch_used, token_mask)
+            h = h + ScalarEmbedding(dim, self.dtype, name="energy_embedding")(energy_used, token_mask)
+            frames, frame_mask = length_regulate(h, durations, max_frames)
+        else:
+            frames, frame_mask = length_regulate(h, durations, max_frames)
+            pitch_pred = self.pitch_predictor(frames, frame_mask, train=train)
+            energy_pred = self.energy_predictor(frames, frame_mask, train=train)
+            pitch_used = pitch if pitch is not None else pitch_pred * controls.pitch_scale + controls.pitch_shift
+            energy_used = energy if energy is not None else energy_pred * controls.energy_scale
+            frames = frames + ScalarEmbedding(dim, self.dtype, name="pitch_embedding")(pitch_used, frame_mask)
+            frames = frames + ScalarEmbedding(dim, self.dtype, name="energy_embedding")(energy_used, frame_mask)
+        aux = {"log_duration": log_duration, "pitch": pitch_pred, "energy": energy_pred, "durations": durations}
+        return frames, frame_mask, aux

@@ -1,0 +1,87 @@
+"""Aligner: MAS against brute-force enumeration, forward-sum loss against brute-force CTC paths, prior, losses."""
+
+import itertools
+
+import jax
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from mmspeech_jax.losses.aligner import binarization_loss, forward_sum_loss
+from mmspeech_jax.models.aligner import (AlignerConfig, AlignmentEncoder, batch_log_prior, beta_binomial_prior,
+                                         durations_from_alignment, monotonic_alignment_search)
+
+
+def monotonic_paths(t, n):
+    """All token sequences of length t that start at 0, end at n-1 and step by 0 or +1."""
+    for steps in itertools.product((0, 1), repeat=t - 1):
+        path = np.concatenate([[0], np.cumsum(steps)])
+        if path[-1] == n - 1:
+            yield path
+
+
+@pytest.mark.parametrize("t,n", [(5, 2), (6, 3), (7, 4), (4, 4)])
+def test_mas_matches_brute_force(t, n):
+    rng = np.random.default_rng(t * 10 + n)
+    logp = np.log(rng.dirichlet(np.ones(n), size=t)).astype(np.float32)
+    best = max(monotonic_paths(t, n), key=lambda p: logp[np.arange(t), p].sum())
+    padded = np.full((1, t + 2, n + 1), -5.0, np.float32)
+    padded[0, :t, :n] = logp
+    token_mask = np.arange(n + 1)[None] < n
+    frame_mask = np.arange(t + 2)[None] < t
+    hard = np.asarray(jax.jit(monotonic_alignment_search)(padded, token_mask, frame_mask))[0]
+    np.testing.assert_array_equal(hard[:t, :n].argmax(1), best)
+    assert hard[t:].sum() == 0 and hard[:, n:].sum() == 0
+    durations = np.asarray(durations_from_alignment(hard[None]))[0]
+    assert durations[:n].sum() == t and np.all(durations[:n] >= 1)
+
+
+def ctc_brute_force(log_probs_with_blank, n):
+    """-log sum over all length-T label sequences over {blank, 1..n} that collapse to 1..n."""
+    t = log_probs_with_blank.shape[0]
+    total = []
+    for seq in itertools.product(range(n + 1), repeat=t):
+        collapsed = [s for i, s in enumerate(seq) if s != 0 and (i == 0 or seq[i - 1] != s)]
+        if collapsed == list(range(1, n + 1)):
+            total.append(sum(log_probs_with_blank[i, s] for i, s in enumerate(seq)))
+    return -logsumexp(total)
+
+
+def test_forward_sum_matches_brute_force_ctc_and_ignores_padding():
+    rng = np.random.default_rng(0)
+    t, n = 5, 2
+    log_alignment = np.log(rng.dirichlet(np.ones(n), size=t)).astype(np.float32)
+    with_blank = np.concatenate([np.full((t, 1), -1.0), log_alignment], axis=1)
+    with_blank = with_blank - logsumexp(with_blank, axis=1, keepdims=True)
+    expected = ctc_brute_force(with_blank, n) / n
+    got = forward_sum_loss(log_alignment[None], np.ones((1, n), bool), np.ones((1, t), bool))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+    padded = np.full((1, t + 3, n + 2), -0.7, np.float32)
+    padded[0, :t, :n] = log_alignment
+    got_padded = forward_sum_loss(padded, np.arange(n + 2)[None] < n, np.arange(t + 3)[None] < t)
+    np.testing.assert_allclose(float(got_padded), expected, rtol=1e-5)
+
+
+def test_beta_binomial_prior_is_a_distribution_along_the_diagonal():
+    prior = beta_binomial_prior(6, 30)
+    np.testing.assert_allclose(prior.sum(1), 1.0, rtol=1e-5)
+    peaks = prior.argmax(1)
+    assert np.all(np.diff(peaks) >= 0) and peaks[0] == 0 and peaks[-1] == 5
+    log_prior = batch_log_prior([3, 6], [10, 30], 8, 32)
+    assert log_prior.shape == (2, 32, 8) and np.all(log_prior[0, 10:] == 0) and np.all(log_prior[0, :, 3:] == 0)
+
+
+def test_alignment_encoder_is_a_masked_distribution():
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(2, 6, 16)).astype(np.float32)
+    mel = rng.normal(size=(2, 20, 80)).astype(np.float32)
+    token_mask = np.arange(6)[None] < np.array([[6], [4]])
+    frame_mask = np.arange(20)[None] < np.array([[20], [15]])
+    model = AlignmentEncoder(AlignerConfig(text_hidden=32, mel_hidden=32, dim=16))
+    prior = batch_log_prior([6, 4], [20, 15], 6, 20)
+    params = model.init(jax.random.PRNGKey(0), text, token_mask, mel, frame_mask, prior)
+    log_soft = np.asarray(model.apply(params, text, token_mask, mel, frame_mask, prior))
+    np.testing.assert_allclose(np.exp(log_soft).sum(-1), 1.0, rtol=1e-4)
+    assert np.exp(log_soft[1, :, 4:]).max() < 1e-6
+    hard = monotonic_alignment_search(log_soft, token_mask, frame_mask)
+    assert float(binarization_loss(hard, log_soft)) >= 0
