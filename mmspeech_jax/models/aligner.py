@@ -31,15 +31,13 @@ class AlignerConfig:
 
 
 def beta_binomial_prior(text_length: int, mel_length: int, scale: float = 1.0) -> np.ndarray:
-    """(mel_length, text_length) prior P(token n | frame t): BetaBinomial(N-1, a=scale*t', b=scale*(T+1-t'))."""
-    n = np.arange(text_length)
-    rows = []
-    for t in range(1, mel_length + 1):
-        a, b = scale * t, scale * (mel_length + 1 - t)
-        log_pmf = (gammaln(text_length) - gammaln(n + 1) - gammaln(text_length - n) + betaln(n + a, text_length - 1 - n + b)
-                   - betaln(a, b))
-        rows.append(np.exp(log_pmf))
-    return np.asarray(rows, np.float32)
+    """(mel_length, text_length) prior P(token n | frame t): BetaBinomial(N-1, a=scale*t, b=scale*(T+1-t))."""
+    n = np.arange(text_length, dtype=np.float64)[None, :]
+    t = np.arange(1, mel_length + 1, dtype=np.float64)[:, None]
+    a, b = scale * t, scale * (mel_length + 1 - t)
+    log_pmf = (gammaln(text_length) - gammaln(n + 1) - gammaln(text_length - n)
+               + betaln(n + a, text_length - 1 - n + b) - betaln(a, b))
+    return np.exp(log_pmf).astype(np.float32)
 
 
 def batch_log_prior(token_lengths, frame_lengths, max_tokens: int, max_frames: int, scale: float = 1.0) -> np.ndarray:
@@ -113,3 +111,9 @@ def monotonic_alignment_search(log_alignment, token_mask, frame_mask):
 def durations_from_alignment(hard):
     """(B, T, N) hard alignment -> (B, N) int32 frames per token."""
     return jnp.sum(hard, axis=1).astype(jnp.int32)
+
+
+def with_alignment_prior(batch: dict, scale: float = 1.0) -> dict:
+    """Host side, per batch: adds `log_prior` (B, T, N) for the aligner from the batch's lengths."""
+    n, t = batch["tokens"].shape[1], batch["frame_mask"].shape[1]
+    return {**batch, "log_prior": batch_log_prior(batch["token_lengths"], batch["frame_lengths"], n, t, scale)}

@@ -1,0 +1,161 @@
+"""FastSpeech2 (Ren et al., 2021) with a jointly trained aligner (no external durations needed).
+
+    tokens (B, N) -> embed -> encoder (FFT x L) -> variance adaptor (durations, pitch, energy; length regulator)
+      -> decoder (FFT x L) -> linear -> mel (B, T, M) -> 5-layer conv postnet (residual) -> mel_post (B, T, M)
+
+Entry points a notebook can compose, each usable through `model.apply(params, ..., method=...)`:
+  `encode`, `align`, `adapt`, `decode`, `__call__` (training: aligner durations, teacher-forced variances) and
+  `generate` (inference: predicted durations, static `max_frames`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
+from mmspeech_jax.models.aligner import (AlignerConfig, AlignmentEncoder, durations_from_alignment,
+                                         monotonic_alignment_search)
+from mmspeech_jax.models.variance_adaptor import (Controls, VarianceAdaptor, VarianceAdaptorConfig,
+                                                  VariancePredictorConfig, token_average)
+
+
+@dataclasses.dataclass(frozen=True)
+class FastSpeech2Config:
+    vocab_size: int
+    n_mels: int = 80
+    dim: int = 256
+    heads: int = 2
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    conv_filters: int = 1024
+    conv_kernels: tuple[int, int] = (9, 1)
+    dropout: float = 0.2
+    predictor: VariancePredictorConfig = VariancePredictorConfig()
+    variance_level: str = "token"
+    postnet_layers: int = 5
+    postnet_channels: int = 512
+    postnet_kernel: int = 5
+    num_speakers: int = 0
+    aligner: AlignerConfig | None = AlignerConfig()  # None: durations come from the batch (an external aligner)
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ConfigError(f"FastSpeech2Config: dim {self.dim} not divisible by heads {self.heads}")
+        if self.variance_level not in ("token", "frame"):
+            raise ConfigError(f"FastSpeech2Config.variance_level must be 'token' or 'frame', got {self.variance_level!r}")
+
+    @property
+    def block(self) -> FFTBlockConfig:
+        return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout)
+
+
+def preset(name: str, vocab_size: int, **overrides) -> FastSpeech2Config:
+    """`tiny` (tests), `base` (default CPU run), `ljspeech` (paper / ESPnet LJSpeech size: 4+4 blocks, 384, 2 heads, 1536)."""
+    presets = {
+        "tiny": dict(dim=32, heads=2, encoder_layers=1, decoder_layers=1, conv_filters=64, conv_kernels=(3, 1),
+                     dropout=0.0, predictor=VariancePredictorConfig(32, 3, 0.0), postnet_layers=2, postnet_channels=32,
+                     aligner=AlignerConfig(dim=32, text_hidden=32, mel_hidden=32)),
+        "base": dict(dim=192, heads=2, encoder_layers=3, decoder_layers=3, conv_filters=768, conv_kernels=(3, 1),
+                     dropout=0.1, predictor=VariancePredictorConfig(192, 3, 0.3), postnet_channels=256),
+        # ESPnet's LJSpeech FastSpeech2: kernel-3 position-wise convs, 256-channel postnet; 36.3 M parameters here.
+        "ljspeech": dict(dim=384, heads=2, encoder_layers=4, decoder_layers=4, conv_filters=1536, conv_kernels=(3, 3),
+                         dropout=0.2, predictor=VariancePredictorConfig(256, 3, 0.5), postnet_channels=256),
+    }
+    if name not in presets:
+        raise ConfigError(f"unknown FastSpeech2 preset {name!r}; choose one of {', '.join(presets)}")
+    return FastSpeech2Config(vocab_size=vocab_size, **{**presets[name], **overrides})
+
+
+class Postnet(nn.Module):
+    """5 conv layers (tanh between, none after the last), residual. (B, T, M) -> (B, T, M)."""
+
+    config: FastSpeech2Config
+
+    @nn.compact
+    def __call__(self, mel, frame_mask, *, train: bool):
+        c = self.config
+        m = frame_mask[..., None].astype(mel.dtype)
+        h = mel
+        for i in range(c.postnet_layers):
+            last = i == c.postnet_layers - 1
+            h = nn.Conv(c.n_mels if last else c.postnet_channels, (c.postnet_kernel,), padding="SAME",
+                        name=f"conv_{i}")(h * m)
+            h = nn.LayerNorm(name=f"norm_{i}")(h)
+            if not last:
+                h = nn.Dropout(c.dropout, deterministic=not train)(jnp.tanh(h))
+        return (mel + h) * m
+
+
+class FastSpeech2(nn.Module):
+    config: FastSpeech2Config
+
+    def setup(self):
+        c = self.config
+        self.embedding = nn.Embed(c.vocab_size, c.dim, name="token_embedding")
+        self.encoder = FFTStack(c.block, c.encoder_layers, name="encoder")
+        self.variance_adaptor = VarianceAdaptor(VarianceAdaptorConfig(c.predictor, c.variance_level), name="variance_adaptor")
+        self.decoder = FFTStack(c.block, c.decoder_layers, name="decoder")
+        self.mel_out = nn.Dense(c.n_mels, name="mel_out")
+        self.postnet = Postnet(c, name="postnet")
+        if c.num_speakers:
+            self.speaker_embedding = nn.Embed(c.num_speakers, c.dim, name="speaker_embedding")
+        if c.aligner is not None:
+            self.aligner = AlignmentEncoder(c.aligner, name="aligner")
+
+    def encode(self, tokens, token_mask, speaker=None, *, train: bool = False):
+        """tokens (B, N) int, token_mask (B, N) -> (B, N, D)."""
+        h = self.encoder(self.embedding(tokens) * token_mask[..., None], token_mask, train=train)
+        if self.config.num_speakers and speaker is not None:
+            h = h + self.speaker_embedding(speaker)[:, None, :] * token_mask[..., None]
+        return h
+
+    def align(self, tokens, token_mask, mel, frame_mask, log_prior=None):
+        """Learned alignment: (log soft (B, T, N), hard (B, T, N), durations (B, N)). Hard path has no gradient."""
+        log_soft = self.aligner(self.embedding(tokens), token_mask, mel, frame_mask, log_prior)
+        hard = monotonic_alignment_search(jax.lax.stop_gradient(log_soft), token_mask, frame_mask)
+        return log_soft, hard, durations_from_alignment(hard)
+
+    def adapt(self, h, token_mask, max_frames: int, *, train: bool = False, durations=None, pitch=None,
+              energy=None, controls: Controls = Controls()):
+        return self.variance_adaptor(h, token_mask, max_frames, train=train, durations=durations, pitch=pitch,
+                                     energy=energy, controls=controls)
+
+    def decode(self, frames, frame_mask, *, train: bool = False):
+        """(B, T, D) -> (mel before postnet, mel after postnet), each (B, T, M)."""
+        h = self.decoder(frames, frame_mask, train=train)
+        mel = self.mel_out(h) * frame_mask[..., None]
+        return mel, self.postnet(mel, frame_mask, train=train)
+
+    def __call__(self, batch, *, train: bool = True):
+        """Training forward pass on a pipeline batch (+ `log_prior` (B, T, N) when the aligner is on)."""
+        tokens, token_mask = batch["tokens"], batch["token_mask"]
+        frame_mask, max_frames = batch["frame_mask"], batch["frame_mask"].shape[1]
+        h = self.encode(tokens, token_mask, batch.get("speaker"), train=train)
+        aux = {}
+        if self.config.aligner is not None:
+            log_soft, hard, durations = self.align(tokens, token_mask, batch["mel"], frame_mask, batch.get("log_prior"))
+            aux.update(log_alignment=log_soft, hard_alignment=hard)
+        else:
+            durations = batch["durations"]
+        if self.config.variance_level == "token":
+            pitch = token_average(batch["pitch"] * frame_mask, durations) * token_mask
+            energy = token_average(batch["energy"] * frame_mask, durations) * token_mask
+        else:
+            pitch, energy = batch["pitch"], batch["energy"]
+        frames, out_mask, variance = self.adapt(h, token_mask, max_frames, train=train, durations=durations,
+                                                pitch=pitch, energy=energy)
+        mel, mel_post = self.decode(frames, out_mask, train=train)
+        aux.update(variance, durations=durations, pitch_target=pitch, energy_target=energy)
+        return {"mel": mel, "mel_post": mel_post, "frame_mask": out_mask}, aux
+
+    def generate(self, tokens, token_mask, max_frames: int, speaker=None, controls: Controls = Controls()):
+        """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)) with T = max_frames (static)."""
+        h = self.encode(tokens, token_mask, speaker, train=False)
+        frames, frame_mask, aux = self.adapt(h, token_mask, max_frames, train=False, controls=controls)
+        _, mel_post = self.decode(frames, frame_mask, train=False)
+        return mel_post, frame_mask, aux["durations"]

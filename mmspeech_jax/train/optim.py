@@ -1,0 +1,61 @@
+"""Optax set-up shared by every model: AdamW with decoupled weight decay, decay mask, schedules, clipping.
+
+Weight decay (Loshchilov & Hutter, 2019) applies to weight matrices and conv kernels only: biases, LayerNorm
+scales/offsets and embedding tables are exempt (`decay_mask`). Learning rate: linear warm-up then cosine decay
+(or Noam's inverse square root). Gradients are clipped by global norm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import optax
+
+from mmspeech_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    learning_rate: float = 1e-3
+    warmup_steps: int = 400
+    total_steps: int = 10000
+    schedule: str = "cosine"  # "cosine" or "noam"
+    weight_decay: float = 1e-6
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-9
+    clip_norm: float = 1.0
+    accumulation_steps: int = 1
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "noam"):
+            raise ConfigError(f"OptimizerConfig.schedule must be 'cosine' or 'noam', got {self.schedule!r}")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.total_steps < 1 or self.accumulation_steps < 1:
+            raise ConfigError(f"OptimizerConfig: invalid values {self}")
+
+
+def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
+    if config.schedule == "noam":
+        warmup = max(config.warmup_steps, 1)
+        return lambda step: config.learning_rate * jax.numpy.minimum(
+            (step + 1) / warmup, jax.numpy.sqrt(warmup / (step + 1.0)))
+    first = config.learning_rate / max(config.warmup_steps, 1)  # step 0 already learns (a 0 start wastes a step)
+    return optax.warmup_cosine_decay_schedule(first, config.learning_rate, max(config.warmup_steps, 1),
+                                              max(config.total_steps, config.warmup_steps + 1), 0.01 * config.learning_rate)
+
+
+def decay_mask(params):
+    """True for leaves that get weight decay: 'kernel' leaves (Dense/Conv weights); not biases, norms, embeddings."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
+    tx = optax.chain(
+        optax.clip_by_global_norm(config.clip_norm),
+        optax.adamw(learning_rate_schedule(config), config.b1, config.b2, config.eps,
+                    weight_decay=config.weight_decay, mask=decay_mask),
+    )
+    if config.accumulation_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=config.accumulation_steps)
+    return tx

@@ -1,0 +1,110 @@
+"""FastSpeech2 end to end on the tiny preset: entry points, real jitted training steps, NaN skipping, presets."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
+from mmspeech_jax.models.aligner import with_alignment_prior
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.train.optim import OptimizerConfig, decay_mask, make_optimizer
+from mmspeech_jax.train.state import TrainState
+from mmspeech_jax.train.step import make_eval_step, make_train_step
+
+MODEL_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "frame_lengths", "pitch", "energy")
+
+
+def device_batch(batch):
+    return with_alignment_prior({k: batch[k] for k in MODEL_KEYS})
+
+
+@pytest.fixture(scope="module")
+def setup(small_cache):
+    model = FastSpeech2(preset("tiny", len(small_cache.table)))
+    iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=2, num_epochs=None,
+                                                                        seed=0), verbose=False)
+    first = device_batch(next(iterator))
+    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)["params"]
+    return model, params, iterator, first
+
+
+def test_training_reduces_the_loss_and_compiles_per_shape(setup):
+    model, params, iterator, first = setup
+    tx = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=5, total_steps=40))
+    loss_fn = make_fastspeech2_loss_fn(model, binarization_start=20)
+    step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+    evaluate = jax.jit(make_eval_step(loss_fn))
+    state = TrainState.create(params, tx)
+    rng = jax.random.PRNGKey(0)
+    before = float(evaluate(state, first, rng)["mel_l1"])
+    for _ in range(40):
+        state, metrics = step(state, device_batch(next(iterator)), rng)
+        jax.block_until_ready(metrics["loss"])
+        assert np.isfinite(float(metrics["loss"]))
+    after = evaluate(state, first, rng)
+    assert float(after["mel_l1"]) < 0.6 * before
+    assert int(state.step) == 40 and int(state.skipped) == 0
+    assert step._cache_size() <= len(iterator.shapes)
+    for key in ("mel_l1", "mel_post_l1", "duration_mse", "pitch_mse", "energy_mse", "forward_sum", "binarization"):
+        assert np.isfinite(float(after[key])), key
+
+
+def test_non_finite_batch_skips_the_update(setup):
+    model, params, _, first = setup
+    tx = make_optimizer(OptimizerConfig(warmup_steps=1, total_steps=10))
+    step = jax.jit(make_train_step(make_fastspeech2_loss_fn(model), tx))
+    state = TrainState.create(params, tx)
+    bad = {**first, "mel": first["mel"].copy()}
+    bad["mel"][0, 0, 0] = np.nan
+    new_state, metrics = step(state, bad, jax.random.PRNGKey(0))
+    assert int(new_state.skipped) == 1 and int(metrics["skipped"]) == 1
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                           new_state.params, state.params)
+    good_state, _ = step(new_state, first, jax.random.PRNGKey(0))
+    assert int(good_state.skipped) == 1
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+               zip(jax.tree_util.tree_leaves(good_state.params), jax.tree_util.tree_leaves(state.params)))
+
+
+def test_generate_and_entry_points(setup):
+    model, params, _, first = setup
+    mel, frame_mask, durations = jax.jit(
+        lambda p, t, m: model.apply({"params": p}, t, m, 128, method=FastSpeech2.generate))(
+        params, first["tokens"], first["token_mask"])
+    assert mel.shape == (4, 128, 80) and frame_mask.shape == (4, 128)
+    np.testing.assert_array_equal(np.asarray(frame_mask).sum(1), np.minimum(np.asarray(durations).sum(1), 128))
+    assert np.all(np.asarray(durations)[~first["token_mask"]] == 0)
+    h = model.apply({"params": params}, first["tokens"], first["token_mask"], method=FastSpeech2.encode)
+    assert h.shape == (4, first["tokens"].shape[1], model.config.dim)
+
+
+def test_weight_decay_mask_exempts_biases_norms_embeddings(setup):
+    _, params, _, _ = setup
+    mask = decay_mask(params)
+    flat = {"/".join(str(getattr(k, "key", k)) for k in path): v
+            for path, v in jax.tree_util.tree_leaves_with_path(mask)}
+    assert flat["encoder/block_0/attention/qkv/kernel"] is True
+    assert flat["encoder/block_0/attention/qkv/bias"] is False
+    assert flat["encoder/block_0/attention_norm/scale"] is False
+    assert flat["token_embedding/embedding"] is False
+
+
+def test_presets():
+    counts = {}
+    for name in ("tiny", "base", "ljspeech"):
+        config = preset(name, 141)
+        batch = {"tokens": jnp.ones((1, 8), jnp.int32), "token_mask": jnp.ones((1, 8), bool),
+                 "mel": jnp.zeros((1, 32, 80)), "frame_mask": jnp.ones((1, 32), bool),
+                 "pitch": jnp.zeros((1, 32)), "energy": jnp.zeros((1, 32))}
+        shapes = jax.eval_shape(lambda: FastSpeech2(config).init(
+            {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False))
+        counts[name] = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes))
+    assert counts["tiny"] < counts["base"] < counts["ljspeech"]
+    assert 34e6 < counts["ljspeech"] < 40e6  # ESPnet's LJSpeech FastSpeech2 configuration is ~37 M
+    with pytest.raises(ConfigError):
+        preset("huge", 10)
+    with pytest.raises(ConfigError):
+        preset("tiny", 10, heads=3)
