@@ -1,0 +1,145 @@
+"""FastSpeech2 with its own aligner on the embedded corpus (default) or LJSpeech.
+
+    python -m experiments.ljspeech_tts                       # base preset, embedded corpus, workdir ./workdir/ljspeech_tts
+    python -m experiments.ljspeech_tts --preset tiny --steps 200 --workdir /tmp/tts
+
+Rerunning the same command resumes from the last checkpoint. Writes config.json, symbols.json, checkpoints/,
+tensorboard/, metrics.jsonl, plots/*.png, samples/*.wav and report.json into the workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
+from mmspeech_jax.audio.io import save_audio
+from mmspeech_jax.data import CorpusConfig, PipelineConfig, embedded_feature_cache, make_batch_iterator
+from mmspeech_jax.evaluate.alignment import boundary_error_ms
+from mmspeech_jax.evaluate.plots import plot_tts_example
+from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
+from mmspeech_jax.models.aligner import with_alignment_prior
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.trainer import TrainerConfig, fit
+
+MODEL_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "frame_lengths", "pitch", "energy")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="workdir/ljspeech_tts")
+    p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
+    p.add_argument("--data", default="auto", choices=["auto", "embedded", "ljspeech"],
+                   help="auto: prepared LJSpeech in --data_dir if found, else the embedded corpus")
+    p.add_argument("--data_dir", default="data/tfds", help="TFDS data_dir holding prepared LJSpeech")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--corpus_size", type=int, default=2000, help="embedded corpus utterances")
+    p.add_argument("--num_buckets", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval_every", type=int, default=250)
+    p.add_argument("--checkpoint_every", type=int, default=250)
+    p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--num_samples", type=int, default=3, help="validation utterances to plot and synthesize")
+    p.add_argument("--no_progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def load_data(args):
+    if args.data in ("auto", "ljspeech"):
+        from mmspeech_jax.data.ljspeech import is_prepared
+
+        if is_prepared(args.data_dir):
+            from mmspeech_jax.data.feature_cache import FeatureConfig, build_feature_cache, ljspeech_utterances
+
+            print(f"data: LJSpeech from {args.data_dir}")
+            return build_feature_cache(ljspeech_utterances(args.data_dir), Path(args.data_dir) / "mmspeech_features",
+                                       FeatureConfig(), progress=not args.no_progress)
+        if args.data == "ljspeech":
+            from mmspeech_jax.errors import CorpusNotFoundError
+
+            raise CorpusNotFoundError(f"LJSpeech is not prepared under {args.data_dir}")
+    print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
+    return embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache = load_data(args)
+    model_config = preset(args.preset, len(cache.table))
+    model = FastSpeech2(model_config)
+    (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(model_config), "args": vars(args),
+                                                     "features": cache.config, "stats": cache.stats}, indent=1))
+    cache.table.save(workdir / "symbols.json")
+    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
+    train = make_batch_iterator(cache, "train", pipeline)
+    eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
+    prepare = lambda batch: with_alignment_prior({k: batch[k] for k in MODEL_KEYS})
+    first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
+    params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
+                        first, train=False)["params"]
+    tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
+                                        total_steps=args.steps))
+    loss_fn = make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3)
+    result = fit(workdir, params, tx, loss_fn, train,
+                 TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
+                               checkpoint_every=args.checkpoint_every, patience=args.patience,
+                               progress=not args.no_progress),
+                 prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
+    report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples)
+    report.update(steps=int(result.state.step), wall_seconds=result.wall_seconds,
+                  steps_per_second=result.steps_per_second, best_val_loss=result.best_val_loss,
+                  stopped_early=result.stopped_early, compilations=result.compilations,
+                  bucket_shapes=len(train.shapes), skipped_updates=int(result.state.skipped))
+    (workdir / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    return report
+
+
+def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:
+    """Validation: mel L1, aligner boundary error vs ground truth; plots and Griffin-Lim samples."""
+    forward = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))
+    generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
+                       static_argnums=3)
+    mel_cfg = MelConfig(**cache.config["mel"])
+    l1_sum, l1_count, boundary, plotted = 0.0, 0, [], 0
+    for batch in make_batch_iterator(cache, "validation", eval_config, verbose=False):
+        model_batch = prepare(batch)
+        outputs, aux = jax.device_get(forward(params, model_batch))
+        mask = batch["frame_mask"][..., None]
+        l1_sum += float(np.sum(np.abs(outputs["mel_post"] - batch["mel"]) * mask))
+        l1_count += int(mask.sum()) * batch["mel"].shape[-1]
+        if "durations" in batch:
+            boundary.append(boundary_error_ms(aux["durations"], batch["durations"], batch["token_lengths"],
+                                              mel_cfg.hop_samples, mel_cfg.sample_rate))
+        if plotted < num_samples:
+            mel_gen, gen_mask, _ = jax.device_get(generate(params, batch["tokens"], batch["token_mask"],
+                                                           batch["mel"].shape[1] * 2))
+            for r in np.flatnonzero(batch["example_mask"])[: num_samples - plotted]:
+                uid = cache.ids[int(batch["index"][r])]
+                t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
+                plot_tts_example(workdir / "plots" / f"{uid}.png", batch["mel"][r, :t], mel_gen[r, :tg],
+                                 aux["log_alignment"][r, :t, :n] if "log_alignment" in aux else None,
+                                 aux["pitch_target"][r, :n], aux["pitch"][r, :n], cache.texts[int(batch["index"][r])])
+                wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
+                peak = float(np.max(np.abs(wave))) or 1.0
+                save_audio(workdir / "samples" / f"{uid}.wav", np.asarray(wave) / peak * 0.9, mel_cfg.sample_rate,
+                           overwrite=True)
+                plotted += 1
+    return {"val_mel_l1": l1_sum / max(l1_count, 1),
+            "aligner_boundary_error_ms": float(np.nanmean(boundary)) if boundary else None}
+
+
+if __name__ == "__main__":
+    main()

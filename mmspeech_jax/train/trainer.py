@@ -1,0 +1,125 @@
+"""One training loop for every model: jit per bucket shape, checkpoints, logging, evaluation, early stopping.
+
+`fit` owns the loop; a model brings `loss_fn(params, batch, rng, train, step) -> (loss, parts)`, its initial
+params and a `prepare(batch)` host function (e.g. the aligner's prior). Restarting the same command resumes from the
+last complete checkpoint — state, PRNG key and data position — and ends bit-identical to an uninterrupted run.
+
+Logs in the workdir: `metrics.jsonl` (one JSON object per logged step or evaluation) and TensorBoard event files
+(`tensorboard/`). A tqdm progress bar shows the loss and steps/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import jax
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from mmspeech_jax.train.checkpoint import Checkpointer
+from mmspeech_jax.train.state import TrainState
+from mmspeech_jax.train.step import make_eval_step, make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    steps: int = 1000
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    patience: int | None = None  # evaluations without improvement before stopping; None: never stop early
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    best_val_loss: float
+    stopped_early: bool
+    steps_per_second: float
+    wall_seconds: float
+    compilations: int
+
+
+def _scalars(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
+
+
+def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batches, config: TrainerConfig,
+        prepare: Callable[[dict], dict] = lambda b: b,
+        eval_batches: Callable[[], Iterable[dict]] | None = None) -> FitResult:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
+    state = TrainState.create(params, tx)
+    rng = jax.random.PRNGKey(config.seed)
+    book = {"best_val_loss": float("inf"), "evals_without_improvement": 0}
+    restored = checkpointer.restore(state, rng)
+    if restored is not None:
+        state, rng, data = restored
+        train_batches.set_state(data["iterator"])
+        book = data["book"]
+        print(f"resuming from step {int(state.step)} ({workdir / 'checkpoints'})")
+    train_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+    eval_step = jax.jit(make_eval_step(loss_fn))
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(workdir / "tensorboard"))
+    log = open(workdir / "metrics.jsonl", "a")
+    start_step, started = int(state.step), time.perf_counter()
+    stopped_early = False
+    bar = tqdm(total=config.steps, initial=start_step, desc="training", unit="step", disable=not config.progress)
+    try:
+        while int(state.step) < config.steps and not book.get("stopped", False):
+            state, metrics = train_step(state, prepare(next(train_batches)), rng)
+            jax.block_until_ready(metrics["loss"])  # one step at a time: no queued multi-device deadlocks on CPU
+            step = int(state.step)
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                scalars = _scalars(metrics)
+                rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{scalars['loss']:.3f}", steps_per_s=f"{rate:.2f}")
+                log.write(json.dumps({"step": step, "split": "train", **scalars, "steps_per_second": rate}) + "\n")
+                log.flush()
+                for key, value in scalars.items():
+                    writer.add_scalar(f"train/{key}", value, step)
+            if eval_batches is not None and (step % config.eval_every == 0 or step == config.steps):
+                sums, count = {}, 0
+                for batch in eval_batches():
+                    for key, value in _scalars(eval_step(state, prepare(batch), rng)).items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    count += 1
+                val = {k: v / max(count, 1) for k, v in sums.items()}
+                log.write(json.dumps({"step": step, "split": "validation", **val}) + "\n")
+                log.flush()
+                for key, value in val.items():
+                    writer.add_scalar(f"validation/{key}", value, step)
+                if val.get("loss", float("inf")) < book["best_val_loss"]:
+                    book = {"best_val_loss": val["loss"], "evals_without_improvement": 0}
+                    checkpointer.save_best(step, state, rng, {"iterator": train_batches.get_state(), "book": book},
+                                           val["loss"])
+                else:
+                    book = {**book, "evals_without_improvement": book["evals_without_improvement"] + 1}
+                if config.patience is not None and book["evals_without_improvement"] > config.patience:
+                    stopped_early = True
+                    book = {**book, "stopped": True}  # a restart of the same command stays stopped
+            if step % config.checkpoint_every == 0 or step == config.steps or stopped_early:
+                checkpointer.save(step, state, rng, {"iterator": train_batches.get_state(), "book": book})
+            if stopped_early:
+                print(f"early stopping at step {step}: no validation improvement in {config.patience + 1} evaluations")
+                break
+    finally:
+        bar.close()
+        checkpointer.close()
+        writer.close()
+        log.close()
+    wall = time.perf_counter() - started
+    return FitResult(state, book["best_val_loss"], stopped_early or book.get("stopped", False), (int(state.step) - start_step) / max(wall, 1e-9),
+                     wall, train_step._cache_size())
