@@ -43,4 +43,5 @@ setuptools.setup(
     package_data={"mmspeech_jax": ["text/*.txt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": ["pytest>=8.0", "pytest-xdist>=3.5"]},
+    entry_points={"console_scripts": ["mmspeech=mmspeech_jax.cli:main"]},
 )

@@ -49,6 +49,15 @@ class FastSpeech2Config:
         if self.variance_level not in ("token", "frame"):
             raise ConfigError(f"FastSpeech2Config.variance_level must be 'token' or 'frame', got {self.variance_level!r}")
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "FastSpeech2Config":
+        """Inverse of `dataclasses.asdict` (config.json)."""
+        data = dict(data)
+        data["conv_kernels"] = tuple(data["conv_kernels"])
+        data["predictor"] = VariancePredictorConfig(**data["predictor"])
+        data["aligner"] = AlignerConfig(**data["aligner"]) if data.get("aligner") else None
+        return cls(**data)
+
     @property
     def block(self) -> FFTBlockConfig:
         return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout)

@@ -1,0 +1,68 @@
+"""Parameter export for other JAX code: safetensors with stable '/'-joined names, plus config.json and symbols.json.
+
+    from mmspeech_jax.export import load_exported
+    model, params, table, mel_config = load_exported("exported/")
+    mel, frame_mask, durations = model.apply({"params": params}, tokens, token_mask, 512, method=model.generate)
+
+Names are the Flax parameter paths joined by '/', e.g. "encoder/block_0/attention/qkv/kernel".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmspeech_jax.errors import CorpusMismatchError
+
+
+def flatten(params, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "/"))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def export_parameters(params, model_config: dict, symbols: dict, mel_config: dict, out_dir) -> Path:
+    """Writes model.safetensors, config.json and symbols.json into `out_dir` (refuses to overwrite)."""
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    if (out_dir / "model.safetensors").exists():
+        raise CorpusMismatchError(f"{out_dir} already holds an export; choose another directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in flatten(params).items()}, str(out_dir / "model.safetensors"))
+    (out_dir / "config.json").write_text(json.dumps({"model": model_config, "mel": mel_config}, indent=1))
+    (out_dir / "symbols.json").write_text(json.dumps(symbols, indent=1))
+    return out_dir
+
+
+def load_exported(directory):
+    """-> (FastSpeech2 module, params pytree, SymbolTable, MelConfig) from an `export_parameters` directory."""
+    from safetensors.numpy import load_file
+
+    from mmspeech_jax.audio.features import MelConfig
+    from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
+    from mmspeech_jax.text.symbols import SymbolTable
+
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text())
+    model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
+    params = unflatten(load_file(str(directory / "model.safetensors")))
+    return model, params, SymbolTable.load(directory / "symbols.json"), MelConfig(**config["mel"])

@@ -1,0 +1,92 @@
+"""`mmspeech synthesize` / `mmspeech export` and the export loader, on a tiny trained workdir."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mmspeech_jax.cli import main as cli
+from mmspeech_jax.synthesize import Synthesizer
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    import os
+
+    from experiments.ljspeech_tts import main as train
+
+    root = tmp_path_factory.mktemp("tts")
+    old = os.environ.get("MMSPEECH_CACHE_DIR")
+    os.environ["MMSPEECH_CACHE_DIR"] = str(root / "cache")
+    try:
+        train(["--preset", "tiny", "--steps", "4", "--corpus_size", "24", "--batch_size", "4", "--num_buckets", "1",
+               "--checkpoint_every", "4", "--eval_every", "4", "--num_samples", "1", "--workdir", str(root / "w"),
+               "--no_progress"])
+    finally:
+        if old is None:
+            os.environ.pop("MMSPEECH_CACHE_DIR")
+        else:
+            os.environ["MMSPEECH_CACHE_DIR"] = old
+    return root / "w"
+
+
+def test_workdir_contents(workdir):
+    for name in ("config.json", "symbols.json", "metrics.jsonl", "report.json", "checkpoints", "tensorboard"):
+        assert (workdir / name).exists(), name
+    assert list((workdir / "plots").glob("*.png")) and list((workdir / "samples").glob("*.wav"))
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_synthesize_text_and_errors(workdir, tmp_path, capsys):
+    out = tmp_path / "hello.wav"
+    assert cli(["synthesize", "--workdir", str(workdir), "--text", "Hello there.", "--out", str(out)]) == 0
+    audio, rate = sf.read(out)
+    assert rate == 22050 and audio.size > 0 and np.all(np.isfinite(audio))
+    before = out.read_bytes()
+    assert cli(["synthesize", "--workdir", str(workdir), "--text", "Other.", "--out", str(out)]) == 2
+    assert out.read_bytes() == before and "refusing to overwrite" in capsys.readouterr().err
+    assert cli(["synthesize", "--workdir", str(workdir), "--text", "   ", "--out", str(tmp_path / "e.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "empty" in err
+    assert cli(["synthesize", "--workdir", str(tmp_path / "nope"), "--text", "Hi.", "--out", str(tmp_path / "x.wav")]) == 2
+
+
+def test_text_file_keeps_going_past_a_bad_line(workdir, tmp_path, capsys):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("First line.\nbad 😀 line\nThird line.\n")
+    assert cli(["synthesize", "--workdir", str(workdir), "--text-file", str(lines), "--out-dir", str(tmp_path / "o")]) == 1
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["0001.wav", "0003.wav"]
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_export_loads_in_a_new_process(workdir, tmp_path):
+    out = tmp_path / "exported"
+    assert cli(["export", "--workdir", str(workdir), "--out", str(out)]) == 0
+    assert cli(["export", "--workdir", str(workdir), "--out", str(out)]) == 2  # never overwrites
+    tts = Synthesizer.from_workdir(workdir)
+    ids = tts.tokenizer.encode("Hello there.")
+    tokens = np.zeros((1, 32), np.int32)
+    tokens[0, : ids.size] = ids
+    expected, _, _ = tts._generate(tts.params, tokens, tokens > 0, 256, __import__(
+        "mmspeech_jax.models.variance_adaptor", fromlist=["Controls"]).Controls())
+    np.save(tmp_path / "tokens.npy", tokens)
+    program = (
+        "import numpy as np, jax\n"
+        "from mmspeech_jax.export import load_exported\n"
+        f"model, params, table, mel = load_exported({str(out)!r})\n"
+        f"tokens = np.load({str(tmp_path / 'tokens.npy')!r})\n"
+        "out, mask, dur = model.apply({'params': params}, tokens, tokens > 0, 256, method=model.generate)\n"
+        f"np.save({str(tmp_path / 'mel.npy')!r}, np.asarray(out))\n"
+        "print(len(table), mel.n_mels)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-1500:]
+    np.testing.assert_allclose(np.load(tmp_path / "mel.npy"), np.asarray(expected), atol=1e-5)
+    from safetensors.numpy import load_file
+
+    names = set(load_file(str(out / "model.safetensors")))
+    assert "encoder/block_0/attention/qkv/kernel" in names and "postnet/conv_0/kernel" in names
