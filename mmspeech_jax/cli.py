@@ -10,7 +10,6 @@ mode a bad line is reported and the other lines are still synthesized.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path

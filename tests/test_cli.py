@@ -2,9 +2,7 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 import soundfile as sf
