@@ -22,6 +22,7 @@ from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
 from mmspeech_jax.data import CorpusConfig, PipelineConfig, embedded_feature_cache, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
+from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import plot_tts_example
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
@@ -107,12 +108,16 @@ def main(argv=None):
 
 
 def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:
-    """Validation: mel L1, aligner boundary error vs ground truth; plots and Griffin-Lim samples."""
+    """Validation: mel L1; MCD (DTW) of generated speech; token F0 RMSE (Hz) and duration error of the predictors;
+    aligner boundary error vs ground truth; plots and Griffin-Lim samples."""
     forward = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))
     generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
                        static_argnums=3)
     mel_cfg = MelConfig(**cache.config["mel"])
     l1_sum, l1_count, boundary, plotted = 0.0, 0, [], 0
+    mcds, f0_sq, f0_n, dur_abs, dur_n = [], 0.0, 0, 0.0, 0
+    stats = cache.stats
+    to_hz = lambda z: np.exp(np.asarray(z) * stats["log_f0_std"] + stats["log_f0_mean"])
     for batch in make_batch_iterator(cache, "validation", eval_config, verbose=False):
         model_batch = prepare(batch)
         outputs, aux = jax.device_get(forward(params, model_batch))
@@ -122,9 +127,20 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
         if "durations" in batch:
             boundary.append(boundary_error_ms(aux["durations"], batch["durations"], batch["token_lengths"],
                                               mel_cfg.hop_samples, mel_cfg.sample_rate))
+        token_mask = batch["token_mask"]
+        if aux["pitch"].shape == token_mask.shape:
+            f0_sq += float(np.sum(((to_hz(aux["pitch"]) - to_hz(aux["pitch_target"])) ** 2)[token_mask]))
+            f0_n += int(token_mask.sum())
+        predicted_durations = np.round(np.maximum(np.exp(aux["log_duration"]) - 1, 0))
+        dur_abs += float(np.sum(np.abs(predicted_durations - aux["durations"])[token_mask]))
+        dur_n += int(token_mask.sum())
+        mel_gen, gen_mask, _ = jax.device_get(generate(params, batch["tokens"], batch["token_mask"],
+                                                       batch["mel"].shape[1] * 2))
+        for r in np.flatnonzero(batch["example_mask"]):
+            if len(mcds) < 20:
+                t, tg = int(batch["frame_lengths"][r]), max(int(gen_mask[r].sum()), 1)
+                mcds.append(mcd_dtw(batch["mel"][r, :t], mel_gen[r, :tg]))
         if plotted < num_samples:
-            mel_gen, gen_mask, _ = jax.device_get(generate(params, batch["tokens"], batch["token_mask"],
-                                                           batch["mel"].shape[1] * 2))
             for r in np.flatnonzero(batch["example_mask"])[: num_samples - plotted]:
                 uid = cache.ids[int(batch["index"][r])]
                 t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
@@ -137,6 +153,9 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
                            overwrite=True)
                 plotted += 1
     return {"val_mel_l1": l1_sum / max(l1_count, 1),
+            "mcd_dtw_db": float(np.mean(mcds)) if mcds else None,
+            "f0_rmse_hz": float(np.sqrt(f0_sq / f0_n)) if f0_n else None,
+            "duration_mae_frames": dur_abs / max(dur_n, 1),
             "aligner_boundary_error_ms": float(np.nanmean(boundary)) if boundary else None}
 
 

@@ -37,6 +37,13 @@ def test_workdir_contents(workdir):
         assert (workdir / name).exists(), name
     assert list((workdir / "plots").glob("*.png")) and list((workdir / "samples").glob("*.wav"))
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    import json
+
+    report = json.loads((workdir / "report.json").read_text())
+    for key in ("val_mel_l1", "mcd_dtw_db", "f0_rmse_hz", "duration_mae_frames", "aligner_boundary_error_ms",
+                "steps", "wall_seconds", "steps_per_second"):
+        assert report[key] is not None and np.isfinite(report[key]), key
+    assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
 
 
 def test_synthesize_text_and_errors(workdir, tmp_path, capsys):

@@ -63,7 +63,10 @@ class AlignmentEncoder(nn.Module):
         q = nn.relu(nn.Conv(c.mel_hidden, (3,), padding="SAME", name="mel_conv_0")(mel * fm))
         q = nn.relu(nn.Conv(c.mel_hidden, (1,), name="mel_conv_1")(q * fm))
         q = nn.Conv(c.dim, (1,), name="mel_conv_2")(q * fm)
-        distance = jnp.sum((q[:, :, None, :] - k[:, None, :, :]) ** 2, axis=-1)  # (B, T, N)
+        # ||q - k||^2 = ||q||^2 + ||k||^2 - 2 q.k : a matmul instead of a (B, T, N, D) intermediate
+        distance = (jnp.sum(q**2, -1)[:, :, None] + jnp.sum(k**2, -1)[:, None, :]
+                    - 2.0 * jnp.einsum("btd,bnd->btn", q, k))
+        distance = jnp.maximum(distance, 0.0)  # (B, T, N)
         logits = -c.temperature * distance
         logits = jnp.where(token_mask[:, None, :], logits, -1e9)
         log_soft = jax.nn.log_softmax(logits, axis=-1)

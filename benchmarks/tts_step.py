@@ -1,0 +1,109 @@
+"""FastSpeech2 (+ aligner) train-step speed on a seeded synthetic batch.
+
+    python -m benchmarks.tts_step                       # ljspeech preset, batch 16, text 60-150, mel 400-800
+    python -m benchmarks.tts_step --preset base --record
+
+Reports compile time, median step time (after compile), mel frames/s, the step's FLOPs from XLA's cost analysis
+(`jax.jit(...).lower(...).compile().cost_analysis()`), achieved FLOP/s, and the measured float32 matmul peak
+(2048^3 matmuls) of the same machine for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.data_pipeline import machine
+from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
+from mmspeech_jax.models.aligner import with_alignment_prior
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.state import TrainState
+from mmspeech_jax.train.step import make_train_step
+
+
+def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, n_max: int = 150, t_max: int = 800):
+    rng = np.random.default_rng(seed)
+    n_len = rng.integers(60, n_max + 1, batch_size)
+    t_len = rng.integers(400, t_max + 1, batch_size)
+    token_mask = np.arange(n_max)[None] < n_len[:, None]
+    frame_mask = np.arange(t_max)[None] < t_len[:, None]
+    batch = {"tokens": (rng.integers(1, vocab, (batch_size, n_max)) * token_mask).astype(np.int32),
+             "token_mask": token_mask, "token_lengths": n_len.astype(np.int32),
+             "mel": (rng.normal(size=(batch_size, t_max, 80)) * frame_mask[..., None]).astype(np.float32),
+             "frame_mask": frame_mask, "frame_lengths": t_len.astype(np.int32),
+             "pitch": (rng.normal(size=(batch_size, t_max)) * frame_mask).astype(np.float32),
+             "energy": (rng.normal(size=(batch_size, t_max)) * frame_mask).astype(np.float32)}
+    return with_alignment_prior(batch)
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times)
+
+
+def run(preset_name: str, batch_size: int, steps: int):
+    model = FastSpeech2(preset(preset_name, 141))
+    batch = synthetic_batch(batch_size, 141)
+    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
+    tx = make_optimizer(OptimizerConfig(total_steps=1000))
+    state = TrainState.create(params, tx)
+    step = jax.jit(make_train_step(make_fastspeech2_loss_fn(model), tx), donate_argnums=0)
+    rng = jax.random.PRNGKey(0)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, rng).compile()
+    compile_seconds = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch, rng)
+        jax.block_until_ready(metrics["loss"])
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    frames = int(batch["frame_lengths"].sum())
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+    return {"preset": preset_name, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
+            "frames_per_s": frames / median, "flops": flops, "flops_per_s": flops / median}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="ljspeech")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    r = run(args.preset, args.batch_size, args.steps)
+    peak = matmul_peak()
+    command = f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps}"
+    text = (f"### FastSpeech2 train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
+            f"Machine: {machine()}\n\n"
+            "| preset | params | batch | compile | median step | mel frames/s | step FLOPs (XLA) | achieved | f32 matmul peak |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            f"| {r['preset']} | {r['params_m']:.1f} M | {args.batch_size} (text 60-150, mel 400-800) | "
+            f"{r['compile_s']:.1f} s | {r['step_s']:.2f} s | {r['frames_per_s']:.0f} | {r['flops'] / 1e12:.2f} TFLOP | "
+            f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s | {peak / 1e9:.0f} GFLOP/s |\n")
+    print(text)
+    if args.record:
+        path = Path(__file__).with_name("RESULTS.md")
+        path.write_text(path.read_text().rstrip() + "\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
