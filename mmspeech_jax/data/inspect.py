@@ -16,11 +16,9 @@ import numpy as np
 
 def plot_item(item: dict, symbols, title: str, path) -> Path:
     """One cache item (FeatureCache[i]) -> PNG at `path`."""
-    import matplotlib
+    from mmspeech_jax.evaluate.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     mel, f0, voiced, energy = item["mel"], item["f0_hz"], item["voiced"], item["energy"]
     frames = np.arange(mel.shape[0])
     fig, axes = plt.subplots(3, 1, figsize=(max(8, mel.shape[0] / 40), 7), sharex=True,
@@ -43,12 +41,7 @@ def plot_item(item: dict, symbols, title: str, path) -> Path:
     axes[2].plot(frames, energy, color="tab:green", lw=1)
     axes[2].set_ylabel("energy")
     axes[2].set_xlabel("frame")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def plot_cache(cache, out_dir, indices) -> list[Path]:
