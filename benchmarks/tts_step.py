@@ -62,7 +62,7 @@ def run(preset_name: str, batch_size: int, steps: int):
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     state = TrainState.create(params, tx)
     step = jax.jit(make_train_step(make_fastspeech2_loss_fn(model), tx), donate_argnums=0)
-    rng = jax.random.PRNGKey(0)
+    rng = jax.random.key(0, impl="rbg")  # as the trainer
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
     compile_seconds = time.perf_counter() - start

@@ -21,6 +21,9 @@ class FFTBlockConfig:
     conv_filters: int = 1024
     conv_kernels: tuple[int, int] = (9, 1)
     dropout: float = 0.1
+    # Dropout on the (B, H, N, N) attention weights. Costly on CPU (a mask as large as the attention matrix, in the
+    # forward and backward pass); None means "same as dropout".
+    attention_dropout: float | None = None
 
 
 class FFTBlock(nn.Module):
@@ -32,7 +35,8 @@ class FFTBlock(nn.Module):
         c = self.config
         m = mask[..., None].astype(x.dtype)
         h = nn.LayerNorm(dtype=self.dtype, name="attention_norm")(x)
-        h = MultiHeadSelfAttention(c.dim, c.heads, c.dropout, self.dtype, name="attention")(h, mask, train=train)
+        attention_dropout = c.dropout if c.attention_dropout is None else c.attention_dropout
+        h = MultiHeadSelfAttention(c.dim, c.heads, attention_dropout, self.dtype, name="attention")(h, mask, train=train)
         x = (x + nn.Dropout(c.dropout, deterministic=not train)(h)) * m
         h = nn.LayerNorm(dtype=self.dtype, name="conv_norm")(x) * m
         h = nn.Conv(c.conv_filters, (c.conv_kernels[0],), padding="SAME", dtype=self.dtype, name="conv_in")(h)

@@ -42,6 +42,7 @@ class FastSpeech2Config:
     postnet_kernel: int = 5
     num_speakers: int = 0
     aligner: AlignerConfig | None = AlignerConfig()  # None: durations come from the batch (an external aligner)
+    attention_dropout: float | None = None  # None: same as dropout; 0 saves ~0.7 s/block on CPU at T=800
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -60,7 +61,8 @@ class FastSpeech2Config:
 
     @property
     def block(self) -> FFTBlockConfig:
-        return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout)
+        return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout,
+                              self.attention_dropout)
 
 
 def preset(name: str, vocab_size: int, **overrides) -> FastSpeech2Config:
@@ -70,7 +72,8 @@ def preset(name: str, vocab_size: int, **overrides) -> FastSpeech2Config:
                      dropout=0.0, predictor=VariancePredictorConfig(32, 3, 0.0), postnet_layers=2, postnet_channels=32,
                      aligner=AlignerConfig(dim=32, text_hidden=32, mel_hidden=32)),
         "base": dict(dim=192, heads=2, encoder_layers=3, decoder_layers=3, conv_filters=768, conv_kernels=(3, 1),
-                     dropout=0.1, predictor=VariancePredictorConfig(192, 3, 0.3), postnet_channels=256),
+                     dropout=0.1, attention_dropout=0.0, predictor=VariancePredictorConfig(192, 3, 0.3),
+                     postnet_channels=256),
         # ESPnet's LJSpeech FastSpeech2: kernel-3 position-wise convs, 256-channel postnet; 36.3 M parameters here.
         "ljspeech": dict(dim=384, heads=2, encoder_layers=4, decoder_layers=4, conv_filters=1536, conv_kernels=(3, 3),
                          dropout=0.2, predictor=VariancePredictorConfig(256, 3, 0.5), postnet_channels=256),

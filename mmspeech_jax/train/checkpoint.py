@@ -25,7 +25,9 @@ class Checkpointer:
 
     @staticmethod
     def _args(state, rng, data: dict):
-        return ocp.args.Composite(state=ocp.args.StandardSave({"train": state, "rng": rng}),
+        # typed PRNG keys are stored as their raw key data (and their implementation's name)
+        data = {**data, "rng_impl": str(jax.random.key_impl(rng)) if _typed(rng) else None}
+        return ocp.args.Composite(state=ocp.args.StandardSave({"train": state, "rng": _raw(rng)}),
                                   data=ocp.args.JsonSave(data))
 
     def save(self, step: int, state, rng, data: dict) -> None:
@@ -43,10 +45,14 @@ class Checkpointer:
         step = step if step is not None else (manager.best_step() if best else manager.latest_step())
         if step is None:
             return None
-        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, {"train": abstract_state, "rng": abstract_rng})
+        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
+                                        {"train": abstract_state, "rng": _raw(abstract_rng)})
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                  data=ocp.args.JsonRestore()))
-        return restored["state"]["train"], restored["state"]["rng"], restored["data"]
+        rng = restored["state"]["rng"]
+        if _typed(abstract_rng):
+            rng = jax.random.wrap_key_data(rng, impl=jax.random.key_impl(abstract_rng))
+        return restored["state"]["train"], rng, restored["data"]
 
     def wait(self) -> None:
         self.periodic.wait_until_finished()
@@ -56,3 +62,11 @@ class Checkpointer:
         self.wait()
         self.periodic.close()
         self.best.close()
+
+
+def _typed(key) -> bool:
+    return jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+
+
+def _raw(key):
+    return jax.random.key_data(key) if _typed(key) else key
