@@ -3,7 +3,8 @@
     python -m benchmarks.tts_step                       # ljspeech preset, batch 16, text 60-150, mel 400-800
     python -m benchmarks.tts_step --preset base --record
 
-Reports compile time, median step time (after compile), mel frames/s, the step's FLOPs from XLA's cost analysis
+Reports compile time, median step time (after compile), mel frames/s, inference real-time factor (generate() of a
+150-token sentence into 1024 frames, mel only, no vocoder), the step's FLOPs from XLA's cost analysis
 (`jax.jit(...).lower(...).compile().cost_analysis()`), achieved FLOP/s, and the measured float32 matmul peak
 (2048^3 matmuls) of the same machine for comparison.
 """
@@ -77,9 +78,26 @@ def run(preset_name: str, batch_size: int, steps: int):
         times.append(time.perf_counter() - start)
     median = float(np.median(times))
     frames = int(batch["frame_lengths"].sum())
+    # Inference: one 150-token sentence, generate() with a static 1024-frame output (11.9 s of audio at hop 256).
+    # Shapes are static, so the cost depends on max_frames, not on what the (untrained) duration predictor says.
+    tokens = np.asarray(np.random.default_rng(1).integers(1, 141, (1, 150)), np.int32)
+    generate = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, 1024, method=FastSpeech2.generate))
+    gen_seconds = _median_time(generate, state.params, tokens, tokens > 0)
+    audio_seconds = 1024 * 256 / 22050
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
     return {"preset": preset_name, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
-            "frames_per_s": frames / median, "flops": flops, "flops_per_s": flops / median}
+            "frames_per_s": frames / median, "flops": flops, "flops_per_s": flops / median,
+            "rtf": gen_seconds / audio_seconds}
+
+
+def _median_time(fn, *args, repeats: int = 5) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def main():
@@ -94,11 +112,11 @@ def main():
     command = f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps}"
     text = (f"### FastSpeech2 train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"
-            "| preset | params | batch | compile | median step | mel frames/s | step FLOPs (XLA) | achieved | f32 matmul peak |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            "| preset | params | batch | compile | median step | mel frames/s | step FLOPs (XLA) | achieved | f32 matmul peak | inference RTF (mel, 150 tokens) |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
             f"| {r['preset']} | {r['params_m']:.1f} M | {args.batch_size} (text 60-150, mel 400-800) | "
             f"{r['compile_s']:.1f} s | {r['step_s']:.2f} s | {r['frames_per_s']:.0f} | {r['flops'] / 1e12:.2f} TFLOP | "
-            f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s | {peak / 1e9:.0f} GFLOP/s |\n")
+            f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s | {peak / 1e9:.0f} GFLOP/s | {r['rtf']:.3f} |\n")
     print(text)
     if args.record:
         path = Path(__file__).with_name("RESULTS.md")
