@@ -108,3 +108,30 @@ def test_presets():
         preset("huge", 10)
     with pytest.raises(ConfigError):
         preset("tiny", 10, heads=3)
+
+
+def test_frame_level_variance_with_external_durations(small_cache):
+    """aligner=None: durations come from the batch (here the corpus's ground truth); pitch/energy per frame."""
+    model = FastSpeech2(preset("tiny", len(small_cache.table), aligner=None, variance_level="frame"))
+    iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=1, num_epochs=None),
+                                   verbose=False)
+    keys = MODEL_KEYS + ("durations",)
+    batch = next(iterator)
+    first = {k: batch[k] for k in keys}
+    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)["params"]
+    assert "aligner" not in params
+    outputs, aux = model.apply({"params": params}, first, train=False)
+    np.testing.assert_array_equal(np.asarray(aux["durations"]), first["durations"])
+    np.testing.assert_array_equal(np.asarray(outputs["frame_mask"]), first["frame_mask"])  # durations sum to lengths
+    assert aux["pitch"].shape == first["frame_mask"].shape and "log_alignment" not in aux
+    tx = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2, total_steps=25))
+    loss_fn = make_fastspeech2_loss_fn(model)
+    step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+    evaluate = jax.jit(make_eval_step(loss_fn))
+    state = TrainState.create(params, tx)
+    before = float(evaluate(state, first, jax.random.PRNGKey(0))["mel_l1"])
+    for _ in range(25):
+        state, metrics = step(state, {k: v for k, v in next(iterator).items() if k in keys}, jax.random.PRNGKey(0))
+        jax.block_until_ready(metrics["loss"])
+    after = evaluate(state, first, jax.random.PRNGKey(0))
+    assert "forward_sum" not in after and float(after["mel_l1"]) < 0.8 * before
