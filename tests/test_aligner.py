@@ -85,3 +85,6 @@ def test_alignment_encoder_is_a_masked_distribution():
     assert np.exp(log_soft[1, :, 4:]).max() < 1e-6
     hard = monotonic_alignment_search(log_soft, token_mask, frame_mask)
     assert float(binarization_loss(hard, log_soft)) >= 0
+    hard = np.asarray(hard)
+    expected = -np.mean(log_soft[hard > 0])  # mean negative log-probability along the hard path
+    np.testing.assert_allclose(float(binarization_loss(hard, log_soft)), expected, rtol=1e-5)

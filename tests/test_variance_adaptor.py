@@ -69,3 +69,5 @@ def test_inference_uses_predicted_durations_and_speed():
         np.testing.assert_array_equal(np.asarray(frame_mask).sum(1), np.minimum(expected.sum(1), 64))
         _, _, fast = model.apply(params, h, mask, 64, train=False, controls=Controls(speed=2.0))
         assert np.asarray(fast["durations"]).sum() <= np.asarray(aux["durations"]).sum()
+        halved = np.round(np.maximum(np.exp(np.asarray(aux["log_duration"])) - 1, 0) / 2.0)
+        np.testing.assert_array_equal(np.asarray(fast["durations"]), halved)  # speed 2: half the frames per token
