@@ -10,27 +10,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def machine() -> str:
-    import jax
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, jax {jax.__version__} on {jax.devices()[0].platform}"
+from benchmarks.measure import machine
 
 
 def run(num_utterances: int, batch_size: int, epochs: int) -> list[tuple[str, str, str]]:

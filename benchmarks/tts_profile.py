@@ -15,21 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.measure import median_seconds
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
 from mmspeech_jax.layers.transformer import FFTStack
 from mmspeech_jax.losses.aligner import forward_sum_loss
 from mmspeech_jax.models.aligner import AlignmentEncoder, batch_log_prior, monotonic_alignment_search
 from mmspeech_jax.models.fastspeech2 import Postnet, preset
-
-
-def timed(fn, *args, repeats: int = 3) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():
@@ -48,28 +39,28 @@ def main():
     rows = []
     decoder = FFTStack(config.block, config.decoder_layers)
     rows.append((f"decoder ({config.decoder_layers} FFT blocks, T={t})",
-                 timed(jax.jit(jax.grad(lambda p, h, m: jnp.sum(decoder.apply(p, h, m, train=False)))),
+                 median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(decoder.apply(p, h, m, train=False)))),
                        decoder.init(key, x, frame_mask, train=False), x, frame_mask)))
     attention = MultiHeadSelfAttention(d, config.heads)
     rows.append((f"one self-attention (T={t}, {config.heads} heads)",
-                 timed(jax.jit(jax.grad(lambda p, h, m: jnp.sum(attention.apply(p, h, m, train=False)))),
+                 median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(attention.apply(p, h, m, train=False)))),
                        attention.init(key, x, frame_mask, train=False), x, frame_mask)))
     encoder = FFTStack(config.block, config.encoder_layers)
     rows.append((f"encoder ({config.encoder_layers} FFT blocks, N={n})",
-                 timed(jax.jit(jax.grad(lambda p, h, m: jnp.sum(encoder.apply(p, h, m, train=False)))),
+                 median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(encoder.apply(p, h, m, train=False)))),
                        encoder.init(key, text, token_mask, train=False), text, token_mask)))
     postnet = Postnet(config)
-    rows.append(("postnet", timed(jax.jit(jax.grad(lambda p, h, m: jnp.sum(postnet.apply(p, h, m, train=False)))),
+    rows.append(("postnet", median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(postnet.apply(p, h, m, train=False)))),
                                   postnet.init(key, mel, frame_mask, train=False), mel, frame_mask)))
     aligner = AlignmentEncoder(config.aligner)
     prior = jnp.asarray(batch_log_prior([n] * b, [t] * b, n, t))
     rows.append(("aligner soft alignment + forward-sum",
-                 timed(jax.jit(jax.grad(lambda p, tx, me, pr: forward_sum_loss(
+                 median_seconds(jax.jit(jax.grad(lambda p, tx, me, pr: forward_sum_loss(
                      aligner.apply(p, tx, token_mask, me, frame_mask, pr), token_mask, frame_mask))),
                        aligner.init(key, text, token_mask, mel, frame_mask, prior), text, mel, prior)))
     log_soft = jnp.asarray(np.log(rng.dirichlet(np.ones(n), size=(b, t))), jnp.float32)
     rows.append(("monotonic alignment search (forward only)",
-                 timed(jax.jit(monotonic_alignment_search), log_soft, token_mask, frame_mask)))
+                 median_seconds(jax.jit(monotonic_alignment_search), log_soft, token_mask, frame_mask)))
     start = time.perf_counter()
     batch_log_prior([n] * b, [t] * b, n, t)
     rows.append(("beta-binomial prior on the host (NumPy)", time.perf_counter() - start))

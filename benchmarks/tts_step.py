@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.data_pipeline import machine
+from benchmarks.measure import machine, median_seconds
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
@@ -82,22 +82,12 @@ def run(preset_name: str, batch_size: int, steps: int):
     # Shapes are static, so the cost depends on max_frames, not on what the (untrained) duration predictor says.
     tokens = np.asarray(np.random.default_rng(1).integers(1, 141, (1, 150)), np.int32)
     generate = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, 1024, method=FastSpeech2.generate))
-    gen_seconds = _median_time(generate, state.params, tokens, tokens > 0)
+    gen_seconds = median_seconds(generate, state.params, tokens, tokens > 0, repeats=5)
     audio_seconds = 1024 * 256 / 22050
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
     return {"preset": preset_name, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
             "frames_per_s": frames / median, "flops": flops, "flops_per_s": flops / median,
             "rtf": gen_seconds / audio_seconds}
-
-
-def _median_time(fn, *args, repeats: int = 5) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():

@@ -25,13 +25,9 @@ from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import plot_tts_example
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
-from mmspeech_jax.models.aligner import with_alignment_prior
-from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.trainer import TrainerConfig, fit
-
-MODEL_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "frame_lengths", "pitch", "energy")
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,7 +81,7 @@ def main(argv=None):
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
     train = make_batch_iterator(cache, "train", pipeline)
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
-    prepare = lambda batch: with_alignment_prior({k: batch[k] for k in MODEL_KEYS})
+    prepare = lambda batch: model_inputs(batch, model_config)
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
     params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
                         first, train=False)["params"]

@@ -50,12 +50,10 @@ def _synthesize(args) -> int:
 
 def _export(args) -> int:
     from mmspeech_jax.export import export_parameters
-    from mmspeech_jax.synthesize import restore_params
+    from mmspeech_jax.synthesize import read_workdir_config, restore_params
 
     workdir = Path(args.workdir)
-    if not (workdir / "config.json").is_file():
-        raise MMSpeechError(f"{workdir} is not a training workdir (no config.json)")
-    config = json.loads((workdir / "config.json").read_text())
+    config = read_workdir_config(workdir)
     params, step = restore_params(workdir)
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
                             config["features"]["mel"], args.out)

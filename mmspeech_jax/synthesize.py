@@ -28,6 +28,14 @@ FRAME_LADDER = (256, 512, 1024, 2048)
 FRAMES_PER_TOKEN_BOUND = 12  # generous upper bound on frames per token at speed 1
 
 
+def read_workdir_config(workdir) -> dict:
+    """config.json of a training workdir; `CorpusNotFoundError` if it is not one."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise CorpusNotFoundError(f"{workdir} is not a training workdir (no config.json)")
+    return json.loads(path.read_text())
+
+
 def restore_params(workdir: Path):
     """Latest complete periodic checkpoint's params (plain dicts of arrays) and its step."""
     import orbax.checkpoint as ocp
@@ -54,9 +62,7 @@ class Synthesizer:
     @classmethod
     def from_workdir(cls, workdir) -> "Synthesizer":
         workdir = Path(workdir)
-        if not (workdir / "config.json").is_file():
-            raise CorpusNotFoundError(f"{workdir} is not a training workdir (no config.json)")
-        config = json.loads((workdir / "config.json").read_text())
+        config = read_workdir_config(workdir)
         params, _ = restore_params(workdir)
         return cls(FastSpeech2(FastSpeech2Config.from_dict(config["model"])), params,
                    SymbolTable.load(workdir / "symbols.json"), MelConfig(**config["features"]["mel"]),

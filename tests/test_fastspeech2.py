@@ -8,25 +8,17 @@ import pytest
 from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
-from mmspeech_jax.models.aligner import with_alignment_prior
-from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.train.optim import OptimizerConfig, decay_mask, make_optimizer
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_eval_step, make_train_step
-
-MODEL_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "frame_lengths", "pitch", "energy")
-
-
-def device_batch(batch):
-    return with_alignment_prior({k: batch[k] for k in MODEL_KEYS})
-
 
 @pytest.fixture(scope="module")
 def setup(small_cache):
     model = FastSpeech2(preset("tiny", len(small_cache.table)))
     iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=2, num_epochs=None,
                                                                         seed=0), verbose=False)
-    first = device_batch(next(iterator))
+    first = model_inputs(next(iterator), model.config)
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)["params"]
     return model, params, iterator, first
 
@@ -41,7 +33,7 @@ def test_training_reduces_the_loss_and_compiles_per_shape(setup):
     rng = jax.random.PRNGKey(0)
     before = float(evaluate(state, first, rng)["mel_l1"])
     for _ in range(40):
-        state, metrics = step(state, device_batch(next(iterator)), rng)
+        state, metrics = step(state, model_inputs(next(iterator), model.config), rng)
         jax.block_until_ready(metrics["loss"])
         assert np.isfinite(float(metrics["loss"]))
     after = evaluate(state, first, rng)
@@ -115,9 +107,7 @@ def test_frame_level_variance_with_external_durations(small_cache):
     model = FastSpeech2(preset("tiny", len(small_cache.table), aligner=None, variance_level="frame"))
     iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=1, num_epochs=None),
                                    verbose=False)
-    keys = MODEL_KEYS + ("durations",)
-    batch = next(iterator)
-    first = {k: batch[k] for k in keys}
+    first = model_inputs(next(iterator), model.config)
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)["params"]
     assert "aligner" not in params
     outputs, aux = model.apply({"params": params}, first, train=False)
@@ -131,7 +121,7 @@ def test_frame_level_variance_with_external_durations(small_cache):
     state = TrainState.create(params, tx)
     before = float(evaluate(state, first, jax.random.PRNGKey(0))["mel_l1"])
     for _ in range(25):
-        state, metrics = step(state, {k: v for k, v in next(iterator).items() if k in keys}, jax.random.PRNGKey(0))
+        state, metrics = step(state, model_inputs(next(iterator), model.config), jax.random.PRNGKey(0))
         jax.block_until_ready(metrics["loss"])
     after = evaluate(state, first, jax.random.PRNGKey(0))
     assert "forward_sum" not in after and float(after["mel_l1"]) < 0.8 * before

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from mmspeech_jax.synthesize import restore_params
 from mmspeech_jax.train.checkpoint import Checkpointer
 
 STEPS = 16
@@ -23,11 +24,8 @@ def command(workdir):
 
 
 def final_params(workdir):
-    manager = Checkpointer(Path(workdir) / "checkpoints")
-    step = manager.latest_step()
-    restored = manager.periodic.restore(step)
-    manager.close()
-    return step, restored["state"]["train"]["params"]
+    params, step = restore_params(Path(workdir))
+    return step, params
 
 
 def test_sigkill_then_restart_is_bit_identical(tmp_path):

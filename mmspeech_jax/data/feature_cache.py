@@ -25,13 +25,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from mmspeech_jax.audio.features import MelConfig, log_mel_and_energy, num_frames
+from mmspeech_jax.audio.io import resample
 from mmspeech_jax.audio.pitch import PitchConfig, yin
 from mmspeech_jax.errors import ConfigError, CorpusMismatchError, CorpusNotFoundError, MMSpeechError
 from mmspeech_jax.text.symbols import SymbolTable
@@ -78,23 +80,34 @@ def corpus_utterances(corpus) -> list[SourceUtterance]:
     ]
 
 
-def ljspeech_utterances(data_dir) -> list[SourceUtterance]:
-    """Adapts prepared LJSpeech (all three splits). Text: `normalize_text` of LJSpeech's normalized column."""
-    from mmspeech_jax.data.ljspeech import LJSpeechSource
-    from mmspeech_jax.text.normalize import normalize_text
+def ljspeech_utterances(data_dir) -> "LJSpeechUtterances":
+    """Adapts prepared LJSpeech (all three splits). Text: `normalize_text` of LJSpeech's normalized column
+    ("" if it cannot be normalized: then reported in rejected.jsonl by the cache builder)."""
+    return LJSpeechUtterances(data_dir)
 
-    out = []
-    for split in ("train", "validation", "test"):
-        source = LJSpeechSource(data_dir, split)
-        for i in range(len(source)):
-            record = source[i]
-            try:
-                text = normalize_text(record.text_normalized)
-            except MMSpeechError:
-                text = ""  # reported in rejected.jsonl by the cache builder
-            out.append(SourceUtterance(record.id, split, 0, text,
-                                       (lambda s=source, i=i: (s[i].audio, s[i].sample_rate))))
-    return out
+
+class LJSpeechUtterances(Sequence):
+    """Lazy: each record is decoded once, when its utterance is taken (not once for the text, again for audio)."""
+
+    def __init__(self, data_dir):
+        from mmspeech_jax.data.ljspeech import LJSpeechSource
+
+        self._sources = {split: LJSpeechSource(data_dir, split) for split in ("train", "validation", "test")}
+        self._index = [(split, i) for split, source in self._sources.items() for i in range(len(source))]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, k: int) -> SourceUtterance:
+        from mmspeech_jax.text.normalize import normalize_text
+
+        split, i = self._index[k]
+        record = self._sources[split][i]
+        try:
+            text = normalize_text(record.text_normalized)
+        except MMSpeechError:
+            text = ""
+        return SourceUtterance(record.id, split, 0, text, lambda r=record: (r.audio, r.sample_rate))
 
 
 def durations_from_boundaries(start_samples, num_samples_source: int, source_rate: int, config: MelConfig) -> np.ndarray:
@@ -202,7 +215,6 @@ def build_feature_cache(utterances: Sequence[SourceUtterance], out_dir, config: 
                 raise MMSpeechError(f"{audio.size / rate:.1f} s is longer than max_seconds={config.max_seconds}")
             source_samples = audio.size
             if rate != config.mel.sample_rate:
-                from mmspeech_jax.audio.io import resample
                 audio = resample(audio, rate, config.mel.sample_rate)
             token_ids = tokenizer.encode(utt.text, normalized=True)
             if with_durations:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
 from mmspeech_jax.models.aligner import (AlignerConfig, AlignmentEncoder, durations_from_alignment,
-                                         monotonic_alignment_search)
+                                         monotonic_alignment_search, with_alignment_prior)
 from mmspeech_jax.models.variance_adaptor import (Controls, VarianceAdaptor, VarianceAdaptorConfig,
                                                   VariancePredictorConfig, token_average)
 
@@ -81,6 +81,18 @@ def preset(name: str, vocab_size: int, **overrides) -> FastSpeech2Config:
     if name not in presets:
         raise ConfigError(f"unknown FastSpeech2 preset {name!r}; choose one of {', '.join(presets)}")
     return FastSpeech2Config(vocab_size=vocab_size, **{**presets[name], **overrides})
+
+
+INPUT_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "frame_lengths", "pitch", "energy")
+
+
+def model_inputs(batch: dict, config: FastSpeech2Config) -> dict:
+    """Host side: the pipeline batch keys the model reads, plus the aligner's `log_prior` (aligner on) or the
+    batch's `durations` (aligner off)."""
+    inputs = {k: batch[k] for k in INPUT_KEYS}
+    if config.aligner is None:
+        return {**inputs, "durations": batch["durations"]}
+    return with_alignment_prior(inputs, config.aligner.prior_scale)
 
 
 class Postnet(nn.Module):

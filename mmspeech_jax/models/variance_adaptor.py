@@ -122,21 +122,16 @@ class VarianceAdaptor(nn.Module):
         if durations is None:
             predicted = jnp.round(jnp.maximum(jnp.exp(log_duration) - 1.0, 0.0) / controls.speed)
             durations = (predicted * token_mask).astype(jnp.int32)
-        if self.config.level == "token":
-            pitch_pred = self.pitch_predictor(h, token_mask, train=train)
-            energy_pred = self.energy_predictor(h, token_mask, train=train)
-            pitch_used = pitch if pitch is not None else pitch_pred * controls.pitch_scale + controls.pitch_shift
-            energy_used = energy if energy is not None else energy_pred * controls.energy_scale
-            h = h + ScalarEmbedding(dim, self.dtype, name="pitch_embedding")(pitch_used, token_mask)
-            h = h + ScalarEmbedding(dim, self.dtype, name="energy_embedding")(energy_used, token_mask)
-            frames, frame_mask = length_regulate(h, durations, max_frames)
+        if self.config.level == "frame":
+            h, mask = length_regulate(h, durations, max_frames)
         else:
-            frames, frame_mask = length_regulate(h, durations, max_frames)
-            pitch_pred = self.pitch_predictor(frames, frame_mask, train=train)
-            energy_pred = self.energy_predictor(frames, frame_mask, train=train)
-            pitch_used = pitch if pitch is not None else pitch_pred * controls.pitch_scale + controls.pitch_shift
-            energy_used = energy if energy is not None else energy_pred * controls.energy_scale
-            frames = frames + ScalarEmbedding(dim, self.dtype, name="pitch_embedding")(pitch_used, frame_mask)
-            frames = frames + ScalarEmbedding(dim, self.dtype, name="energy_embedding")(energy_used, frame_mask)
+            mask = token_mask
+        pitch_pred = self.pitch_predictor(h, mask, train=train)
+        energy_pred = self.energy_predictor(h, mask, train=train)
+        pitch_used = pitch if pitch is not None else pitch_pred * controls.pitch_scale + controls.pitch_shift
+        energy_used = energy if energy is not None else energy_pred * controls.energy_scale
+        h = h + ScalarEmbedding(dim, self.dtype, name="pitch_embedding")(pitch_used, mask)
+        h = h + ScalarEmbedding(dim, self.dtype, name="energy_embedding")(energy_used, mask)
+        frames, frame_mask = length_regulate(h, durations, max_frames) if self.config.level == "token" else (h, mask)
         aux = {"log_duration": log_duration, "pitch": pitch_pred, "energy": energy_pred, "durations": durations}
         return frames, frame_mask, aux

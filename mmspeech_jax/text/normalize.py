@@ -93,7 +93,10 @@ def _time(match: re.Match) -> str:
 
 
 def _number(match: re.Match) -> str:
-    text = match.group(0)
+    return _number_words(match.group(0))
+
+
+def _number_words(text: str) -> str:
     sign = ""
     if text.startswith("-"):
         sign, text = "minus ", text[1:]
@@ -133,7 +136,7 @@ def normalize_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     for abbr, spoken in _MULTI_ABBREVIATIONS.items():
         text = re.sub(rf"(?i)\b{re.escape(abbr)}", f" {spoken} ", text)
     text = re.sub(r"([$£€¥])\s?(\d[\d,]*)(?:\.(\d+))?", _money, text)
-    text = re.sub(r"(\d+(?:\.\d+)?)\s?%", lambda m: f" {_number(re.match(r'.*', m.group(1)))} percent ", text)
+    text = re.sub(r"(\d+(?:\.\d+)?)\s?%", lambda m: f" {_number_words(m.group(1))} percent ", text)
     text = re.sub(r"\b(\d{1,2}):(\d{2})\s?([ap]\.?m\.?)?", _time, text, flags=re.IGNORECASE)
     text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _words(m.group(1), to="ordinal"), text, flags=re.IGNORECASE)
     text = re.sub(
