@@ -3,7 +3,8 @@
     python -m benchmarks.tts_profile                 # base width (192), B=16, N=150, T=800
     python -m benchmarks.tts_profile --preset ljspeech
 
-Each row is the median of 3 jitted forward+backward runs of one component, inputs passed as arguments.
+Each row is the median of 3 jitted forward+backward runs of one component, inputs passed as arguments
+(`train=False` unless the row says train mode), plus the cost of drawing dropout masks with each PRNG.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def main():
     rows.append((f"decoder ({config.decoder_layers} FFT blocks, T={t})",
                  median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(decoder.apply(p, h, m, train=False)))),
                        decoder.init(key, x, frame_mask, train=False), x, frame_mask)))
+    rows.append((f"decoder, train mode (dropout {config.dropout}, rbg keys)",
+                 median_seconds(jax.jit(jax.grad(lambda p, h, m, k: jnp.sum(decoder.apply(
+                     p, h, m, train=True, rngs={"dropout": k})))), decoder.init(key, x, frame_mask, train=False), x,
+                     frame_mask, jax.random.key(1, impl="rbg"))))
+    for impl in ("threefry2x32", "rbg"):
+        rows.append((f"Bernoulli draws for one ({b}, {t}, {config.conv_filters}) activation, {impl}",
+                     median_seconds(jax.jit(lambda k: jax.random.bernoulli(k, 0.9, (b, t, config.conv_filters))),
+                                    jax.random.key(0, impl=impl))))
     attention = MultiHeadSelfAttention(d, config.heads)
     rows.append((f"one self-attention (T={t}, {config.heads} heads)",
                  median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(attention.apply(p, h, m, train=False)))),
