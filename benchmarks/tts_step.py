@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.measure import machine, median_seconds
+from mmspeech_jax.data.pipeline import epoch_batches, plan_buckets
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
@@ -29,10 +30,12 @@ from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_train_step
 
 
-def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, n_max: int = 150, t_max: int = 800):
+def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, n_max: int = 150, t_max: int = 800,
+                    n_range: tuple[int, int] = (60, 150), t_range: tuple[int, int] = (400, 800)):
+    """A seeded batch padded to (n_max tokens, t_max frames), lengths uniform in the given ranges."""
     rng = np.random.default_rng(seed)
-    n_len = rng.integers(60, n_max + 1, batch_size)
-    t_len = rng.integers(400, t_max + 1, batch_size)
+    n_len = rng.integers(n_range[0], n_range[1] + 1, batch_size)
+    t_len = rng.integers(t_range[0], t_range[1] + 1, batch_size)
     token_mask = np.arange(n_max)[None] < n_len[:, None]
     frame_mask = np.arange(t_max)[None] < t_len[:, None]
     batch = {"tokens": (rng.integers(1, vocab, (batch_size, n_max)) * token_mask).astype(np.int32),
@@ -41,7 +44,49 @@ def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, n_max: int = 150
              "frame_mask": frame_mask, "frame_lengths": t_len.astype(np.int32),
              "pitch": (rng.normal(size=(batch_size, t_max)) * frame_mask).astype(np.float32),
              "energy": (rng.normal(size=(batch_size, t_max)) * frame_mask).astype(np.float32)}
-    return with_alignment_prior(batch)
+    # External durations (ESPnet's FastSpeech2 configuration: teacher durations from an aligner run beforehand).
+    durations = np.zeros((batch_size, n_max), np.int32)
+    for i in range(batch_size):
+        durations[i, : n_len[i]] = np.diff(np.linspace(0, t_len[i], n_len[i] + 1).round().astype(np.int32))
+    return with_alignment_prior({**batch, "durations": durations})
+
+
+def epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400, batch_size: int = 16,
+                       num_buckets: int = 4) -> tuple[int, int, int]:
+    """Compilations of the jitted train step over one epoch of bucketed batches: (compiles, shapes, batches).
+
+    Utterance lengths are drawn like the embedded corpus's (1-8 s); the epoch plan and the padded shapes come from
+    the pipeline's own `plan_buckets` / `epoch_batches`. Compile counts do not depend on model width, so the small
+    preset keeps this row cheap.
+    """
+    rng = np.random.default_rng(0)
+    frames = rng.integers(86, 690, num_utterances)
+    tokens = np.maximum(4, frames // 6 + rng.integers(-5, 6, num_utterances))
+    shapes, bucket_of = plan_buckets(frames, tokens, tokens, num_buckets)
+    model = FastSpeech2(preset(preset_name, 141))
+    tx = make_optimizer(OptimizerConfig(total_steps=1000))
+    traces = []
+    train_step = make_train_step(make_fastspeech2_loss_fn(model), tx)
+
+    def counted(state, batch, rng):
+        traces.append(1)  # runs once per trace, i.e. once per compilation
+        return train_step(state, batch, rng)
+
+    step = jax.jit(counted, donate_argnums=0)
+    state, rng = None, jax.random.key(0, impl="rbg")
+    batches = epoch_batches(bucket_of, batch_size, seed=0, epoch=0)
+    for b, positions in batches:
+        shape = shapes[b]
+        lengths_t = (int(frames[positions].min()), int(frames[positions].max()))
+        lengths_n = (int(tokens[positions].min()), int(tokens[positions].max()))
+        batch = synthetic_batch(batch_size, 141, seed=b, n_max=shape.tokens, t_max=shape.frames,
+                                n_range=lengths_n, t_range=lengths_t)
+        if state is None:
+            params = model.init({"params": jax.random.PRNGKey(0)}, batch, train=False)["params"]
+            state = TrainState.create(params, tx)
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics["loss"])
+    return len(traces), len(shapes), len(batches)
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -56,8 +101,9 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / min(times)
 
 
-def run(preset_name: str, batch_size: int, steps: int):
-    model = FastSpeech2(preset(preset_name, 141))
+def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner"):
+    overrides = {"aligner": None} if durations == "external" else {}
+    model = FastSpeech2(preset(preset_name, 141, **overrides))
     batch = synthetic_batch(batch_size, 141)
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
@@ -85,7 +131,7 @@ def run(preset_name: str, batch_size: int, steps: int):
     gen_seconds = median_seconds(generate, state.params, tokens, tokens > 0, repeats=5)
     audio_seconds = 1024 * 256 / 22050
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
-    return {"preset": preset_name, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
+    return {"preset": preset_name, "durations": durations, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
             "frames_per_s": frames / median, "flops": flops, "flops_per_s": flops / median,
             "rtf": gen_seconds / audio_seconds}
 
@@ -95,18 +141,24 @@ def main():
     parser.add_argument("--preset", default="ljspeech")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--durations", choices=("aligner", "external"), default="aligner",
+                        help="aligner: the learned aligner trains in the step (default); external: durations come "
+                             "with the batch, as in ESPnet's FastSpeech2 recipe (the like-for-like comparison)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    r = run(args.preset, args.batch_size, args.steps)
+    r = run(args.preset, args.batch_size, args.steps, args.durations)
+    compiles, shapes, batches = epoch_compilations()
     peak = matmul_peak()
-    command = f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps}"
+    command = f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} --durations {args.durations}"
     text = (f"### FastSpeech2 train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"
-            "| preset | params | batch | compile | median step | mel frames/s | step FLOPs (XLA) | achieved | f32 matmul peak | inference RTF (mel, 150 tokens) |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
-            f"| {r['preset']} | {r['params_m']:.1f} M | {args.batch_size} (text 60-150, mel 400-800) | "
+            "| preset | durations | params | batch | compile | median step | mel frames/s | step FLOPs (XLA) | achieved | f32 matmul peak | inference RTF (mel, 150 tokens) |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            f"| {r['preset']} | {r['durations']} | {r['params_m']:.1f} M | {args.batch_size} (text 60-150, mel 400-800) | "
             f"{r['compile_s']:.1f} s | {r['step_s']:.2f} s | {r['frames_per_s']:.0f} | {r['flops'] / 1e12:.2f} TFLOP | "
-            f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s | {peak / 1e9:.0f} GFLOP/s | {r['rtf']:.3f} |\n")
+            f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s | {peak / 1e9:.0f} GFLOP/s | {r['rtf']:.3f} |\n\n"
+            f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
+            f"{compiles}, for {shapes} bucket shapes.\n")
     print(text)
     if args.record:
         path = Path(__file__).with_name("RESULTS.md")

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
+from mmspeech_jax.layers.dropout import Dropout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +38,13 @@ class FFTBlock(nn.Module):
         h = nn.LayerNorm(dtype=self.dtype, name="attention_norm")(x)
         attention_dropout = c.dropout if c.attention_dropout is None else c.attention_dropout
         h = MultiHeadSelfAttention(c.dim, c.heads, attention_dropout, self.dtype, name="attention")(h, mask, train=train)
-        x = (x + nn.Dropout(c.dropout, deterministic=not train)(h)) * m
+        x = (x + Dropout(c.dropout, deterministic=not train)(h)) * m
         h = nn.LayerNorm(dtype=self.dtype, name="conv_norm")(x) * m
         h = nn.Conv(c.conv_filters, (c.conv_kernels[0],), padding="SAME", dtype=self.dtype, name="conv_in")(h)
         h = nn.relu(h) * m
-        h = nn.Dropout(c.dropout, deterministic=not train)(h)
+        h = Dropout(c.dropout, deterministic=not train)(h)
         h = nn.Conv(c.dim, (c.conv_kernels[1],), padding="SAME", dtype=self.dtype, name="conv_out")(h)
-        return (x + nn.Dropout(c.dropout, deterministic=not train)(h)) * m
+        return (x + Dropout(c.dropout, deterministic=not train)(h)) * m
 
 
 class FFTStack(nn.Module):
@@ -58,7 +59,7 @@ class FFTStack(nn.Module):
         from mmspeech_jax.layers.positional import sinusoidal_positions
 
         x = x + sinusoidal_positions(x.shape[1], x.shape[2]).astype(x.dtype)
-        x = nn.Dropout(self.config.dropout, deterministic=not train)(x) * mask[..., None]
+        x = Dropout(self.config.dropout, deterministic=not train)(x) * mask[..., None]
         for i in range(self.layers):
             x = FFTBlock(self.config, self.dtype, name=f"block_{i}")(x, mask, train=train)
         return nn.LayerNorm(dtype=self.dtype, name="final_norm")(x) * mask[..., None]

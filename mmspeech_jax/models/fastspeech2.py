@@ -17,11 +17,22 @@ import jax
 import jax.numpy as jnp
 
 from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
-from mmspeech_jax.models.aligner import (AlignerConfig, AlignmentEncoder, durations_from_alignment,
-                                         monotonic_alignment_search, with_alignment_prior)
-from mmspeech_jax.models.variance_adaptor import (Controls, VarianceAdaptor, VarianceAdaptorConfig,
-                                                  VariancePredictorConfig, token_average)
+from mmspeech_jax.models.aligner import (
+    AlignerConfig,
+    AlignmentEncoder,
+    durations_from_alignment,
+    monotonic_alignment_search,
+    with_alignment_prior,
+)
+from mmspeech_jax.models.variance_adaptor import (
+    Controls,
+    VarianceAdaptor,
+    VarianceAdaptorConfig,
+    VariancePredictorConfig,
+    token_average,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +122,7 @@ class Postnet(nn.Module):
                         name=f"conv_{i}")(h * m)
             h = nn.LayerNorm(name=f"norm_{i}")(h)
             if not last:
-                h = nn.Dropout(c.dropout, deterministic=not train)(jnp.tanh(h))
+                h = Dropout(c.dropout, deterministic=not train)(jnp.tanh(h))
         return (mel + h) * m
 
 

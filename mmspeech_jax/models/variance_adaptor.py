@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax.layers.dropout import Dropout
+
 
 def length_regulate(x, durations, max_frames: int):
     """Expands token vectors to frames. x (B, N, D), durations (B, N) int -> ((B, T, D), frame_mask (B, T)).
@@ -69,7 +71,7 @@ class VariancePredictor(nn.Module):
         for i in range(2):
             h = nn.Conv(c.hidden, (c.kernel_size,), padding="SAME", dtype=self.dtype, name=f"conv_{i}")(h * m)
             h = nn.LayerNorm(dtype=self.dtype, name=f"norm_{i}")(nn.relu(h))
-            h = nn.Dropout(c.dropout, deterministic=not train)(h)
+            h = Dropout(c.dropout, deterministic=not train)(h)
         return nn.Dense(1, dtype=self.dtype, name="out")(h * m)[..., 0].astype(jnp.float32) * mask
 
 

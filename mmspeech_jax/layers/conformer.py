@@ -1,0 +1,116 @@
+"""Conformer block (Gulati et al., 2020, §2): macaron feed-forward, relative-position self-attention, convolution.
+
+    x = x + 1/2 FF(x);  x = x + MHSA_rel(x);  x = x + Conv(x);  x = x + 1/2 FF(x);  x = LayerNorm(x)
+
+x (B, T, D), mask (B, T) bool -> (B, T, D). The convolution module is pointwise conv (D -> 2D) -> GLU ->
+depthwise conv (kernel K) -> LayerNorm -> Swish -> pointwise conv -> dropout. The paper uses BatchNorm after the
+depthwise conv; LayerNorm is used here so the model stays stateless (no batch statistics in the params pytree) and
+padding can never change a valid frame's output (BatchNorm statistics would mix in padded frames).
+
+Optional bottleneck adapters (Houlsby et al., 2019): `adapter_dim > 0` adds x + W_up relu(W_down LN(x)) after the
+block, W_up initialised to zero so a fresh adapter leaves a pretrained encoder unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mmspeech_jax.layers.attention import MultiHeadSelfAttention
+from mmspeech_jax.layers.dropout import Dropout
+
+
+@dataclasses.dataclass(frozen=True)
+class ConformerBlockConfig:
+    dim: int = 256
+    heads: int = 4
+    ffn_dim: int = 1024
+    conv_kernel: int = 31
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    adapter_dim: int = 0  # 0: no adapters
+    lora_rank: int = 0  # 0: no LoRA on the attention projections
+
+
+class FeedForward(nn.Module):
+    dim: int
+    hidden: int
+    dropout: float
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+        h = nn.swish(nn.Dense(self.hidden, dtype=self.dtype, name="in")(h))
+        h = Dropout(self.dropout, deterministic=not train)(h)
+        h = nn.Dense(self.dim, dtype=self.dtype, name="out")(h)
+        return Dropout(self.dropout, deterministic=not train)(h)
+
+
+class ConvolutionModule(nn.Module):
+    dim: int
+    kernel: int
+    dropout: float
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, *, train: bool):
+        m = mask[..., None].astype(x.dtype)
+        h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+        h = nn.glu(nn.Dense(2 * self.dim, dtype=self.dtype, name="pointwise_in")(h), axis=-1) * m
+        h = nn.Conv(self.dim, (self.kernel,), padding="SAME", feature_group_count=self.dim, dtype=self.dtype,
+                    name="depthwise")(h)
+        h = nn.swish(nn.LayerNorm(dtype=self.dtype, name="depthwise_norm")(h))
+        h = nn.Dense(self.dim, dtype=self.dtype, name="pointwise_out")(h)
+        return Dropout(self.dropout, deterministic=not train)(h) * m
+
+
+class Adapter(nn.Module):
+    """Bottleneck adapter: x + up(relu(down(LN(x)))), zero-initialised up projection."""
+
+    bottleneck: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+        h = nn.relu(nn.Dense(self.bottleneck, dtype=self.dtype, name="down")(h))
+        return x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros, dtype=self.dtype, name="up")(h)
+
+
+class ConformerBlock(nn.Module):
+    config: ConformerBlockConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, *, train: bool):
+        c = self.config
+        m = mask[..., None].astype(x.dtype)
+        x = x + 0.5 * FeedForward(c.dim, c.ffn_dim, c.dropout, self.dtype, name="ffn_1")(x, train=train)
+        h = nn.LayerNorm(dtype=self.dtype, name="attention_norm")(x)
+        h = MultiHeadSelfAttention(c.dim, c.heads, c.attention_dropout, self.dtype, relative_positions=True,
+                                   lora_rank=c.lora_rank, name="attention")(h, mask, train=train)
+        x = (x + Dropout(c.dropout, deterministic=not train)(h)) * m
+        x = x + ConvolutionModule(c.dim, c.conv_kernel, c.dropout, self.dtype, name="conv")(x, mask, train=train)
+        x = x + 0.5 * FeedForward(c.dim, c.ffn_dim, c.dropout, self.dtype, name="ffn_2")(x, train=train)
+        x = nn.LayerNorm(dtype=self.dtype, name="final_norm")(x)
+        if c.adapter_dim > 0:
+            x = Adapter(c.adapter_dim, self.dtype, name="adapter")(x)
+        return x * m
+
+
+class ConformerStack(nn.Module):
+    """`layers` Conformer blocks. x (B, T, D) -> (B, T, D); positions are relative, inside the attention."""
+
+    config: ConformerBlockConfig
+    layers: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, *, train: bool):
+        x = x * mask[..., None]
+        for i in range(self.layers):
+            x = ConformerBlock(self.config, self.dtype, name=f"block_{i}")(x, mask, train=train)
+        return x

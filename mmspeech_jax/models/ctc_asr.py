@@ -1,0 +1,154 @@
+"""CTC speech recognition: Conv2d subsampling (4x) -> Conformer (or plain Transformer) encoder -> CTC head.
+
+    features (B, T, M) normalized log-mel, frame_mask (B, T)
+      -> frontend (Conv2dSubsampling) -> (B, T', D) -> encoder -> (B, T', D) -> ctc_head -> log-probs (B, T', V)
+
+Pure entry points: `encode` (frontend + encoder, used by BEST-RQ pretraining and fine-tuning) and `__call__`
+(log-probabilities + mask). Targets are characters of the `characters` symbol table without clause marks
+(letters, space, apostrophe; `asr_targets` makes them from a pipeline batch); blank is id 0 (`<pad>`).
+
+Presets: `tiny` (tests), `base` (default CPU run), `conformer_s` (ESPnet LibriSpeech-100 Conformer-CTC size:
+18 blocks, 256 wide, 4 heads, 1024 FFN units, conv kernel 31; about 30 M parameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmspeech_jax.audio.spec_augment import SpecAugmentConfig, spec_augment
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
+from mmspeech_jax.layers.subsampling import Conv2dSubsampling
+from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
+from mmspeech_jax.losses.ctc import ctc_loss
+from mmspeech_jax.text.normalize import PUNCTUATION
+from mmspeech_jax.text.symbols import character_table
+
+ENCODERS = ("conformer", "transformer")
+
+
+@dataclasses.dataclass(frozen=True)
+class CTCASRConfig:
+    vocab_size: int = len(character_table())
+    n_mels: int = 80
+    encoder: str = "conformer"
+    dim: int = 144
+    heads: int = 4
+    ffn_dim: int = 576
+    layers: int = 6
+    conv_kernel: int = 15
+    subsampling_channels: int = 64
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    adapter_dim: int = 0
+    lora_rank: int = 0
+    spec_augment: SpecAugmentConfig | None = SpecAugmentConfig()
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"CTCASRConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.dim % self.heads:
+            raise ConfigError(f"CTCASRConfig: dim {self.dim} is not divisible by heads {self.heads}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CTCASRConfig":
+        data = dict(data)
+        if data.get("spec_augment") is not None:
+            data["spec_augment"] = SpecAugmentConfig(**data["spec_augment"])
+        return cls(**data)
+
+    @property
+    def block(self) -> ConformerBlockConfig:
+        return ConformerBlockConfig(dim=self.dim, heads=self.heads, ffn_dim=self.ffn_dim, conv_kernel=self.conv_kernel,
+                                    dropout=self.dropout, attention_dropout=self.attention_dropout,
+                                    adapter_dim=self.adapter_dim, lora_rank=self.lora_rank)
+
+
+PRESETS = {
+    "tiny": dict(dim=32, heads=2, ffn_dim=64, layers=2, conv_kernel=7, subsampling_channels=8),
+    "base": dict(),
+    "conformer_s": dict(dim=256, heads=4, ffn_dim=1024, layers=18, conv_kernel=31, subsampling_channels=256),
+}
+
+
+def preset(name: str, **overrides) -> CTCASRConfig:
+    """`tiny` (tests), `base` (default CPU run), `conformer_s` (ESPnet LibriSpeech-100 Conformer-CTC size)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown ASR preset {name!r}; choose one of {sorted(PRESETS)}")
+    return CTCASRConfig(**{**PRESETS[name], **overrides})
+
+
+class CTCASR(nn.Module):
+    config: CTCASRConfig
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self):
+        c = self.config
+        self.frontend = Conv2dSubsampling(c.dim, c.subsampling_channels, self.dtype)
+        if c.encoder == "conformer":
+            self.encoder = ConformerStack(c.block, c.layers, self.dtype)
+        else:
+            self.encoder = FFTStack(FFTBlockConfig(dim=c.dim, heads=c.heads, conv_filters=c.ffn_dim,
+                                                   conv_kernels=(1, 1), dropout=c.dropout,
+                                                   attention_dropout=c.attention_dropout), c.layers, self.dtype)
+        self.ctc_head = nn.Dense(c.vocab_size, dtype=self.dtype)
+
+    def encode(self, features, frame_mask, *, train: bool = False):
+        """(B, T, M), (B, T) -> hidden (B, T', D), mask (B, T')."""
+        h, mask = self.frontend(features, frame_mask)
+        return self.encoder(h, mask, train=train), mask
+
+    def __call__(self, features, frame_mask, *, train: bool = False):
+        """(B, T, M), (B, T) -> log-probabilities (B, T', V) float32, mask (B, T')."""
+        h, mask = self.encode(features, frame_mask, train=train)
+        return jax.nn.log_softmax(self.ctc_head(h).astype(jnp.float32), axis=-1), mask
+
+
+def asr_targets(transcript_ids: np.ndarray, transcript_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Character ids without clause marks, left-packed and re-padded: (B, L) ids, (B, L) mask (host, NumPy)."""
+    table = character_table()
+    drop = np.asarray([table.id(p) for p in PUNCTUATION])
+    keep = transcript_mask & ~np.isin(transcript_ids, drop)
+    out = np.zeros_like(transcript_ids)
+    for i in range(transcript_ids.shape[0]):
+        ids = transcript_ids[i][keep[i]]
+        # Clause marks sit next to spaces ("a, b"): dropping them must not leave double or edge spaces.
+        text = " ".join("".join(table.lookup(ids)).split())
+        ids = np.asarray(table.ids(text), np.int32)
+        out[i, : ids.size] = ids
+    return out, out > 0
+
+
+def normalize_features(mel: np.ndarray, frame_mask: np.ndarray, stats: dict) -> np.ndarray:
+    """Z-score log-mel with the corpus's training statistics; padding stays 0."""
+    mean, std = np.asarray(stats["mel_mean"], np.float32), np.asarray(stats["mel_std"], np.float32)
+    return ((mel - mean) / std * frame_mask[..., None]).astype(np.float32)
+
+
+def model_inputs(batch: dict, stats: dict) -> dict:
+    """Host side: a pipeline batch -> the ASR model's inputs (normalized features, frame mask, targets)."""
+    labels, label_mask = asr_targets(batch["transcript_ids"], batch["transcript_mask"])
+    return {"features": normalize_features(batch["mel"], batch["frame_mask"], stats),
+            "frame_mask": batch["frame_mask"], "labels": labels, "label_mask": label_mask,
+            "example_mask": batch["example_mask"]}
+
+
+def make_ctc_loss_fn(model: CTCASR):
+    """`loss_fn(params, batch, rng, train, step) -> (loss, parts)` for the shared trainer (SpecAugment when train)."""
+
+    def loss_fn(params, batch, rng, train, step):
+        features = batch["features"]
+        augment_key, dropout_key = jax.random.split(rng)
+        if train and model.config.spec_augment is not None:
+            features = spec_augment(features, batch["frame_mask"], augment_key, model.config.spec_augment)
+        log_probs, mask = model.apply({"params": params}, features, batch["frame_mask"], train=train,
+                                      rngs={"dropout": dropout_key})
+        loss = ctc_loss(log_probs, mask, batch["labels"], batch["label_mask"], batch["example_mask"])
+        return loss, {"ctc": loss}
+
+    return loss_fn
