@@ -1,4 +1,5 @@
-"""What every benchmark here needs: the machine's description and a median wall-clock time of a jitted call."""
+"""What every benchmark here needs: the machine's description, median wall-clock times, the float32 matmul peak,
+XLA's FLOP count of a compiled step, and the compile count of a step over one epoch of bucketed shapes."""
 
 from __future__ import annotations
 
@@ -32,3 +33,54 @@ def median_seconds(fn, *args, repeats: int = 3) -> float:
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 FLOP/s of a (size x size) @ (size x size) matmul on this machine."""
+    a = jax.numpy.ones((size, size), jax.numpy.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times)
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of a compiled function, from XLA's cost analysis (nan when unavailable)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def epoch_compilations(make_step, make_batch, frames, tokens, batch_size: int = 16,
+                       num_buckets: int = 4) -> tuple[int, int, int]:
+    """Compilations of a jitted train step over one epoch of bucketed batches: (compiles, shapes, batches).
+
+    `frames`/`tokens` are per-utterance lengths; the epoch plan and padded shapes come from the pipeline's own
+    `plan_buckets`/`epoch_batches`. `make_batch(shape, frame_range, token_range, seed)` builds a batch of that
+    padded shape; `make_step(first_batch)` returns (step, state) with step(state, batch, rng) -> (state, metrics).
+    """
+    from mmspeech_jax.data.pipeline import epoch_batches, plan_buckets
+
+    frames, tokens = np.asarray(frames), np.asarray(tokens)
+    shapes, bucket_of = plan_buckets(frames, tokens, tokens, num_buckets)
+    batches = epoch_batches(bucket_of, batch_size, seed=0, epoch=0)
+    traces, step, state = [], None, None
+    rng = jax.random.key(0, impl="rbg")
+    for b, positions in batches:
+        batch = make_batch(shapes[b], (int(frames[positions].min()), int(frames[positions].max())),
+                           (int(tokens[positions].min()), int(tokens[positions].max())), b)
+        if step is None:
+            inner, state = make_step(batch)
+
+            def counted(state, batch, rng):
+                traces.append(1)  # runs once per trace, i.e. once per compilation
+                return inner(state, batch, rng)
+
+            step = jax.jit(counted, donate_argnums=0)
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics["loss"])
+    return len(traces), len(shapes), len(batches)

@@ -17,11 +17,9 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.measure import machine, median_seconds
-from mmspeech_jax.data.pipeline import epoch_batches, plan_buckets
+from benchmarks.measure import compiled_flops, epoch_compilations, machine, matmul_peak, median_seconds
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
@@ -51,54 +49,24 @@ def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, n_max: int = 150
     return with_alignment_prior({**batch, "durations": durations})
 
 
-def epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400, batch_size: int = 16,
-                       num_buckets: int = 4) -> tuple[int, int, int]:
-    """Compilations of the jitted train step over one epoch of bucketed batches: (compiles, shapes, batches).
-
-    Utterance lengths are drawn like the embedded corpus's (1-8 s); the epoch plan and the padded shapes come from
-    the pipeline's own `plan_buckets` / `epoch_batches`. Compile counts do not depend on model width, so the small
-    preset keeps this row cheap.
-    """
+def tts_epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400) -> tuple[int, int, int]:
+    """Compile count over one epoch (lengths drawn like the embedded corpus's 1-8 s utterances). Compile counts do
+    not depend on model width, so the small preset keeps this row cheap."""
     rng = np.random.default_rng(0)
     frames = rng.integers(86, 690, num_utterances)
     tokens = np.maximum(4, frames // 6 + rng.integers(-5, 6, num_utterances))
-    shapes, bucket_of = plan_buckets(frames, tokens, tokens, num_buckets)
     model = FastSpeech2(preset(preset_name, 141))
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
-    traces = []
-    train_step = make_train_step(make_fastspeech2_loss_fn(model), tx)
 
-    def counted(state, batch, rng):
-        traces.append(1)  # runs once per trace, i.e. once per compilation
-        return train_step(state, batch, rng)
+    def make_step(batch):
+        params = model.init({"params": jax.random.PRNGKey(0)}, batch, train=False)["params"]
+        return make_train_step(make_fastspeech2_loss_fn(model), tx), TrainState.create(params, tx)
 
-    step = jax.jit(counted, donate_argnums=0)
-    state, rng = None, jax.random.key(0, impl="rbg")
-    batches = epoch_batches(bucket_of, batch_size, seed=0, epoch=0)
-    for b, positions in batches:
-        shape = shapes[b]
-        lengths_t = (int(frames[positions].min()), int(frames[positions].max()))
-        lengths_n = (int(tokens[positions].min()), int(tokens[positions].max()))
-        batch = synthetic_batch(batch_size, 141, seed=b, n_max=shape.tokens, t_max=shape.frames,
-                                n_range=lengths_n, t_range=lengths_t)
-        if state is None:
-            params = model.init({"params": jax.random.PRNGKey(0)}, batch, train=False)["params"]
-            state = TrainState.create(params, tx)
-        state, metrics = step(state, batch, rng)
-    jax.block_until_ready(metrics["loss"])
-    return len(traces), len(shapes), len(batches)
+    def make_batch(shape, frame_range, token_range, seed):
+        return synthetic_batch(16, 141, seed=seed, n_max=shape.tokens, t_max=shape.frames, n_range=token_range,
+                               t_range=frame_range)
 
-
-def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    a = jnp.ones((size, size), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / min(times)
+    return epoch_compilations(make_step, make_batch, frames, tokens)
 
 
 def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner"):
@@ -113,9 +81,7 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
     compile_seconds = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    flops = compiled_flops(compiled)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -147,7 +113,7 @@ def main():
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     r = run(args.preset, args.batch_size, args.steps, args.durations)
-    compiles, shapes, batches = epoch_compilations()
+    compiles, shapes, batches = tts_epoch_compilations()
     peak = matmul_peak()
     command = f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} --durations {args.durations}"
     text = (f"### FastSpeech2 train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"

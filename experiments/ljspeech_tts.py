@@ -20,7 +20,8 @@ import numpy as np
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
-from mmspeech_jax.data import CorpusConfig, PipelineConfig, embedded_feature_cache, make_batch_iterator
+from experiments.data_source import add_data_args, load_data
+from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import plot_tts_example
@@ -33,13 +34,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="workdir/ljspeech_tts")
     p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
-    p.add_argument("--data", default="auto", choices=["auto", "embedded", "ljspeech"],
-                   help="auto: prepared LJSpeech in --data_dir if found, else the embedded corpus")
-    p.add_argument("--data_dir", default="data/tfds", help="TFDS data_dir holding prepared LJSpeech")
+    add_data_args(p)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--corpus_size", type=int, default=2000, help="embedded corpus utterances")
     p.add_argument("--num_buckets", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval_every", type=int, default=250)
@@ -48,24 +46,6 @@ def parse_args(argv=None):
     p.add_argument("--num_samples", type=int, default=3, help="validation utterances to plot and synthesize")
     p.add_argument("--no_progress", action="store_true")
     return p.parse_args(argv)
-
-
-def load_data(args):
-    if args.data in ("auto", "ljspeech"):
-        from mmspeech_jax.data.ljspeech import is_prepared
-
-        if is_prepared(args.data_dir):
-            from mmspeech_jax.data.feature_cache import FeatureConfig, build_feature_cache, ljspeech_utterances
-
-            print(f"data: LJSpeech from {args.data_dir}")
-            return build_feature_cache(ljspeech_utterances(args.data_dir), Path(args.data_dir) / "mmspeech_features",
-                                       FeatureConfig(), progress=not args.no_progress)
-        if args.data == "ljspeech":
-            from mmspeech_jax.errors import CorpusNotFoundError
-
-            raise CorpusNotFoundError(f"LJSpeech is not prepared under {args.data_dir}")
-    print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
-    return embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
 
 
 def main(argv=None):

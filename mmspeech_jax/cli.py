@@ -1,10 +1,14 @@
-"""The `mmspeech` command: synthesize and export (more commands come with the ASR).
+"""The `mmspeech` command: synthesize, export, transcribe, evaluate-tts.
 
     mmspeech synthesize --workdir W --text "Hello." --out hello.wav
     mmspeech synthesize --workdir W --text-file lines.txt --out-dir wavs/
     mmspeech export --workdir W --out exported/
+    mmspeech transcribe --workdir W a.wav b.flac ... [--out results.jsonl] [--beam-width 8]
+    mmspeech evaluate-tts --tts W1 --asr W2 --text-file lines.txt [--out report.json]
+
 Errors (bad text, missing workdir, an output that exists) print one line and exit with status 2; in --text-file
-mode a bad line is reported and the other lines are still synthesized.
+mode a bad line is reported and the other lines are still synthesized; in `transcribe` an unreadable file is
+reported on one line and the other files are still transcribed (exit status 1 when any failed).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def _synthesize(args) -> int:
 
 def _export(args) -> int:
     from mmspeech_jax.export import export_parameters
-    from mmspeech_jax.synthesize import read_workdir_config, restore_params
+    from mmspeech_jax.workdir import read_workdir_config, restore_params
 
     workdir = Path(args.workdir)
     config = read_workdir_config(workdir)
@@ -58,6 +62,62 @@ def _export(args) -> int:
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
                             config["features"]["mel"], args.out)
     print(f"exported step {step} to {out}")
+    return 0
+
+
+def _transcribe(args) -> int:
+    from mmspeech_jax.transcribe import Transcriber
+
+    asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width)
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+    results, failures = [], 0
+    for path in args.audio:
+        try:
+            text = asr.transcribe_file(path)
+            results.append({"path": path, "text": text})
+            print(f"{path}\t{text}")
+        except MMSpeechError as exc:
+            failures += 1
+            results.append({"path": path, "error": str(exc)})
+            print(f"mmspeech: {exc}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in results))
+    return 1 if failures else 0
+
+
+def _ground_truth_mels(tts_config: dict) -> dict:
+    """Text -> log-mel of the real recording, from the corpus the TTS trained on (embedded corpus only)."""
+    from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
+
+    args = tts_config.get("args", {})
+    if args.get("data") == "ljspeech":
+        return {}
+    cache = embedded_feature_cache(CorpusConfig(num_utterances=args.get("corpus_size", 2000)), progress=False)
+    return {cache.texts[i]: cache[int(i)]["mel"] for i in cache.indices("test")}
+
+
+def _evaluate_tts(args) -> int:
+    from mmspeech_jax.evaluate.intelligibility import evaluate_tts
+    from mmspeech_jax.synthesize import Synthesizer
+    from mmspeech_jax.transcribe import Transcriber
+    from mmspeech_jax.workdir import read_workdir_config
+
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+    if not Path(args.text_file).is_file():
+        raise MMSpeechError(f"text file {args.text_file} not found")
+    texts = [line.strip() for line in Path(args.text_file).read_text().splitlines() if line.strip()]
+    tts, asr = Synthesizer.from_workdir(args.tts), Transcriber.from_workdir(args.asr)
+    ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))
+    report = evaluate_tts(tts, asr, texts, ground_truth)
+    for line in report["lines"]:
+        if "error" in line:
+            print(f"mmspeech: {line['text']!r}: {line['error']}", file=sys.stderr)
+    summary = {"synthesized": report["synthesized"], "ground_truth": report["ground_truth"]}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
     return 0
 
 
@@ -77,9 +137,24 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="parameters as safetensors + config.json + symbols.json")
     e.add_argument("--workdir", required=True)
     e.add_argument("--out", required=True)
+    t = sub.add_parser("transcribe", help="speech to text with a trained ASR workdir")
+    t.add_argument("--workdir", required=True)
+    t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")
+    t.add_argument("--out", help="also write one JSON object per file to this JSONL file")
+    t.add_argument("--beam-width", type=int, default=1, help="1: greedy; >1: CTC prefix beam search")
+    t.add_argument("--overwrite", action="store_true")
+    v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
+    v.add_argument("--tts", required=True, help="TTS workdir")
+    v.add_argument("--asr", required=True, help="ASR workdir")
+    v.add_argument("--text-file", required=True, help="one sentence per line")
+    v.add_argument("--out", help="full report (per line) as JSON")
+    v.add_argument("--no-ground-truth", action="store_true",
+                   help="skip transcribing the corpus recordings of sentences that have one")
+    v.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     try:
-        return {"synthesize": _synthesize, "export": _export}[args.command](args)
+        return {"synthesize": _synthesize, "export": _export, "transcribe": _transcribe,
+                "evaluate-tts": _evaluate_tts}[args.command](args)
     except MMSpeechError as exc:
         print(f"mmspeech: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,6 @@ compiles a handful of times, not once per sentence.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -18,36 +17,14 @@ import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.errors import CorpusNotFoundError
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
 from mmspeech_jax.models.variance_adaptor import Controls
 from mmspeech_jax.text.symbols import SymbolTable
 from mmspeech_jax.text.tokenizer import make_tokenizer
+from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_LADDER = (256, 512, 1024, 2048)
 FRAMES_PER_TOKEN_BOUND = 12  # generous upper bound on frames per token at speed 1
-
-
-def read_workdir_config(workdir) -> dict:
-    """config.json of a training workdir; `CorpusNotFoundError` if it is not one."""
-    path = Path(workdir) / "config.json"
-    if not path.is_file():
-        raise CorpusNotFoundError(f"{workdir} is not a training workdir (no config.json)")
-    return json.loads(path.read_text())
-
-
-def restore_params(workdir: Path):
-    """Latest complete periodic checkpoint's params (plain dicts of arrays) and its step."""
-    import orbax.checkpoint as ocp
-
-    directory = (workdir / "checkpoints" / "periodic").absolute()
-    manager = ocp.CheckpointManager(directory) if directory.is_dir() else None
-    step = manager.latest_step() if manager else None
-    if step is None:
-        raise CorpusNotFoundError(f"no complete checkpoint in {directory}; train first")
-    restored = manager.restore(step)
-    manager.close()
-    return restored["state"]["train"]["params"], step
 
 
 class Synthesizer:

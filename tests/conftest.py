@@ -31,3 +31,45 @@ def small_cache(small_corpus, cache_root):
 @pytest.fixture(scope="session")
 def multi_corpus(cache_root):
     return generate_corpus(multispeaker_config(4, num_utterances=16, seed=3), cache_root, progress=False)
+
+
+TINY_RUN_ARGS = ["--preset", "tiny", "--steps", "4", "--corpus_size", "24", "--batch_size", "4", "--num_buckets", "1",
+                 "--checkpoint_every", "4", "--eval_every", "4", "--no_progress"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_cache(tmp_path_factory):
+    """MMSPEECH_CACHE_DIR shared by the tiny experiment runs (one 24-utterance embedded corpus for all)."""
+    return tmp_path_factory.mktemp("experiment_cache")
+
+
+def _with_cache_dir(cache_dir, fn):
+    old = os.environ.get("MMSPEECH_CACHE_DIR")
+    os.environ["MMSPEECH_CACHE_DIR"] = str(cache_dir)
+    try:
+        return fn()
+    finally:
+        if old is None:
+            os.environ.pop("MMSPEECH_CACHE_DIR")
+        else:
+            os.environ["MMSPEECH_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_tts_workdir(tmp_path_factory, tiny_run_cache):
+    """`python -m experiments.ljspeech_tts` with the tiny preset for 4 steps."""
+    from experiments.ljspeech_tts import main as train
+
+    workdir = tmp_path_factory.mktemp("tts") / "w"
+    _with_cache_dir(tiny_run_cache, lambda: train(TINY_RUN_ARGS + ["--num_samples", "1", "--workdir", str(workdir)]))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_workdir(tmp_path_factory, tiny_run_cache):
+    """`python -m experiments.ljspeech_asr` with the tiny preset for 4 steps."""
+    from experiments.ljspeech_asr import main as train
+
+    workdir = tmp_path_factory.mktemp("asr") / "w"
+    _with_cache_dir(tiny_run_cache, lambda: train(TINY_RUN_ARGS + ["--workdir", str(workdir)]))
+    return workdir

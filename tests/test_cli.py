@@ -12,24 +12,8 @@ from mmspeech_jax.synthesize import Synthesizer
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    import os
-
-    from experiments.ljspeech_tts import main as train
-
-    root = tmp_path_factory.mktemp("tts")
-    old = os.environ.get("MMSPEECH_CACHE_DIR")
-    os.environ["MMSPEECH_CACHE_DIR"] = str(root / "cache")
-    try:
-        train(["--preset", "tiny", "--steps", "4", "--corpus_size", "24", "--batch_size", "4", "--num_buckets", "1",
-               "--checkpoint_every", "4", "--eval_every", "4", "--num_samples", "1", "--workdir", str(root / "w"),
-               "--no_progress"])
-    finally:
-        if old is None:
-            os.environ.pop("MMSPEECH_CACHE_DIR")
-        else:
-            os.environ["MMSPEECH_CACHE_DIR"] = old
-    return root / "w"
+def workdir(tiny_tts_workdir):
+    return tiny_tts_workdir
 
 
 def test_workdir_contents(workdir):

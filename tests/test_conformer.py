@@ -121,3 +121,29 @@ def test_spec_augment_masks_bands_within_valid_frames_only():
     assert masked.any()
     different = np.asarray(spec_augment(x, frame_mask, jax.random.key(4), config))
     assert not np.array_equal(different, y)
+
+
+def test_depthwise_conv_matches_grouped_convolution():
+    from mmspeech_jax.layers.conformer import DepthwiseConv1D
+
+    x = np.random.default_rng(5).normal(size=(2, 11, 6)).astype(np.float32)
+    for k in (3, 4, 7):
+        layer = DepthwiseConv1D(k)
+        params = layer.init(jax.random.PRNGKey(k), x)
+        ours = np.asarray(layer.apply(params, x))
+        reference = jax.lax.conv_general_dilated(x, params["params"]["kernel"], (1,), "SAME",
+                                                 dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=6)
+        np.testing.assert_allclose(ours, np.asarray(reference) + np.asarray(params["params"]["bias"]), atol=1e-5)
+
+
+def test_strided_conv2d_matches_xla_convolution():
+    from mmspeech_jax.layers.subsampling import StridedConv2d
+
+    x = np.random.default_rng(6).normal(size=(2, 13, 10, 3)).astype(np.float32)
+    for strides in ((2, 2), (1, 2)):
+        layer = StridedConv2d(5, strides)
+        params = layer.init(jax.random.PRNGKey(0), x)
+        ours = np.asarray(layer.apply(params, x))
+        reference = jax.lax.conv_general_dilated(x, params["params"]["kernel"], strides, "VALID",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        np.testing.assert_allclose(ours, np.asarray(reference) + np.asarray(params["params"]["bias"]), atol=1e-5)

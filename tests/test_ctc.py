@@ -101,3 +101,17 @@ def test_ctc_loss_gradient_is_finite_under_jit():
                                             jnp.asarray([[1, 2, 3], [4, 4, 0]]),
                                             jnp.asarray([[True] * 3, [True, True, False]]))))(logits)
     assert np.isfinite(np.asarray(g)).all()
+
+
+def test_infeasible_utterances_are_detected_and_left_out():
+    from mmspeech_jax.losses.ctc import ctc_feasible
+
+    rng = np.random.default_rng(3)
+    lp = np.stack([random_log_probs(rng, 4, 4) for _ in range(2)])
+    # Row 0: [1, 2] fits 4 frames. Row 1: [3, 3, 3] needs 5 frames (two blanks between repeats): infeasible.
+    labels = jnp.asarray([[1, 2, 0], [3, 3, 3]])
+    label_mask = jnp.asarray([[True, True, False], [True] * 3])
+    frames = jnp.ones((2, 4), bool)
+    np.testing.assert_array_equal(np.asarray(ctc_feasible(frames, labels, label_mask)), [True, False])
+    both = ctc_loss(jnp.asarray(lp, jnp.float32), frames, labels, label_mask)
+    np.testing.assert_allclose(float(both), brute_force_nll(lp[0], [1, 2]) / 2, rtol=1e-5)

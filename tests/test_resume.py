@@ -11,7 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mmspeech_jax.synthesize import restore_params
+from mmspeech_jax.workdir import restore_params
 from mmspeech_jax.train.checkpoint import Checkpointer
 
 STEPS = 16

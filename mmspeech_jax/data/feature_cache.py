@@ -120,9 +120,9 @@ def durations_from_boundaries(start_samples, num_samples_source: int, source_rat
     return np.diff(np.append(bounds, total)).astype(np.int32)
 
 
-def extract_features(audio: np.ndarray, config: FeatureConfig) -> dict[str, np.ndarray]:
-    """One utterance at config.mel.sample_rate -> {mel (T, M), f0_hz (T,), voiced (T,), energy (T,)}."""
-    mel_cfg = config.mel
+def padded_log_mel_and_energy(audio: np.ndarray, mel_cfg: MelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel (T, M) and energy (T,) of one utterance, computed on audio padded to a multiple of 64 hops so a
+    corpus (or a transcription session) compiles once per padded length, not once per utterance length."""
     frames = num_frames(audio.size, mel_cfg.hop_samples)
     quantum = _PAD_QUANTUM_FRAMES * mel_cfg.hop_samples
     padded_len = -(-audio.size // quantum) * quantum
@@ -130,12 +130,22 @@ def extract_features(audio: np.ndarray, config: FeatureConfig) -> dict[str, np.n
     reflected = np.pad(audio, (half, half), mode="reflect" if audio.size > half else "constant")
     mel_in = np.zeros(padded_len + 2 * half, np.float32)
     mel_in[: reflected.size] = reflected
+    log_mel, energy = jax.device_get(log_mel_and_energy(mel_in, mel_cfg, center=False))
+    return log_mel[:frames], energy[:frames]
+
+
+def extract_features(audio: np.ndarray, config: FeatureConfig) -> dict[str, np.ndarray]:
+    """One utterance at config.mel.sample_rate -> {mel (T, M), f0_hz (T,), voiced (T,), energy (T,)}."""
+    mel_cfg = config.mel
+    frames = num_frames(audio.size, mel_cfg.hop_samples)
+    quantum = _PAD_QUANTUM_FRAMES * mel_cfg.hop_samples
+    padded_len = -(-audio.size // quantum) * quantum
     pitch_in = np.zeros(padded_len, np.float32)
     pitch_in[: audio.size] = audio
-    log_mel, energy = log_mel_and_energy(mel_in, mel_cfg, center=False)
+    log_mel, energy = padded_log_mel_and_energy(audio, mel_cfg)
     f0_hz, voiced, _ = yin(pitch_in, config.pitch)
-    log_mel, energy, f0_hz, voiced = jax.device_get((log_mel, energy, f0_hz, voiced))
-    return {"mel": log_mel[:frames], "f0_hz": f0_hz[:frames], "voiced": voiced[:frames], "energy": energy[:frames]}
+    f0_hz, voiced = jax.device_get((f0_hz, voiced))
+    return {"mel": log_mel, "f0_hz": f0_hz[:frames], "voiced": voiced[:frames], "energy": energy}
 
 
 class _Stats:

@@ -211,8 +211,9 @@ class BatchIterator:
 
 def make_batch_iterator(cache: FeatureCache, split: str, config: PipelineConfig = PipelineConfig(), *,
                         process_index: int | None = None, process_count: int | None = None,
-                        verbose: bool = True) -> BatchIterator:
-    """Bucketed batches of one split. Prints the K bucket shapes (the most a jitted step will compile)."""
+                        positions: np.ndarray | None = None, verbose: bool = True) -> BatchIterator:
+    """Bucketed batches of one split (or of `positions`, cache rows within it, e.g. a labelled subset). Prints the
+    K bucket shapes (the most a jitted step will compile)."""
     if process_index is None or process_count is None:
         import jax
 
@@ -221,7 +222,14 @@ def make_batch_iterator(cache: FeatureCache, split: str, config: PipelineConfig 
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by the {process_count} processes")
     shapes, bucket_all = plan_buckets(cache.num_frames, cache.num_tokens, cache.num_chars, config.num_buckets,
                                       config.frame_multiple, config.token_multiple)
-    positions = cache.indices(split)
+    split_rows = cache.indices(split)
+    if positions is not None:
+        outside = np.setdiff1d(positions, split_rows)
+        if outside.size:
+            raise ConfigError(f"{outside.size} of the requested rows are not in split {split!r}")
+        positions = np.asarray(positions, np.int64)
+    else:
+        positions = split_rows
     if positions.size == 0:
         raise ConfigError(f"split {split!r} of {cache.path} is empty")
     per_host = config.batch_size // process_count

@@ -45,10 +45,15 @@ class LoRADense(nn.Module):
 
 
 def relative_shift(scores: jax.Array) -> jax.Array:
-    """(..., Nq, 2N - 1) scores per offset row -> (..., Nq, N) with out[i, j] = scores[i, (N - 1) - i + j]."""
-    n = scores.shape[-2]
-    index = (n - 1) - jnp.arange(n)[:, None] + jnp.arange(n)[None, :]
-    return jnp.take_along_axis(scores, jnp.broadcast_to(index, scores.shape[:-1] + (n,)), axis=-1)
+    """(..., N, 2N - 1) scores per offset row -> (..., N, N) with out[i, j] = scores[i, (N - 1) - i + j].
+
+    The Transformer-XL pad-and-reshape trick (Dai et al., 2019, appendix B): only a pad, reshapes and slices, so
+    the backward pass is as cheap as the forward (a gather's backward would be a scatter-add).
+    """
+    *lead, n, m = scores.shape
+    padded = jnp.pad(scores, [(0, 0)] * len(lead) + [(0, 0), (1, 0)])  # (..., N, 2N)
+    shifted = padded.reshape(*lead, m + 1, n)[..., 1:, :].reshape(*lead, n, m)
+    return shifted[..., :n]
 
 
 class MultiHeadSelfAttention(nn.Module):

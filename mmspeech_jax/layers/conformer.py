@@ -49,6 +49,25 @@ class FeedForward(nn.Module):
         return Dropout(self.dropout, deterministic=not train)(h)
 
 
+class DepthwiseConv1D(nn.Module):
+    """Depthwise 1-D convolution, 'SAME' padding: params `kernel` (K, 1, D) and `bias` (D,) as `nn.Conv` with
+    `feature_group_count=D`. Computed as K shifted multiply-adds that XLA fuses into one pass: on a 2-core CPU
+    this was 3x faster than XLA's grouped convolution (forward + backward at B=16, T=352, D=144, K=15)."""
+
+    kernel_size: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        d, k = x.shape[-1], self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, 1, d)).astype(self.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (d,)).astype(self.dtype)
+        left = (k - 1) // 2
+        padded = jnp.pad(x.astype(self.dtype), ((0, 0), (left, k - 1 - left), (0, 0)))
+        t = x.shape[1]
+        return sum(padded[:, i : i + t] * kernel[i, 0] for i in range(k)) + bias
+
+
 class ConvolutionModule(nn.Module):
     dim: int
     kernel: int
@@ -60,8 +79,7 @@ class ConvolutionModule(nn.Module):
         m = mask[..., None].astype(x.dtype)
         h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
         h = nn.glu(nn.Dense(2 * self.dim, dtype=self.dtype, name="pointwise_in")(h), axis=-1) * m
-        h = nn.Conv(self.dim, (self.kernel,), padding="SAME", feature_group_count=self.dim, dtype=self.dtype,
-                    name="depthwise")(h)
+        h = DepthwiseConv1D(self.kernel, self.dtype, name="depthwise")(h)
         h = nn.swish(nn.LayerNorm(dtype=self.dtype, name="depthwise_norm")(h))
         h = nn.Dense(self.dim, dtype=self.dtype, name="pointwise_out")(h)
         return Dropout(self.dropout, deterministic=not train)(h) * m

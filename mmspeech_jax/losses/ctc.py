@@ -5,6 +5,10 @@ log-likelihood (B,). Blank is id 0 (the symbol tables' `<pad>`). `ctc_loss` aver
 `example_mask` (empty batch rows count zero), normalising each utterance's NLL by its label length when
 `per_token=True` (so long and short utterances weigh alike). Padding never changes a result: optax only reads
 frames/labels its paddings mark valid.
+
+An utterance whose labels cannot fit its frames (CTC needs one frame per label plus one blank between repeated
+labels) has no valid alignment; its NLL would be a huge constant that swamps the batch. `ctc_feasible` finds
+those; `ctc_loss` leaves them out of the mean, and model losses report how many there were (`ctc_infeasible`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,20 @@ def ctc_nll(logits, logit_mask, labels, label_mask, blank_id: int = 0):
                           1.0 - label_mask.astype(jnp.float32), blank_id=blank_id)
 
 
+def ctc_feasible(logit_mask, labels, label_mask):
+    """(B,) bool: frames >= labels + adjacent repeats, i.e. at least one CTC alignment exists."""
+    repeats = jnp.sum((labels[:, 1:] == labels[:, :-1]) & label_mask[:, 1:] & label_mask[:, :-1], axis=-1)
+    return logit_mask.sum(-1) >= label_mask.sum(-1) + repeats
+
+
 def ctc_loss(logits, logit_mask, labels, label_mask, example_mask=None, *, per_token: bool = True,
              blank_id: int = 0):
-    """Scalar: mean over valid utterances of NLL (/ label length when per_token)."""
+    """Scalar: mean over valid, feasible utterances of NLL (/ label length when per_token)."""
     nll = ctc_nll(logits, logit_mask, labels, label_mask, blank_id)
     if per_token:
         nll = nll / jnp.maximum(label_mask.sum(-1), 1)
-    weight = jnp.ones_like(nll) if example_mask is None else example_mask.astype(nll.dtype)
-    return jnp.sum(nll * weight) / jnp.maximum(weight.sum(), 1.0)
+    valid = ctc_feasible(logit_mask, labels, label_mask)
+    if example_mask is not None:
+        valid = valid & example_mask
+    weight = valid.astype(nll.dtype)
+    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(weight.sum(), 1.0)

@@ -1,0 +1,38 @@
+"""The experiments' shared data flags and source choice: `--data {auto,embedded,ljspeech}`.
+
+`auto` uses LJSpeech when it is prepared (TFDS) under `--data_dir`, else the embedded espeak-ng corpus (generated
+on first use), and prints which one it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="auto", choices=["auto", "embedded", "ljspeech"],
+                   help="auto: prepared LJSpeech in --data_dir if found, else the embedded corpus")
+    p.add_argument("--data_dir", default="data/tfds", help="TFDS data_dir holding prepared LJSpeech")
+    p.add_argument("--corpus_size", type=int, default=2000, help="embedded corpus utterances")
+
+
+def load_data(args):
+    """The feature cache the flags select (`args.data`, `args.data_dir`, `args.corpus_size`, `args.no_progress`)."""
+    if args.data in ("auto", "ljspeech"):
+        from mmspeech_jax.data.ljspeech import is_prepared
+
+        if is_prepared(args.data_dir):
+            from mmspeech_jax.data.feature_cache import FeatureConfig, build_feature_cache, ljspeech_utterances
+
+            print(f"data: LJSpeech from {args.data_dir}")
+            return build_feature_cache(ljspeech_utterances(args.data_dir), Path(args.data_dir) / "mmspeech_features",
+                                       FeatureConfig(), progress=not args.no_progress)
+        if args.data == "ljspeech":
+            from mmspeech_jax.errors import CorpusNotFoundError
+
+            raise CorpusNotFoundError(f"LJSpeech is not prepared under {args.data_dir}")
+    print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
+    return embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)

@@ -1,0 +1,138 @@
+"""CTC speech recognition (Conformer by default) on the embedded corpus (default) or LJSpeech.
+
+    python -m experiments.ljspeech_asr                          # base preset, embedded corpus, ./workdir/ljspeech_asr
+    python -m experiments.ljspeech_asr --preset tiny --steps 50 --workdir /tmp/asr
+
+Rerunning the same command resumes from the last checkpoint. Writes config.json (task "asr"), symbols.json,
+checkpoints/, tensorboard/, metrics.jsonl and report.json (CER/WER of greedy and beam decoding on the validation
+and test splits, steps, wall time, steps/s, compilations) into the workdir. `mmspeech transcribe --workdir W`
+then reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments.data_source import add_data_args, load_data
+from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
+from mmspeech_jax.data import PipelineConfig, make_batch_iterator
+from mmspeech_jax.decoding.ctc import decode_batch
+from mmspeech_jax.evaluate.asr import error_rates
+from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
+from mmspeech_jax.text.symbols import character_table
+from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.trainer import TrainerConfig, fit
+
+
+def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> None:
+    p.add_argument("--workdir", default=workdir)
+    p.add_argument("--preset", default="base", choices=sorted(PRESETS))
+    p.add_argument("--encoder", default="conformer", choices=["conformer", "transformer"])
+    add_data_args(p)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--learning_rate", type=float, default=2e-3)
+    p.add_argument("--num_buckets", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval_every", type=int, default=250)
+    p.add_argument("--checkpoint_every", type=int, default=250)
+    p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--no_spec_augment", action="store_true")
+    p.add_argument("--beam_width", type=int, default=8)
+    p.add_argument("--no_progress", action="store_true")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_args(p, "workdir/ljspeech_asr", steps=1200)
+    return p.parse_args(argv)
+
+
+def model_config(args, cache, **overrides):
+    spec = None if args.no_spec_augment else SpecAugmentConfig()
+    return preset(args.preset, encoder=args.encoder, n_mels=cache.n_mels, spec_augment=spec, **overrides)
+
+
+def write_workdir_config(workdir: Path, config, args, cache, **extra) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(
+        {"task": "asr", "model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
+         "stats": cache.stats, **extra}, indent=1))
+    character_table().save(workdir / "symbols.json")
+
+
+def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None):
+    """Trains a CTC model with the shared trainer. `init_params` (e.g. a pretrained encoder merged into fresh
+    params) and `tx` (e.g. a fine-tuning strategy's masked optimizer) override the defaults."""
+    model = CTCASR(config)
+    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
+                              seed=args.seed)
+    train_batches = make_batch_iterator(cache, "train", pipeline, positions=train_positions)
+    eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
+    prepare = lambda batch: model_inputs(batch, cache.stats)
+    if init_params is None:
+        first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
+        init_params = model.init({"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"],
+                                 train=False)["params"]
+    if tx is None:
+        tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate,
+                                            warmup_steps=min(400, args.steps // 10), total_steps=args.steps))
+    result = fit(workdir, init_params, tx, make_ctc_loss_fn(model), train_batches,
+                 TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
+                               checkpoint_every=args.checkpoint_every, patience=args.patience,
+                               progress=not args.no_progress),
+                 prepare=prepare,
+                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
+    return model, result, eval_config, len(train_batches.shapes)
+
+
+def evaluate(model, params, cache, eval_config, splits=("validation", "test"), beam_width: int = 8) -> dict:
+    """CER/WER of greedy and prefix-beam decoding per split, against the corpus transcripts."""
+    forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+    table = character_table()
+    report = {}
+    for split in splits:
+        refs, greedy, beam = [], [], []
+        for batch in make_batch_iterator(cache, split, eval_config, verbose=False):
+            inputs = model_inputs(batch, cache.stats)
+            log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
+            rows = np.flatnonzero(batch["example_mask"])
+            lengths = mask.sum(-1)
+            for method, out in (("greedy", greedy), ("beam", beam)):
+                ids = decode_batch(log_probs[rows], lengths[rows], method, beam_width)
+                out += ["".join(table.lookup(seq)) for seq in ids]
+            refs += [cache.texts[int(batch["index"][r])] for r in rows]
+        for method, hyps in (("greedy", greedy), ("beam", beam)):
+            rates = error_rates(refs, hyps)
+            report[f"{split}_cer_{method}"], report[f"{split}_wer_{method}"] = rates["cer"], rates["wer"]
+        report[f"{split}_utterances"] = len(refs)
+        report[f"{split}_examples"] = [{"reference": r, "greedy": g} for r, g in list(zip(refs, greedy))[:3]]
+    return report
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    workdir = Path(args.workdir)
+    cache = load_data(args)
+    config = model_config(args, cache)
+    write_workdir_config(workdir, config, args, cache)
+    model, result, eval_config, shapes = train(args, cache, config, workdir)
+    report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result.state.params))
+    report.update(preset=args.preset, encoder=args.encoder, params=n_params, steps=int(result.state.step),
+                  wall_seconds=result.wall_seconds, steps_per_second=result.steps_per_second,
+                  best_val_loss=result.best_val_loss, stopped_early=result.stopped_early,
+                  compilations=result.compilations, bucket_shapes=shapes, skipped_updates=int(result.state.skipped))
+    (workdir / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if not k.endswith("_examples")}, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

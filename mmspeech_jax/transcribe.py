@@ -1,0 +1,79 @@
+"""Speech -> text with a trained CTC workdir.
+
+    from mmspeech_jax.transcribe import Transcriber
+    asr = Transcriber.from_workdir("workdir/ljspeech_asr")
+    text = asr.transcribe_file("a.wav")            # any rate, mono or stereo, int or float wav/flac
+    texts = asr.transcribe_features([mel, ...])    # log-mel (T, M) arrays as the feature cache stores them
+
+Features are padded to a ladder of frame counts (multiples of 256 frames), so a session compiles a few times, not
+once per file length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.io import load_audio, resample
+from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+from mmspeech_jax.decoding.ctc import decode_batch
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
+from mmspeech_jax.text.symbols import SymbolTable, character_table
+from mmspeech_jax.workdir import read_workdir_config, restore_params
+
+FRAME_QUANTUM = 256
+MAX_SECONDS = 60.0
+
+
+class Transcriber:
+    def __init__(self, model: CTCASR, params, stats: dict, mel_config: MelConfig, method: str = "greedy",
+                 beam_width: int = 8):
+        self.model, self.params, self.stats, self.mel_config = model, params, stats, mel_config
+        self.method, self.beam_width = method, beam_width
+        self.table = character_table()
+        self._forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+
+    @classmethod
+    def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8) -> "Transcriber":
+        workdir = Path(workdir)
+        config = read_workdir_config(workdir)
+        if config.get("task") != "asr":
+            raise ConfigError(f"{workdir} is not an ASR workdir (config.json task is {config.get('task')!r})")
+        character_table().check_compatible(SymbolTable.load(workdir / "symbols.json"))
+        params, _ = restore_params(workdir)
+        return cls(CTCASR(CTCASRConfig.from_dict(config["model"])), params, config["stats"],
+                   MelConfig(**config["features"]["mel"]), method, beam_width)
+
+    def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,)."""
+        longest = max(m.shape[0] for m in mels)
+        frames = -(-max(longest, 1) // FRAME_QUANTUM) * FRAME_QUANTUM
+        x = np.zeros((len(mels), frames, mels[0].shape[1]), np.float32)
+        mask = np.zeros((len(mels), frames), bool)
+        for i, m in enumerate(mels):
+            x[i, : m.shape[0]], mask[i, : m.shape[0]] = m, True
+        log_probs, out_mask = jax.device_get(self._forward(self.params, normalize_features(x, mask, self.stats), mask))
+        return log_probs, out_mask.sum(-1)
+
+    def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
+        log_probs, lengths = self.log_probs(mels)
+        ids = decode_batch(log_probs, lengths, self.method, self.beam_width)
+        return ["".join(self.table.lookup(seq)).strip() for seq in ids]
+
+    def mel(self, path) -> np.ndarray:
+        """An audio file -> log-mel as the training features (resampled, mixed to mono). Audio errors: one line."""
+        audio, _ = load_audio(path, self.mel_config.sample_rate, max_seconds=MAX_SECONDS)
+        return padded_log_mel_and_energy(audio, self.mel_config)[0]
+
+    def mel_from_audio(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """A float waveform at `sample_rate` -> log-mel as the training features."""
+        if sample_rate != self.mel_config.sample_rate:
+            audio = resample(np.asarray(audio, np.float32), sample_rate, self.mel_config.sample_rate)
+        return padded_log_mel_and_energy(np.asarray(audio, np.float32), self.mel_config)[0]
+
+    def transcribe_file(self, path) -> str:
+        return self.transcribe_features([self.mel(path)])[0]

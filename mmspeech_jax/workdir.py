@@ -1,0 +1,30 @@
+"""A training workdir as the inference tools read it: `config.json` and the latest complete checkpoint's params."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmspeech_jax.errors import CorpusNotFoundError
+
+
+def read_workdir_config(workdir) -> dict:
+    """config.json of a training workdir; `CorpusNotFoundError` if it is not one."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise CorpusNotFoundError(f"{workdir} is not a training workdir (no config.json)")
+    return json.loads(path.read_text())
+
+
+def restore_params(workdir: Path):
+    """Latest complete periodic checkpoint's params (plain dicts of arrays) and its step."""
+    import orbax.checkpoint as ocp
+
+    directory = (workdir / "checkpoints" / "periodic").absolute()
+    manager = ocp.CheckpointManager(directory) if directory.is_dir() else None
+    step = manager.latest_step() if manager else None
+    if step is None:
+        raise CorpusNotFoundError(f"no complete checkpoint in {directory}; train first")
+    restored = manager.restore(step)
+    manager.close()
+    return restored["state"]["train"]["params"], step

@@ -1,0 +1,102 @@
+"""CTC ASR end to end: the model on pipeline batches, the experiment's workdir, `mmspeech transcribe`,
+`mmspeech evaluate-tts`, and (slow) a model that learns to transcribe."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mmspeech_jax.cli import main as cli
+from mmspeech_jax.data import PipelineConfig, make_batch_iterator
+from mmspeech_jax.evaluate.asr import asr_normalize, error_rates
+from mmspeech_jax.models.ctc_asr import CTCASR, asr_targets, model_inputs, preset
+from mmspeech_jax.text.symbols import character_table
+
+
+def test_targets_drop_clause_marks_without_double_spaces():
+    table = character_table()
+    text = "well, it is. ok?"
+    ids = np.asarray([table.ids(text) + [0] * 3])
+    out, mask = asr_targets(ids, ids > 0)
+    assert "".join(table.lookup(out[0][mask[0]])) == "well it is ok"
+
+
+def test_error_rates_against_hand_counts():
+    # "the cat" vs "the bat": 1 substitution / 7 characters; 1 of 2 words.
+    rates = error_rates(["The cat."], ["the bat"])
+    assert rates["cer"] == pytest.approx(1 / 7) and rates["wer"] == pytest.approx(1 / 2)
+    assert asr_normalize("Hello, World!") == "hello world"
+    with pytest.raises(ValueError):
+        error_rates(["a"], [])
+
+
+def test_model_on_a_pipeline_batch_and_padding_invariance(small_cache):
+    batch = next(make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=1), verbose=False))
+    inputs = model_inputs(batch, small_cache.stats)
+    model = CTCASR(preset("tiny", n_mels=small_cache.n_mels))
+    params = model.init(jax.random.PRNGKey(0), inputs["features"], inputs["frame_mask"])
+    log_probs, mask = model.apply(params, inputs["features"], inputs["frame_mask"])
+    assert log_probs.shape[:2] == mask.shape and log_probs.shape[2] == len(character_table())
+    np.testing.assert_allclose(np.exp(np.asarray(log_probs)).sum(-1), 1.0, rtol=1e-5)
+    # Row 0 alone, unpadded, gives the same log-probs on its valid frames.
+    t = int(batch["frame_lengths"][0])
+    alone, alone_mask = model.apply(params, inputs["features"][:1, :t], inputs["frame_mask"][:1, :t])
+    n = int(alone_mask.sum())
+    assert n == int(mask[0].sum())
+    np.testing.assert_allclose(np.asarray(log_probs)[0, :n], np.asarray(alone)[0, :n], atol=1e-4)
+
+
+def test_experiment_workdir_and_report(tiny_asr_workdir):
+    for name in ("config.json", "symbols.json", "metrics.jsonl", "report.json", "checkpoints", "tensorboard"):
+        assert (tiny_asr_workdir / name).exists(), name
+    report = json.loads((tiny_asr_workdir / "report.json").read_text())
+    for split in ("validation", "test"):
+        for method in ("greedy", "beam"):
+            assert 0.0 <= report[f"{split}_cer_{method}"] and np.isfinite(report[f"{split}_wer_{method}"])
+    assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
+
+
+def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    stereo = tmp_path / "stereo44k.wav"
+    sf.write(stereo, (rng.normal(size=(44100, 2)) * 3000).astype(np.int16), 44100, subtype="PCM_16")
+    flac = tmp_path / "float16k.flac"
+    sf.write(flac, rng.normal(size=16000).astype(np.float32) * 0.1, 16000)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    out = tmp_path / "results.jsonl"
+    code = cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(stereo), str(broken), str(flac),
+                "--out", str(out)])
+    assert code == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line]
+    assert len(errors) == 1 and "broken.wav" in errors[0]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == [str(stereo), str(broken), str(flac)]
+    assert "text" in rows[0] and "error" in rows[1] and "text" in rows[2]
+    # Beam search path, and an existing --out is never overwritten.
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(flac), "--beam-width", "4",
+                "--out", str(out)]) == 2
+    assert len(out.read_text().splitlines()) == 3
+    # A TTS workdir is not an ASR workdir.
+    assert cli(["transcribe", "--workdir", str(tmp_path), str(flac)]) == 2
+
+
+def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_cache, tmp_path, capsys, monkeypatch):
+    from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
+
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
+    cache = embedded_feature_cache(CorpusConfig(num_utterances=24), progress=False)
+    corpus_line = cache.texts[int(cache.indices("test")[0])]
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"{corpus_line}\nA sentence of our own.\n@@@ \u2603\n")
+    out = tmp_path / "report.json"
+    assert cli(["evaluate-tts", "--tts", str(tiny_tts_workdir), "--asr", str(tiny_asr_workdir),
+                "--text-file", str(lines), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["synthesized"]["utterances"] == 2
+    assert report["ground_truth"]["utterances"] == 1
+    assert "ground_truth_transcript" in report["lines"][0] and "error" in report["lines"][2]
+    assert "\u2603" in capsys.readouterr().err or "error" in report["lines"][2]
