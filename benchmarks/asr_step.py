@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from benchmarks.measure import compiled_flops, epoch_compilations, machine, matmul_peak, median_seconds
+from benchmarks.measure import epoch_compilations, machine, matmul_peak, median_seconds, time_train_step
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
@@ -68,19 +68,8 @@ def run(preset_name: str, batch_size: int, steps: int) -> dict:
     params = model.init(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     state = TrainState.create(params, tx)
-    step = jax.jit(make_train_step(make_ctc_loss_fn(model), tx), donate_argnums=0)
-    rng = jax.random.key(0, impl="rbg")  # as the trainer
-    start = time.perf_counter()
-    compiled = step.lower(state, batch, rng).compile()
-    compile_seconds = time.perf_counter() - start
-    flops = compiled_flops(compiled)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, metrics = compiled(state, batch, rng)
-        jax.block_until_ready(metrics["loss"])
-        times.append(time.perf_counter() - start)
-    median = float(np.median(times))
+    timed = time_train_step(make_train_step(make_ctc_loss_fn(model), tx), state, batch, steps)
+    state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
     forward_seconds = median_seconds(forward, state.params, batch["features"], batch["frame_mask"])
     log_probs, mask = jax.device_get(forward(state.params, batch["features"], batch["frame_mask"]))

@@ -48,6 +48,25 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / min(times)
 
 
+def time_train_step(step_fn, state, batch, steps: int) -> dict:
+    """Compile `step_fn` (jit, donated state) for `batch`, then time `steps` steps after compilation.
+
+    Returns {"compile_s", "flops" (XLA cost analysis), "step_s" (median), "state" (after the steps)}."""
+    step = jax.jit(step_fn, donate_argnums=0)
+    rng = jax.random.key(0, impl="rbg")  # as the trainer
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, rng).compile()
+    compile_seconds = time.perf_counter() - start
+    flops = compiled_flops(compiled)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch, rng)
+        jax.block_until_ready(metrics["loss"])
+        times.append(time.perf_counter() - start)
+    return {"compile_s": compile_seconds, "flops": flops, "step_s": float(np.median(times)), "state": state}
+
+
 def compiled_flops(compiled) -> float:
     """FLOPs of one call of a compiled function, from XLA's cost analysis (nan when unavailable)."""
     cost = compiled.cost_analysis()

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks.measure import compiled_flops, epoch_compilations, machine, matmul_peak, median_seconds
+from benchmarks.measure import epoch_compilations, machine, matmul_peak, median_seconds, time_train_step
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
@@ -76,19 +75,8 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     state = TrainState.create(params, tx)
-    step = jax.jit(make_train_step(make_fastspeech2_loss_fn(model), tx), donate_argnums=0)
-    rng = jax.random.key(0, impl="rbg")  # as the trainer
-    start = time.perf_counter()
-    compiled = step.lower(state, batch, rng).compile()
-    compile_seconds = time.perf_counter() - start
-    flops = compiled_flops(compiled)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, metrics = compiled(state, batch, rng)
-        jax.block_until_ready(metrics["loss"])
-        times.append(time.perf_counter() - start)
-    median = float(np.median(times))
+    timed = time_train_step(make_train_step(make_fastspeech2_loss_fn(model), tx), state, batch, steps)
+    state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
     frames = int(batch["frame_lengths"].sum())
     # Inference: one 150-token sentence, generate() with a static 1024-frame output (11.9 s of audio at hop 256).
     # Shapes are static, so the cost depends on max_frames, not on what the (untrained) duration predictor says.

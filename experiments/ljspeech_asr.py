@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.data_source import add_data_args, load_data
+from experiments.flags import add_data_args, add_trainer_args, load_data
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -35,17 +35,9 @@ def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> N
     p.add_argument("--preset", default="base", choices=sorted(PRESETS))
     p.add_argument("--encoder", default="conformer", choices=["conformer", "transformer"])
     add_data_args(p)
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--learning_rate", type=float, default=2e-3)
-    p.add_argument("--num_buckets", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval_every", type=int, default=250)
-    p.add_argument("--checkpoint_every", type=int, default=250)
-    p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    add_trainer_args(p, steps=steps, learning_rate=2e-3, eval_every=200)
     p.add_argument("--no_spec_augment", action="store_true")
     p.add_argument("--beam_width", type=int, default=8)
-    p.add_argument("--no_progress", action="store_true")
 
 
 def parse_args(argv=None):

@@ -20,7 +20,7 @@ import numpy as np
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
-from experiments.data_source import add_data_args, load_data
+from experiments.flags import add_data_args, add_trainer_args, load_data
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -30,21 +30,18 @@ from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.trainer import TrainerConfig, fit
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="workdir/ljspeech_tts")
     p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
     add_data_args(p)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--num_buckets", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval_every", type=int, default=250)
-    p.add_argument("--checkpoint_every", type=int, default=250)
-    p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    add_trainer_args(p, steps=3000, learning_rate=1e-3)
     p.add_argument("--num_samples", type=int, default=3, help="validation utterances to plot and synthesize")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--asr_workdir", default=None,
+                   help="a trained ASR workdir (experiments.ljspeech_asr): also report the CER/WER of synthesized "
+                        "test sentences, next to the same ASR on their ground-truth recordings")
+    p.add_argument("--intelligibility_sentences", type=int, default=20)
     return p.parse_args(argv)
 
 
@@ -78,9 +75,27 @@ def main(argv=None):
                   steps_per_second=result.steps_per_second, best_val_loss=result.best_val_loss,
                   stopped_early=result.stopped_early, compilations=result.compilations,
                   bucket_shapes=len(train.shapes), skipped_updates=int(result.state.skipped))
+    if args.asr_workdir:
+        report["intelligibility"] = intelligibility(workdir, Path(args.asr_workdir), cache,
+                                                    args.intelligibility_sentences)
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     return report
+
+
+def intelligibility(workdir: Path, asr_workdir: Path, cache, count: int) -> dict:
+    """The closed loop on `count` test sentences: this TTS -> Griffin-Lim -> the ASR, CER/WER vs ground truth."""
+    from mmspeech_jax.evaluate.intelligibility import evaluate_tts
+    from mmspeech_jax.synthesize import Synthesizer
+    from mmspeech_jax.transcribe import Transcriber
+
+    rows = cache.indices("test")[:count]
+    texts = [cache.texts[int(i)] for i in rows]
+    result = evaluate_tts(Synthesizer.from_workdir(workdir), Transcriber.from_workdir(asr_workdir), texts,
+                          {cache.texts[int(i)]: cache[int(i)]["mel"] for i in rows})
+    return {"synthesized": result["synthesized"], "ground_truth": result["ground_truth"],
+            "examples": [{k: line.get(k) for k in ("text", "transcript", "ground_truth_transcript")}
+                         for line in result["lines"][:3]]}
 
 
 def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:

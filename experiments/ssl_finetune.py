@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.data_source import load_data
+from experiments.flags import load_data
 from experiments.ljspeech_asr import add_training_args, evaluate, model_config, train, write_workdir_config
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn

@@ -37,6 +37,11 @@ TINY_RUN_ARGS = ["--preset", "tiny", "--steps", "4", "--corpus_size", "24", "--b
                  "--checkpoint_every", "4", "--eval_every", "4", "--no_progress"]
 
 
+@pytest.fixture
+def tiny_run_args():
+    return list(TINY_RUN_ARGS)
+
+
 @pytest.fixture(scope="session")
 def tiny_run_cache(tmp_path_factory):
     """MMSPEECH_CACHE_DIR shared by the tiny experiment runs (one 24-utterance embedded corpus for all)."""

@@ -100,3 +100,73 @@ def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_c
     assert report["ground_truth"]["utterances"] == 1
     assert "ground_truth_transcript" in report["lines"][0] and "error" in report["lines"][2]
     assert "\u2603" in capsys.readouterr().err or "error" in report["lines"][2]
+
+
+def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
+    from experiments.ssl_finetune import main as ssl_main
+
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
+    report = ssl_main(["--preset", "tiny", "--pretrain_steps", "2", "--steps", "2", "--corpus_size", "24",
+                       "--batch_size", "4", "--num_buckets", "1", "--eval_every", "2", "--checkpoint_every", "2",
+                       "--strategies", "scratch,adapters,lora", "--workdir", str(tmp_path / "ssl"), "--no_progress"])
+    rows = {r["strategy"]: r for r in report["rows"]}
+    assert set(rows) == {"scratch", "adapters", "lora"}
+    assert rows["adapters"]["trainable_params"] < rows["scratch"]["trainable_params"]
+    assert rows["lora"]["trainable_params"] < rows["lora"]["total_params"]
+    assert all(r["steps"] == 2 and np.isfinite(r["test_cer"]) for r in rows.values())
+    assert "| strategy |" in report["table"] and report["pretrain"]["steps"] == 2
+    # Each fine-tuned run is an ASR workdir the transcriber reads.
+    assert json.loads((tmp_path / "ssl" / "lora" / "config.json").read_text())["task"] == "asr"
+
+
+@pytest.mark.slow
+def test_ctc_model_learns_to_transcribe_a_few_utterances(small_cache):
+    """Overfit 8 utterances: greedy CER on them must fall well below chance (the whole stack can learn)."""
+    import optax
+
+    from mmspeech_jax.decoding.ctc import decode_batch
+    from mmspeech_jax.models.ctc_asr import make_ctc_loss_fn
+
+    rows = small_cache.indices("train")[:8]
+    batch = next(make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=8, num_buckets=1, shuffle=False),
+                                     positions=rows, verbose=False))
+    inputs = model_inputs(batch, small_cache.stats)
+    model = CTCASR(preset("tiny", dim=64, heads=4, ffn_dim=128, layers=2, subsampling=2, spec_augment=None,
+                          dropout=0.0, attention_dropout=0.0))
+    params = model.init(jax.random.PRNGKey(0), inputs["features"], inputs["frame_mask"])["params"]
+    loss_fn = make_ctc_loss_fn(model)
+    tx = optax.adam(3e-3)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt):
+        (loss, _), g = jax.value_and_grad(lambda p: loss_fn(p, inputs, jax.random.key(0), True, 0),
+                                          has_aux=True)(params)
+        updates, opt = tx.update(g, opt)
+        return optax.apply_updates(params, updates), opt, loss
+
+    for _ in range(400):
+        params, opt, loss = step(params, opt)
+    log_probs, mask = model.apply({"params": params}, inputs["features"], inputs["frame_mask"])
+    table = character_table()
+    hyps = ["".join(table.lookup(ids)) for ids in decode_batch(np.asarray(log_probs), np.asarray(mask).sum(-1))]
+    refs = [small_cache.texts[int(i)] for i in batch["index"]]
+    assert error_rates(refs, hyps)["cer"] < 0.2, (refs[:2], hyps[:2], float(loss))
+
+
+def test_asr_run_resumes_from_its_checkpoint(tiny_asr_workdir, tiny_run_cache, tiny_run_args, tmp_path, monkeypatch,
+                                             capsys):
+    import shutil
+
+    from experiments.ljspeech_asr import main as train
+
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
+    copy = tmp_path / "w"
+    shutil.copytree(tiny_asr_workdir, copy)
+    args = tiny_run_args
+    args[args.index("--steps") + 1] = "6"
+    report = train(args + ["--workdir", str(copy)])
+    assert "resuming from step 4" in capsys.readouterr().out
+    assert report["steps"] == 6
+    steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 6

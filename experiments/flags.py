@@ -1,4 +1,4 @@
-"""The experiments' shared data flags and source choice: `--data {auto,embedded,ljspeech}`.
+"""The experiments' shared flags: data source (`--data {auto,embedded,ljspeech}`) and the trainer's knobs.
 
 `auto` uses LJSpeech when it is prepared (TFDS) under `--data_dir`, else the embedded espeak-ng corpus (generated
 on first use), and prints which one it took.
@@ -17,6 +17,19 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="auto: prepared LJSpeech in --data_dir if found, else the embedded corpus")
     p.add_argument("--data_dir", default="data/tfds", help="TFDS data_dir holding prepared LJSpeech")
     p.add_argument("--corpus_size", type=int, default=2000, help="embedded corpus utterances")
+
+
+def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: float, eval_every: int = 250) -> None:
+    """Flags every training experiment shares (the shared trainer's knobs)."""
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--learning_rate", type=float, default=learning_rate)
+    p.add_argument("--num_buckets", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval_every", type=int, default=eval_every)
+    p.add_argument("--checkpoint_every", type=int, default=eval_every)
+    p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--no_progress", action="store_true")
 
 
 def load_data(args):
