@@ -4,7 +4,8 @@
     python -m benchmarks.tts_profile --preset ljspeech
 
 Each row is the median of 3 jitted forward+backward runs of one component, inputs passed as arguments
-(`train=False` unless the row says train mode), plus the cost of drawing dropout masks with each PRNG.
+(`train=False` unless the row says train mode), plus dropout on one activation with Bernoulli masks (each PRNG) and
+with the hash mask the layers use.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from benchmarks.measure import median_seconds
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
+from mmspeech_jax.layers.dropout import hash_dropout
 from mmspeech_jax.layers.transformer import FFTStack
 from mmspeech_jax.losses.aligner import forward_sum_loss
 from mmspeech_jax.models.aligner import AlignmentEncoder, batch_log_prior, monotonic_alignment_search
@@ -46,10 +48,15 @@ def main():
                  median_seconds(jax.jit(jax.grad(lambda p, h, m, k: jnp.sum(decoder.apply(
                      p, h, m, train=True, rngs={"dropout": k})))), decoder.init(key, x, frame_mask, train=False), x,
                      frame_mask, jax.random.key(1, impl="rbg"))))
+    activation = jnp.asarray(rng.normal(size=(b, t, config.conv_filters)), jnp.float32)
     for impl in ("threefry2x32", "rbg"):
-        rows.append((f"Bernoulli draws for one ({b}, {t}, {config.conv_filters}) activation, {impl}",
-                     median_seconds(jax.jit(lambda k: jax.random.bernoulli(k, 0.9, (b, t, config.conv_filters))),
-                                    jax.random.key(0, impl=impl))))
+        rows.append((f"dropout on one ({b}, {t}, {config.conv_filters}) activation, fwd+bwd, Bernoulli mask, {impl}",
+                     median_seconds(jax.jit(jax.grad(lambda h, k: jnp.sum(jnp.tanh(jnp.where(
+                         jax.random.bernoulli(k, 0.9, h.shape), h / 0.9, 0.0))))), activation,
+                         jax.random.key(0, impl=impl))))
+    rows.append((f"dropout on one ({b}, {t}, {config.conv_filters}) activation, fwd+bwd, hash mask (layers/dropout.py)",
+                 median_seconds(jax.jit(jax.grad(lambda h, s: jnp.sum(jnp.tanh(hash_dropout(h, s, 0.1))))),
+                                activation, jnp.uint32(1))))
     attention = MultiHeadSelfAttention(d, config.heads)
     rows.append((f"one self-attention (T={t}, {config.heads} heads)",
                  median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(attention.apply(p, h, m, train=False)))),

@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="workdir/ljspeech_tts")
     p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
     add_data_args(p)
-    add_trainer_args(p, steps=3000, learning_rate=1e-3)
+    add_trainer_args(p, steps=700, learning_rate=1e-3, eval_every=100)
     p.add_argument("--num_samples", type=int, default=3, help="validation utterances to plot and synthesize")
     p.add_argument("--asr_workdir", default=None,
                    help="a trained ASR workdir (experiments.ljspeech_asr): also report the CER/WER of synthesized "

@@ -2,7 +2,8 @@
 
 `jax.random.bernoulli` materialises a random tensor as large as the activation (RngBitGenerator, then a float
 conversion and a compare); on a 2-core CPU that cost 0.26-0.47 s per (16, 800, 1536) activation, forward plus
-backward, against 0.04 s for this hash (`python -m benchmarks.tts_profile`, rows "dropout ..."). Here each element's
+backward, against 0.04 s for this hash (one-off measurement, 2026-11-24; `python -m benchmarks.tts_profile
+--preset ljspeech` has the rows "dropout on one ... activation"). Here each element's
 keep bit is `hash(hash(index) + seed) >= rate * 2**32`, computed with a handful of uint32 ops; the seed is one
 uint32 drawn per call from the Flax "dropout" stream, so randomness still comes only from the passed key and the
 same (key, shape) gives the same mask on every run and after every restart.
