@@ -9,7 +9,8 @@ from scipy.special import logsumexp
 
 from mmspeech_jax.losses.aligner import binarization_loss, forward_sum_loss
 from mmspeech_jax.models.aligner import (AlignerConfig, AlignmentEncoder, batch_log_prior, beta_binomial_prior,
-                                         durations_from_alignment, monotonic_alignment_search)
+                                         durations_from_alignment, masked_standardize,
+                                         monotonic_alignment_search)
 
 
 def monotonic_paths(t, n):
@@ -88,3 +89,77 @@ def test_alignment_encoder_is_a_masked_distribution():
     hard = np.asarray(hard)
     expected = -np.mean(log_soft[hard > 0])  # mean negative log-probability along the hard path
     np.testing.assert_allclose(float(binarization_loss(hard, log_soft)), expected, rtol=1e-5)
+
+
+def test_mel_input_is_standardized_per_utterance_and_ignores_padding():
+    """Shifting or scaling an utterance's log mel (e.g. another log floor) and extending its padding leave the
+    alignment unchanged: the mel encoder sees per-channel standardized frames (masked_standardize)."""
+    rng = np.random.default_rng(2)
+    text = rng.normal(size=(1, 5, 16)).astype(np.float32)
+    mel = rng.normal(-5.0, 3.0, size=(1, 18, 80)).astype(np.float32)
+    token_mask, frame_mask = np.ones((1, 5), bool), np.ones((1, 18), bool)
+    model = AlignmentEncoder(AlignerConfig(text_hidden=32, mel_hidden=32, dim=16))
+    params = model.init(jax.random.PRNGKey(0), text, token_mask, mel, frame_mask)
+    base = np.asarray(model.apply(params, text, token_mask, mel, frame_mask))
+    shifted = np.asarray(model.apply(params, text, token_mask, 2.0 * mel - 7.0, frame_mask))
+    np.testing.assert_allclose(shifted, base, atol=1e-4)
+    padded_mel = np.concatenate([mel, np.full((1, 6, 80), 50.0, np.float32)], axis=1)
+    padded = np.asarray(model.apply(params, text, token_mask, padded_mel, np.arange(24)[None] < 18))
+    np.testing.assert_allclose(padded[:, :18], base, atol=1e-4)
+    x = rng.normal(3.0, 2.0, size=(2, 7, 4)).astype(np.float32)
+    mask = np.arange(7)[None] < np.array([[7], [5]])
+    z = np.asarray(masked_standardize(x, mask))
+    for b, n in enumerate([7, 5]):  # float64 NumPy reference
+        ref = (x[b, :n].astype(np.float64) - x[b, :n].mean(0)) / np.sqrt(x[b, :n].astype(np.float64).var(0) + 1e-5)
+        np.testing.assert_allclose(z[b, :n], ref, atol=1e-4)
+        assert np.all(z[b, n:] == 0)
+
+
+def test_aligner_learns_boundaries_on_the_corpus(small_cache):
+    """Aligner alone (token embedding + AlignmentEncoder, forward-sum loss) on the small embedded corpus: the
+    boundary error against the synthesizer's phoneme boundaries must fall well below the prior's. With raw log
+    mel input this went the other way (59 -> 237 ms on the 2 000-utterance corpus)."""
+    import flax.linen as nn
+    import optax
+
+    from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
+    from mmspeech_jax.evaluate.alignment import boundary_error_ms
+    from mmspeech_jax.models.aligner import with_alignment_prior
+
+    class Aligner(nn.Module):
+        @nn.compact
+        def __call__(self, b):
+            text = nn.Embed(len(small_cache.table), 64)(b["tokens"])
+            return AlignmentEncoder(AlignerConfig(text_hidden=128, mel_hidden=128))(
+                text, b["token_mask"], b["mel"], b["frame_mask"], b["log_prior"])
+
+    keys = ("tokens", "token_mask", "mel", "frame_mask", "log_prior")
+    config = PipelineConfig(batch_size=8, num_buckets=1, num_epochs=None, seed=0)
+    batches = make_batch_iterator(small_cache, "train", config, verbose=False)
+    fixed = [with_alignment_prior(next(batches)) for _ in range(4)]  # the whole train split, padded identically
+    model, tx = Aligner(), optax.adam(3e-3)
+    inputs = lambda b: {k: b[k] for k in keys}
+    params = model.init(jax.random.PRNGKey(0), inputs(fixed[0]))
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt, b):
+        loss_fn = lambda p: forward_sum_loss(model.apply(p, b), b["token_mask"], b["frame_mask"])
+        grads = jax.grad(loss_fn)(params)
+        updates, opt = tx.update(grads, opt)
+        return optax.apply_updates(params, updates), opt
+
+    @jax.jit
+    def durations(params, b):
+        hard = monotonic_alignment_search(model.apply(params, b), b["token_mask"], b["frame_mask"])
+        return durations_from_alignment(hard)
+
+    def error(params):
+        return np.mean([boundary_error_ms(durations(params, inputs(b)), b["durations"], b["token_lengths"], 256, 22050)
+                        for b in fixed])
+
+    before = error(params)
+    for i in range(200):
+        params, opt = step(params, opt, inputs(fixed[i % len(fixed)]))
+    after = error(params)
+    assert after < 0.6 * before, (before, after)  # measured: 63 -> 29 ms; raw log mel input: 63 -> 323 ms
