@@ -2,6 +2,7 @@
 
     python -m benchmarks.asr_step                       # conformer_s, batch 16, 500-1500 frames, ~100-token targets
     python -m benchmarks.asr_step --preset base --record
+    python -m benchmarks.asr_step --profile              # also: forward+backward time of each encoder component
 
 Reports compile time, median step time (after compile, float32, SpecAugment and dropout on as in training), the
 step's FLOPs from XLA's cost analysis and achieved FLOP/s against the measured float32 matmul peak; decoding speed
@@ -84,17 +85,62 @@ def run(preset_name: str, batch_size: int, steps: int) -> dict:
             "flops": flops, "flops_per_s": flops / median, "greedy_x_rt": speeds["greedy"], "beam_x_rt": speeds["beam"]}
 
 
+def profile(preset_name: str, batch_size: int) -> list[tuple[str, float, float]]:
+    """(component, seconds, XLA FLOPs) of jitted forward+backward of each encoder part alone at the benchmark's
+    shapes (train mode, dropout on), median of 3: where the step's time goes."""
+    import jax.numpy as jnp
+
+    from benchmarks.measure import compiled_flops
+    from mmspeech_jax.layers.attention import MultiHeadSelfAttention
+    from mmspeech_jax.layers.conformer import ConformerBlock, ConvolutionModule, FeedForward
+    from mmspeech_jax.layers.subsampling import Conv2dSubsampling, subsampled_length
+
+    c = preset(preset_name)
+    batch = synthetic_batch(batch_size)
+    t = int(subsampled_length(batch["features"].shape[1], c.subsampling))
+    h = jax.numpy.asarray(np.random.default_rng(0).normal(size=(batch_size, t, c.dim)), jnp.float32)
+    mask = np.ones((batch_size, t), bool)
+    rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
+    block = ConformerBlock(c.block) if c.encoder == "conformer" else None
+    parts = [
+        (f"Conv2d subsampling ({c.subsampling}x, {c.subsampling_channels} channels), (B, 1500, 80) in",
+         Conv2dSubsampling(c.dim, c.subsampling_channels, c.subsampling), (batch["features"], batch["frame_mask"]), {}),
+        (f"one Conformer block, T'={t}", block, (h, mask), {"train": True}),
+        ("  feed-forward (one of the two)", FeedForward(c.dim, c.ffn_dim, c.dropout), (h,), {"train": True}),
+        ("  self-attention, relative positions", MultiHeadSelfAttention(c.dim, c.heads, c.attention_dropout,
+                                                                        relative_positions=True), (h, mask), {"train": True}),
+        ("  self-attention, absolute positions (for comparison)", MultiHeadSelfAttention(c.dim, c.heads, c.attention_dropout),
+         (h, mask), {"train": True}),
+        ("  convolution module", ConvolutionModule(c.dim, c.conv_kernel, c.dropout), (h, mask), {"train": True}),
+    ]
+    rows = []
+    for name, module, inputs, kwargs in parts:
+        if module is None:
+            continue
+        params = module.init(rngs, *inputs, **kwargs)
+
+        def loss(p, module=module, inputs=inputs, kwargs=kwargs):
+            out = module.apply(p, *inputs, rngs={"dropout": jax.random.PRNGKey(2)}, **kwargs)
+            return jnp.sum((out[0] if isinstance(out, tuple) else out) ** 2)
+
+        grad = jax.jit(jax.grad(loss))
+        rows.append((name, median_seconds(grad, params), compiled_flops(grad.lower(params).compile())))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="conformer_s")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="also time each encoder component alone")
     args = parser.parse_args()
     r = run(args.preset, args.batch_size, args.steps)
     compiles, shapes, batches = asr_epoch_compilations()
     peak = matmul_peak()
-    command = f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps}"
+    command = (f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps}"
+               + (" --profile" if args.profile else ""))
     text = (f"### CTC ASR train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"
             "| preset | params | batch | compile | median step | step FLOPs (XLA) | achieved | f32 matmul peak | "
@@ -106,6 +152,11 @@ def main():
             f"{r['beam_x_rt']:.0f}x real time |\n\n"
             f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
             f"{compiles}, for {shapes} bucket shapes.\n")
+    if args.profile:
+        text += ("\n| component (forward+backward, train mode, median of 3) | seconds | XLA FLOPs | FLOP/s |\n"
+                 "| --- | --- | --- | --- |\n")
+        for name, seconds, flops in profile(args.preset, args.batch_size):
+            text += f"| {name} | {seconds:.3f} | {flops / 1e9:.1f} G | {flops / seconds / 1e9:.0f} G |\n"
     print(text)
     if args.record:
         path = Path(__file__).with_name("RESULTS.md")

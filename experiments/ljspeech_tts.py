@@ -84,7 +84,8 @@ def main(argv=None):
 
 
 def intelligibility(workdir: Path, asr_workdir: Path, cache, count: int) -> dict:
-    """The closed loop on `count` test sentences: this TTS -> Griffin-Lim -> the ASR, CER/WER vs ground truth."""
+    """The closed loop on `count` test sentences: this TTS -> Griffin-Lim -> the ASR, CER/WER, next to the ASR on
+    the true recordings and on the true mels through the same Griffin-Lim."""
     from mmspeech_jax.evaluate.intelligibility import evaluate_tts
     from mmspeech_jax.synthesize import Synthesizer
     from mmspeech_jax.transcribe import Transcriber
@@ -94,7 +95,9 @@ def intelligibility(workdir: Path, asr_workdir: Path, cache, count: int) -> dict
     result = evaluate_tts(Synthesizer.from_workdir(workdir), Transcriber.from_workdir(asr_workdir), texts,
                           {cache.texts[int(i)]: cache[int(i)]["mel"] for i in rows})
     return {"synthesized": result["synthesized"], "ground_truth": result["ground_truth"],
-            "examples": [{k: line.get(k) for k in ("text", "transcript", "ground_truth_transcript")}
+            "ground_truth_vocoded": result["ground_truth_vocoded"],
+            "examples": [{k: line.get(k) for k in ("text", "transcript", "ground_truth_transcript",
+                                                   "ground_truth_vocoded_transcript")}
                          for line in result["lines"][:3]]}
 
 
@@ -136,7 +139,7 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
                 uid = cache.ids[int(batch["index"][r])]
                 t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
                 plot_tts_example(workdir / "plots" / f"{uid}.png", batch["mel"][r, :t], mel_gen[r, :tg],
-                                 aux["log_alignment"][r, :t, :n] if "log_alignment" in aux else None,
+                                 np.exp(aux["log_alignment"][r, :t, :n]) if "log_alignment" in aux else None,
                                  aux["pitch_target"][r, :n], aux["pitch"][r, :n], cache.texts[int(batch["index"][r])])
                 wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
                 peak = float(np.max(np.abs(wave))) or 1.0

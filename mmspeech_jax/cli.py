@@ -114,7 +114,7 @@ def _evaluate_tts(args) -> int:
     for line in report["lines"]:
         if "error" in line:
             print(f"mmspeech: {line['text']!r}: {line['error']}", file=sys.stderr)
-    summary = {"synthesized": report["synthesized"], "ground_truth": report["ground_truth"]}
+    summary = {k: report[k] for k in ("synthesized", "ground_truth", "ground_truth_vocoded")}
     print(json.dumps(summary, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))

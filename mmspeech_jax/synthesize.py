@@ -59,7 +59,10 @@ class Synthesizer:
 
     def synthesize(self, text: str, controls: Controls = Controls(), *, griffin_lim_iters: int = 60):
         """text -> (float32 audio (S,), sample_rate)."""
-        wave = np.asarray(log_mel_to_waveform(self.mel(text, controls), jax.random.PRNGKey(0), self.mel_config,
-                                              n_iter=griffin_lim_iters))
+        return self.vocode(self.mel(text, controls), griffin_lim_iters=griffin_lim_iters)
+
+    def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
+        """(T, M) log mel -> (float32 audio (S,) peak-normalized to 0.9, sample_rate), through Griffin-Lim."""
+        wave = np.asarray(log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters))
         peak = float(np.max(np.abs(wave))) or 1.0
         return (wave / peak * 0.9).astype(np.float32), self.mel_config.sample_rate

@@ -98,6 +98,7 @@ def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_c
     report = json.loads(out.read_text())
     assert report["synthesized"]["utterances"] == 2
     assert report["ground_truth"]["utterances"] == 1
+    assert report["ground_truth_vocoded"]["utterances"] == 1 and "ground_truth_vocoded_transcript" in report["lines"][0]
     assert "ground_truth_transcript" in report["lines"][0] and "error" in report["lines"][2]
     assert "\u2603" in capsys.readouterr().err or "error" in report["lines"][2]
 

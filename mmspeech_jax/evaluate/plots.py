@@ -29,7 +29,7 @@ def save_figure(fig, path, dpi: int = 80) -> Path:
 
 def plot_tts_example(path, target_mel, predicted_mel, alignment=None, pitch_target=None, pitch_predicted=None,
                      title: str = "") -> Path:
-    """target_mel (T, M), predicted_mel (T', M), alignment (T, N), pitch contours (T,) or (N,) in z-units."""
+    """target_mel (T, M), predicted_mel (T', M), alignment (T, N) probabilities, pitch contours (T,) or (N,) in z-units."""
     plt = pyplot()
     rows = 2 + (alignment is not None) + (pitch_target is not None)
     fig, axes = plt.subplots(rows, 1, figsize=(10, 2.4 * rows))
@@ -39,8 +39,9 @@ def plot_tts_example(path, target_mel, predicted_mel, alignment=None, pitch_targ
     axes[1].set_title("predicted mel (generate: predicted durations)", fontsize=9, loc="left")
     row = 2
     if alignment is not None:
-        axes[row].imshow(np.asarray(alignment).T, origin="lower", aspect="auto", cmap="viridis")
-        axes[row].set_title("learned alignment (tokens x frames)", fontsize=9, loc="left")
+        axes[row].imshow(np.asarray(alignment).T, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
+                         interpolation="nearest")
+        axes[row].set_title("learned alignment P(token | frame) (tokens x frames)", fontsize=9, loc="left")
         row += 1
     if pitch_target is not None:
         axes[row].plot(np.asarray(pitch_target), label="target")
