@@ -25,6 +25,6 @@ def restore_params(workdir: Path):
     step = manager.latest_step() if manager else None
     if step is None:
         raise CorpusNotFoundError(f"no complete checkpoint in {directory}; train first")
-    restored = manager.restore(step)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
     return restored["state"]["train"]["params"], step
