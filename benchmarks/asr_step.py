@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks.measure import epoch_compilations, machine, matmul_peak, median_seconds, time_train_step
+from benchmarks.measure import (epoch_compilations, machine, matmul_peak, median_seconds, record,
+                                time_train_step)
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
@@ -159,8 +159,7 @@ def main():
             text += f"| {name} | {seconds:.3f} | {flops / 1e9:.1f} G | {flops / seconds / 1e9:.0f} G |\n"
     print(text)
     if args.record:
-        path = Path(__file__).with_name("RESULTS.md")
-        path.write_text(path.read_text().rstrip() + "\n\n" + text)
+        record(text)
 
 
 if __name__ == "__main__":

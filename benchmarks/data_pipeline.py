@@ -12,11 +12,10 @@ import argparse
 import datetime
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure import machine
+from benchmarks.measure import machine, record
 
 
 def run(num_utterances: int, batch_size: int, epochs: int) -> list[tuple[str, str, str]]:
@@ -67,9 +66,7 @@ def main():
     text = header + "\n" + "\n".join(table) + "\n"
     print(text)
     if args.record:
-        path = Path(__file__).with_name("RESULTS.md")
-        existing = path.read_text() if path.exists() else "# Benchmark results\n\nNewest first within each section.\n"
-        path.write_text(existing.rstrip() + "\n\n" + text)
+        record(text)
 
 
 if __name__ == "__main__":

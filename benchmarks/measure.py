@@ -1,5 +1,6 @@
 """What every benchmark here needs: the machine's description, median wall-clock times, the float32 matmul peak,
-XLA's FLOP count of a compiled step, and the compile count of a step over one epoch of bucketed shapes."""
+XLA's FLOP count of a compiled step, the compile count of a step over one epoch of bucketed shapes, and
+`record` (append an entry to benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def record(entry: str) -> None:
+    """Append a markdown entry (heading, command, machine, table) to benchmarks/RESULTS.md."""
+    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    RESULTS.write_text(existing.rstrip() + "\n\n" + entry)
 
 
 def machine() -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks.measure import epoch_compilations, machine, matmul_peak, median_seconds, time_train_step
+from benchmarks.measure import (epoch_compilations, machine, matmul_peak, median_seconds, record,
+                                time_train_step)
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
@@ -115,8 +115,7 @@ def main():
             f"{compiles}, for {shapes} bucket shapes.\n")
     print(text)
     if args.record:
-        path = Path(__file__).with_name("RESULTS.md")
-        path.write_text(path.read_text().rstrip() + "\n\n" + text)
+        record(text)
 
 
 if __name__ == "__main__":

@@ -144,15 +144,14 @@ def main(argv=None):
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
     print(text)
     if args.record:
-        from benchmarks.measure import machine
+        from benchmarks.measure import machine, record
 
         given = sys.argv[1:] if argv is None else argv
         command = "python -m experiments.ssl_finetune " + " ".join(a for a in given if a != "--record")
         entry = (f"### SSL pretrain -> fine-tune (BEST-RQ, {100 * args.label_fraction:.0f} % labels) — "
                  f"{datetime.date.today().isoformat()}\n\nCommand: `{command.strip()}`  \nMachine: {machine()}\n\n"
                  f"{text}\n")
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md"
-        path.write_text(path.read_text().rstrip() + "\n\n" + entry)
+        record(entry)
     return report
 
 
