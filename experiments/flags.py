@@ -30,6 +30,9 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
     p.add_argument("--checkpoint_every", type=int, default=eval_every)
     p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config field (repeatable; dotted for nested fields, values as JSON), "
+                        "e.g. --set dropout=0 --set predictor.dropout=0.1")
 
 
 def load_data(args):

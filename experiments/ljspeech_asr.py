@@ -24,6 +24,7 @@ from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.evaluate.asr import error_rates
+from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
@@ -48,7 +49,8 @@ def parse_args(argv=None):
 
 def model_config(args, cache, **overrides):
     spec = None if args.no_spec_augment else SpecAugmentConfig()
-    return preset(args.preset, encoder=args.encoder, n_mels=cache.n_mels, spec_augment=spec, **overrides)
+    config = preset(args.preset, encoder=args.encoder, n_mels=cache.n_mels, spec_augment=spec, **overrides)
+    return apply_overrides(config, args.overrides)
 
 
 def write_workdir_config(workdir: Path, config, args, cache, **extra) -> None:

@@ -27,6 +27,7 @@ from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import plot_tts_example
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
+from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.trainer import TrainerConfig, fit
 
@@ -50,7 +51,7 @@ def main(argv=None):
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = load_data(args)
-    model_config = preset(args.preset, len(cache.table))
+    model_config = apply_overrides(preset(args.preset, len(cache.table)), args.overrides)
     model = FastSpeech2(model_config)
     (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(model_config), "args": vars(args),
                                                      "features": cache.config, "stats": cache.stats}, indent=1))

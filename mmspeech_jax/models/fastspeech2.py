@@ -106,6 +106,16 @@ def model_inputs(batch: dict, config: FastSpeech2Config) -> dict:
     return with_alignment_prior(inputs, config.aligner.prior_scale)
 
 
+def variance_targets(batch: dict, durations, level: str):
+    """Teacher-forced pitch and energy: token averages over each token's frames (level "token", (B, N)) or the
+    frame contours as they are (level "frame", (B, T))."""
+    if level == "frame":
+        return batch["pitch"], batch["energy"]
+    frame_mask, token_mask = batch["frame_mask"], batch["token_mask"]
+    return (token_average(batch["pitch"] * frame_mask, durations) * token_mask,
+            token_average(batch["energy"] * frame_mask, durations) * token_mask)
+
+
 class Postnet(nn.Module):
     """5 conv layers (tanh between, none after the last), residual. (B, T, M) -> (B, T, M)."""
 
@@ -142,9 +152,9 @@ class FastSpeech2(nn.Module):
         if c.aligner is not None:
             self.aligner = AlignmentEncoder(c.aligner, name="aligner")
 
-    def encode(self, tokens, token_mask, speaker=None, *, train: bool = False):
-        """tokens (B, N) int, token_mask (B, N) -> (B, N, D)."""
-        h = self.encoder(self.embedding(tokens) * token_mask[..., None], token_mask, train=train)
+    def encode(self, tokens, token_mask, speaker=None, *, train: bool = False, adapters: dict | None = None):
+        """tokens (B, N) int, token_mask (B, N) -> (B, N, D). `adapters`: one per encoder block (`FFTStack`)."""
+        h = self.encoder(self.embedding(tokens) * token_mask[..., None], token_mask, train=train, adapters=adapters)
         if self.config.num_speakers and speaker is not None:
             h = h + self.speaker_embedding(speaker)[:, None, :] * token_mask[..., None]
         return h
@@ -160,9 +170,9 @@ class FastSpeech2(nn.Module):
         return self.variance_adaptor(h, token_mask, max_frames, train=train, durations=durations, pitch=pitch,
                                      energy=energy, controls=controls)
 
-    def decode(self, frames, frame_mask, *, train: bool = False):
-        """(B, T, D) -> (mel before postnet, mel after postnet), each (B, T, M)."""
-        h = self.decoder(frames, frame_mask, train=train)
+    def decode(self, frames, frame_mask, *, train: bool = False, adapters: dict | None = None):
+        """(B, T, D) -> (mel before postnet, mel after postnet), each (B, T, M). `adapters`: one per decoder block."""
+        h = self.decoder(frames, frame_mask, train=train, adapters=adapters)
         mel = self.mel_out(h) * frame_mask[..., None]
         return mel, self.postnet(mel, frame_mask, train=train)
 
@@ -177,11 +187,7 @@ class FastSpeech2(nn.Module):
             aux.update(log_alignment=log_soft, hard_alignment=hard)
         else:
             durations = batch["durations"]
-        if self.config.variance_level == "token":
-            pitch = token_average(batch["pitch"] * frame_mask, durations) * token_mask
-            energy = token_average(batch["energy"] * frame_mask, durations) * token_mask
-        else:
-            pitch, energy = batch["pitch"], batch["energy"]
+        pitch, energy = variance_targets(batch, durations, self.config.variance_level)
         frames, out_mask, variance = self.adapt(h, token_mask, max_frames, train=train, durations=durations,
                                                 pitch=pitch, energy=energy)
         mel, mel_post = self.decode(frames, out_mask, train=train)

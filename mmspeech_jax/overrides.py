@@ -1,0 +1,59 @@
+"""Command-line config overrides: `key=value` strings applied to a frozen config dataclass.
+
+    apply_overrides(preset("base", 80), ["dropout=0", "predictor.dropout=0.1", "conv_kernels=[9,1]"])
+
+Keys are field names, dotted into nested dataclasses. Values are parsed as JSON (numbers, true/false, null, lists;
+a list becomes a tuple where the field holds a tuple), anything else is taken as a string. The result is built with
+`dataclasses.replace`, so each config's own validation (`__post_init__`) runs on the new values. Unknown keys and
+malformed items raise `ConfigError` naming the item.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Sequence
+
+from mmspeech_jax.errors import ConfigError
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _replace(config, path: list[str], value, item: str):
+    if not dataclasses.is_dataclass(config):
+        raise ConfigError(f"override {item!r}: {'.'.join(path)} is inside a field that is not a config")
+    names = {f.name for f in dataclasses.fields(config)}
+    head = path[0]
+    if head not in names:
+        raise ConfigError(f"override {item!r}: {type(config).__name__} has no field {head!r} "
+                          f"(fields: {', '.join(sorted(names))})")
+    current = getattr(config, head)
+    if len(path) > 1:
+        if current is None:
+            raise ConfigError(f"override {item!r}: {type(config).__name__}.{head} is None (switched off)")
+        value = _replace(current, path[1:], value, item)
+    elif isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    try:
+        return dataclasses.replace(config, **{head: value})
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"override {item!r}: {e}") from None
+
+
+def apply_overrides(config, items: Sequence[str]):
+    """`config` with each `key=value` of `items` applied in order."""
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        config = _replace(config, key.strip().split("."), parse_value(text.strip()), item)
+    return config

@@ -1,0 +1,132 @@
+"""HyperSpeech, adapters, the hypernetwork and the conditioning encoders."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.layers.adapter import adapter_forward
+from mmspeech_jax.layers.conditioning import ReferenceEncoder, SpeakerEmbedding, combine_conditions
+from mmspeech_jax.models.aligner import with_alignment_prior
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.models.hyperspeech import HyperSpeech, HyperSpeechConfig, trainable_mask
+from mmspeech_jax.train.finetune import count_parameters, masked_optimizer
+
+B, N, T, M = 2, 7, 24, 80
+
+
+def make_batch(seed=0):
+    rng = np.random.default_rng(seed)
+    batch = {"tokens": rng.integers(1, 30, (B, N)).astype(np.int32),
+             "token_mask": np.arange(N)[None] < np.array([[7], [5]]),
+             "mel": rng.normal(size=(B, T, M)).astype(np.float32),
+             "frame_mask": np.arange(T)[None] < np.array([[24], [15]]),
+             "pitch": rng.normal(size=(B, T)).astype(np.float32),
+             "energy": rng.normal(size=(B, T)).astype(np.float32),
+             "speaker": np.array([0, 2], np.int32)}
+    batch["token_lengths"], batch["frame_lengths"] = batch["token_mask"].sum(1), batch["frame_mask"].sum(1)
+    return with_alignment_prior(batch, 1.0)
+
+
+def config(**kw):
+    return HyperSpeechConfig(preset("tiny", 40), condition_dim=16, num_speakers=4, adapter_dim=4, hyper_hidden=16, **kw)
+
+
+def init(model, batch, seed=0):
+    return model.init({"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
+
+
+@pytest.mark.parametrize("fusion", ["film", "gated_cross_attention"])
+def test_fresh_hyperspeech_equals_its_pretrained_backbone(fusion):
+    batch = make_batch()
+    backbone = FastSpeech2(preset("tiny", 40))
+    pretrained = init(backbone, batch, seed=7)  # stands for a trained FastSpeech2
+    model = HyperSpeech(config(fusion=fusion, plain_adapters=True))
+    params = {**init(model, batch), "backbone": pretrained}
+    ours, _ = model.apply({"params": params}, batch, train=False)
+    theirs, _ = backbone.apply({"params": pretrained}, batch, train=False)
+    np.testing.assert_allclose(np.asarray(ours["mel_post"]), np.asarray(theirs["mel_post"]), rtol=1e-6, atol=1e-6)
+    gen = model.apply({"params": params}, batch["tokens"], batch["token_mask"], 40, speaker=batch["speaker"],
+                      method=HyperSpeech.generate)
+    ref = backbone.apply({"params": pretrained}, batch["tokens"], batch["token_mask"], 40, method=FastSpeech2.generate)
+    np.testing.assert_allclose(np.asarray(gen[0]), np.asarray(ref[0]), rtol=1e-6, atol=1e-6)
+    # once the hypernetwork's up head is non-zero, the speaker changes the output (the equality above can fail)
+    up = params["hypernetwork"]["up_head"]["kernel"]
+    params["hypernetwork"]["up_head"]["kernel"] = 0.1 * jax.random.normal(jax.random.PRNGKey(3), up.shape)
+    a, _ = model.apply({"params": params}, batch, train=False)
+    b, _ = model.apply({"params": params}, {**batch, "speaker": np.array([1, 3], np.int32)}, train=False)
+    assert float(jnp.max(jnp.abs(a["mel_post"] - b["mel_post"]))) > 1e-4
+
+
+def test_adapter_forward_matches_float64():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(B, T, 8)).astype(np.float32)
+    mask = np.arange(T)[None] < np.array([[24], [10]])
+    w = {"down": rng.normal(size=(B, 8, 3)), "down_bias": rng.normal(size=(B, 3)),
+         "up": rng.normal(size=(B, 3, 8)), "up_bias": rng.normal(size=(B, 8))}
+    x64 = x.astype(np.float64)
+    h = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    h = np.maximum(np.einsum("btd,bdr->btr", h, w["down"]) + w["down_bias"][:, None], 0)
+    expected = (x64 + np.einsum("btr,brd->btd", h, w["up"]) + w["up_bias"][:, None]) * mask[..., None]
+    got = adapter_forward(jnp.asarray(x), mask, {k: jnp.asarray(v, jnp.float32) for k, v in w.items()})
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_hyper_strategy_trains_only_hypernetwork_and_conditioning():
+    batch = make_batch()
+    model = HyperSpeech(config(plain_adapters=True))
+    params = init(model, batch)
+    total = count_parameters(params)
+    counts = {s: count_parameters(params, trainable_mask(params, s)) for s in ("full", "hyper", "plain_adapters")}
+    assert counts["full"] == total and 0 < counts["plain_adapters"] < counts["hyper"] < total
+    mask = trainable_mask(params, "hyper")
+    tx = masked_optimizer(optax.adam(1e-2), mask)
+    loss = lambda p: jnp.mean(model.apply({"params": p}, batch, train=False)[0]["mel_post"] ** 2)
+    new, opt_state = params, tx.init(params)
+    for _ in range(3):  # the first step moves only the zero-initialised heads; the encoders follow
+        updates, opt_state = tx.update(jax.grad(loss)(new), opt_state, new)
+        new = optax.apply_updates(new, updates)
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), params, new)
+    for top in params:
+        moved = any(jax.tree_util.tree_leaves(changed[top]))
+        assert moved == (top in ("hypernetwork", "speaker_embedding", "reference_encoder", "fusion")), top
+    with pytest.raises(ConfigError, match="strategy"):
+        trainable_mask(params, "everything")
+
+
+def test_reference_encoder_ignores_padding_and_flags_empty_references():
+    rng = np.random.default_rng(0)
+    mel = rng.normal(size=(B, 40, M)).astype(np.float32)
+    mask = np.arange(40)[None] < np.array([[40], [0]])
+    enc = ReferenceEncoder(16)
+    params = enc.init(jax.random.PRNGKey(0), mel, mask)
+    vec, available = enc.apply(params, mel, mask)
+    assert available.tolist() == [True, False] and np.all(np.asarray(vec)[1] == 0)
+    padded = np.concatenate([mel, rng.normal(size=(B, 24, M)).astype(np.float32) * 30], 1)
+    vec2, _ = enc.apply(params, padded, np.arange(64)[None] < np.array([[40], [0]]))
+    np.testing.assert_allclose(np.asarray(vec2), np.asarray(vec), rtol=1e-5, atol=1e-5)
+    other, _ = enc.apply(params, rng.normal(size=mel.shape).astype(np.float32), mask)  # new content
+    assert float(jnp.max(jnp.abs(other[0] - vec[0]))) > 1e-4
+
+
+def test_speaker_minus_one_is_no_speaker_and_conditions_average_the_available():
+    emb = SpeakerEmbedding(3, 4)
+    params = emb.init(jax.random.PRNGKey(0), np.array([0]))
+    vec, available = emb.apply(params, np.array([2, -1]))
+    assert available.tolist() == [True, False] and np.all(np.asarray(vec)[1] == 0)
+    a, b = np.arange(8.0).reshape(2, 4), -np.ones((2, 4))
+    combined, any_available = combine_conditions([jnp.asarray(a), jnp.asarray(b)],
+                                                 [jnp.array([True, True]), jnp.array([True, False])])
+    np.testing.assert_allclose(np.asarray(combined), np.stack([(a[0] + b[0]) / 2, a[1]]))
+    assert any_available.tolist() == [True, True]
+
+
+def test_config_errors_are_one_line():
+    with pytest.raises(ConfigError, match="fusion"):
+        config(fusion="multiply")
+    with pytest.raises(ConfigError, match="condition"):
+        HyperSpeechConfig(preset("tiny", 40), reference=False)
+    with pytest.raises(ConfigError, match="num_speakers=0"):
+        HyperSpeechConfig(preset("tiny", 40, num_speakers=2))
