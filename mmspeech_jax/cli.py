@@ -2,6 +2,7 @@
 
     mmspeech synthesize --workdir W --text "Hello." --out hello.wav
     mmspeech synthesize --workdir W --text-file lines.txt --out-dir wavs/
+    mmspeech synthesize --workdir W_multi --text "Hello." --out a.wav --speaker 2   (or --reference voice.wav)
     mmspeech export --workdir W --out exported/
     mmspeech transcribe --workdir W a.wav b.flac ... [--out results.jsonl] [--beam-width 8]
     mmspeech evaluate-tts --tts W1 --asr W2 --text-file lines.txt [--out report.json]
@@ -30,10 +31,13 @@ def _synthesize(args) -> int:
         raise MMSpeechError("give exactly one of --text and --text-file")
     tts = Synthesizer.from_workdir(args.workdir)
     controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
+    voice = {"speaker": args.speaker,
+             "reference": None if args.reference is None else tts.reference_mel(args.reference)}
+    tts.condition_inputs(**voice)  # an unknown speaker id fails here, once, before any line is synthesized
     if args.text is not None:
         if not args.out:
             raise MMSpeechError("--text needs --out FILE.wav")
-        audio, rate = tts.synthesize(args.text, controls)
+        audio, rate = tts.synthesize(args.text, controls, **voice)
         print(save_audio(args.out, audio, rate, overwrite=args.overwrite))
         return 0
     if not args.out_dir:
@@ -44,7 +48,7 @@ def _synthesize(args) -> int:
         if not line:
             continue
         try:
-            audio, rate = tts.synthesize(line, controls)
+            audio, rate = tts.synthesize(line, controls, **voice)
             print(save_audio(Path(args.out_dir) / f"{number:04d}.wav", audio, rate, overwrite=args.overwrite))
         except MMSpeechError as exc:
             failures += 1
@@ -60,7 +64,7 @@ def _export(args) -> int:
     config = read_workdir_config(workdir)
     params, step = restore_params(workdir)
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
-                            config["features"]["mel"], args.out)
+                            config["features"]["mel"], args.out, task=config.get("task", "tts"))
     print(f"exported step {step} to {out}")
     return 0
 
@@ -133,6 +137,8 @@ def main(argv=None) -> int:
     s.add_argument("--out-dir")
     s.add_argument("--speed", type=float, default=1.0)
     s.add_argument("--pitch-shift", type=float, default=0.0)
+    s.add_argument("--speaker", type=int, help="multi-speaker workdirs: a training voice's id")
+    s.add_argument("--reference", help="multi-speaker workdirs: an audio file whose voice to speak in (0.5-30 s)")
     s.add_argument("--overwrite", action="store_true")
     e = sub.add_parser("export", help="parameters as safetensors + config.json + symbols.json")
     e.add_argument("--workdir", required=True)

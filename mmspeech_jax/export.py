@@ -4,7 +4,9 @@
     model, params, table, mel_config = load_exported("exported/")
     mel, frame_mask, durations = model.apply({"params": params}, tokens, token_mask, 512, method=model.generate)
 
-Names are the Flax parameter paths joined by '/', e.g. "encoder/block_0/attention/qkv/kernel".
+Names are the Flax parameter paths joined by '/', e.g. "encoder/block_0/attention/qkv/kernel". config.json records
+the workdir's task: "tts" (FastSpeech2), "hyperspeech" (HyperSpeech: `method=model.generate` then also takes the
+speaker / reference arguments) or "asr" (CTCASR); `load_exported` rebuilds the matching module.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
-def export_parameters(params, model_config: dict, symbols: dict, mel_config: dict, out_dir) -> Path:
+def export_parameters(params, model_config: dict, symbols: dict, mel_config: dict, out_dir, task: str = "tts") -> Path:
     """Writes model.safetensors, config.json and symbols.json into `out_dir` (refuses to overwrite)."""
     from safetensors.numpy import save_file
 
@@ -48,13 +50,13 @@ def export_parameters(params, model_config: dict, symbols: dict, mel_config: dic
         raise CorpusMismatchError(f"{out_dir} already holds an export; choose another directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in flatten(params).items()}, str(out_dir / "model.safetensors"))
-    (out_dir / "config.json").write_text(json.dumps({"model": model_config, "mel": mel_config}, indent=1))
+    (out_dir / "config.json").write_text(json.dumps({"task": task, "model": model_config, "mel": mel_config}, indent=1))
     (out_dir / "symbols.json").write_text(json.dumps(symbols, indent=1))
     return out_dir
 
 
 def load_exported(directory):
-    """-> (FastSpeech2 module, params pytree, SymbolTable, MelConfig) from an `export_parameters` directory."""
+    """-> (module, params pytree, SymbolTable, MelConfig) from an `export_parameters` directory."""
     from safetensors.numpy import load_file
 
     from mmspeech_jax.audio.features import MelConfig
@@ -63,6 +65,16 @@ def load_exported(directory):
 
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
-    model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
+    task = config.get("task", "tts")
+    if task == "hyperspeech":
+        from mmspeech_jax.models.hyperspeech import HyperSpeech, HyperSpeechConfig
+
+        model = HyperSpeech(HyperSpeechConfig.from_dict(config["model"]))
+    elif task == "asr":
+        from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig
+
+        model = CTCASR(CTCASRConfig.from_dict(config["model"]))
+    else:
+        model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
     params = unflatten(load_file(str(directory / "model.safetensors")))
     return model, params, SymbolTable.load(directory / "symbols.json"), MelConfig(**config["mel"])

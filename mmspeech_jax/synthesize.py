@@ -4,6 +4,13 @@
     tts = Synthesizer.from_workdir("workdir/ljspeech_tts")
     audio, sample_rate = tts.synthesize("Hello there.")
 
+A HyperSpeech workdir (experiments.multispeaker_tts) is conditioned per call: `speaker=` (a training voice's id)
+and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any voice):
+
+    tts = Synthesizer.from_workdir("workdir/multispeaker_tts")
+    audio, rate = tts.synthesize("Hello there.", speaker=2)
+    audio, rate = tts.synthesize("Hello there.", reference=tts.reference_mel("someone.wav"))
+
 Shapes are padded to a small ladder (tokens to a multiple of 32, frames to 256 / 512 / 1024 / 2048), so a session
 compiles a handful of times, not once per sentence.
 """
@@ -17,7 +24,11 @@ import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
+from mmspeech_jax.audio.io import load_audio
+from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+from mmspeech_jax.errors import ConfigError, EmptyAudioError
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
+from mmspeech_jax.models.hyperspeech import HyperSpeech, HyperSpeechConfig
 from mmspeech_jax.models.variance_adaptor import Controls
 from mmspeech_jax.text.symbols import SymbolTable
 from mmspeech_jax.text.tokenizer import make_tokenizer
@@ -25,28 +36,71 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_LADDER = (256, 512, 1024, 2048)
 FRAMES_PER_TOKEN_BOUND = 12  # generous upper bound on frames per token at speed 1
+REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 
 class Synthesizer:
-    def __init__(self, model: FastSpeech2, params, table: SymbolTable, mel_config: MelConfig, tokenizer_kind: str):
+    def __init__(self, model: FastSpeech2 | HyperSpeech, params, table: SymbolTable, mel_config: MelConfig,
+                 tokenizer_kind: str):
         self.model, self.params, self.mel_config = model, params, mel_config
         self.tokenizer = make_tokenizer(tokenizer_kind)
         self.tokenizer.table.check_compatible(table)
-        self._generate = jax.jit(
-            lambda p, t, m, n, c: model.apply({"params": p}, t, m, n, controls=c, method=FastSpeech2.generate),
-            static_argnums=(3, 4))
+        self.conditioned = isinstance(model, HyperSpeech)
+        if self.conditioned:
+            self._generate = jax.jit(
+                lambda p, t, m, n, c, s, r, rm: model.apply({"params": p}, t, m, n, s, r, rm, controls=c,
+                                                            method=HyperSpeech.generate), static_argnums=(3, 4))
+        else:
+            self._generate = jax.jit(
+                lambda p, t, m, n, c: model.apply({"params": p}, t, m, n, controls=c, method=FastSpeech2.generate),
+                static_argnums=(3, 4))
 
     @classmethod
     def from_workdir(cls, workdir) -> "Synthesizer":
         workdir = Path(workdir)
         config = read_workdir_config(workdir)
         params, _ = restore_params(workdir)
-        return cls(FastSpeech2(FastSpeech2Config.from_dict(config["model"])), params,
+        model = (HyperSpeech(HyperSpeechConfig.from_dict(config["model"])) if config.get("task") == "hyperspeech"
+                 else FastSpeech2(FastSpeech2Config.from_dict(config["model"])))
+        return cls(model, params,
                    SymbolTable.load(workdir / "symbols.json"), MelConfig(**config["features"]["mel"]),
                    config["features"]["tokenizer"])
 
-    def mel(self, text: str, controls: Controls = Controls()) -> np.ndarray:
-        """text -> log-mel (T, M). Raises the text errors of `normalize_text` / the tokenizer (one line)."""
+    def reference_mel(self, path) -> np.ndarray:
+        """An audio file -> log-mel (T, M) to condition a HyperSpeech model on its voice. Unreadable, empty, too
+        short or too long audio raises a one-line `AudioError`."""
+        low, high = REFERENCE_SECONDS
+        audio, rate = load_audio(path, self.mel_config.sample_rate, max_seconds=high)
+        if audio.size < low * rate:
+            raise EmptyAudioError(f"{path}: reference audio is {audio.size / rate:.2f} s; need at least {low} s of speech")
+        return padded_log_mel_and_energy(audio, self.mel_config)[0]
+
+    def condition_inputs(self, speaker=None, reference=None):
+        """The generate() conditioning arrays for a speaker id and/or reference log-mel (validated; one-line errors)."""
+        c = self.model.config
+        if not self.conditioned:
+            if speaker is not None or reference is not None:
+                raise ConfigError("this workdir holds a single-voice FastSpeech2: --speaker/--reference need a "
+                                  "multi-speaker (HyperSpeech) workdir")
+            return ()
+        if speaker is None and reference is None:
+            raise ConfigError("this multi-speaker workdir needs a voice: give a speaker id or a reference audio file")
+        if speaker is not None and not (c.num_speakers and 0 <= int(speaker) < c.num_speakers):
+            raise ConfigError(f"unknown speaker id {speaker}: this model knows speakers 0-{c.num_speakers - 1}; "
+                              "condition an unseen voice with a reference audio file instead")
+        speaker_ids = np.array([-1 if speaker is None else int(speaker)], np.int32)
+        if reference is None:
+            return speaker_ids, np.zeros((1, 256, c.backbone.n_mels), np.float32), np.zeros((1, 256), bool)
+        frames = -(-reference.shape[0] // 256) * 256
+        ref = np.zeros((1, frames, reference.shape[1]), np.float32)
+        ref[0, : reference.shape[0]] = reference
+        return speaker_ids, ref, np.arange(frames)[None] < reference.shape[0]
+
+    def mel(self, text: str, controls: Controls = Controls(), *, speaker: int | None = None,
+            reference: np.ndarray | None = None) -> np.ndarray:
+        """text -> log-mel (T, M). Raises the text errors of `normalize_text` / the tokenizer (one line), and a
+        `ConfigError` for a speaker id the model does not know."""
+        condition = self.condition_inputs(speaker, reference)
         ids = self.tokenizer.encode(text)
         n = -(-ids.size // 32) * 32
         tokens = np.zeros((1, n), np.int32)
@@ -54,12 +108,14 @@ class Synthesizer:
         mask = tokens > 0
         budget = ids.size * FRAMES_PER_TOKEN_BOUND / controls.speed
         frames = next((f for f in FRAME_LADDER if f >= budget), FRAME_LADDER[-1])
-        mel, frame_mask, _ = self._generate(self.params, tokens, mask, frames, controls)
+        mel, frame_mask, _ = self._generate(self.params, tokens, mask, frames, controls, *condition)
         return np.asarray(mel[0, : max(int(frame_mask[0].sum()), 2)])
 
-    def synthesize(self, text: str, controls: Controls = Controls(), *, griffin_lim_iters: int = 60):
+    def synthesize(self, text: str, controls: Controls = Controls(), *, speaker: int | None = None,
+                   reference: np.ndarray | None = None, griffin_lim_iters: int = 60):
         """text -> (float32 audio (S,), sample_rate)."""
-        return self.vocode(self.mel(text, controls), griffin_lim_iters=griffin_lim_iters)
+        return self.vocode(self.mel(text, controls, speaker=speaker, reference=reference),
+                           griffin_lim_iters=griffin_lim_iters)
 
     def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
         """(T, M) log mel -> (float32 audio (S,) peak-normalized to 0.9, sample_rate), through Griffin-Lim."""

@@ -1,0 +1,93 @@
+"""`python -m experiments.multispeaker_tts` end to end on a tiny multi-voice corpus, and the conditioned CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mmspeech_jax.cli import main as cli
+from tests.conftest import _with_cache_dir
+
+RUN = ["--preset", "tiny", "--corpus_size", "24", "--num_voices", "4", "--held_out", "2", "--steps", "3",
+       "--batch_size", "4", "--num_buckets", "1", "--checkpoint_every", "3", "--eval_every", "3",
+       "--adapt_utterances", "3", "--adapt_steps", "2", "--eval_utterances", "2", "--classifier_steps", "2",
+       "--no_progress"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_run_cache):
+    from experiments.multispeaker_tts import main
+
+    workdir = tmp_path_factory.mktemp("multispeaker") / "w"
+    report = _with_cache_dir(tiny_run_cache, lambda: main(RUN + ["--workdir", str(workdir)]))
+    return workdir, report
+
+
+def test_report_compares_every_strategy_on_every_held_out_voice(run):
+    workdir, report = run
+    assert json.loads((workdir / "report.json").read_text()) == json.loads(json.dumps(report))
+    held_out = report["training"]["held_out_voices"]
+    assert len(held_out) == 2 and not set(held_out) & set(report["training"]["training_voices"])
+    rows = report["rows"]
+    assert sorted((r["voice"], r["strategy"]) for r in rows) == sorted(
+        (v, s) for v in held_out for s in ("zero_shot", "full", "plain_adapters", "hyper"))
+    for r in rows:
+        for key in ("mcd_dtw_db", "speaker_cosine", "speaker_accuracy"):
+            assert np.isfinite(r[key]), (r, key)
+        assert r["steps"] == (0 if r["strategy"] == "zero_shot" else 2)
+    s = report["summary"]
+    assert s["zero_shot"]["trainable_parameters"] == 0
+    assert 0 < s["plain_adapters"]["trainable_parameters"] < s["hyper"]["trainable_parameters"]
+    assert s["hyper"]["trainable_parameters"] < s["full"]["trainable_parameters"] == s["full"]["total_parameters"]
+    assert (workdir / "plots" / "embeddings.png").stat().st_size > 0
+    assert len(list((workdir / "samples").glob("*.wav"))) == 8
+    # each adaptation run is its own resumable workdir with a checkpoint at its last step
+    for voice in held_out:
+        for strategy in ("full", "plain_adapters", "hyper"):
+            assert (workdir / "adapt" / voice / strategy / "checkpoints" / "periodic").is_dir()
+
+
+def test_synthesize_with_speaker_or_reference_and_one_line_errors(run, tmp_path, capsys):
+    workdir, _ = run
+    base = ["synthesize", "--workdir", str(workdir), "--text", "Hello there."]
+    assert cli(base + ["--out", str(tmp_path / "a.wav"), "--speaker", "1"]) == 0
+    audio, rate = sf.read(tmp_path / "a.wav")
+    assert rate == 22050 and audio.size > 0 and np.all(np.isfinite(audio))
+    reference = tmp_path / "ref.wav"
+    rng = np.random.default_rng(0)
+    sf.write(reference, (0.1 * rng.standard_normal(22050)).astype(np.float32), 22050)
+    assert cli(base + ["--out", str(tmp_path / "b.wav"), "--reference", str(reference)]) == 0
+    capsys.readouterr()
+    assert cli(base + ["--out", str(tmp_path / "c.wav"), "--speaker", "7"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown speaker id 7" in err
+    assert cli(base + ["--out", str(tmp_path / "d.wav")]) == 2
+    assert "needs a voice" in capsys.readouterr().err
+    sf.write(tmp_path / "short.wav", np.zeros(2000, np.float32), 22050)
+    assert cli(base + ["--out", str(tmp_path / "e.wav"), "--reference", str(tmp_path / "short.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at least" in err
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    assert cli(base + ["--out", str(tmp_path / "f.wav"), "--reference", str(tmp_path / "junk.wav")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not any((tmp_path / n).exists() for n in ("c.wav", "d.wav", "e.wav", "f.wav"))
+
+
+def test_export_rebuilds_hyperspeech_in_a_new_module(run, tmp_path):
+    from mmspeech_jax.export import load_exported
+    from mmspeech_jax.models.hyperspeech import HyperSpeech
+    from mmspeech_jax.synthesize import Synthesizer
+
+    workdir, _ = run
+    assert cli(["export", "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == 0
+    model, params, _, _ = load_exported(tmp_path / "x")
+    assert isinstance(model, HyperSpeech)
+    tts = Synthesizer.from_workdir(workdir)
+    ids = tts.tokenizer.encode("Hello there.")
+    tokens = np.zeros((1, 32), np.int32)
+    tokens[0, : ids.size] = ids
+    mel, _, _ = model.apply({"params": params}, tokens, tokens > 0, 256, np.array([0], np.int32),
+                            method=model.generate)
+    expected = tts.mel("Hello there.", speaker=0)
+    np.testing.assert_allclose(np.asarray(mel[0, : expected.shape[0]]), expected, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,99 @@
+"""Sharded train steps on 8 simulated CPU devices (conftest) equal the one-device step, for the TTS and the ASR."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from mmspeech_jax.data import PipelineConfig, make_batch_iterator
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.sharding import (MeshConfig, leaf_spec, make_mesh, make_sharded_steps, shard_batch,
+                                         state_shardings)
+from mmspeech_jax.train.state import TrainState
+from mmspeech_jax.train.step import make_train_step
+
+MESHES = [(1, 8), (8, 1), (2, 4)]
+
+
+def tts_setup(cache):
+    from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
+    from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
+
+    config = preset("tiny", len(cache.table))
+    model = FastSpeech2(config)
+    batch = model_inputs(next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=8, num_buckets=1),
+                                                  verbose=False)), config)
+    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch,
+                        train=False)["params"]
+    return params, batch, make_fastspeech2_loss_fn(model, binarization_start=0)
+
+
+def asr_setup(cache):
+    from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, model_inputs, preset
+
+    model = CTCASR(preset("tiny", n_mels=cache.n_mels, spec_augment=None, dropout=0.0, attention_dropout=0.0))
+    batch = model_inputs(next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=8, num_buckets=1),
+                                                  verbose=False)), cache.stats)
+    params = model.init({"params": jax.random.PRNGKey(0)}, batch["features"], batch["frame_mask"],
+                        train=False)["params"]
+    return params, batch, make_ctc_loss_fn(model)
+
+
+@pytest.mark.parametrize("task", ["tts", "asr"])
+def test_one_step_on_any_mesh_equals_one_device(task, small_cache):
+    params, batch, loss_fn = (tts_setup if task == "tts" else asr_setup)(small_cache)
+    # SGD makes "same updated parameters" a float32 statement about the gradients: Adam's first step maps every
+    # non-zero gradient to +-lr, so a gradient that is ~1e-10 in either summation order would flip its sign.
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.5))
+    rng = jax.random.key(0, impl="rbg")
+    reference, ref_metrics = jax.jit(make_train_step(loss_fn, tx))(TrainState.create(params, tx), batch, rng)
+    assert np.isfinite(float(ref_metrics["loss"]))
+    for data, fsdp in MESHES:
+        mesh = make_mesh(MeshConfig(data=data, fsdp=fsdp, min_shard_size=64))
+        state = TrainState.create(params, tx)
+        sharding = state_shardings(state, mesh, min_shard_size=64)
+        train_step, _ = make_sharded_steps(loss_fn, tx, sharding, mesh)
+        new, metrics = train_step(jax.device_put(state, sharding), shard_batch(batch, mesh), rng)
+        np.testing.assert_allclose(float(metrics["loss"]), float(ref_metrics["loss"]), rtol=1e-5)
+        flat_new = jax.tree_util.tree_leaves(jax.device_get(new.params))
+        flat_ref = jax.tree_util.tree_leaves(jax.device_get(reference.params))
+        for a, b in zip(flat_new, flat_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+        if fsdp > 1:  # the state really is split: some leaf lives in 1/fsdp pieces
+            specs = [s.spec for s in jax.tree_util.tree_leaves(sharding)]
+            assert any("fsdp" in tuple(spec) for spec in specs)
+            leaf = next(x for x in jax.tree_util.tree_leaves(new.params) if "fsdp" in tuple(x.sharding.spec))
+            assert leaf.addressable_shards[0].data.size == leaf.size // fsdp
+
+
+def test_adamw_state_shards_like_its_parameters(small_cache):
+    params, batch, loss_fn = tts_setup(small_cache)
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=1, total_steps=10))
+    mesh = make_mesh(MeshConfig(data=2, fsdp=4, min_shard_size=64))
+    state = TrainState.create(params, tx)
+    sharding = state_shardings(state, mesh, min_shard_size=64)
+    train_step, eval_step = make_sharded_steps(loss_fn, tx, sharding, mesh)
+    rng = jax.random.key(0, impl="rbg")
+    new, metrics = train_step(jax.device_put(state, sharding), shard_batch(batch, mesh), rng)
+    assert int(new.step) == 1 and int(new.skipped) == 0 and np.isfinite(float(metrics["loss"]))
+    mu = new.opt_state[1][0].mu  # clip -> adamw's ScaleByAdamState
+    for p, m in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(mu)):
+        assert p.sharding.spec == m.sharding.spec
+    assert np.isfinite(float(eval_step(new, shard_batch(batch, mesh), rng)["loss"]))
+
+
+def test_leaf_rule_and_mesh_errors():
+    assert leaf_spec((512, 96), 4, 1024) == P("fsdp")
+    assert leaf_spec((6, 512), 4, 1024) == P(None, "fsdp")
+    assert leaf_spec((7, 9), 4, 1) == P()  # no divisible axis
+    assert leaf_spec((16,), 4, 1024) == P()  # small
+    assert leaf_spec((512, 96), 1, 1) == P()  # fsdp 1: replicated
+    with pytest.raises(ConfigError, match="does not divide"):
+        make_mesh(MeshConfig(fsdp=3))
+    with pytest.raises(ConfigError, match="needs 4 devices"):
+        make_mesh(MeshConfig(data=2, fsdp=2))
+    mesh = make_mesh(MeshConfig(data=4, fsdp=2))
+    with pytest.raises(ConfigError, match="divide evenly"):
+        shard_batch({"x": np.zeros((6, 3))}, mesh)
