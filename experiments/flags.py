@@ -30,6 +30,9 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
     p.add_argument("--checkpoint_every", type=int, default=eval_every)
     p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--mesh", default=None, metavar="DATAxFSDP",
+                   help="shard training over a device mesh, e.g. 8x1 (data parallel) or 2x4 (FSDP over 4); "
+                        "default: one device")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model config field (repeatable; dotted for nested fields, values as JSON), "
                         "e.g. --set dropout=0 --set predictor.dropout=0.1")
@@ -52,3 +55,17 @@ def load_data(args):
             raise CorpusNotFoundError(f"LJSpeech is not prepared under {args.data_dir}")
     print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
     return embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
+
+
+def mesh_from_flag(value: str | None):
+    """`--mesh DATAxFSDP` -> a `jax.sharding.Mesh` (None stays None: one device)."""
+    if not value:
+        return None
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.train.sharding import MeshConfig, make_mesh
+
+    try:
+        data, fsdp = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--mesh must look like 8x1 or 2x4 (data x fsdp), got {value!r}") from None
+    return make_mesh(MeshConfig(data=data, fsdp=fsdp))

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_data_args, add_trainer_args, load_data
+from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -82,7 +82,8 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
                                checkpoint_every=args.checkpoint_every, patience=args.patience,
                                progress=not args.no_progress),
                  prepare=prepare,
-                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
+                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
+                 mesh=mesh_from_flag(args.mesh))
     return model, result, eval_config, len(train_batches.shapes)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
-from experiments.flags import add_data_args, add_trainer_args, load_data
+from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -71,7 +71,8 @@ def main(argv=None):
                  TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
                                checkpoint_every=args.checkpoint_every, patience=args.patience,
                                progress=not args.no_progress),
-                 prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
+                 prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
+                 mesh=mesh_from_flag(args.mesh))
     report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples)
     report.update(steps=int(result.state.step), wall_seconds=result.wall_seconds,
                   steps_per_second=result.steps_per_second, best_val_loss=result.best_val_loss,

@@ -97,3 +97,38 @@ def test_leaf_rule_and_mesh_errors():
     mesh = make_mesh(MeshConfig(data=4, fsdp=2))
     with pytest.raises(ConfigError, match="divide evenly"):
         shard_batch({"x": np.zeros((6, 3))}, mesh)
+
+
+def test_fit_on_a_mesh_resumes_on_another_mesh_shape(small_cache, tmp_path, capsys):
+    """A run checkpointed on an 8x1 mesh resumes on 2x4 (FSDP) and ends where a one-device run ends."""
+    from mmspeech_jax.models.fastspeech2 import model_inputs, preset
+    from mmspeech_jax.train.trainer import TrainerConfig, fit
+
+    params, _, loss_fn = tts_setup(small_cache)
+    config = preset("tiny", len(small_cache.table))
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.5))
+    batches = lambda: make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=8, num_buckets=1,
+                                                                               num_epochs=None), verbose=False)
+    prepare = lambda b: model_inputs(b, config)
+    run = lambda workdir, steps, mesh=None: fit(
+        tmp_path / workdir, params, tx, loss_fn, batches(),
+        TrainerConfig(steps=steps, checkpoint_every=2, eval_every=1000, progress=False), prepare=prepare, mesh=mesh)
+    reference = run("one_device", 4)
+    run("meshes", 2, make_mesh(MeshConfig(data=8, fsdp=1)))
+    capsys.readouterr()
+    resumed = run("meshes", 4, make_mesh(MeshConfig(data=2, fsdp=4)))
+    assert "resuming from step 2" in capsys.readouterr().out
+    assert int(resumed.state.step) == 4
+    assert any("fsdp" in tuple(x.sharding.spec) for x in jax.tree_util.tree_leaves(resumed.state.params))
+    for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(resumed.state.params)),
+                    jax.tree_util.tree_leaves(jax.device_get(reference.state.params))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+
+
+def test_mesh_flag():
+    from experiments.flags import mesh_from_flag
+
+    assert mesh_from_flag(None) is None
+    assert dict(mesh_from_flag("2x4").shape) == {"data": 2, "fsdp": 4}
+    with pytest.raises(ConfigError, match="--mesh"):
+        mesh_from_flag("eight")
