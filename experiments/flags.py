@@ -30,6 +30,8 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
     p.add_argument("--checkpoint_every", type=int, default=eval_every)
     p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--compilation_cache", default=None, metavar="DIR",
+                   help="JAX persistent compilation cache directory (reruns and resumes skip compiling)")
     p.add_argument("--mesh", default=None, metavar="DATAxFSDP",
                    help="shard training over a device mesh, e.g. 8x1 (data parallel) or 2x4 (FSDP over 4); "
                         "default: one device")

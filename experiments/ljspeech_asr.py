@@ -80,7 +80,8 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
     result = fit(workdir, init_params, tx, make_ctc_loss_fn(model), train_batches,
                  TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
                                checkpoint_every=args.checkpoint_every, patience=args.patience,
-                               progress=not args.no_progress),
+                               progress=not args.no_progress,
+                               compilation_cache_dir=args.compilation_cache),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
                  mesh=mesh_from_flag(args.mesh))

@@ -70,7 +70,8 @@ def main(argv=None):
     result = fit(workdir, params, tx, loss_fn, train,
                  TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
                                checkpoint_every=args.checkpoint_every, patience=args.patience,
-                               progress=not args.no_progress),
+                               progress=not args.no_progress,
+                               compilation_cache_dir=args.compilation_cache),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
                  mesh=mesh_from_flag(args.mesh))
     report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples)

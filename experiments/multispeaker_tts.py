@@ -106,7 +106,8 @@ def main(argv=None):
                                         total_steps=args.steps))
     result = fit(workdir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3), batches,
                  TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
-                               checkpoint_every=args.checkpoint_every, progress=not args.no_progress),
+                               checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                               compilation_cache_dir=args.compilation_cache),
                  prepare=prepare,
                  eval_batches=(lambda: make_batch_iterator(cache, "validation", eval_config, positions=val_rows,
                                                            verbose=False)) if val_rows.size else None)
@@ -173,7 +174,8 @@ def adapt(args, cache, config, trained, strategy, speaker, adapt_rows, run_dir, 
                                                          total_steps=args.adapt_steps)), mask)
     result = fit(run_dir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=0), batches,
                  TrainerConfig(steps=args.adapt_steps, seed=args.seed, eval_every=args.adapt_steps + 1,
-                               checkpoint_every=args.adapt_steps, keep_checkpoints=1, progress=not args.no_progress),
+                               checkpoint_every=args.adapt_steps, keep_checkpoints=1, progress=not args.no_progress,
+                               compilation_cache_dir=args.compilation_cache),
                  prepare=prepare)
     return model, result.state.params, count_parameters(params, mask)
 

@@ -78,7 +78,8 @@ def pretrain(args, cache, config, workdir: Path):
     started = time.perf_counter()
     result = fit(workdir, params, tx, make_best_rq_loss_fn(model), make_batch_iterator(cache, "train", pipeline),
                  TrainerConfig(steps=args.pretrain_steps, seed=args.seed, eval_every=args.eval_every,
-                               checkpoint_every=args.checkpoint_every, progress=not args.no_progress),
+                               checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                               compilation_cache_dir=args.compilation_cache),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
     return result.state.params, time.perf_counter() - started, result

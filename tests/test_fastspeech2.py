@@ -125,3 +125,22 @@ def test_frame_level_variance_with_external_durations(small_cache):
         jax.block_until_ready(metrics["loss"])
     after = evaluate(state, first, jax.random.PRNGKey(0))
     assert "forward_sum" not in after and float(after["mel_l1"]) < 0.8 * before
+
+
+def test_bfloat16_compute_keeps_float32_params_outputs_and_gradients(setup):
+    import dataclasses
+
+    model, params, _, batch = setup
+    low = FastSpeech2(dataclasses.replace(model.config, compute_dtype="bfloat16"))
+    reference, _ = model.apply({"params": params}, batch, train=False)
+    out, _ = low.apply({"params": params}, batch, train=False)
+    assert out["mel_post"].dtype == jnp.float32
+    err = float(jnp.max(jnp.abs(out["mel_post"] - reference["mel_post"])) / jnp.max(jnp.abs(reference["mel_post"])))
+    assert 0 < err < 0.03, err  # really computed in bf16 (not equal), and close
+    loss_fn = make_fastspeech2_loss_fn(low, binarization_start=0)
+    (loss, _), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True, jnp.int32(0)),
+                                          has_aux=True)(params)
+    assert np.isfinite(float(loss))
+    assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        preset("tiny", 40, compute_dtype="float16")

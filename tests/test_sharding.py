@@ -132,3 +132,22 @@ def test_mesh_flag():
     assert dict(mesh_from_flag("2x4").shape) == {"data": 2, "fsdp": 4}
     with pytest.raises(ConfigError, match="--mesh"):
         mesh_from_flag("eight")
+
+
+def test_persistent_compilation_cache_is_filled(small_cache, tmp_path):
+    from mmspeech_jax.models.fastspeech2 import model_inputs, preset
+    from mmspeech_jax.train.trainer import TrainerConfig, fit
+
+    params, _, loss_fn = tts_setup(small_cache)
+    config = preset("tiny", len(small_cache.table))
+    cache_dir = tmp_path / "xla_cache"
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        fit(tmp_path / "w", params, optax.sgd(0.1), loss_fn,
+            make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=8, num_buckets=1, num_epochs=None),
+                                verbose=False),
+            TrainerConfig(steps=1, eval_every=1000, progress=False, compilation_cache_dir=str(cache_dir)),
+            prepare=lambda b: model_inputs(b, config))
+        assert cache_dir.is_dir() and any(cache_dir.iterdir())
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -37,6 +37,9 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     patience: int | None = None  # evaluations without improvement before stopping; None: never stop early
     progress: bool = True
+    # JAX's persistent compilation cache (process-wide): a rerun, a resume or another run with the same shapes loads
+    # compiled steps from here instead of compiling again. None: leave JAX's setting as it is.
+    compilation_cache_dir: str | None = None
 
 
 @dataclasses.dataclass
@@ -60,6 +63,9 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     checkpoint written on any mesh (or one device) restores onto this one. None: one device, plain `jax.jit`."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if config.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(Path(config.compilation_cache_dir).absolute()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
     state = TrainState.create(params, tx)
     if mesh is not None:
