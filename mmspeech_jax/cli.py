@@ -4,6 +4,7 @@
     mmspeech synthesize --workdir W --text-file lines.txt --out-dir wavs/
     mmspeech synthesize --workdir W_multi --text "Hello." --out a.wav --speaker 2   (or --reference voice.wav)
     mmspeech export --workdir W --out exported/
+    mmspeech export --workdir W --out serialized/ --stablehlo      (jax.export artifacts: no model code needed)
     mmspeech transcribe --workdir W a.wav b.flac ... [--out results.jsonl] [--beam-width 8]
     mmspeech evaluate-tts --tts W1 --asr W2 --text-file lines.txt [--out report.json]
 
@@ -61,6 +62,11 @@ def _export(args) -> int:
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
     workdir = Path(args.workdir)
+    if args.stablehlo:
+        from mmspeech_jax.serialized import export_workdir
+
+        print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames)}")
+        return 0
     config = read_workdir_config(workdir)
     params, step = restore_params(workdir)
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
@@ -143,6 +149,10 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="parameters as safetensors + config.json + symbols.json")
     e.add_argument("--workdir", required=True)
     e.add_argument("--out", required=True)
+    e.add_argument("--stablehlo", action="store_true",
+                   help="write jax.export artifacts that run without the model code (see mmspeech_jax/serialized.py)")
+    e.add_argument("--max-tokens", type=int, default=256, help="--stablehlo: padded token length")
+    e.add_argument("--max-frames", type=int, default=1024, help="--stablehlo: padded frame length")
     t = sub.add_parser("transcribe", help="speech to text with a trained ASR workdir")
     t.add_argument("--workdir", required=True)
     t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")

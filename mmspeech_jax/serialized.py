@@ -1,0 +1,103 @@
+"""Serialized inference without the model code: `jax.export` (StableHLO) artifacts of a trained workdir.
+
+    mmspeech export --workdir W --out DIR --stablehlo [--max-tokens 256] [--max-frames 1024]
+
+writes into DIR, by the workdir's task:
+  tts / hyperspeech  text_to_mel.jax      tokens (B, max_tokens) int32, token_mask (B, max_tokens) bool
+                                          [hyperspeech: + speaker (B,) int32 (-1 none), reference_mel (B, R, M),
+                                          reference_mask (B, R)]  ->  mel (B, max_frames, M), frame_mask, durations
+                     griffin_lim.jax      log_mel (max_frames, M) -> waveform (S,)   (60 iterations, fixed seed)
+  asr                features_to_log_probs.jax   log_mel (B, max_frames, M), frame_mask (B, max_frames)
+                                          -> CTC log-probabilities (B, T', V), output mask (B, T')
+                                          (the training feature normalization is inside)
+plus manifest.json (each artifact's inputs, shapes and dtypes; the symbol table for turning text into tokens or
+log-probabilities into characters; the mel config). Parameters are baked into the artifacts as constants.
+
+The batch dimension B is symbolic (any batch size runs); lengths are fixed at export time (pad to them, pass the
+mask): the position tables and Griffin-Lim's framing are built for a concrete length. A process that imports only
+jax and numpy runs them:
+
+    import jax, numpy as np
+    fn = jax.export.deserialize(open("DIR/text_to_mel.jax", "rb").read())
+    mel, frame_mask, durations = fn.call(tokens, token_mask)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from jax import export
+
+from mmspeech_jax.errors import CorpusMismatchError
+
+REFERENCE_FRAMES = 512
+
+
+def _serialize(fn, *specs) -> bytes:
+    return export.export(jax.jit(fn))(*specs).serialize()
+
+
+def _spec(shape, dtype) -> dict:
+    return {"shape": ["B" if not isinstance(d, int) else d for d in shape], "dtype": jnp.dtype(dtype).name}
+
+
+def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 1024) -> Path:
+    """Writes the task's artifacts and manifest.json into `out_dir` (refuses to overwrite an existing export)."""
+    from mmspeech_jax.audio.features import MelConfig
+    from mmspeech_jax.workdir import read_workdir_config, restore_params
+
+    workdir, out_dir = Path(workdir), Path(out_dir)
+    if (out_dir / "manifest.json").exists():
+        raise CorpusMismatchError(f"{out_dir} already holds a serialized export; choose another directory")
+    config = read_workdir_config(workdir)
+    params, step = restore_params(workdir)
+    task = config.get("task", "tts")
+    mel_config = MelConfig(**config["features"]["mel"])
+    m = mel_config.n_mels
+    (b,) = export.symbolic_shape("B")
+    artifacts, manifest = {}, {"task": task, "step": int(step), "mel": config["features"]["mel"],
+                               "symbols": json.loads((workdir / "symbols.json").read_text()), "artifacts": {}}
+    if task == "asr":
+        from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
+
+        model, stats = CTCASR(CTCASRConfig.from_dict(config["model"])), config["stats"]
+        fn = lambda mel, mask: model.apply({"params": params}, normalize_features(mel, mask, stats), mask, train=False)
+        inputs = [((b, max_frames, m), jnp.float32), ((b, max_frames), jnp.bool_)]
+        artifacts["features_to_log_probs"] = (fn, inputs, ["log_mel", "frame_mask"])
+    else:
+        from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
+
+        if task == "hyperspeech":
+            from mmspeech_jax.models.hyperspeech import HyperSpeech, HyperSpeechConfig
+
+            model = HyperSpeech(HyperSpeechConfig.from_dict(config["model"]))
+            fn = lambda t, k, s, r, rk: model.apply({"params": params}, t, k, max_frames, s, r, rk,
+                                                    method=HyperSpeech.generate)
+            inputs = [((b, max_tokens), jnp.int32), ((b, max_tokens), jnp.bool_), ((b,), jnp.int32),
+                      ((b, REFERENCE_FRAMES, m), jnp.float32), ((b, REFERENCE_FRAMES), jnp.bool_)]
+            names = ["tokens", "token_mask", "speaker", "reference_mel", "reference_mask"]
+        else:
+            from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
+
+            model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
+            fn = lambda t, k: model.apply({"params": params}, t, k, max_frames, method=FastSpeech2.generate)
+            inputs, names = [((b, max_tokens), jnp.int32), ((b, max_tokens), jnp.bool_)], ["tokens", "token_mask"]
+        artifacts["text_to_mel"] = (fn, inputs, names)
+        vocoder = lambda mel: log_mel_to_waveform(mel, jax.random.PRNGKey(0), mel_config)
+        artifacts["griffin_lim"] = (vocoder, [((max_frames, m), jnp.float32)], ["log_mel"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (fn, inputs, names) in artifacts.items():
+        blob = _serialize(fn, *[jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in inputs])
+        (out_dir / f"{name}.jax").write_bytes(blob)
+        manifest["artifacts"][name] = {"file": f"{name}.jax",
+                                       "inputs": {n: _spec(s, d) for n, (s, d) in zip(names, inputs)}}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out_dir
+
+
+def load_artifact(path):
+    """A serialized artifact -> its callable (`jax.export.Exported.call`)."""
+    return export.deserialize(Path(path).read_bytes()).call

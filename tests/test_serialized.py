@@ -1,0 +1,70 @@
+"""`mmspeech export --stablehlo`: artifacts that run in a process importing only jax and numpy."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from mmspeech_jax.cli import main as cli
+
+RUNNER = r"""
+import json, sys
+import numpy as np, jax
+d, name, inputs, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+fn = jax.export.deserialize(open(f"{d}/{name}.jax", "rb").read())
+args = [a for a in np.load(inputs).values()]
+result = fn.call(*args)
+result = result if isinstance(result, (tuple, list)) else (result,)
+np.savez(out, *[np.asarray(r) for r in result])
+assert not any(m.startswith(("mmspeech_jax", "flax", "optax")) for m in sys.modules), "model code was imported"
+"""
+
+
+def run_without_model_code(directory, name, inputs: list, tmp_path):
+    np.savez(tmp_path / "inputs.npz", *inputs)
+    subprocess.run([sys.executable, "-c", RUNNER, str(directory), name, str(tmp_path / "inputs.npz"),
+                    str(tmp_path / "out.npz")], check=True, cwd=tmp_path)
+    out = np.load(tmp_path / "out.npz")
+    return [out[f"arr_{i}"] for i in range(len(out.files))]
+
+
+def test_tts_artifacts_match_the_model(tiny_tts_workdir, tmp_path):
+    from mmspeech_jax.synthesize import Synthesizer
+
+    out = tmp_path / "s"
+    assert cli(["export", "--workdir", str(tiny_tts_workdir), "--out", str(out), "--stablehlo", "--max-tokens", "32",
+                "--max-frames", "256"]) == 0
+    assert cli(["export", "--workdir", str(tiny_tts_workdir), "--out", str(out), "--stablehlo"]) == 2  # no overwrite
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["artifacts"]["text_to_mel"]["inputs"]["tokens"] == {"shape": ["B", 32], "dtype": "int32"}
+    tts = Synthesizer.from_workdir(tiny_tts_workdir)
+    expected = tts.mel("Hello there.")  # pads to 32 tokens and 256 frames, as exported
+    ids = tts.tokenizer.encode("Hello there.")
+    tokens = np.zeros((3, 32), np.int32)  # batch 3: the batch dimension is symbolic
+    tokens[:, : ids.size] = ids
+    mel, frame_mask, _ = run_without_model_code(out, "text_to_mel", [tokens, tokens > 0], tmp_path)
+    assert mel.shape == (3, 256, 80)
+    np.testing.assert_allclose(mel[1, : expected.shape[0]], expected, rtol=1e-4, atol=1e-4)
+    (wave,) = run_without_model_code(out, "griffin_lim", [mel[0]], tmp_path)
+    assert wave.ndim == 1 and wave.size > 0 and np.all(np.isfinite(wave))
+
+
+def test_asr_artifact_matches_the_model(tiny_asr_workdir, tmp_path):
+    from mmspeech_jax.transcribe import Transcriber
+
+    out = tmp_path / "a"
+    assert cli(["export", "--workdir", str(tiny_asr_workdir), "--out", str(out), "--stablehlo",
+                "--max-frames", "256"]) == 0
+    rng = np.random.default_rng(0)
+    mel = rng.normal(size=(200, 80)).astype(np.float32) - 4
+    asr = Transcriber.from_workdir(tiny_asr_workdir)
+    expected, lengths = asr.log_probs([mel])
+    padded = np.zeros((2, 256, 80), np.float32)
+    padded[:, :200] = mel
+    mask = np.zeros((2, 256), bool)
+    mask[:, :200] = True
+    log_probs, out_mask = run_without_model_code(out, "features_to_log_probs", [padded, mask], tmp_path)
+    n = int(lengths[0])
+    assert int(out_mask[0].sum()) == n
+    np.testing.assert_allclose(log_probs[0, :n], expected[0, :n], rtol=1e-4, atol=1e-4)
