@@ -23,6 +23,14 @@ from pathlib import Path
 from mmspeech_jax.errors import MMSpeechError
 
 
+def _voiced(tts, args):
+    """`tts` bound to --speaker / --reference (validated: one-line errors)."""
+    from mmspeech_jax.synthesize import VoicedSynthesizer
+
+    reference = None if args.reference is None else tts.reference_mel(args.reference)
+    return VoicedSynthesizer(tts, args.speaker, reference)
+
+
 def _synthesize(args) -> int:
     from mmspeech_jax.audio.io import save_audio
     from mmspeech_jax.models.variance_adaptor import Controls
@@ -30,15 +38,12 @@ def _synthesize(args) -> int:
 
     if (args.text is None) == (args.text_file is None):
         raise MMSpeechError("give exactly one of --text and --text-file")
-    tts = Synthesizer.from_workdir(args.workdir)
+    tts = _voiced(Synthesizer.from_workdir(args.workdir), args)  # a bad voice fails here, before any line
     controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
-    voice = {"speaker": args.speaker,
-             "reference": None if args.reference is None else tts.reference_mel(args.reference)}
-    tts.condition_inputs(**voice)  # an unknown speaker id fails here, once, before any line is synthesized
     if args.text is not None:
         if not args.out:
             raise MMSpeechError("--text needs --out FILE.wav")
-        audio, rate = tts.synthesize(args.text, controls, **voice)
+        audio, rate = tts.synthesize(args.text, controls)
         print(save_audio(args.out, audio, rate, overwrite=args.overwrite))
         return 0
     if not args.out_dir:
@@ -49,7 +54,7 @@ def _synthesize(args) -> int:
         if not line:
             continue
         try:
-            audio, rate = tts.synthesize(line, controls, **voice)
+            audio, rate = tts.synthesize(line, controls)
             print(save_audio(Path(args.out_dir) / f"{number:04d}.wav", audio, rate, overwrite=args.overwrite))
         except MMSpeechError as exc:
             failures += 1
@@ -101,8 +106,8 @@ def _ground_truth_mels(tts_config: dict) -> dict:
     from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
 
     args = tts_config.get("args", {})
-    if args.get("data") == "ljspeech":
-        return {}
+    if args.get("data") == "ljspeech" or tts_config.get("task") == "hyperspeech":
+        return {}  # LJSpeech: not the embedded corpus; multi-voice: which voice's recording is ambiguous
     cache = embedded_feature_cache(CorpusConfig(num_utterances=args.get("corpus_size", 2000)), progress=False)
     return {cache.texts[i]: cache[int(i)]["mel"] for i in cache.indices("test")}
 
@@ -118,7 +123,7 @@ def _evaluate_tts(args) -> int:
     if not Path(args.text_file).is_file():
         raise MMSpeechError(f"text file {args.text_file} not found")
     texts = [line.strip() for line in Path(args.text_file).read_text().splitlines() if line.strip()]
-    tts, asr = Synthesizer.from_workdir(args.tts), Transcriber.from_workdir(args.asr)
+    tts, asr = _voiced(Synthesizer.from_workdir(args.tts), args), Transcriber.from_workdir(args.asr)
     ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))
     report = evaluate_tts(tts, asr, texts, ground_truth)
     for line in report["lines"]:
@@ -167,6 +172,8 @@ def main(argv=None) -> int:
     v.add_argument("--no-ground-truth", action="store_true",
                    help="skip transcribing the corpus recordings of sentences that have one")
     v.add_argument("--overwrite", action="store_true")
+    v.add_argument("--speaker", type=int, help="multi-speaker TTS workdirs: a training voice's id")
+    v.add_argument("--reference", help="multi-speaker TTS workdirs: audio of the voice to speak in")
     args = parser.parse_args(argv)
     try:
         return {"synthesize": _synthesize, "export": _export, "transcribe": _transcribe,

@@ -122,3 +122,19 @@ class Synthesizer:
         wave = np.asarray(log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters))
         peak = float(np.max(np.abs(wave))) or 1.0
         return (wave / peak * 0.9).astype(np.float32), self.mel_config.sample_rate
+
+
+class VoicedSynthesizer:
+    """A `Synthesizer` bound to one voice (speaker id and/or reference log-mel), validated once, with the same
+    `synthesize` / `vocode` interface, so voice-agnostic tools (`evaluate_tts`, the CLI's line loop) use it as is."""
+
+    def __init__(self, tts: Synthesizer, speaker: int | None = None, reference: np.ndarray | None = None):
+        tts.condition_inputs(speaker, reference)
+        self.tts, self.speaker, self.reference = tts, speaker, reference
+
+    def synthesize(self, text: str, controls: Controls = Controls(), *, griffin_lim_iters: int = 60):
+        return self.tts.synthesize(text, controls, speaker=self.speaker, reference=self.reference,
+                                   griffin_lim_iters=griffin_lim_iters)
+
+    def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
+        return self.tts.vocode(log_mel, griffin_lim_iters=griffin_lim_iters)

@@ -194,6 +194,15 @@ def test_bottleneck_streams_exchange_only_through_bottleneck_tokens():
     assert float(jnp.max(jnp.abs(a - b))) > 1e-4
 
 
+def test_bottleneck_bfloat16_and_jit():
+    module, params, (x, mask, seq, seq_mask) = bottleneck(2)
+    ref = module.apply({"params": params}, x, mask, seq, seq_mask)[0]
+    low = BottleneckFusion(module.config, dtype=jnp.bfloat16)
+    out = jax.jit(lambda p: low.apply({"params": p}, x, mask, seq, seq_mask))(params)[0]
+    assert out.dtype == jnp.bfloat16
+    assert float(jnp.max(jnp.abs(out.astype(jnp.float32) - ref)) / jnp.max(jnp.abs(ref))) < 0.05
+
+
 def test_bottleneck_padding_invariance():
     module, params, (x, mask, seq, seq_mask) = bottleneck(2)
     ax, ay = module.apply({"params": params}, x, mask, seq, seq_mask)

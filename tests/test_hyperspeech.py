@@ -130,3 +130,21 @@ def test_config_errors_are_one_line():
         HyperSpeechConfig(preset("tiny", 40), reference=False)
     with pytest.raises(ConfigError, match="num_speakers=0"):
         HyperSpeechConfig(preset("tiny", 40, num_speakers=2))
+
+
+def test_vector_condition_from_another_modality():
+    """An embedding computed elsewhere (e.g. an image encoder's) conditions the model through `condition_vector`."""
+    batch = {**make_batch(), "condition_vector": np.random.default_rng(1).normal(size=(B, 5)).astype(np.float32)}
+    model = HyperSpeech(HyperSpeechConfig(preset("tiny", 40), condition_dim=16, reference=False, vector_dim=5,
+                                          adapter_dim=4, hyper_hidden=16))
+    params = init(model, batch)
+    assert "vector_encoder" in params and "reference_encoder" not in params
+    up = params["hypernetwork"]["up_head"]["kernel"]
+    params["hypernetwork"]["up_head"]["kernel"] = 0.1 * jax.random.normal(jax.random.PRNGKey(3), up.shape)
+    a, aux = model.apply({"params": params}, batch, train=False)
+    b, _ = model.apply({"params": params}, {**batch, "condition_vector": batch["condition_vector"] + 1}, train=False)
+    assert aux["condition"].shape == (B, 16)
+    assert float(jnp.max(jnp.abs(a["mel_post"] - b["mel_post"]))) > 1e-4
+    gen = model.apply({"params": params}, batch["tokens"], batch["token_mask"], 40, vector=batch["condition_vector"],
+                      method=HyperSpeech.generate)
+    assert gen[0].shape == (B, 40, M)

@@ -91,3 +91,17 @@ def test_export_rebuilds_hyperspeech_in_a_new_module(run, tmp_path):
                             method=model.generate)
     expected = tts.mel("Hello there.", speaker=0)
     np.testing.assert_allclose(np.asarray(mel[0, : expected.shape[0]]), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_evaluate_tts_speaks_in_the_given_voice(run, tiny_asr_workdir, tmp_path, capsys):
+    workdir, _ = run
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Hello there.\nThe cat sat on the mat.\n")
+    out = tmp_path / "report.json"
+    assert cli(["evaluate-tts", "--tts", str(workdir), "--asr", str(tiny_asr_workdir), "--text-file", str(lines),
+                "--speaker", "0", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["synthesized"]["utterances"] == 2 and report["ground_truth"] is None
+    assert cli(["evaluate-tts", "--tts", str(workdir), "--asr", str(tiny_asr_workdir), "--text-file", str(lines),
+                "--speaker", "9"]) == 2
+    assert "unknown speaker id 9" in capsys.readouterr().err
