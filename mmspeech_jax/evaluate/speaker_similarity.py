@@ -4,7 +4,7 @@
     embeddings = classifier.embed(mels, masks)        # (B, E), L2-normalised
     probabilities = classifier.probabilities(mels, masks)
 
-The classifier is a `ReferenceEncoder` (conv + attention pooling) with a linear head over every voice of the corpus
+The classifier (x-vector style: convs + statistics pooling) has a linear head over every voice of the corpus
 (held-out voices included: it is an evaluator, never part of the TTS). Generated speech is scored by the cosine
 between its embedding and the mean embedding of the voice's real recordings, and by whether the classifier names
 the intended voice.
@@ -20,17 +20,27 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmspeech_jax.layers.conditioning import ReferenceEncoder
 
 
 class SpeakerClassifierModel(nn.Module):
+    """An x-vector-style judge (Snyder et al., 2018, simplified): per-frame conv layers, masked mean and standard
+    deviation over time (statistics pooling), an embedding layer and a linear head over the voices."""
+
     num_speakers: int
     dim: int = 64
+    channels: int = 128
 
     @nn.compact
     def __call__(self, mel, mask):
         """mel (B, T, M), mask (B, T) -> (embedding (B, E) unit norm, logits (B, num_speakers))."""
-        vector, _ = ReferenceEncoder(self.dim, name="encoder")(mel, mask)
+        m = mask[..., None].astype(mel.dtype)
+        h = (mel + 5.0) / 3.0  # log-mel of speech spans about -11..2: bring it near zero mean, unit scale
+        for i, kernel in enumerate((5, 3, 1)):
+            h = nn.relu(nn.Conv(self.channels, (kernel,), padding="SAME", name=f"conv_{i}")(h * m))
+        count = jnp.maximum(jnp.sum(m, axis=1), 1)
+        mean = jnp.sum(h * m, axis=1) / count
+        std = jnp.sqrt(jnp.maximum(jnp.sum(((h - mean[:, None]) * m) ** 2, axis=1) / count, 1e-6))
+        vector = nn.Dense(self.dim, name="embedding")(jnp.concatenate([mean, std], axis=-1))
         embedding = vector / jnp.maximum(jnp.linalg.norm(vector, axis=-1, keepdims=True), 1e-6)
         return embedding, nn.Dense(self.num_speakers, name="head")(nn.relu(vector))
 
