@@ -207,13 +207,13 @@ def score(model, params, cache, eval_rows, reference, classifier, speaker, trans
     generated = [mel[i, : max(int(frame_mask[i].sum()), 2)] for i in range(len(items))]
     gen_pad, gen_mask = padded(generated, 128)
     true_pad, true_mask = padded(true_mels, 128)
-    centroid = classifier.embed(true_pad, true_mask).mean(axis=0)
-    embeddings = classifier.embed(gen_pad, gen_mask)
+    true_embeddings, true_probabilities = classifier(true_pad, true_mask)
+    embeddings, probabilities = classifier(gen_pad, gen_mask)
+    centroid = true_embeddings.mean(axis=0)
     row = {"mcd_dtw_db": float(np.mean([mcd_dtw(t, g) for t, g in zip(true_mels, generated)])),
            "speaker_cosine": float(np.mean([cosine(e, centroid) for e in embeddings])),
-           "speaker_accuracy": float(np.mean(classifier.probabilities(gen_pad, gen_mask).argmax(-1) == speaker)),
-           "ground_truth_speaker_accuracy": float(np.mean(
-               classifier.probabilities(true_pad, true_mask).argmax(-1) == speaker))}
+           "speaker_accuracy": float(np.mean(probabilities.argmax(-1) == speaker)),
+           "ground_truth_speaker_accuracy": float(np.mean(true_probabilities.argmax(-1) == speaker))}
     waves = [np.asarray(log_mel_to_waveform(g, jax.random.PRNGKey(0), mel_cfg)) for g in generated]
     save_audio(sample_path, waves[0] / (float(np.max(np.abs(waves[0]))) or 1.0) * 0.9, mel_cfg.sample_rate,
                overwrite=True)

@@ -53,11 +53,16 @@ class SpeakerClassifier:
     def __post_init__(self):
         self._apply = jax.jit(lambda p, m, k: self.model.apply({"params": p}, m, k))
 
+    def __call__(self, mels, masks) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings (B, E) unit norm, voice probabilities (B, num_speakers)) from one forward pass."""
+        embedding, logits = self._apply(self.params, mels, masks)
+        return np.asarray(embedding), np.asarray(jax.nn.softmax(logits, axis=-1))
+
     def embed(self, mels, masks) -> np.ndarray:
-        return np.asarray(self._apply(self.params, mels, masks)[0])
+        return self(mels, masks)[0]
 
     def probabilities(self, mels, masks) -> np.ndarray:
-        return np.asarray(jax.nn.softmax(self._apply(self.params, mels, masks)[1], axis=-1))
+        return self(mels, masks)[1]
 
 
 def train_speaker_classifier(batches, num_speakers: int, steps: int, key, learning_rate: float = 2e-3) -> SpeakerClassifier:

@@ -16,7 +16,9 @@ parameters.
   * `BottleneckFusion` — two modality streams exchange information only through a few shared bottleneck tokens
     (Nagrani et al., 2021, "Attention Bottlenecks for Multimodal Fusion"); returns both updated streams.
 
-Pooling a sequence condition is the masked mean over S.
+Pooling a sequence condition is the masked mean over S. Every module except `BottleneckFusion` is called as
+`module(x, mask, cond, cond_mask=None, *, train=False)`, so a model can swap one for another (`train` switches
+dropout where a module has any).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class ConcatFusion(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask, cond: Conditions, cond_mask: Masks = None):
+    def __call__(self, x, mask, cond: Conditions, cond_mask: Masks = None, *, train: bool = False):
         if self.mode not in ("concat", "sum"):
             raise ValueError(f"ConcatFusion.mode must be 'concat' or 'sum', got {self.mode!r}")
         d = x.shape[-1]
@@ -94,7 +96,7 @@ class FiLM(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask, cond: Conditions, cond_mask: Masks = None):
+    def __call__(self, x, mask, cond: Conditions, cond_mask: Masks = None, *, train: bool = False):
         d = x.shape[-1]
         c = pooled_conditions(cond, cond_mask).astype(self.dtype)
         gamma, beta = jnp.split(nn.Dense(2 * d, dtype=self.dtype, kernel_init=nn.initializers.zeros,

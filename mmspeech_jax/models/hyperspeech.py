@@ -127,10 +127,7 @@ class HyperSpeech(nn.Module):
         kinds = self.adapter_weights(condition)
         encoder = [k[0] for k in kinds]
         h = self.backbone.encode(tokens, token_mask, train=train, adapters=encoder or None)
-        if self.config.fusion in ("cross_attention", "gated_cross_attention"):
-            h = self.fusion(h, token_mask, condition, train=train)
-        else:
-            h = self.fusion(h, token_mask, condition)
+        h = self.fusion(h, token_mask, condition, train=train)
         for k in kinds:
             h = adapter_forward(h, token_mask, adapter_at(k[1], 0))
         frames, frame_mask, aux = self.backbone.adapt(h, token_mask, max_frames, train=train, **adapt_kwargs)
