@@ -35,9 +35,22 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
     p.add_argument("--mesh", default=None, metavar="DATAxFSDP",
                    help="shard training over a device mesh, e.g. 8x1 (data parallel) or 2x4 (FSDP over 4); "
                         "default: one device")
+    p.add_argument("--micro_batches", type=int, default=1, metavar="M",
+                   help="gradient accumulation: split each batch into M micro-batches (same result as the whole "
+                        "batch, 1/M of the activation memory; batch_size must divide by M)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model config field (repeatable; dotted for nested fields, values as JSON), "
                         "e.g. --set dropout=0 --set predictor.dropout=0.1")
+
+
+def trainer_config(args, **fields):
+    """The shared trainer's config from the flags `add_trainer_args` defines; `fields` set or replace any."""
+    from mmspeech_jax.train.trainer import TrainerConfig
+
+    shared = dict(steps=args.steps, seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+                  patience=args.patience, progress=not args.no_progress, compilation_cache_dir=args.compilation_cache,
+                  micro_batches=args.micro_batches)
+    return TrainerConfig(**{**shared, **fields})
 
 
 def load_data(args):

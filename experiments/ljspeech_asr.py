@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag
+from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag, trainer_config
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -28,7 +28,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
-from mmspeech_jax.train.trainer import TrainerConfig, fit
+from mmspeech_jax.train.trainer import fit
 
 
 def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> None:
@@ -78,10 +78,7 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
         tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate,
                                             warmup_steps=min(400, args.steps // 10), total_steps=args.steps))
     result = fit(workdir, init_params, tx, make_ctc_loss_fn(model), train_batches,
-                 TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
-                               checkpoint_every=args.checkpoint_every, patience=args.patience,
-                               progress=not args.no_progress,
-                               compilation_cache_dir=args.compilation_cache),
+                 trainer_config(args),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
                  mesh=mesh_from_flag(args.mesh))

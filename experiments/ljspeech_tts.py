@@ -20,7 +20,7 @@ import numpy as np
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
-from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag
+from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag, trainer_config
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -29,7 +29,7 @@ from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
-from mmspeech_jax.train.trainer import TrainerConfig, fit
+from mmspeech_jax.train.trainer import fit
 
 
 def parse_args(argv=None):
@@ -68,10 +68,7 @@ def main(argv=None):
                                         total_steps=args.steps))
     loss_fn = make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3)
     result = fit(workdir, params, tx, loss_fn, train,
-                 TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
-                               checkpoint_every=args.checkpoint_every, patience=args.patience,
-                               progress=not args.no_progress,
-                               compilation_cache_dir=args.compilation_cache),
+                 trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
                  mesh=mesh_from_flag(args.mesh))
     report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples)

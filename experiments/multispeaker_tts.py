@@ -30,7 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_trainer_args
+from experiments.flags import add_trainer_args, trainer_config
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
@@ -45,7 +45,7 @@ from mmspeech_jax.models.hyperspeech import FUSIONS, HyperSpeech, HyperSpeechCon
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
-from mmspeech_jax.train.trainer import TrainerConfig, fit
+from mmspeech_jax.train.trainer import fit
 
 STRATEGIES = ("zero_shot", "full", "plain_adapters", "hyper")
 
@@ -105,9 +105,7 @@ def main(argv=None):
     tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
                                         total_steps=args.steps))
     result = fit(workdir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3), batches,
-                 TrainerConfig(steps=args.steps, seed=args.seed, eval_every=args.eval_every,
-                               checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                               compilation_cache_dir=args.compilation_cache),
+                 trainer_config(args, patience=None),
                  prepare=prepare,
                  eval_batches=(lambda: make_batch_iterator(cache, "validation", eval_config, positions=val_rows,
                                                            verbose=False)) if val_rows.size else None)
@@ -173,9 +171,8 @@ def adapt(args, cache, config, trained, strategy, speaker, adapt_rows, run_dir, 
                                                          warmup_steps=max(args.adapt_steps // 10, 1),
                                                          total_steps=args.adapt_steps)), mask)
     result = fit(run_dir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=0), batches,
-                 TrainerConfig(steps=args.adapt_steps, seed=args.seed, eval_every=args.adapt_steps + 1,
-                               checkpoint_every=args.adapt_steps, keep_checkpoints=1, progress=not args.no_progress,
-                               compilation_cache_dir=args.compilation_cache),
+                 trainer_config(args, steps=args.adapt_steps, eval_every=args.adapt_steps + 1,
+                                checkpoint_every=args.adapt_steps, keep_checkpoints=1, patience=None),
                  prepare=prepare)
     return model, result.state.params, count_parameters(params, mask)
 

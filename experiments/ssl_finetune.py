@@ -23,14 +23,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import load_data
+from experiments.flags import load_data, trainer_config
 from experiments.ljspeech_asr import add_training_args, evaluate, model_config, train, write_workdir_config
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
 from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained, trainable_mask
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
-from mmspeech_jax.train.trainer import TrainerConfig, fit
+from mmspeech_jax.train.trainer import fit
 
 STRATEGY_ROWS = ("scratch", "full", "freeze_bottom", "adapters", "lora")
 
@@ -77,9 +77,7 @@ def pretrain(args, cache, config, workdir: Path):
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
     started = time.perf_counter()
     result = fit(workdir, params, tx, make_best_rq_loss_fn(model), make_batch_iterator(cache, "train", pipeline),
-                 TrainerConfig(steps=args.pretrain_steps, seed=args.seed, eval_every=args.eval_every,
-                               checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                               compilation_cache_dir=args.compilation_cache),
+                 trainer_config(args, steps=args.pretrain_steps, patience=None),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
     return result.state.params, time.perf_counter() - started, result

@@ -9,11 +9,11 @@ from mmspeech_jax.overrides import apply_overrides
 
 def test_nested_tuple_and_number_overrides():
     base = preset("base", 50)
-    config = apply_overrides(base, ["dropout=0", "predictor.dropout=0.25", "conv_kernels=[9, 1]", "aligner.dim=64"])
-    assert config.dropout == 0.0 and isinstance(config.dropout, float)
+    config = apply_overrides(base, ["dropout=1e-1", "predictor.dropout=0.25", "conv_kernels=[9, 1]", "aligner.dim=64"])
+    assert config.dropout == 0.1 and isinstance(config.dropout, float)
     assert config.predictor.dropout == 0.25 and config.predictor.hidden == base.predictor.hidden
     assert config.conv_kernels == (9, 1) and config.aligner.dim == 64
-    assert base.dropout == 0.1  # the original is untouched (frozen dataclasses)
+    assert base == preset("base", 50) and base.dropout != 0.1  # the original is untouched (frozen dataclasses)
 
 
 def test_validation_runs_and_errors_name_the_item():

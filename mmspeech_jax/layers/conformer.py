@@ -32,6 +32,7 @@ class ConformerBlockConfig:
     attention_dropout: float = 0.1
     adapter_dim: int = 0  # 0: no adapters
     lora_rank: int = 0  # 0: no LoRA on the attention projections
+    remat: bool = False  # recompute each block's activations in the backward pass (see FFTBlockConfig.remat)
 
 
 class FeedForward(nn.Module):
@@ -103,7 +104,7 @@ class ConformerBlock(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask, *, train: bool):
+    def __call__(self, x, mask, train: bool):
         c = self.config
         m = mask[..., None].astype(x.dtype)
         x = x + 0.5 * FeedForward(c.dim, c.ffn_dim, c.dropout, self.dtype, name="ffn_1")(x, train=train)
@@ -129,6 +130,7 @@ class ConformerStack(nn.Module):
     @nn.compact
     def __call__(self, x, mask, *, train: bool):
         x = x * mask[..., None]
+        block = nn.remat(ConformerBlock, static_argnums=(3,)) if self.config.remat else ConformerBlock  # 3: `train`
         for i in range(self.layers):
-            x = ConformerBlock(self.config, self.dtype, name=f"block_{i}")(x, mask, train=train)
+            x = block(self.config, self.dtype, name=f"block_{i}")(x, mask, train)
         return x

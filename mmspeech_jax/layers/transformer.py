@@ -25,6 +25,9 @@ class FFTBlockConfig:
     # Dropout on the (B, H, N, N) attention weights. Costly on CPU (a mask as large as the attention matrix, in the
     # forward and backward pass); None means "same as dropout".
     attention_dropout: float | None = None
+    # Rematerialisation: keep only each block's input for the backward pass and recompute the rest there (less
+    # activation memory, about one more forward pass of compute).
+    remat: bool = False
 
 
 class FFTBlock(nn.Module):
@@ -32,7 +35,7 @@ class FFTBlock(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask, *, train: bool):
+    def __call__(self, x, mask, train: bool):
         c = self.config
         m = mask[..., None].astype(x.dtype)
         h = nn.LayerNorm(dtype=self.dtype, name="attention_norm")(x)
@@ -65,8 +68,9 @@ class FFTStack(nn.Module):
 
         x = x + sinusoidal_positions(x.shape[1], x.shape[2]).astype(x.dtype)
         x = Dropout(self.config.dropout, deterministic=not train)(x) * mask[..., None]
+        block = nn.remat(FFTBlock, static_argnums=(3,)) if self.config.remat else FFTBlock  # 3: `train`
         for i in range(self.layers):
-            x = FFTBlock(self.config, self.dtype, name=f"block_{i}")(x, mask, train=train)
+            x = block(self.config, self.dtype, name=f"block_{i}")(x, mask, train)
             for weights in ([] if adapters is None else [adapters] if isinstance(adapters, dict) else adapters):
                 x = adapter_forward(x, mask, adapter_at(weights, i))
         return nn.LayerNorm(dtype=self.dtype, name="final_norm")(x) * mask[..., None]

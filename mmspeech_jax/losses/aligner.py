@@ -10,8 +10,11 @@ import jax.numpy as jnp
 import optax
 
 
-def forward_sum_loss(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0):
-    """CTC over the alignment: the token sequence 1..N must be emitted in order. Mean over utterances of loss / N."""
+def forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0):
+    """CTC over the alignment: the token sequence 1..N must be emitted in order.
+
+    Returns ((B,) loss / N per utterance, zero where it has no tokens; the number of utterances with tokens).
+    """
     b, t, n = log_alignment.shape
     logits = jnp.concatenate([jnp.full((b, t, 1), blank_logprob), log_alignment], axis=-1)
     keep = jnp.concatenate([jnp.ones((b, 1), bool), token_mask], axis=-1)[:, None, :]  # blank + valid tokens
@@ -22,9 +25,20 @@ def forward_sum_loss(log_alignment, token_mask, frame_mask, blank_logprob: float
                           blank_id=0)
     per_token = loss / jnp.maximum(token_mask.sum(-1), 1)
     valid = token_mask.any(-1)
-    return jnp.sum(jnp.where(valid, per_token, 0.0)) / jnp.maximum(valid.sum(), 1)
+    return jnp.where(valid, per_token, 0.0), valid.sum()
+
+
+def forward_sum_loss(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0):
+    """Mean over utterances with tokens of the forward-sum loss / N."""
+    per_utterance, utterances = forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logprob)
+    return jnp.sum(per_utterance) / jnp.maximum(utterances, 1)
+
+
+def binarization_total(hard, log_alignment):
+    """-sum over the hard path of the log soft alignment."""
+    return -jnp.sum(hard * log_alignment)
 
 
 def binarization_loss(hard, log_alignment):
     """-mean over the hard path of log soft alignment (pulls soft towards hard)."""
-    return -jnp.sum(hard * log_alignment) / jnp.maximum(jnp.sum(hard), 1.0)
+    return binarization_total(hard, log_alignment) / jnp.maximum(jnp.sum(hard), 1.0)

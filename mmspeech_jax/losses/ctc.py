@@ -29,14 +29,23 @@ def ctc_feasible(logit_mask, labels, label_mask):
     return logit_mask.sum(-1) >= label_mask.sum(-1) + repeats
 
 
-def ctc_loss(logits, logit_mask, labels, label_mask, example_mask=None, *, per_token: bool = True,
-             blank_id: int = 0):
-    """Scalar: mean over valid, feasible utterances of NLL (/ label length when per_token)."""
+def ctc_total(logits, logit_mask, labels, label_mask, example_mask=None, *, per_token: bool = True,
+              blank_id: int = 0):
+    """(sum over valid, feasible utterances of NLL (/ label length when per_token), number of those utterances).
+
+    The count depends on the masks only (`losses/ratios.py`)."""
     nll = ctc_nll(logits, logit_mask, labels, label_mask, blank_id)
     if per_token:
         nll = nll / jnp.maximum(label_mask.sum(-1), 1)
     valid = ctc_feasible(logit_mask, labels, label_mask)
     if example_mask is not None:
         valid = valid & example_mask
-    weight = valid.astype(nll.dtype)
-    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(weight.sum(), 1.0)
+    return jnp.sum(jnp.where(valid, nll, 0.0)), valid.sum()
+
+
+def ctc_loss(logits, logit_mask, labels, label_mask, example_mask=None, *, per_token: bool = True,
+             blank_id: int = 0):
+    """Scalar: mean over valid, feasible utterances of NLL (/ label length when per_token)."""
+    total, count = ctc_total(logits, logit_mask, labels, label_mask, example_mask, per_token=per_token,
+                             blank_id=blank_id)
+    return total / jnp.maximum(count, 1)

@@ -1,21 +1,21 @@
 """FastSpeech2 losses, all masked by lengths (padding never changes a loss).
 
 Mel: L1 before and after the postnet, mean over valid (frame, bin) elements. Duration: MSE between the predicted
-log-duration and log(d + 1). Pitch, energy: MSE over valid positions (tokens or frames).
+log-duration and log(d + 1). Pitch, energy: MSE over valid positions (tokens or frames). Each is a ratio of a
+masked total to a count from the masks (`losses/ratios.py`), so gradient accumulation is exact.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
+from mmspeech_jax.losses.ratios import masked_total, ratio
+
 
 def masked_mean(values, mask):
     """Mean of `values` over positions where `mask` (broadcast over trailing axes of values) is True."""
-    mask = mask.astype(values.dtype)
-    while mask.ndim < values.ndim:
-        mask = mask[..., None]
-    count = jnp.sum(jnp.broadcast_to(mask, values.shape))
-    return jnp.sum(values * mask) / jnp.maximum(count, 1.0)
+    total, count = masked_total(values, mask)
+    return total / jnp.maximum(count, 1.0)
 
 
 def masked_l1(prediction, target, mask):
@@ -28,39 +28,57 @@ def masked_mse(prediction, target, mask):
     return masked_mean((prediction - target) ** 2, mask)
 
 
+def log_duration_target(durations):
+    """The duration predictor's target: log(d + 1)."""
+    return jnp.log(durations.astype(jnp.float32) + 1.0)
+
+
 def duration_loss(log_duration, durations, mask):
     """MSE in the log domain: log_duration (B, N) vs log(durations + 1)."""
-    return masked_mse(log_duration, jnp.log(durations.astype(jnp.float32) + 1.0), mask)
+    return masked_mse(log_duration, log_duration_target(durations), mask)
 
 
 def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int = 1000, binarization_weight: float = 1.0,
-                     aligner_weight: float = 1.0):
-    """Total FastSpeech2 + aligner loss and its parts. `step` (int32 scalar) switches the binarization loss on."""
-    from mmspeech_jax.losses.aligner import binarization_loss, forward_sum_loss
+                     aligner_weight: float = 1.0, counts: dict | None = None):
+    """Total FastSpeech2 + aligner loss and its parts. `step` (int32 scalar) switches the binarization loss on.
+
+    `counts`: the whole step's counts under gradient accumulation (`losses/ratios.py`); `parts["counts"]` holds
+    this batch's own.
+    """
+    from mmspeech_jax.losses.aligner import binarization_total, forward_sum_per_utterance
 
     token_mask, frame_mask = batch["token_mask"], batch["frame_mask"]
     variance_mask = token_mask if aux["pitch"].shape == token_mask.shape else frame_mask
-    parts = {
-        "mel_l1": masked_l1(outputs["mel"], batch["mel"], frame_mask),
-        "mel_post_l1": masked_l1(outputs["mel_post"], batch["mel"], frame_mask),
-        "duration_mse": duration_loss(aux["log_duration"], aux["durations"], token_mask),
-        "pitch_mse": masked_mse(aux["pitch"], aux["pitch_target"], variance_mask),
-        "energy_mse": masked_mse(aux["energy"], aux["energy_target"], variance_mask),
+    terms = {  # name: ((total, count), count name)
+        "mel_l1": (masked_total(jnp.abs(outputs["mel"] - batch["mel"]), frame_mask), "mel_elements"),
+        "mel_post_l1": (masked_total(jnp.abs(outputs["mel_post"] - batch["mel"]), frame_mask), "mel_elements"),
+        "duration_mse": (masked_total((aux["log_duration"] - log_duration_target(aux["durations"])) ** 2,
+                                      token_mask), "tokens"),
+        "pitch_mse": (masked_total((aux["pitch"] - aux["pitch_target"]) ** 2, variance_mask), "variance_positions"),
+        "energy_mse": (masked_total((aux["energy"] - aux["energy_target"]) ** 2, variance_mask),
+                       "variance_positions"),
     }
-    total = sum(parts.values())
     if "log_alignment" in aux:
-        parts["forward_sum"] = forward_sum_loss(aux["log_alignment"], token_mask, frame_mask)
-        on = (step >= binarization_start).astype(jnp.float32)
-        parts["binarization"] = binarization_loss(aux["hard_alignment"], aux["log_alignment"])
+        per_utterance, utterances = forward_sum_per_utterance(aux["log_alignment"], token_mask, frame_mask)
+        terms["forward_sum"] = ((jnp.sum(per_utterance), utterances), "aligned_utterances")
+        # The hard path covers every valid frame of an utterance with tokens once: its size is known from the masks.
+        aligned_frames = jnp.sum(frame_mask & token_mask.any(-1, keepdims=True))
+        terms["binarization"] = ((binarization_total(aux["hard_alignment"], aux["log_alignment"]), aligned_frames),
+                                 "aligned_frames")
+    local = {name: count for (_, count), name in terms.values()}
+    parts = {key: ratio(total, count, name, counts) for key, ((total, count), name) in terms.items()}
+    total = sum(parts[k] for k in ("mel_l1", "mel_post_l1", "duration_mse", "pitch_mse", "energy_mse"))
+    if "log_alignment" in aux:
+        on = jnp.asarray(step >= binarization_start, jnp.float32)
         total = total + aligner_weight * parts["forward_sum"] + on * binarization_weight * parts["binarization"]
-    return total, parts
+    return total, {**parts, "counts": local}
 
 
 def make_fastspeech2_loss_fn(model, **loss_kwargs):
     """`loss_fn(params, batch, rng, train, step) -> (loss, parts)` for the generic step functions."""
 
-    def loss_fn(params, batch, rng, train, step):
+    def loss_fn(params, batch, rng, train, step, counts=None):
         outputs, aux = model.apply({"params": params}, batch, train=train, rngs={"dropout": rng})
-        return fastspeech2_loss(outputs, aux, batch, step, **loss_kwargs)
+        return fastspeech2_loss(outputs, aux, batch, step, counts=counts, **loss_kwargs)
 
     return loss_fn

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.layers.subsampling import subsampled_length
 from mmspeech_jax.models.ctc_asr import CTCASRConfig, frontend_and_encoder
 
@@ -90,28 +91,28 @@ class BestRQ(nn.Module):
 
     config: CTCASRConfig
     ssl: BestRQConfig = BestRQConfig()
-    dtype: jnp.dtype = jnp.float32
 
     def setup(self):
-        self.frontend, self.encoder = frontend_and_encoder(self.config, self.dtype)
-        self.ssl_head = nn.Dense(self.ssl.codebook_size, dtype=self.dtype)
+        self.frontend, self.encoder = frontend_and_encoder(self.config)
+        self.ssl_head = nn.Dense(self.ssl.codebook_size, dtype=jnp.float32)  # float32 logits for the cross-entropy
 
     def __call__(self, features, frame_mask, *, train: bool = False):
         """(B, T, M) (already masked), (B, T) -> code logits (B, T', V) float32, encoder mask (B, T')."""
         h, mask = self.frontend(features, frame_mask)
         h = self.encoder(h, mask, train=train)
-        return self.ssl_head(h).astype(jnp.float32), mask
+        return self.ssl_head(h.astype(jnp.float32)), mask
 
 
 def make_best_rq_loss_fn(model: BestRQ):
-    """`loss_fn(params, batch, rng, train, step)` for the shared trainer; batch needs `features`, `frame_mask`.
+    """`loss_fn(params, batch, rng, train, step, counts=None)` for the shared trainer; batch needs `features`,
+    `frame_mask`; `counts`: see `losses/ratios.py`.
 
     Parts: `ssl_ce` (cross-entropy on masked frames), `ssl_accuracy` (code accuracy there), `masked_fraction`.
     """
     factor = model.config.subsampling
     projection, codebook = (jnp.asarray(a) for a in quantizer_arrays(model.ssl, model.config.n_mels, factor))
 
-    def loss_fn(params, batch, rng, train, step):
+    def loss_fn(params, batch, rng, train, step, counts=None):
         features, frame_mask = batch["features"], batch["frame_mask"]
         t_out = int(subsampled_length(features.shape[1], factor))
         encoder_mask = jnp.arange(t_out)[None] < subsampled_length(frame_mask.sum(-1), factor)[:, None]
@@ -124,10 +125,12 @@ def make_best_rq_loss_fn(model: BestRQ):
         weight = (masked & mask).astype(jnp.float32)
         log_probs = jax.nn.log_softmax(logits, axis=-1)
         nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-        count = jnp.maximum(weight.sum(), 1.0)
-        loss = jnp.sum(nll * weight) / count
-        accuracy = jnp.sum((jnp.argmax(logits, -1) == targets) * weight) / count
-        return loss, {"ssl_ce": loss, "ssl_accuracy": accuracy, "masked_fraction": weight.sum() /
-                      jnp.maximum(mask.sum(), 1)}
+        local = {"masked_frames": weight.sum(), "encoder_frames": mask.sum()}
+        loss = ratio(jnp.sum(nll * weight), local["masked_frames"], "masked_frames", counts)
+        accuracy = ratio(jnp.sum((jnp.argmax(logits, -1) == targets) * weight), local["masked_frames"],
+                         "masked_frames", counts)
+        return loss, {"ssl_ce": loss, "ssl_accuracy": accuracy,
+                      "masked_fraction": ratio(weight.sum(), local["encoder_frames"], "encoder_frames", counts),
+                      "counts": local}
 
     return loss_fn

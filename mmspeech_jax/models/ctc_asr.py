@@ -25,7 +25,8 @@ from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
 from mmspeech_jax.layers.subsampling import Conv2dSubsampling
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
-from mmspeech_jax.losses.ctc import ctc_feasible, ctc_loss
+from mmspeech_jax.losses.ctc import ctc_feasible, ctc_total
+from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.text.normalize import PUNCTUATION
 from mmspeech_jax.text.symbols import character_table
 
@@ -49,10 +50,16 @@ class CTCASRConfig:
     adapter_dim: int = 0
     lora_rank: int = 0
     spec_augment: SpecAugmentConfig | None = SpecAugmentConfig()
+    # "bfloat16": frontend and encoder compute in bf16; params, the CTC head, log-probabilities and losses stay
+    # float32.
+    compute_dtype: str = "float32"
+    remat: bool = False  # recompute encoder block activations in the backward pass (less memory)
 
     def __post_init__(self):
         if self.encoder not in ENCODERS:
             raise ConfigError(f"CTCASRConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"CTCASRConfig.compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
         if self.dim % self.heads:
             raise ConfigError(f"CTCASRConfig: dim {self.dim} is not divisible by heads {self.heads}")
 
@@ -67,7 +74,7 @@ class CTCASRConfig:
     def block(self) -> ConformerBlockConfig:
         return ConformerBlockConfig(dim=self.dim, heads=self.heads, ffn_dim=self.ffn_dim, conv_kernel=self.conv_kernel,
                                     dropout=self.dropout, attention_dropout=self.attention_dropout,
-                                    adapter_dim=self.adapter_dim, lora_rank=self.lora_rank)
+                                    adapter_dim=self.adapter_dim, lora_rank=self.lora_rank, remat=self.remat)
 
 
 PRESETS = {
@@ -86,24 +93,24 @@ def preset(name: str, **overrides) -> CTCASRConfig:
     return CTCASRConfig(**{**PRESETS[name], **overrides})
 
 
-def frontend_and_encoder(c: CTCASRConfig, dtype=jnp.float32):
+def frontend_and_encoder(c: CTCASRConfig):
     """The (frontend, encoder) modules shared by `CTCASR` and BEST-RQ pretraining (call inside `setup`)."""
+    dtype = jnp.dtype(c.compute_dtype)
     frontend = Conv2dSubsampling(c.dim, c.subsampling_channels, c.subsampling, dtype)
     if c.encoder == "conformer":
         return frontend, ConformerStack(c.block, c.layers, dtype)
     block = FFTBlockConfig(dim=c.dim, heads=c.heads, conv_filters=c.ffn_dim, conv_kernels=(1, 1), dropout=c.dropout,
-                           attention_dropout=c.attention_dropout)
+                           attention_dropout=c.attention_dropout, remat=c.remat)
     return frontend, FFTStack(block, c.layers, dtype)
 
 
 class CTCASR(nn.Module):
     config: CTCASRConfig
-    dtype: jnp.dtype = jnp.float32
 
     def setup(self):
         c = self.config
-        self.frontend, self.encoder = frontend_and_encoder(c, self.dtype)
-        self.ctc_head = nn.Dense(c.vocab_size, dtype=self.dtype)
+        self.frontend, self.encoder = frontend_and_encoder(c)
+        self.ctc_head = nn.Dense(c.vocab_size, dtype=jnp.float32)  # float32 logits for the log-softmax and CTC
 
     def encode(self, features, frame_mask, *, train: bool = False):
         """(B, T, M), (B, T) -> hidden (B, T', D), mask (B, T')."""
@@ -113,7 +120,7 @@ class CTCASR(nn.Module):
     def __call__(self, features, frame_mask, *, train: bool = False):
         """(B, T, M), (B, T) -> log-probabilities (B, T', V) float32, mask (B, T')."""
         h, mask = self.encode(features, frame_mask, train=train)
-        return jax.nn.log_softmax(self.ctc_head(h).astype(jnp.float32), axis=-1), mask
+        return jax.nn.log_softmax(self.ctc_head(h.astype(jnp.float32)), axis=-1), mask
 
 
 def asr_targets(transcript_ids: np.ndarray, transcript_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,17 +153,19 @@ def model_inputs(batch: dict, stats: dict) -> dict:
 
 
 def make_ctc_loss_fn(model: CTCASR):
-    """`loss_fn(params, batch, rng, train, step) -> (loss, parts)` for the shared trainer (SpecAugment when train)."""
+    """`loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)` for the shared trainer (SpecAugment
+    when train); `counts`: see `losses/ratios.py`."""
 
-    def loss_fn(params, batch, rng, train, step):
+    def loss_fn(params, batch, rng, train, step, counts=None):
         features = batch["features"]
         augment_key, dropout_key = jax.random.split(rng)
         if train and model.config.spec_augment is not None:
             features = spec_augment(features, batch["frame_mask"], augment_key, model.config.spec_augment)
         log_probs, mask = model.apply({"params": params}, features, batch["frame_mask"], train=train,
                                       rngs={"dropout": dropout_key})
-        loss = ctc_loss(log_probs, mask, batch["labels"], batch["label_mask"], batch["example_mask"])
+        total, utterances = ctc_total(log_probs, mask, batch["labels"], batch["label_mask"], batch["example_mask"])
+        loss = ratio(total, utterances, "utterances", counts)
         infeasible = ~ctc_feasible(mask, batch["labels"], batch["label_mask"]) & batch["example_mask"]
-        return loss, {"ctc": loss, "ctc_infeasible": infeasible.sum()}
+        return loss, {"ctc": loss, "ctc_infeasible": infeasible.sum(), "counts": {"utterances": utterances}}
 
     return loss_fn

@@ -57,6 +57,7 @@ class FastSpeech2Config:
     # "bfloat16": encoder, variance adaptor, decoder and postnet compute in bf16 (params stay float32, outputs and
     # losses are float32; the aligner always runs in float32: its log-softmax / CTC / Viterbi need the range)
     compute_dtype: str = "float32"
+    remat: bool = False  # recompute encoder/decoder block activations in the backward pass (less memory)
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -78,7 +79,7 @@ class FastSpeech2Config:
     @property
     def block(self) -> FFTBlockConfig:
         return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout,
-                              self.attention_dropout)
+                              self.attention_dropout, self.remat)
 
 
 def preset(name: str, vocab_size: int, **overrides) -> FastSpeech2Config:

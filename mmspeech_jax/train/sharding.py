@@ -84,11 +84,12 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
 
-def make_sharded_steps(loss_fn, tx, state_sharding, mesh: Mesh):
-    """(train_step, eval_step) jitted with explicit shardings; the train step donates its state."""
+def make_sharded_steps(loss_fn, tx, state_sharding, mesh: Mesh, micro_batches: int = 1):
+    """(train_step, eval_step) jitted with explicit shardings; the train step donates its state and accumulates
+    gradients over `micro_batches` (train/step.py)."""
     replicated = NamedSharding(mesh, P())
     batch = batch_sharding(mesh)
-    train_step = jax.jit(make_train_step(loss_fn, tx), in_shardings=(state_sharding, batch, replicated),
+    train_step = jax.jit(make_train_step(loss_fn, tx, micro_batches), in_shardings=(state_sharding, batch, replicated),
                          out_shardings=(state_sharding, replicated), donate_argnums=0)
     eval_step = jax.jit(make_eval_step(loss_fn), in_shardings=(state_sharding, batch, replicated),
                         out_shardings=replicated)

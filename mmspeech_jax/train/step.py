@@ -1,9 +1,17 @@
 """Pure step functions for every model: `train_step(state, batch, rng) -> (state, metrics)` and `eval_step`.
 
-A model plugs in `loss_fn(params, batch, rng, train, step) -> (loss, parts)`. The step skips the update when the
-loss or any gradient is not finite (the state keeps its parameters and optimizer state; `skipped` counts it), so a
-bad batch or a bf16 overflow is reported, not silently written into the weights. The dropout key is
-`fold_in(rng, step)`: the same (seed, step) gives the same randomness after any restart.
+A model plugs in `loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)`, its loss a weighted sum
+of ratios whose counts come from the masks (`losses/ratios.py`; `parts["counts"]` reports them). The step skips the
+update when the loss or any gradient is not finite (the state keeps its parameters and optimizer state; `skipped`
+counts it), so a bad batch or a bf16 overflow is reported, not silently written into the weights. The dropout key
+is `fold_in(rng, step)`: the same (seed, step) gives the same randomness after any restart.
+
+Gradient accumulation (`micro_batches=M`): the batch's rows are dealt into M micro-batches (row i to micro-batch
+i mod M, so each device's rows feed every micro-batch); a first pass sums each micro-batch's counts (XLA keeps only
+the mask sums it needs), then a `lax.scan` adds up the gradients of `loss_fn(..., counts=total counts)` one
+micro-batch at a time. The result is the one-large-batch gradient, loss and parts (exactly, up to float32
+summation order) with the activations of one micro-batch in memory. Micro-batch m draws its randomness from
+`fold_in(key, m)`, so dropout and SpecAugment masks differ from the unsplit batch's.
 """
 
 from __future__ import annotations
@@ -12,14 +20,60 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.train.state import TrainState
 
 
-def make_train_step(loss_fn, tx: optax.GradientTransformation):
+def split_micro_batches(batch: dict, micro_batches: int) -> dict:
+    """(B, ...) leaves -> (M, B / M, ...): row i goes to micro-batch i mod M."""
+    def split(x):
+        if x.shape[0] % micro_batches:
+            raise ConfigError(f"batch of {x.shape[0]} rows does not split into {micro_batches} micro-batches")
+        return jnp.swapaxes(x.reshape(x.shape[0] // micro_batches, micro_batches, *x.shape[1:]), 0, 1)
+
+    return jax.tree_util.tree_map(split, batch)
+
+
+def _without_counts(parts: dict) -> dict:
+    return {k: v for k, v in parts.items() if k != "counts"}
+
+
+def accumulated_gradients(loss_fn, params, batch, rng, step, micro_batches: int = 1):
+    """(loss, parts without counts, gradients) of `loss_fn` on `batch`, over `micro_batches` micro-batches."""
+    if micro_batches == 1:
+        (loss, parts), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, rng, True, step),
+                                                  has_aux=True)(params)
+        return loss, _without_counts(parts), grads
+    micro = split_micro_batches(batch, micro_batches)
+    keys = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(micro_batches))
+    take = lambda m: jax.tree_util.tree_map(lambda x: x[m], micro)
+    local = [loss_fn(params, take(m), keys[m], True, step)[1] for m in range(micro_batches)]
+    if "counts" not in local[0]:
+        raise ConfigError("gradient accumulation needs a loss_fn that reports parts['counts'] (losses/ratios.py)")
+    counts = jax.tree_util.tree_map(lambda *c: sum(c), *[parts["counts"] for parts in local])
+
+    def one(p, mb, key):
+        loss, parts = loss_fn(p, mb, key, True, step, counts=counts)
+        return loss, _without_counts(parts)
+
+    grad_fn = jax.value_and_grad(one, has_aux=True)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                   jax.eval_shape(grad_fn, params, take(0), keys[0]))
+
+    def body(total, xs):
+        return jax.tree_util.tree_map(jnp.add, total, grad_fn(params, *xs)), None
+
+    ((loss, parts), grads), _ = jax.lax.scan(body, zeros, (micro, keys))
+    return loss, parts, grads
+
+
+def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: int = 1):
+    if micro_batches < 1:
+        raise ConfigError(f"micro_batches must be >= 1, got {micro_batches}")
+
     def train_step(state: TrainState, batch, rng):
         rng = jax.random.fold_in(rng, state.step)
-        (loss, parts), grads = jax.value_and_grad(
-            lambda p: loss_fn(p, batch, rng, True, state.step), has_aux=True)(state.params)
+        loss, parts, grads = accumulated_gradients(loss_fn, state.params, batch, rng, state.step, micro_batches)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -35,6 +89,6 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation):
 def make_eval_step(loss_fn):
     def eval_step(state: TrainState, batch, rng):
         loss, parts = loss_fn(state.params, batch, rng, False, state.step)
-        return {"loss": loss, **parts}
+        return {"loss": loss, **_without_counts(parts)}
 
     return eval_step

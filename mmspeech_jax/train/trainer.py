@@ -1,6 +1,6 @@
 """One training loop for every model: jit per bucket shape, checkpoints, logging, evaluation, early stopping.
 
-`fit` owns the loop; a model brings `loss_fn(params, batch, rng, train, step) -> (loss, parts)`, its initial
+`fit` owns the loop; a model brings `loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)`, its initial
 params and a `prepare(batch)` host function (e.g. the aligner's prior). Restarting the same command resumes from the
 last complete checkpoint — state, PRNG key and data position — and ends bit-identical to an uninterrupted run.
 
@@ -40,6 +40,8 @@ class TrainerConfig:
     # JAX's persistent compilation cache (process-wide): a rerun, a resume or another run with the same shapes loads
     # compiled steps from here instead of compiling again. None: leave JAX's setting as it is.
     compilation_cache_dir: str | None = None
+    # Gradient accumulation: each batch is split into this many micro-batches (exact; see train/step.py).
+    micro_batches: int = 1
 
 
 @dataclasses.dataclass
@@ -71,10 +73,10 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     if mesh is not None:
         sharding = state_shardings(state, mesh)
         state = jax.device_put(state, sharding)  # restore below follows these shardings
-        train_step, eval_step = make_sharded_steps(loss_fn, tx, sharding, mesh)
+        train_step, eval_step = make_sharded_steps(loss_fn, tx, sharding, mesh, config.micro_batches)
         put = lambda batch: shard_batch(batch, mesh)
     else:
-        train_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+        train_step = jax.jit(make_train_step(loss_fn, tx, config.micro_batches), donate_argnums=0)
         eval_step = jax.jit(make_eval_step(loss_fn))
         put = lambda batch: batch
     # rbg keys: dropout masks are ~40 % cheaper to draw than with threefry on CPU (benchmarks/RESULTS.md)
