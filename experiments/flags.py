@@ -12,6 +12,11 @@ from pathlib import Path
 from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
 
 
+# make_batch_iterator arguments for evaluation after training: every row of the split, whichever process asks
+# (training reads only this process's rows of each batch).
+WHOLE_SPLIT = {"process_index": 0, "process_count": 1}
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="auto", choices=["auto", "embedded", "ljspeech"],
                    help="auto: prepared LJSpeech in --data_dir if found, else the embedded corpus")
@@ -41,6 +46,21 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model config field (repeatable; dotted for nested fields, values as JSON), "
                         "e.g. --set dropout=0 --set predictor.dropout=0.1")
+
+
+def add_distributed_args(p: argparse.ArgumentParser) -> None:
+    """Multi-host flags: run the same command on every host with its own --process_id (train/distributed.py)."""
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host: process 0's address; every process runs the same command")
+    p.add_argument("--num_processes", type=int, default=1)
+    p.add_argument("--process_id", type=int, default=0)
+
+
+def initialize_distributed(args) -> None:
+    """Join the processes the flags name (before any other JAX call); a single process does nothing."""
+    from mmspeech_jax.train.distributed import DistributedConfig, initialize
+
+    initialize(DistributedConfig(args.coordinator, args.num_processes, args.process_id))
 
 
 def trainer_config(args, **fields):

@@ -19,7 +19,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag, trainer_config
+from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
+                               initialize_distributed, load_data, mesh_from_flag, trainer_config)
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -28,6 +29,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
 
 
@@ -44,6 +46,7 @@ def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> N
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, "workdir/ljspeech_asr", steps=1200)
+    add_distributed_args(p)
     return p.parse_args(argv)
 
 
@@ -92,7 +95,7 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
     report = {}
     for split in splits:
         refs, greedy, beam = [], [], []
-        for batch in make_batch_iterator(cache, split, eval_config, verbose=False):
+        for batch in make_batch_iterator(cache, split, eval_config, verbose=False, **WHOLE_SPLIT):
             inputs = model_inputs(batch, cache.stats)
             log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
             rows = np.flatnonzero(batch["example_mask"])
@@ -111,11 +114,16 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
 
 def main(argv=None):
     args = parse_args(argv)
+    initialize_distributed(args)
     workdir = Path(args.workdir)
     cache = load_data(args)
     config = model_config(args, cache)
-    write_workdir_config(workdir, config, args, cache)
+    if is_primary():
+        write_workdir_config(workdir, config, args, cache)
     model, result, eval_config, shapes = train(args, cache, config, workdir)
+    if not is_primary():  # the primary evaluates and writes the report
+        barrier("report written")
+        return {}
     report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result.state.params))
     report.update(preset=args.preset, encoder=args.encoder, params=n_params, steps=int(result.state.step),
@@ -124,6 +132,7 @@ def main(argv=None):
                   compilations=result.compilations, bucket_shapes=shapes, skipped_updates=int(result.state.skipped))
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if not k.endswith("_examples")}, indent=1))
+    barrier("report written")
     return report
 
 

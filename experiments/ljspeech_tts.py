@@ -20,7 +20,8 @@ import numpy as np
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
-from experiments.flags import add_data_args, add_trainer_args, load_data, mesh_from_flag, trainer_config
+from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
+                               initialize_distributed, load_data, mesh_from_flag, trainer_config)
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -29,6 +30,7 @@ from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
 
 
@@ -44,19 +46,23 @@ def parse_args(argv=None):
                    help="a trained ASR workdir (experiments.ljspeech_asr): also report the CER/WER of synthesized "
                         "test sentences, next to the same ASR on their ground-truth recordings")
     p.add_argument("--intelligibility_sentences", type=int, default=20)
+    add_distributed_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    initialize_distributed(args)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = load_data(args)
     model_config = apply_overrides(preset(args.preset, len(cache.table)), args.overrides)
     model = FastSpeech2(model_config)
-    (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(model_config), "args": vars(args),
-                                                     "features": cache.config, "stats": cache.stats}, indent=1))
-    cache.table.save(workdir / "symbols.json")
+    if is_primary():
+        (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(model_config),
+                                                         "args": vars(args), "features": cache.config,
+                                                         "stats": cache.stats}, indent=1))
+        cache.table.save(workdir / "symbols.json")
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
     train = make_batch_iterator(cache, "train", pipeline)
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
@@ -71,6 +77,9 @@ def main(argv=None):
                  trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
                  mesh=mesh_from_flag(args.mesh))
+    if not is_primary():  # the primary evaluates and writes the report
+        barrier("report written")
+        return {}
     report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples)
     report.update(steps=int(result.state.step), wall_seconds=result.wall_seconds,
                   steps_per_second=result.steps_per_second, best_val_loss=result.best_val_loss,
@@ -81,6 +90,7 @@ def main(argv=None):
                                                     args.intelligibility_sentences)
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
+    barrier("report written")
     return report
 
 
@@ -113,7 +123,7 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
     mcds, f0_sq, f0_n, dur_abs, dur_n = [], 0.0, 0, 0.0, 0
     stats = cache.stats
     to_hz = lambda z: np.exp(np.asarray(z) * stats["log_f0_std"] + stats["log_f0_mean"])
-    for batch in make_batch_iterator(cache, "validation", eval_config, verbose=False):
+    for batch in make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT):
         model_batch = prepare(batch)
         outputs, aux = jax.device_get(forward(params, model_batch))
         mask = batch["frame_mask"][..., None]

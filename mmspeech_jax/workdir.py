@@ -25,6 +25,12 @@ def restore_params(workdir: Path):
     step = manager.latest_step() if manager else None
     if step is None:
         raise CorpusNotFoundError(f"no complete checkpoint in {directory}; train first")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    # Restore onto this process's first device, whatever mesh (and however many hosts) wrote the checkpoint.
+    import jax
+
+    metadata = ocp.StandardCheckpointHandler().metadata(directory / str(step) / "state").tree
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()
     return restored["state"]["train"]["params"], step

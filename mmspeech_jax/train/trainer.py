@@ -22,6 +22,7 @@ import optax
 from tqdm.auto import tqdm
 
 from mmspeech_jax.train.checkpoint import Checkpointer
+from mmspeech_jax.train.distributed import host_copy, is_primary
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_eval_step, make_train_step
@@ -62,7 +63,10 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         prepare: Callable[[dict], dict] = lambda b: b,
         eval_batches: Callable[[], Iterable[dict]] | None = None, mesh=None) -> FitResult:
     """`mesh` (a `jax.sharding.Mesh` from `train/sharding.make_mesh`): shard state and batches over it; a
-    checkpoint written on any mesh (or one device) restores onto this one. None: one device, plain `jax.jit`."""
+    checkpoint written on any mesh (or one device) restores onto this one. None: one device, plain `jax.jit`.
+
+    Several processes (`train/distributed.py`): every process calls `fit` with its share of each batch; only the
+    primary writes metrics and TensorBoard logs; the returned state is then a full host copy on every process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if config.compilation_cache_dir:
@@ -80,7 +84,12 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         eval_step = jax.jit(make_eval_step(loss_fn))
         put = lambda batch: batch
     # rbg keys: dropout masks are ~40 % cheaper to draw than with threefry on CPU (benchmarks/RESULTS.md)
-    rng = jax.random.key(config.seed, impl="rbg")
+    make_key = lambda: jax.random.key(config.seed, impl="rbg")
+    if mesh is not None:  # a global (replicated) array, made under jit: every process checkpoints the same key
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        make_key = jax.jit(make_key, out_shardings=NamedSharding(mesh, PartitionSpec()))
+    rng = make_key()
     book = {"best_val_loss": float("inf"), "evals_without_improvement": 0}
     restored = checkpointer.restore(state, rng)
     if restored is not None:
@@ -90,11 +99,13 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         print(f"resuming from step {int(state.step)} ({workdir / 'checkpoints'})")
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(str(workdir / "tensorboard"))
-    log = open(workdir / "metrics.jsonl", "a")
+    primary = is_primary()
+    writer = SummaryWriter(str(workdir / "tensorboard")) if primary else _NoLog()
+    log = open(workdir / "metrics.jsonl", "a") if primary else _NoLog()
     start_step, started = int(state.step), time.perf_counter()
     stopped_early = False
-    bar = tqdm(total=config.steps, initial=start_step, desc="training", unit="step", disable=not config.progress)
+    bar = tqdm(total=config.steps, initial=start_step, desc="training", unit="step",
+               disable=not (config.progress and primary))
     try:
         while int(state.step) < config.steps and not book.get("stopped", False):
             state, metrics = train_step(state, put(prepare(next(train_batches))), rng)
@@ -140,5 +151,16 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         writer.close()
         log.close()
     wall = time.perf_counter() - started
+    if jax.process_count() > 1:
+        state = host_copy(state)
     return FitResult(state, book["best_val_loss"], stopped_early or book.get("stopped", False), (int(state.step) - start_step) / max(wall, 1e-9),
                      wall, train_step._cache_size())
+
+
+class _NoLog:
+    """Stands in for the metrics file and the TensorBoard writer on non-primary processes."""
+
+    def write(self, *_):
+        pass
+
+    flush = close = add_scalar = write
