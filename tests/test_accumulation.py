@@ -54,6 +54,7 @@ def test_accumulated_step_equals_one_large_batch(task, small_cache):
     assert abs(naive - float(whole[1]["loss"])) > 2e-4 * abs(float(whole[1]["loss"]))
 
 
+@pytest.mark.slow  # ~50 s; the fast suite covers accumulation (one device) and meshes (test_sharding.py) apart
 def test_accumulation_on_a_mesh_equals_one_device(small_cache):
     params, _, loss_fn = tts_setup(small_cache)
     from mmspeech_jax.models.fastspeech2 import model_inputs, preset

@@ -103,6 +103,7 @@ def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_c
     assert "\u2603" in capsys.readouterr().err or "error" in report["lines"][2]
 
 
+@pytest.mark.slow  # ~1-2 min: pretraining + four fine-tuning runs
 def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
     from experiments.ssl_finetune import main as ssl_main
 

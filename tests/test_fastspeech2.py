@@ -132,14 +132,14 @@ def test_bfloat16_compute_keeps_float32_params_outputs_and_gradients(setup):
 
     model, params, _, batch = setup
     low = FastSpeech2(dataclasses.replace(model.config, compute_dtype="bfloat16"))
-    reference, _ = model.apply({"params": params}, batch, train=False)
-    out, _ = low.apply({"params": params}, batch, train=False)
+    reference, _ = jax.jit(lambda p: model.apply({"params": p}, batch, train=False))(params)
+    out, _ = jax.jit(lambda p: low.apply({"params": p}, batch, train=False))(params)
     assert out["mel_post"].dtype == jnp.float32
     err = float(jnp.max(jnp.abs(out["mel_post"] - reference["mel_post"])) / jnp.max(jnp.abs(reference["mel_post"])))
     assert 0 < err < 0.03, err  # really computed in bf16 (not equal), and close
     loss_fn = make_fastspeech2_loss_fn(low, binarization_start=0)
-    (loss, _), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True, jnp.int32(0)),
-                                          has_aux=True)(params)
+    (loss, _), grads = jax.jit(jax.value_and_grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True,
+                                                                    jnp.int32(0)), has_aux=True))(params)
     assert np.isfinite(float(loss))
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
     with pytest.raises(ConfigError, match="compute_dtype"):

@@ -9,6 +9,9 @@ import soundfile as sf
 from mmspeech_jax.cli import main as cli
 from tests.conftest import _with_cache_dir
 
+# The whole experiment (4 voices, 3 strategies x 2 held-out voices, a speaker classifier) takes ~4 min on 2 cores.
+pytestmark = pytest.mark.slow
+
 RUN = ["--preset", "tiny", "--corpus_size", "24", "--num_voices", "4", "--held_out", "2", "--steps", "3",
        "--batch_size", "4", "--num_buckets", "1", "--checkpoint_every", "3", "--eval_every", "3",
        "--adapt_utterances", "3", "--adapt_steps", "2", "--eval_utterances", "2", "--classifier_steps", "2",

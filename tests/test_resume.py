@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from mmspeech_jax.workdir import restore_params
 from mmspeech_jax.train.checkpoint import Checkpointer
@@ -28,6 +29,7 @@ def final_params(workdir):
     return step, params
 
 
+@pytest.mark.slow  # ~3 min; the fast suite resumes runs in test_asr.py and test_sharding.py
 def test_sigkill_then_restart_is_bit_identical(tmp_path):
     env = {**os.environ, "MMSPEECH_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     root = Path(__file__).resolve().parents[1]
