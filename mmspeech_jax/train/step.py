@@ -8,7 +8,7 @@ is `fold_in(rng, step)`: the same (seed, step) gives the same randomness after a
 
 Gradient accumulation (`micro_batches=M`): the batch's rows are dealt into M micro-batches (row i to micro-batch
 i mod M, so each device's rows feed every micro-batch); a first pass sums each micro-batch's counts (XLA keeps only
-the mask sums it needs), then a `lax.scan` adds up the gradients of `loss_fn(..., counts=total counts)` one
+the mask sums it needs), then a `lax.scan` (unrolled on CPU, see `accumulated_gradients`) adds up the gradients of `loss_fn(..., counts=total counts)` one
 micro-batch at a time. The result is the one-large-batch gradient, loss and parts (exactly, up to float32
 summation order) with the activations of one micro-batch in memory. Micro-batch m draws its randomness from
 `fold_in(key, m)`, so dropout and SpecAugment masks differ from the unsplit batch's.
@@ -38,8 +38,12 @@ def _without_counts(parts: dict) -> dict:
     return {k: v for k, v in parts.items() if k != "counts"}
 
 
-def accumulated_gradients(loss_fn, params, batch, rng, step, micro_batches: int = 1):
-    """(loss, parts without counts, gradients) of `loss_fn` on `batch`, over `micro_batches` micro-batches."""
+def accumulated_gradients(loss_fn, params, batch, rng, step, micro_batches: int = 1, unroll: bool | None = None):
+    """(loss, parts without counts, gradients) of `loss_fn` on `batch`, over `micro_batches` micro-batches.
+
+    `unroll`: unroll the micro-batch loop. None: on the CPU backend only, where XLA ran the rolled loop's body
+    27x slower (benchmarks/RESULTS.md: 112 s vs 4.2 s per step, FastSpeech2 base, 2 micro-batches); a rolled loop
+    is what keeps only one micro-batch's activations alive on an accelerator."""
     if micro_batches == 1:
         (loss, parts), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, rng, True, step),
                                                   has_aux=True)(params)
@@ -63,17 +67,20 @@ def accumulated_gradients(loss_fn, params, batch, rng, step, micro_batches: int 
     def body(total, xs):
         return jax.tree_util.tree_map(jnp.add, total, grad_fn(params, *xs)), None
 
-    ((loss, parts), grads), _ = jax.lax.scan(body, zeros, (micro, keys))
+    if unroll is None:
+        unroll = jax.default_backend() == "cpu"
+    ((loss, parts), grads), _ = jax.lax.scan(body, zeros, (micro, keys), unroll=bool(unroll))
     return loss, parts, grads
 
 
-def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: int = 1):
+def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: int = 1, unroll: bool | None = None):
     if micro_batches < 1:
         raise ConfigError(f"micro_batches must be >= 1, got {micro_batches}")
 
     def train_step(state: TrainState, batch, rng):
         rng = jax.random.fold_in(rng, state.step)
-        loss, parts, grads = accumulated_gradients(loss_fn, state.params, batch, rng, state.step, micro_batches)
+        loss, parts, grads = accumulated_gradients(loss_fn, state.params, batch, rng, state.step, micro_batches,
+                                                   unroll)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
