@@ -41,9 +41,9 @@ def _without_counts(parts: dict) -> dict:
 def accumulated_gradients(loss_fn, params, batch, rng, step, micro_batches: int = 1, unroll: bool | None = None):
     """(loss, parts without counts, gradients) of `loss_fn` on `batch`, over `micro_batches` micro-batches.
 
-    `unroll`: unroll the micro-batch loop. None: on the CPU backend only, where XLA ran the rolled loop's body
-    27x slower (benchmarks/RESULTS.md: 112 s vs 4.2 s per step, FastSpeech2 base, 2 micro-batches); a rolled loop
-    is what keeps only one micro-batch's activations alive on an accelerator."""
+    `unroll`: unroll the micro-batch loop. None: on the CPU backend only, where XLA ran the rolled loop ~24x slower
+    (benchmarks/RESULTS.md: 112 s vs 4.6 s unrolled per step, FastSpeech2 base, 2 micro-batches); a rolled loop is
+    what keeps only one micro-batch's activations alive on an accelerator."""
     if micro_batches == 1:
         (loss, parts), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, rng, True, step),
                                                   has_aux=True)(params)
