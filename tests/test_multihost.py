@@ -37,6 +37,9 @@ def last_train_loss(workdir: Path) -> float:
     return [line for line in lines if line["split"] == "train"][-1]["loss"]
 
 
+# slow: passed alone (118 s) and in one fresh-clone `make test`, but failed in another under load (process 1 hit JAX's
+# shutdown-barrier timeout while process 0 was still exiting); until that is fixed it runs in `make test-slow`.
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
     # One process, 4 devices (this also generates the corpus the two processes then share read-only).
     single = tmp_path / "single"
