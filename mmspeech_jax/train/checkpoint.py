@@ -18,10 +18,15 @@ import orbax.checkpoint as ocp
 class Checkpointer:
     def __init__(self, directory, keep: int = 3):
         directory = Path(directory).absolute()
+        # Each manager names its cross-process barriers with its own prefix: both save step N at the end of a
+        # run, and Orbax keys a barrier by the step directory's name ("async_write_complete.N"), so without the
+        # prefixes the two saves would share barrier names across processes and can time out (seen with two
+        # processes under load).
         self.periodic = ocp.CheckpointManager(directory / "periodic", options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True))
+            max_to_keep=keep, create=True, multiprocessing_options=_barriers("periodic")))
         self.best = ocp.CheckpointManager(directory / "best", options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, best_fn=lambda metrics: metrics["val_loss"], best_mode="min", create=True))
+            max_to_keep=1, best_fn=lambda metrics: metrics["val_loss"], best_mode="min", create=True,
+            multiprocessing_options=_barriers("best")))
 
     @staticmethod
     def _args(state, rng, data: dict):
@@ -62,6 +67,10 @@ class Checkpointer:
         self.wait()
         self.periodic.close()
         self.best.close()
+
+
+def _barriers(prefix: str):
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
 
 
 def _typed(key) -> bool:
