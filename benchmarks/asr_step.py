@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.measure import (epoch_compilations, machine, matmul_peak, median_seconds, record,
                                 time_train_step)
+from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
@@ -29,19 +30,6 @@ from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_train_step
 
 HOP_SECONDS = 256 / 22050
-
-
-def synthetic_batch(batch_size: int, seed: int = 0, t_max: int = 1500, l_max: int = 120,
-                    t_range: tuple[int, int] = (500, 1500), l_range: tuple[int, int] = (80, 120), n_mels: int = 80):
-    """Seeded normalized features (B, t_max, M) with lengths in t_range, character targets with lengths in l_range."""
-    rng = np.random.default_rng(seed)
-    t_len = rng.integers(t_range[0], t_range[1] + 1, batch_size)
-    l_len = rng.integers(l_range[0], l_range[1] + 1, batch_size)
-    frame_mask = np.arange(t_max)[None] < t_len[:, None]
-    label_mask = np.arange(l_max)[None] < l_len[:, None]
-    return {"features": (rng.normal(size=(batch_size, t_max, n_mels)) * frame_mask[..., None]).astype(np.float32),
-            "frame_mask": frame_mask, "labels": (rng.integers(1, 33, (batch_size, l_max)) * label_mask).astype(np.int32),
-            "label_mask": label_mask, "example_mask": np.ones(batch_size, bool)}
 
 
 def asr_epoch_compilations(num_utterances: int = 400) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks.measure import (epoch_compilations, machine, matmul_peak, median_seconds, record,
                                 time_train_step)
+from benchmarks.synthetic import tts_batch
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
@@ -27,25 +28,9 @@ from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_train_step
 
 
-def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, n_max: int = 150, t_max: int = 800,
-                    n_range: tuple[int, int] = (60, 150), t_range: tuple[int, int] = (400, 800)):
-    """A seeded batch padded to (n_max tokens, t_max frames), lengths uniform in the given ranges."""
-    rng = np.random.default_rng(seed)
-    n_len = rng.integers(n_range[0], n_range[1] + 1, batch_size)
-    t_len = rng.integers(t_range[0], t_range[1] + 1, batch_size)
-    token_mask = np.arange(n_max)[None] < n_len[:, None]
-    frame_mask = np.arange(t_max)[None] < t_len[:, None]
-    batch = {"tokens": (rng.integers(1, vocab, (batch_size, n_max)) * token_mask).astype(np.int32),
-             "token_mask": token_mask, "token_lengths": n_len.astype(np.int32),
-             "mel": (rng.normal(size=(batch_size, t_max, 80)) * frame_mask[..., None]).astype(np.float32),
-             "frame_mask": frame_mask, "frame_lengths": t_len.astype(np.int32),
-             "pitch": (rng.normal(size=(batch_size, t_max)) * frame_mask).astype(np.float32),
-             "energy": (rng.normal(size=(batch_size, t_max)) * frame_mask).astype(np.float32)}
-    # External durations (ESPnet's FastSpeech2 configuration: teacher durations from an aligner run beforehand).
-    durations = np.zeros((batch_size, n_max), np.int32)
-    for i in range(batch_size):
-        durations[i, : n_len[i]] = np.diff(np.linspace(0, t_len[i], n_len[i] + 1).round().astype(np.int32))
-    return with_alignment_prior({**batch, "durations": durations})
+def synthetic_batch(batch_size: int, vocab: int, seed: int = 0, **ranges):
+    """`benchmarks/synthetic.py`'s seeded TTS batch plus the aligner's log prior."""
+    return with_alignment_prior(tts_batch(batch_size, vocab, seed, **ranges))
 
 
 def tts_epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400) -> tuple[int, int, int]:
