@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.cpu import cpu_description
 from benchmarks.synthetic import asr_batch, tts_batch
 
 TTS_VOCAB = 141  # the symbol count benchmarks.tts_step uses
@@ -129,15 +128,6 @@ def run(which: str, batch_size: int, steps: int) -> dict:
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["tts", "asr"], default="tts")
@@ -147,7 +137,7 @@ def main():
     import espnet
 
     r = run(args.model, args.batch_size, args.steps)
-    print(f"\nMachine: {machine()}, torch {r['torch']} ({r['threads']} threads), espnet {espnet.__version__}\n")
+    print(f"\nMachine: {cpu_description()}, torch {r['torch']} ({r['threads']} threads), espnet {espnet.__version__}\n")
     print("| ESPnet model | params | batch | median step | input frames/s |\n| --- | --- | --- | --- | --- |")
     print(f"| {r['model']} | {r['params_m']:.1f} M | {args.batch_size} | {r['step_s']:.2f} s | {r['frames_per_s']:.0f} |")
 

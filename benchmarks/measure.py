@@ -4,13 +4,13 @@ XLA's FLOP count of a compiled step, the compile count of a step over one epoch 
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+
+from benchmarks.cpu import cpu_description
 
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -23,15 +23,7 @@ def record(entry: str) -> None:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, jax {jax.__version__} on {jax.devices()[0].platform}"
+    return f"{cpu_description()}, jax {jax.__version__} on {jax.devices()[0].platform}"
 
 
 def median_seconds(fn, *args, repeats: int = 3) -> float:

@@ -1,7 +1,8 @@
 """host_memory.keep_freed_memory: after the first call, a jitted function's large temporaries reuse pages already
 faulted in, instead of glibc mapping (and the kernel zeroing) fresh ones every call. Measured as minor page faults
-of the calls after the first (their median), in a fresh process with the setting on and with MMSPEECH_HOST_MEMORY=system (glibc defaults,
-which must fault the buffer in again: this is what makes the test able to fail)."""
+of the calls after the first (their median), in a fresh process with the setting on and with
+MMSPEECH_HOST_MEMORY=system (glibc defaults, which must fault the temporaries in again: this is what makes the
+test able to fail)."""
 
 import json
 import os

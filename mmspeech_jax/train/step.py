@@ -8,10 +8,10 @@ is `fold_in(rng, step)`: the same (seed, step) gives the same randomness after a
 
 Gradient accumulation (`micro_batches=M`): the batch's rows are dealt into M micro-batches (row i to micro-batch
 i mod M, so each device's rows feed every micro-batch); a first pass sums each micro-batch's counts (XLA keeps only
-the mask sums it needs), then a `lax.scan` (unrolled on CPU, see `accumulated_gradients`) adds up the gradients of `loss_fn(..., counts=total counts)` one
-micro-batch at a time. The result is the one-large-batch gradient, loss and parts (exactly, up to float32
-summation order) with the activations of one micro-batch in memory. Micro-batch m draws its randomness from
-`fold_in(key, m)`, so dropout and SpecAugment masks differ from the unsplit batch's.
+the mask sums it needs), then a `lax.scan` (unrolled on CPU, see `accumulated_gradients`) adds up the gradients
+of `loss_fn(..., counts=total counts)` one micro-batch at a time. The result is the one-large-batch gradient, loss
+and parts (exactly, up to float32 summation order) with the activations of one micro-batch in memory. Micro-batch m
+draws its randomness from `fold_in(key, m)`, so dropout and SpecAugment masks differ from the unsplit batch's.
 """
 
 from __future__ import annotations
