@@ -69,6 +69,11 @@ def time_train_step(step_fn, state, batch, steps: int) -> dict:
     return {"compile_s": compile_seconds, "flops": flops, "step_s": float(np.median(times)), "state": state}
 
 
+def step_flops(step_fn, state, batch) -> float:
+    """XLA's FLOP count of `step_fn(state, batch, rng)` compiled as the benchmarks run it (not executed)."""
+    return compiled_flops(jax.jit(step_fn).lower(state, batch, jax.random.key(0, impl="rbg")).compile())
+
+
 def compiled_flops(compiled) -> float:
     """FLOPs of one call of a compiled function, from XLA's cost analysis (nan when unavailable)."""
     cost = compiled.cost_analysis()

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
 from mmspeech_jax.layers.dropout import Dropout
+from mmspeech_jax.layers.winograd import Conv1D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,8 @@ class FFTBlockConfig:
     # Rematerialisation: keep only each block's input for the backward pass and recompute the rest there (less
     # activation memory, about one more forward pass of compute).
     remat: bool = False
+    # Kernel-3/5 convolutions: "auto" (Winograd for float32 on CPU), "winograd" or "direct" (layers/winograd.py).
+    conv_algorithm: str = "auto"
 
 
 class FFTBlock(nn.Module):
@@ -43,10 +46,10 @@ class FFTBlock(nn.Module):
         h = MultiHeadSelfAttention(c.dim, c.heads, attention_dropout, self.dtype, name="attention")(h, mask, train=train)
         x = (x + Dropout(c.dropout, deterministic=not train)(h)) * m
         h = nn.LayerNorm(dtype=self.dtype, name="conv_norm")(x) * m
-        h = nn.Conv(c.conv_filters, (c.conv_kernels[0],), padding="SAME", dtype=self.dtype, name="conv_in")(h)
+        h = Conv1D(c.conv_filters, c.conv_kernels[0], self.dtype, c.conv_algorithm, name="conv_in")(h)
         h = nn.relu(h) * m
         h = Dropout(c.dropout, deterministic=not train)(h)
-        h = nn.Conv(c.dim, (c.conv_kernels[1],), padding="SAME", dtype=self.dtype, name="conv_out")(h)
+        h = Conv1D(c.dim, c.conv_kernels[1], self.dtype, c.conv_algorithm, name="conv_out")(h)
         return (x + Dropout(c.dropout, deterministic=not train)(h)) * m
 
 

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import betaln, gammaln
 
+from mmspeech_jax.layers.winograd import Conv1D
+
 
 @dataclasses.dataclass(frozen=True)
 class AlignerConfig:
@@ -68,14 +70,15 @@ class AlignmentEncoder(nn.Module):
     """Soft alignment. text (B, N, Dt), mel (B, T, M) -> log alignment (B, T, N) (log-softmax over valid tokens)."""
 
     config: AlignerConfig
+    conv_algorithm: str = "auto"  # kernel-3 convolutions (layers/winograd.py)
 
     @nn.compact
     def __call__(self, text, token_mask, mel, frame_mask, log_prior=None):
         c = self.config
         tm, fm = token_mask[..., None], frame_mask[..., None]
-        k = nn.relu(nn.Conv(c.text_hidden, (3,), padding="SAME", name="text_conv_0")(text * tm))
+        k = nn.relu(Conv1D(c.text_hidden, 3, algorithm=self.conv_algorithm, name="text_conv_0")(text * tm))
         k = nn.Conv(c.dim, (1,), name="text_conv_1")(k * tm)
-        q = nn.relu(nn.Conv(c.mel_hidden, (3,), padding="SAME", name="mel_conv_0")(masked_standardize(mel, frame_mask)))
+        q = nn.relu(Conv1D(c.mel_hidden, 3, algorithm=self.conv_algorithm, name="mel_conv_0")(masked_standardize(mel, frame_mask)))
         q = nn.relu(nn.Conv(c.mel_hidden, (1,), name="mel_conv_1")(q * fm))
         q = nn.Conv(c.dim, (1,), name="mel_conv_2")(q * fm)
         # ||q - k||^2 = ||q||^2 + ||k||^2 - 2 q.k : a matmul instead of a (B, T, N, D) intermediate

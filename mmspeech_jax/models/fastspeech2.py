@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
+from mmspeech_jax.layers.winograd import ALGORITHMS, Conv1D
 from mmspeech_jax.models.aligner import (
     AlignerConfig,
     AlignmentEncoder,
@@ -58,6 +59,9 @@ class FastSpeech2Config:
     # losses are float32; the aligner always runs in float32: its log-softmax / CTC / Viterbi need the range)
     compute_dtype: str = "float32"
     remat: bool = False  # recompute encoder/decoder block activations in the backward pass (less memory)
+    # Kernel-3/5 convolutions everywhere in the model: "auto" (Winograd for float32 on CPU, else XLA's), "winograd"
+    # or "direct" (layers/winograd.py). Same parameters and, within float32 rounding, the same outputs.
+    conv_algorithm: str = "auto"
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -66,6 +70,8 @@ class FastSpeech2Config:
             raise ConfigError(f"FastSpeech2Config.compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
         if self.variance_level not in ("token", "frame"):
             raise ConfigError(f"FastSpeech2Config.variance_level must be 'token' or 'frame', got {self.variance_level!r}")
+        if self.conv_algorithm not in ALGORITHMS:
+            raise ConfigError(f"FastSpeech2Config.conv_algorithm must be one of {ALGORITHMS}, got {self.conv_algorithm!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "FastSpeech2Config":
@@ -79,7 +85,7 @@ class FastSpeech2Config:
     @property
     def block(self) -> FFTBlockConfig:
         return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout,
-                              self.attention_dropout, self.remat)
+                              self.attention_dropout, self.remat, self.conv_algorithm)
 
 
 def preset(name: str, vocab_size: int, **overrides) -> FastSpeech2Config:
@@ -138,8 +144,8 @@ class Postnet(nn.Module):
         h = mel
         for i in range(c.postnet_layers):
             last = i == c.postnet_layers - 1
-            h = nn.Conv(c.n_mels if last else c.postnet_channels, (c.postnet_kernel,), padding="SAME", dtype=dtype,
-                        name=f"conv_{i}")(h * m)
+            h = Conv1D(c.n_mels if last else c.postnet_channels, c.postnet_kernel, dtype, c.conv_algorithm,
+                       name=f"conv_{i}")(h * m)
             h = nn.LayerNorm(dtype=dtype, name=f"norm_{i}")(h)
             if not last:
                 h = Dropout(c.dropout, deterministic=not train)(jnp.tanh(h))
@@ -154,7 +160,7 @@ class FastSpeech2(nn.Module):
         dtype = jnp.dtype(c.compute_dtype)
         self.embedding = nn.Embed(c.vocab_size, c.dim, name="token_embedding")
         self.encoder = FFTStack(c.block, c.encoder_layers, dtype, name="encoder")
-        self.variance_adaptor = VarianceAdaptor(VarianceAdaptorConfig(c.predictor, c.variance_level), dtype,
+        self.variance_adaptor = VarianceAdaptor(VarianceAdaptorConfig(c.predictor, c.variance_level, c.conv_algorithm), dtype,
                                                 name="variance_adaptor")
         self.decoder = FFTStack(c.block, c.decoder_layers, dtype, name="decoder")
         self.mel_out = nn.Dense(c.n_mels, dtype=dtype, name="mel_out")
@@ -162,7 +168,7 @@ class FastSpeech2(nn.Module):
         if c.num_speakers:
             self.speaker_embedding = nn.Embed(c.num_speakers, c.dim, name="speaker_embedding")
         if c.aligner is not None:
-            self.aligner = AlignmentEncoder(c.aligner, name="aligner")
+            self.aligner = AlignmentEncoder(c.aligner, c.conv_algorithm, name="aligner")
 
     def encode(self, tokens, token_mask, speaker=None, *, train: bool = False, adapters: dict | None = None):
         """tokens (B, N) int, token_mask (B, N) -> (B, N, D). `adapters`: one per encoder block (`FFTStack`)."""

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from mmspeech_jax.layers.dropout import Dropout
+from mmspeech_jax.layers.winograd import Conv1D
 
 
 def length_regulate(x, durations, max_frames: int):
@@ -62,6 +63,7 @@ class VariancePredictor(nn.Module):
 
     config: VariancePredictorConfig
     dtype: jnp.dtype = jnp.float32
+    conv_algorithm: str = "auto"
 
     @nn.compact
     def __call__(self, x, mask, *, train: bool):
@@ -69,7 +71,7 @@ class VariancePredictor(nn.Module):
         m = mask[..., None].astype(x.dtype)
         h = x * m
         for i in range(2):
-            h = nn.Conv(c.hidden, (c.kernel_size,), padding="SAME", dtype=self.dtype, name=f"conv_{i}")(h * m)
+            h = Conv1D(c.hidden, c.kernel_size, self.dtype, self.conv_algorithm, name=f"conv_{i}")(h * m)
             h = nn.LayerNorm(dtype=self.dtype, name=f"norm_{i}")(nn.relu(h))
             h = Dropout(c.dropout, deterministic=not train)(h)
         return nn.Dense(1, dtype=self.dtype, name="out")(h * m)[..., 0].astype(jnp.float32) * mask
@@ -91,6 +93,7 @@ class ScalarEmbedding(nn.Module):
 class VarianceAdaptorConfig:
     predictor: VariancePredictorConfig = VariancePredictorConfig()
     level: str = "token"  # "token" (phoneme-averaged pitch/energy) or "frame"
+    conv_algorithm: str = "auto"  # the predictors' convolutions (layers/winograd.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +114,10 @@ class VarianceAdaptor(nn.Module):
 
     def setup(self):
         p = self.config.predictor
-        self.duration_predictor = VariancePredictor(p, self.dtype)
-        self.pitch_predictor = VariancePredictor(p, self.dtype)
-        self.energy_predictor = VariancePredictor(p, self.dtype)
+        algorithm = self.config.conv_algorithm
+        self.duration_predictor = VariancePredictor(p, self.dtype, algorithm)
+        self.pitch_predictor = VariancePredictor(p, self.dtype, algorithm)
+        self.energy_predictor = VariancePredictor(p, self.dtype, algorithm)
 
     @nn.compact
     def __call__(self, h, token_mask, max_frames: int, *, train: bool, durations=None, pitch=None, energy=None,
