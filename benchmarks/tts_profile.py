@@ -5,7 +5,8 @@
 
 Each row is the median of 3 jitted forward+backward runs of one component, inputs passed as arguments
 (`train=False` unless the row says train mode), plus dropout on one activation with Bernoulli masks (each PRNG) and
-with the hash mask the layers use.
+with the hash mask the layers use, and each convolution shape of the model computed directly (XLA) and by Winograd
+(`layers/winograd.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from benchmarks.measure import median_seconds
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
 from mmspeech_jax.layers.dropout import hash_dropout
 from mmspeech_jax.layers.transformer import FFTStack
+from mmspeech_jax.layers.winograd import OUTPUT_TILE, direct_conv1d, winograd_conv1d
 from mmspeech_jax.losses.aligner import forward_sum_loss
 from mmspeech_jax.models.aligner import AlignmentEncoder, batch_log_prior, monotonic_alignment_search
 from mmspeech_jax.models.fastspeech2 import Postnet, preset
@@ -57,6 +59,20 @@ def main():
     rows.append((f"dropout on one ({b}, {t}, {config.conv_filters}) activation, fwd+bwd, hash mask (layers/dropout.py)",
                  median_seconds(jax.jit(jax.grad(lambda h, s: jnp.sum(jnp.tanh(hash_dropout(h, s, 0.1))))),
                                 activation, jnp.uint32(1))))
+    convolutions = [("FFN conv_in", config.conv_kernels[0], d, config.conv_filters),
+                    ("FFN conv_out", config.conv_kernels[1], config.conv_filters, d),
+                    ("postnet middle conv", config.postnet_kernel, config.postnet_channels, config.postnet_channels)]
+    for label, k, c_in, c_out in convolutions:
+        h = jnp.asarray(rng.normal(size=(b, t, c_in)), jnp.float32)
+        kernel = jnp.asarray(rng.normal(size=(k, c_in, c_out)) / np.sqrt(k * c_in), jnp.float32)
+        for algorithm in ("direct", "winograd"):
+            if algorithm == "winograd" and k not in OUTPUT_TILE:
+                continue
+            conv = (direct_conv1d if algorithm == "direct" else
+                    lambda a, w, k=k: winograd_conv1d(a, w, OUTPUT_TILE[k]))
+            rows.append((f"{label} (kernel {k}, {c_in} -> {c_out}, T={t}), {algorithm}",
+                         median_seconds(jax.jit(jax.grad(lambda a, w, f=conv: jnp.sum(jnp.tanh(f(a, w))),
+                                                         argnums=(0, 1))), h, kernel)))
     attention = MultiHeadSelfAttention(d, config.heads)
     rows.append((f"one self-attention (T={t}, {config.heads} heads)",
                  median_seconds(jax.jit(jax.grad(lambda p, h, m: jnp.sum(attention.apply(p, h, m, train=False)))),

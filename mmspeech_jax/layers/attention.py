@@ -17,6 +17,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.positional import relative_offsets_encoding
@@ -47,13 +48,31 @@ class LoRADense(nn.Module):
 def relative_shift(scores: jax.Array) -> jax.Array:
     """(..., N, 2N - 1) scores per offset row -> (..., N, N) with out[i, j] = scores[i, (N - 1) - i + j].
 
-    The Transformer-XL pad-and-reshape trick (Dai et al., 2019, appendix B): only a pad, reshapes and slices, so
-    the backward pass is as cheap as the forward (a gather's backward would be a scatter-add).
+    A skew by reshapes and slices (the idea of Transformer-XL's pad-and-reshape, Dai et al., 2019, appendix B):
+    flattened, out[i, j] sits at (N - 1) + i (2N - 2) + j, so dropping the first N - 1 entries and reading rows of
+    2N - 2 gives it; the backward pass is pads and reshapes (a gather's would be a scatter-add). No pad in the
+    forward pass: XLA fuses the slices into the consumer (measured 0.006 s against 0.024 s for the pad version on
+    a (16, 4, 374, 747) array, forward, 2-core CPU).
     """
     *lead, n, m = scores.shape
-    padded = jnp.pad(scores, [(0, 0)] * len(lead) + [(0, 0), (1, 0)])  # (..., N, 2N)
-    shifted = padded.reshape(*lead, m + 1, n)[..., 1:, :].reshape(*lead, n, m)
-    return shifted[..., :n]
+    if m != 2 * n - 1:
+        raise ValueError(f"relative_shift needs (..., N, 2N - 1) scores, got {scores.shape}")
+    flat = scores.reshape(*lead, n * m)[..., n - 1 : n - 1 + n * (m - 1)]
+    return flat.reshape(*lead, n, m - 1)[..., :n]
+
+
+def relative_position_scores(q: jax.Array, r: jax.Array) -> jax.Array:
+    """q (B, N, H, Dh), projected offset encodings r (2N - 1, H, Dh) -> (H, B, N, N): q_i . r_{i - j}.
+
+    Head-major on purpose: one (B N, Dh) @ (Dh, 2N - 1) matmul per head whose (H, B, N, 2N - 1) result the shift
+    reads row by row; with the batch-major einsum XLA computed the transposed product and spent more time on the
+    shift and two layout copies in the backward pass than on the matmuls (one Conformer attention of
+    `conformer_s`, forward + backward: 0.28 s -> 0.22 s, 2-core CPU).
+    """
+    b, n, h, dh = q.shape
+    heads_first = jnp.transpose(q, (2, 0, 1, 3)).reshape(h, b * n, dh)
+    scores = lax.dot_general(heads_first, jnp.transpose(r, (1, 2, 0)), (((2,), (1,)), ((0,), (0,))))
+    return relative_shift(scores.reshape(h, b, n, r.shape[0]))
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -74,18 +93,21 @@ class MultiHeadSelfAttention(nn.Module):
         qkv = dense(3 * self.dim, "qkv")(x).reshape(b, n, 3, self.heads, head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, H, Dh)
         if self.relative_positions:
+            # scores head-major, (H, B, N, N): see relative_position_scores
+            order, key_mask = "hbqk", mask[None, :, None, :]
             u = self.param("pos_bias_u", nn.initializers.zeros, (self.heads, head_dim))
             w = self.param("pos_bias_v", nn.initializers.zeros, (self.heads, head_dim))
             r = nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name="pos")(
                 jnp.asarray(relative_offsets_encoding(n, self.dim), self.dtype)).reshape(2 * n - 1, self.heads, head_dim)
-            logits = jnp.einsum("bqhd,bkhd->bhqk", q + u.astype(self.dtype), k)
-            logits = logits + relative_shift(jnp.einsum("bqhd,rhd->bhqr", q + w.astype(self.dtype), r))
+            logits = jnp.einsum(f"bqhd,bkhd->{order}", q + u.astype(self.dtype), k)
+            logits = logits + relative_position_scores(q + w.astype(self.dtype), r)
         else:
-            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+            order, key_mask = "bhqk", mask[:, None, None, :]
+            logits = jnp.einsum(f"bqhd,bkhd->{order}", q, k)
         logits = logits.astype(jnp.float32) / jnp.sqrt(head_dim)
-        logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+        logits = jnp.where(key_mask, logits, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(logits, axis=-1)
         weights = Dropout(self.dropout, deterministic=not train)(weights).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, self.dim)
+        out = jnp.einsum(f"{order},bkhd->bqhd", weights, v).reshape(b, n, self.dim)
         out = dense(self.dim, "out")(out)
         return out * mask[..., None]
