@@ -10,6 +10,7 @@ from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.winograd import Conv1D, transforms, uses_winograd, winograd_conv1d
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
+from mmspeech_jax.models.aligner import AlignerConfig, AlignmentEncoder
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, model_inputs, preset
 
 TOLERANCE = 5e-6  # relative to the largest reference value; float32 direct convolution reaches ~5e-7
@@ -89,21 +90,42 @@ def test_algorithm_choice():
 
 
 def test_fastspeech2_loss_and_gradients_do_not_depend_on_the_algorithm(small_cache):
-    """Every kernel-3/5 convolution of the model (FFT blocks, predictors, aligner, postnet) switches together: the
-    same parameters give the same loss and gradients within float32 rounding."""
+    """Every kernel-3/5 convolution of the model (FFT blocks, predictors, postnet; the aligner's below) switches
+    together: the same parameters give the same loss and gradients within float32 rounding. External durations
+    keep the compile short."""
     iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=1, num_epochs=None),
                                    verbose=False)
     batch = next(iterator)
-    results, params = [], None
+    results, params, convolutions = [], None, []
     for algorithm in ("winograd", "direct"):
-        model = FastSpeech2(preset("tiny", len(small_cache.table), conv_algorithm=algorithm, conv_kernels=(3, 3)))
+        model = FastSpeech2(preset("tiny", len(small_cache.table), conv_algorithm=algorithm, conv_kernels=(3, 3),
+                                   aligner=None))
         inputs = model_inputs(batch, model.config)
         if params is None:
             params = model.init({"params": jax.random.PRNGKey(0)}, inputs, train=False)["params"]
         loss_fn = make_fastspeech2_loss_fn(model)
+        jaxpr = jax.make_jaxpr(lambda p, f=loss_fn, b=inputs: f(p, b, jax.random.PRNGKey(1), False, 0)[0])(params)
+        convolutions.append(str(jaxpr).count("conv_general_dilated"))
         results.append(jax.jit(jax.value_and_grad(lambda p, f=loss_fn, b=inputs: f(p, b, jax.random.PRNGKey(1),
                                                                                      False, 0)[0]))(params))
+    # 2 FFT blocks x 2 convs, 3 predictors x 2, 2 postnet convs switch; the 1-channel pitch/energy embeddings do not
+    assert convolutions[1] - convolutions[0] == 2 * 2 + 6 + 2
     (loss_w, grads_w), (loss_d, grads_d) = results
     assert abs(float(loss_w) - float(loss_d)) < 1e-5 * abs(float(loss_d))
     flat = [np.concatenate([np.ravel(g) for g in jax.tree_util.tree_leaves(grads)]) for grads in (grads_w, grads_d)]
     assert relative_error(flat[0], flat[1].astype(np.float64)) < 1e-4
+
+
+def test_aligner_convolutions_follow_the_algorithm():
+    config = AlignerConfig(dim=8, text_hidden=16, mel_hidden=16)
+    rng = np.random.default_rng(1)
+    text, mel = rng.normal(size=(2, 7, 12)).astype(np.float32), rng.normal(size=(2, 19, 80)).astype(np.float32)
+    token_mask, frame_mask = np.ones((2, 7), bool), np.ones((2, 19), bool)
+    params = AlignmentEncoder(config, "direct").init(jax.random.PRNGKey(0), text, token_mask, mel, frame_mask)
+    outputs, convolutions = [], []
+    for algorithm in ("winograd", "direct"):
+        apply = lambda p, a=algorithm: AlignmentEncoder(config, a).apply(p, text, token_mask, mel, frame_mask)
+        outputs.append(np.asarray(apply(params), np.float64))
+        convolutions.append(str(jax.make_jaxpr(apply)(params)).count("conv_general_dilated"))
+    assert relative_error(outputs[0], outputs[1]) < 1e-5
+    assert convolutions[1] == convolutions[0] + 2  # its two kernel-3 convolutions switch; the kernel-1 ones do not

@@ -75,12 +75,13 @@ def _forward(x, kernel, m):
     u = jnp.einsum("ik,kcf->icf", jnp.asarray(g, kernel.dtype), kernel)
     products = jnp.einsum("ipc,icf->ipf", v, u).reshape(n, b, tiles, f)
     y = jnp.stack([_combine(at[r], products) for r in range(m)], axis=2)  # (B, tiles, m, F)
-    return y.reshape(b, tiles * m, f)[:, :t], (v, u, x.shape)
+    return y.reshape(b, tiles * m, f)[:, :t], (v, u)
 
 
 def _backward(m, residuals, dy):
-    v, u, (b, t, c) = residuals
-    n, k, f = v.shape[0], u.shape[0] - m + 1, dy.shape[-1]
+    v, u = residuals
+    (b, t, f), n, c = dy.shape, v.shape[0], v.shape[-1]
+    k = n - m + 1
     at, g, bt = transforms(m, k)
     tiles = -(-t // m)
     left = (k - 1) // 2
