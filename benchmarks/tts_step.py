@@ -72,9 +72,11 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     state = TrainState.create(params, tx)
     timed = time_train_step(make_train_step(make_fastspeech2_loss_fn(model), tx, micro_batches), state, batch, steps)
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
-    direct = FastSpeech2(dataclasses.replace(model.config, conv_algorithm="direct"))
-    model_flops = step_flops(make_train_step(make_fastspeech2_loss_fn(direct), tx, micro_batches),
-                             TrainState.create(params, tx), batch)
+    model_flops = flops  # the step that ran computes its convolutions directly: its count is the model's
+    if model.config.conv_algorithm != "direct":
+        direct = FastSpeech2(dataclasses.replace(model.config, conv_algorithm="direct"))
+        model_flops = step_flops(make_train_step(make_fastspeech2_loss_fn(direct), tx, micro_batches),
+                                 TrainState.create(params, tx), batch)
     frames = int(batch["frame_lengths"].sum())
     # Inference: one 150-token sentence, generate() with a static 1024-frame output (11.9 s of audio at hop 256).
     # Shapes are static, so the cost depends on max_frames, not on what the (untrained) duration predictor says.
