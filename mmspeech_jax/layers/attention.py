@@ -62,20 +62,28 @@ def relative_shift(scores: jax.Array) -> jax.Array:
 
 
 def relative_position_scores(q: jax.Array, r: jax.Array) -> jax.Array:
-    """q (B, N, H, Dh), projected offset encodings r (2N - 1, H, Dh) -> (H, B, N, N): q_i . r_{i - j}.
+    """Head-major q (H, B, N, Dh), projected offset encodings r (2N - 1, H, Dh) -> (H, B, N, N): q_i . r_{i - j}.
 
-    Head-major on purpose: one (B N, Dh) @ (Dh, 2N - 1) matmul per head whose (H, B, N, 2N - 1) result the shift
-    reads row by row; with the batch-major einsum XLA computed the transposed product and spent more time on the
-    shift and two layout copies in the backward pass than on the matmuls (one Conformer attention of
-    `conformer_s`, forward + backward: 0.28 s -> 0.22 s, 2-core CPU).
+    One (B N, Dh) @ (Dh, 2N - 1) matmul per head whose (H, B, N, 2N - 1) result the shift reads row by row; with a
+    batch-major einsum XLA computed the transposed product and spent more time on the shift and two layout copies in
+    the backward pass than on the matmuls (one Conformer attention of `conformer_s`, forward + backward: 0.28 s ->
+    0.22 s, 2-core CPU).
     """
-    b, n, h, dh = q.shape
-    heads_first = jnp.transpose(q, (2, 0, 1, 3)).reshape(h, b * n, dh)
-    scores = lax.dot_general(heads_first, jnp.transpose(r, (1, 2, 0)), (((2,), (1,)), ((0,), (0,))))
+    h, b, n, dh = q.shape
+    scores = lax.dot_general(q.reshape(h, b * n, dh), jnp.transpose(r, (1, 2, 0)), (((2,), (1,)), ((0,), (0,))))
     return relative_shift(scores.reshape(h, b, n, r.shape[0]))
 
 
+def _heads_first(x: jax.Array) -> jax.Array:
+    """(B, N, H, Dh) -> (H, B, N, Dh)."""
+    return jnp.transpose(x, (2, 0, 1, 3))
+
+
 class MultiHeadSelfAttention(nn.Module):
+    """Every score-sized tensor is head-major, (H, B, N, N): q, k and v (B N D each, small) are transposed once so
+    that no dot_general needs XLA to copy the scores or the attention weights into another layout (on a 2-core
+    CPU such copies of the (16, 4, 374, 374) weights cost more than their matmuls)."""
+
     dim: int
     heads: int
     dropout: float = 0.0
@@ -91,23 +99,21 @@ class MultiHeadSelfAttention(nn.Module):
         head_dim = self.dim // self.heads
         dense = lambda features, name: LoRADense(features, self.lora_rank, dtype=self.dtype, name=name)
         qkv = dense(3 * self.dim, "qkv")(x).reshape(b, n, 3, self.heads, head_dim)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, H, Dh)
+        q, k, v = (_heads_first(qkv[:, :, i]) for i in range(3))  # (H, B, N, Dh)
+        scores = lambda a, c: lax.dot_general(a, c, (((3,), (3,)), ((0, 1), (0, 1))))  # (H, B, N, N)
         if self.relative_positions:
-            # scores head-major, (H, B, N, N): see relative_position_scores
-            order, key_mask = "hbqk", mask[None, :, None, :]
             u = self.param("pos_bias_u", nn.initializers.zeros, (self.heads, head_dim))
             w = self.param("pos_bias_v", nn.initializers.zeros, (self.heads, head_dim))
             r = nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name="pos")(
                 jnp.asarray(relative_offsets_encoding(n, self.dim), self.dtype)).reshape(2 * n - 1, self.heads, head_dim)
-            logits = jnp.einsum(f"bqhd,bkhd->{order}", q + u.astype(self.dtype), k)
-            logits = logits + relative_position_scores(q + w.astype(self.dtype), r)
+            logits = scores(q + u.astype(self.dtype)[:, None, None], k)
+            logits = logits + relative_position_scores(q + w.astype(self.dtype)[:, None, None], r)
         else:
-            order, key_mask = "bhqk", mask[:, None, None, :]
-            logits = jnp.einsum(f"bqhd,bkhd->{order}", q, k)
+            logits = scores(q, k)
         logits = logits.astype(jnp.float32) / jnp.sqrt(head_dim)
-        logits = jnp.where(key_mask, logits, jnp.finfo(jnp.float32).min)
+        logits = jnp.where(mask[None, :, None, :], logits, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(logits, axis=-1)
         weights = Dropout(self.dropout, deterministic=not train)(weights).astype(self.dtype)
-        out = jnp.einsum(f"{order},bkhd->bqhd", weights, v).reshape(b, n, self.dim)
-        out = dense(self.dim, "out")(out)
+        out = lax.dot_general(weights, v, (((3,), (2,)), ((0, 1), (0, 1))))  # (H, B, N, Dh)
+        out = dense(self.dim, "out")(jnp.transpose(out, (1, 2, 0, 3)).reshape(b, n, self.dim))
         return out * mask[..., None]
