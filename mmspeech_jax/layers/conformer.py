@@ -81,8 +81,12 @@ def _depthwise_backward(residuals, dy):
     dx = _shifted_sum(jnp.pad(dy, ((0, 0), (k - 1 - left, left), (0, 0))), kernel[::-1], t)
     # The barrier keeps XLA from merging these slices with the forward pass's identical ones (it then kept all K).
     padded = jnp.pad(lax.optimization_barrier(x), ((0, 0), (left, k - 1 - left), (0, 0)))
-    dkernel = jnp.stack([jnp.sum(padded[:, i : i + t] * dy, axis=(0, 1)) for i in range(k)])
-    return dx, dkernel
+    # dk[i] = sum_{b, t} padded[b, t + i] dy[b, t]: one variadic reduction over t for all K taps, so x and dy are
+    # read once (K separate sums cost ~4x as much: each wrote its product out before reducing it), then over b.
+    products = tuple(padded[:, i : i + t] * dy for i in range(k))
+    zeros = tuple(jnp.zeros((), dy.dtype) for _ in range(k))
+    sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1,))  # K x (B, D)
+    return dx, jnp.stack(sums).sum(axis=1)
 
 
 depthwise_conv1d.defvjp(_depthwise_forward, _depthwise_backward)
