@@ -13,6 +13,8 @@ from mmspeech_jax.layers.subsampling import Conv2dSubsampling, subsampled_length
 
 
 def test_relative_shift_indexes_offsets():
+    one = np.asarray(relative_shift(jnp.ones((2, 1, 1))))  # a single position (a whole batch of 7-10 frames, 4x)
+    assert one.shape == (2, 1, 1)
     n = 4
     scores = np.arange(3 * n * (2 * n - 1)).reshape(3, n, 2 * n - 1)
     out = np.asarray(relative_shift(jnp.asarray(scores)))

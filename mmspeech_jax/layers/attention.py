@@ -57,6 +57,8 @@ def relative_shift(scores: jax.Array) -> jax.Array:
     *lead, n, m = scores.shape
     if m != 2 * n - 1:
         raise ValueError(f"relative_shift needs (..., N, 2N - 1) scores, got {scores.shape}")
+    if n == 1:  # one position: nothing to skew (and rows of 2N - 2 would be empty)
+        return scores
     flat = scores.reshape(*lead, n * m)[..., n - 1 : n - 1 + n * (m - 1)]
     return flat.reshape(*lead, n, m - 1)[..., :n]
 
