@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from mmspeech_jax.layers.dense import dense_matmul
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.positional import relative_offsets_encoding
 
@@ -37,7 +38,7 @@ class LoRADense(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         x = x.astype(self.dtype)
-        y = x @ kernel.astype(self.dtype) + bias.astype(self.dtype)
+        y = dense_matmul(x, kernel.astype(self.dtype)) + bias.astype(self.dtype)
         if self.lora_rank > 0:
             a = self.param("lora_a", nn.initializers.normal(1.0 / self.lora_rank), (x.shape[-1], self.lora_rank))
             b = self.param("lora_b", nn.initializers.zeros, (self.lora_rank, self.features))

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
+from mmspeech_jax.layers.dense import Dense
 from mmspeech_jax.layers.dropout import Dropout
 
 
@@ -46,9 +47,9 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
-        h = nn.swish(nn.Dense(self.hidden, dtype=self.dtype, name="in")(h))
+        h = nn.swish(Dense(self.hidden, dtype=self.dtype, name="in")(h))
         h = Dropout(self.dropout, deterministic=not train)(h)
-        h = nn.Dense(self.dim, dtype=self.dtype, name="out")(h)
+        h = Dense(self.dim, dtype=self.dtype, name="out")(h)
         return Dropout(self.dropout, deterministic=not train)(h)
 
 
@@ -118,10 +119,10 @@ class ConvolutionModule(nn.Module):
     def __call__(self, x, mask, *, train: bool):
         m = mask[..., None].astype(x.dtype)
         h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
-        h = nn.glu(nn.Dense(2 * self.dim, dtype=self.dtype, name="pointwise_in")(h), axis=-1) * m
+        h = nn.glu(Dense(2 * self.dim, dtype=self.dtype, name="pointwise_in")(h), axis=-1) * m
         h = DepthwiseConv1D(self.kernel, self.dtype, name="depthwise")(h)
         h = nn.swish(nn.LayerNorm(dtype=self.dtype, name="depthwise_norm")(h))
-        h = nn.Dense(self.dim, dtype=self.dtype, name="pointwise_out")(h)
+        h = Dense(self.dim, dtype=self.dtype, name="pointwise_out")(h)
         return Dropout(self.dropout, deterministic=not train)(h) * m
 
 
@@ -134,8 +135,8 @@ class Adapter(nn.Module):
     @nn.compact
     def __call__(self, x):
         h = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
-        h = nn.relu(nn.Dense(self.bottleneck, dtype=self.dtype, name="down")(h))
-        return x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros, dtype=self.dtype, name="up")(h)
+        h = nn.relu(Dense(self.bottleneck, dtype=self.dtype, name="down")(h))
+        return x + Dense(x.shape[-1], kernel_init=nn.initializers.zeros, dtype=self.dtype, name="up")(h)
 
 
 class ConformerBlock(nn.Module):
