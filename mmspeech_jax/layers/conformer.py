@@ -84,10 +84,12 @@ def _depthwise_backward(residuals, dy):
     padded = jnp.pad(lax.optimization_barrier(x), ((0, 0), (left, k - 1 - left), (0, 0)))
     # dk[i] = sum_{b, t} padded[b, t + i] dy[b, t]: one variadic reduction over t for all K taps, so x and dy are
     # read once (K separate sums cost ~4x as much: each wrote its product out before reducing it), then over b.
-    products = tuple(padded[:, i : i + t] * dy for i in range(k))
-    zeros = tuple(jnp.zeros((), dy.dtype) for _ in range(k))
+    # Summed in float32 whatever the compute dtype (a bf16 sum over T frames would lose the kernel gradient).
+    padded, dy32 = padded.astype(jnp.float32), dy.astype(jnp.float32)
+    products = tuple(padded[:, i : i + t] * dy32 for i in range(k))
+    zeros = tuple(jnp.zeros((), jnp.float32) for _ in range(k))
     sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1,))  # K x (B, D)
-    return dx, jnp.stack(sums).sum(axis=1)
+    return dx, jnp.stack(sums).sum(axis=1).astype(kernel.dtype)
 
 
 depthwise_conv1d.defvjp(_depthwise_forward, _depthwise_backward)
