@@ -4,8 +4,10 @@
     python -m benchmarks.asr_step --preset base --record
     python -m benchmarks.asr_step --profile              # also: forward+backward time of each encoder component
 
-Reports compile time, median step time (after compile, float32, SpecAugment and dropout on as in training), the
-step's FLOPs from XLA's cost analysis and achieved FLOP/s against the measured float32 matmul peak; decoding speed
+Reports compile time, median step time (after compile, float32 unless `--compute_dtype bfloat16`, SpecAugment and
+dropout on as in training), the step's FLOPs from XLA's cost analysis (every convolution here is computed directly,
+so they are the model's FLOPs), achieved FLOP/s and MFU against the peak `benchmarks/measure.py` picks (datasheet
+bf16 peak on a known accelerator, else the matmul peak measured in the compute dtype); decoding speed
 as x real time (forward pass + greedy, forward pass + prefix beam search of width 8) on the same batch, audio
 duration taken at the embedded corpus's 11.6 ms hop; and the compile count of the train step over one epoch of
 bucketed data (`tiny` preset; counts do not depend on width).
@@ -20,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.measure import (epoch_compilations, machine, matmul_peak, median_seconds, record,
+from benchmarks.measure import (epoch_compilations, machine, median_seconds, mfu_peak, record,
                                 time_train_step)
 from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -50,14 +52,19 @@ def asr_epoch_compilations(num_utterances: int = 400) -> tuple[int, int, int]:
     return epoch_compilations(make_step, make_batch, frames, chars)
 
 
-def run(preset_name: str, batch_size: int, steps: int) -> dict:
-    config = preset(preset_name)
-    model = CTCASR(config)
+def build(preset_name: str, batch_size: int, compute_dtype: str = "float32"):
+    """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch."""
+    model = CTCASR(preset(preset_name, compute_dtype=compute_dtype))
     batch = synthetic_batch(batch_size)
     params = model.init(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
-    state = TrainState.create(params, tx)
-    timed = time_train_step(make_train_step(make_ctc_loss_fn(model), tx), state, batch, steps)
+    return model, tx, make_train_step(make_ctc_loss_fn(model), tx), TrainState.create(params, tx), batch
+
+
+def run(preset_name: str, batch_size: int, steps: int, compute_dtype: str = "float32") -> dict:
+    model, _, train_step, state, batch = build(preset_name, batch_size, compute_dtype)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
+    timed = time_train_step(train_step, state, batch, steps)
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
     forward_seconds = median_seconds(forward, state.params, batch["features"], batch["frame_mask"])
@@ -68,7 +75,6 @@ def run(preset_name: str, batch_size: int, steps: int) -> dict:
         start = time.perf_counter()
         decode_batch(log_probs, mask.sum(-1), method, beam_width=8)
         speeds[method] = audio_seconds / (forward_seconds + time.perf_counter() - start)
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
     return {"preset": preset_name, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
             "flops": flops, "flops_per_s": flops / median, "greedy_x_rt": speeds["greedy"], "beam_x_rt": speeds["beam"]}
 
@@ -121,25 +127,32 @@ def main():
     parser.add_argument("--preset", default="conformer_s")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
+                        help="also count the step's compilations over one epoch of bucketed data (`tiny` preset; "
+                             "the count does not depend on the device)")
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also time each encoder component alone")
     args = parser.parse_args()
-    r = run(args.preset, args.batch_size, args.steps)
-    compiles, shapes, batches = asr_epoch_compilations()
-    peak = matmul_peak()
-    command = (f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps}"
-               + (" --profile" if args.profile else ""))
+    r = run(args.preset, args.batch_size, args.steps, args.compute_dtype)
+    peak, peak_sentence = mfu_peak(args.compute_dtype)
+    command = (f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
+               f"--compute_dtype {args.compute_dtype}" + (" --profile" if args.profile else "")
+               + ("" if args.epoch_compilations else " --no-epoch_compilations"))
     text = (f"### CTC ASR train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"
-            "| preset | params | batch | compile | median step | step FLOPs (XLA) | achieved | f32 matmul peak | "
+            "| preset | compute | params | batch | compile | median step | step FLOPs (XLA) | achieved | MFU | "
             "greedy decoding | beam-8 decoding |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
-            f"| {r['preset']} | {r['params_m']:.1f} M | {args.batch_size} (500-1500 frames, 80-120 chars) | "
-            f"{r['compile_s']:.1f} s | {r['step_s']:.2f} s | {r['flops'] / 1e12:.2f} TFLOP | "
-            f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s | {peak / 1e9:.0f} GFLOP/s | {r['greedy_x_rt']:.0f}x real time | "
-            f"{r['beam_x_rt']:.0f}x real time |\n\n"
-            f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
-            f"{compiles}, for {shapes} bucket shapes.\n")
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            f"| {r['preset']} | {args.compute_dtype} | {r['params_m']:.1f} M | {args.batch_size} (500-1500 frames, "
+            f"80-120 chars) | {r['compile_s']:.1f} s | {r['step_s'] * 1e3:.1f} ms | {r['flops'] / 1e12:.3g} TFLOP | "
+            f"{r['flops_per_s'] / 1e12:.3g} TFLOP/s | {100 * r['flops_per_s'] / peak:.1f} % | "
+            f"{r['greedy_x_rt']:.0f}x real time | {r['beam_x_rt']:.0f}x real time |\n\n"
+            f"{peak_sentence}\n\n")
+    if args.epoch_compilations:
+        compiles, shapes, batches = asr_epoch_compilations()
+        text += (f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
+                 f"{compiles}, for {shapes} bucket shapes.\n")
     if args.profile:
         text += ("\n| component (forward+backward, train mode, median of 3) | seconds | XLA FLOPs | FLOP/s |\n"
                  "| --- | --- | --- | --- |\n")

@@ -1,6 +1,7 @@
-"""What every benchmark here needs: the machine's description, median wall-clock times, the float32 matmul peak,
-XLA's FLOP count of a compiled step, the compile count of a step over one epoch of bucketed shapes, and
-`record` (append an entry to benchmarks/RESULTS.md)."""
+"""What every benchmark here needs: the machine's description, median wall-clock times, the matmul peaks that MFU is
+measured against (measured here, and the vendor's datasheet figure on a known accelerator), XLA's FLOP count of a
+compiled step, the compile count of a step over one epoch of bucketed shapes, and `record` (append an entry to
+benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,38 @@ def record(entry: str) -> None:
     RESULTS.write_text(existing.rstrip() + "\n\n" + entry)
 
 
+# Dense matrix-unit bf16 peaks, FLOP/s, from NVIDIA's datasheets (which print twice these, "with sparsity"), matched
+# in order against `device_kind`: H100 PCIe 1513 -> 756.5 T; H100 SXM and H200 1979 -> 989.5 T; A100 624 -> 312 T.
+DATASHEET_BF16_PEAKS = (("H100 PCIe", 756.5e12), ("H100", 989.5e12), ("H200", 989.5e12), ("A100", 312e12))
+
+
 def machine() -> str:
-    return f"{cpu_description()}, jax {jax.__version__} on {jax.devices()[0].platform}"
+    """The CPU (and the accelerators, where JAX runs on them), the JAX version and backend."""
+    devices = jax.devices()
+    if devices[0].platform == "cpu":
+        return f"{cpu_description()}, jax {jax.__version__} on cpu"
+    return (f"{len(devices)} x {devices[0].device_kind} ({devices[0].platform}); host {cpu_description()}; "
+            f"jax {jax.__version__}")
+
+
+def datasheet_peak(compute_dtype: str) -> float | None:
+    """The vendor's dense peak for `compute_dtype` on this JAX backend's first device; None when not known (every
+    CPU, float32 anywhere, an accelerator not in DATASHEET_BF16_PEAKS)."""
+    device = jax.devices()[0]
+    if device.platform == "cpu" or compute_dtype != "bfloat16":
+        return None
+    return next((peak for name, peak in DATASHEET_BF16_PEAKS if name in device.device_kind), None)
+
+
+def mfu_peak(compute_dtype: str) -> tuple[float, str]:
+    """(peak FLOP/s for MFU, a sentence saying what it is): the datasheet peak where one is known, else the measured
+    matmul peak (`matmul_peak`); the measured peak is named in the sentence either way."""
+    measured = matmul_peak(compute_dtype)
+    sheet = datasheet_peak(compute_dtype)
+    if sheet is None:
+        return measured, f"MFU against the measured {compute_dtype} matmul peak, {measured / 1e12:.3g} TFLOP/s."
+    return sheet, (f"MFU against {sheet / 1e12:.1f} TFLOP/s ({jax.devices()[0].device_kind} datasheet, dense "
+                   f"{compute_dtype}); measured {compute_dtype} matmul peak {measured / 1e12:.1f} TFLOP/s.")
 
 
 def median_seconds(fn, *args, repeats: int = 3) -> float:
@@ -37,9 +68,11 @@ def median_seconds(fn, *args, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    """Best float32 FLOP/s of a (size x size) @ (size x size) matmul on this machine."""
-    a = jax.numpy.ones((size, size), jax.numpy.float32)
+def matmul_peak(dtype: str = "float32", size: int | None = None, repeats: int = 5) -> float:
+    """Best FLOP/s of a (size x size) @ (size x size) matmul in `dtype` on JAX's default device: 2048 on the CPU,
+    8192 on an accelerator (big enough to keep every matrix unit busy). Random operands: zeros run faster on GPUs."""
+    size = size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     times = []
@@ -56,6 +89,7 @@ def time_train_step(step_fn, state, batch, steps: int) -> dict:
     Returns {"compile_s", "flops" (XLA cost analysis), "step_s" (median), "state" (after the steps)}."""
     step = jax.jit(step_fn, donate_argnums=0)
     rng = jax.random.key(0, impl="rbg")  # as the trainer
+    batch = jax.device_put(batch)  # on the device once: the steps time compute, not the host-to-device copy
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
     compile_seconds = time.perf_counter() - start

@@ -5,8 +5,11 @@
 
 Reports compile time, median step time (after compile), mel frames/s, inference real-time factor (generate() of a
 150-token sentence into 1024 frames, mel only, no vocoder), the step's FLOPs from XLA's cost analysis
-(`jax.jit(...).lower(...).compile().cost_analysis()`), achieved FLOP/s, and the measured float32 matmul peak
-(2048^3 matmuls) of the same machine for comparison.
+(`jax.jit(...).lower(...).compile().cost_analysis()`), achieved FLOP/s, and MFU against a peak: the vendor's
+datasheet dense peak on a known accelerator in bf16 (`benchmarks/measure.py`), else the matmul peak measured on the
+same device in the compute dtype (2048^3 on the CPU, 8192^3 on an accelerator); the measured peak is printed too.
+With the batch and lengths of the paper's LJSpeech run (`--batch_size 48`), it also prints how long its 160 k-step
+schedule takes at this step time.
 
 Two FLOP counts, both XLA's: "model FLOPs" count the step with every convolution computed directly
 (`conv_algorithm="direct"`, compiled but not run): the textbook count, the same whatever algorithm runs, and the
@@ -24,8 +27,8 @@ import datetime
 import jax
 import numpy as np
 
-from benchmarks.measure import (epoch_compilations, machine, matmul_peak, median_seconds, record, step_flops,
-                                time_train_step)
+from benchmarks.measure import (epoch_compilations, machine, median_seconds, mfu_peak, record,
+                                step_flops, time_train_step)
 from benchmarks.synthetic import tts_batch
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
@@ -61,22 +64,28 @@ def tts_epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400)
     return epoch_compilations(make_step, make_batch, frames, tokens)
 
 
-def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner", micro_batches: int = 1,
-        **config_changes):
+def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_batches: int = 1, **config_changes):
+    """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch."""
     overrides = {"aligner": None} if durations == "external" else {}
     overrides.update(config_changes)
     model = FastSpeech2(preset(preset_name, 141, **overrides))
     batch = synthetic_batch(batch_size, 141)
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
-    state = TrainState.create(params, tx)
-    timed = time_train_step(make_train_step(make_fastspeech2_loss_fn(model), tx, micro_batches), state, batch, steps)
+    return model, tx, make_train_step(make_fastspeech2_loss_fn(model), tx, micro_batches), TrainState.create(params, tx), batch
+
+
+def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner", micro_batches: int = 1,
+        **config_changes):
+    model, tx, train_step, state, batch = build(preset_name, batch_size, durations, micro_batches, **config_changes)
+    abstract_state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)  # survives donation
+    timed = time_train_step(train_step, state, batch, steps)
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
     model_flops = flops  # the step that ran computes its convolutions directly: its count is the model's
     if model.config.conv_algorithm != "direct":
         direct = FastSpeech2(dataclasses.replace(model.config, conv_algorithm="direct"))
         model_flops = step_flops(make_train_step(make_fastspeech2_loss_fn(direct), tx, micro_batches),
-                                 TrainState.create(params, tx), batch)
+                                 abstract_state, batch)
     frames = int(batch["frame_lengths"].sum())
     # Inference: one 150-token sentence, generate() with a static 1024-frame output (11.9 s of audio at hop 256).
     # Shapes are static, so the cost depends on max_frames, not on what the (untrained) duration predictor says.
@@ -84,7 +93,7 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     generate = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, 1024, method=FastSpeech2.generate))
     gen_seconds = median_seconds(generate, state.params, tokens, tokens > 0, repeats=5)
     audio_seconds = 1024 * 256 / 22050
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract_state.params))
     return {"preset": preset_name, "durations": durations, "params_m": n_params / 1e6, "compile_s": compile_seconds, "step_s": median,
             "frames_per_s": frames / median, "flops": flops, "flops_per_s": flops / median,
             "model_flops": model_flops, "model_flops_per_s": model_flops / median,
@@ -104,31 +113,37 @@ def main():
     parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--conv_algorithm", default="auto", choices=ALGORITHMS,
                         help="kernel-3/5 convolutions: auto (Winograd for float32 on CPU), winograd or direct")
+    parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
+                        help="also count the step's compilations over one epoch of bucketed data (`tiny` preset; "
+                             "the count does not depend on the device)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     r = run(args.preset, args.batch_size, args.steps, args.durations, args.micro_batches, remat=args.remat,
             compute_dtype=args.compute_dtype, conv_algorithm=args.conv_algorithm)
-    compiles, shapes, batches = tts_epoch_compilations()
-    peak = matmul_peak()
+    peak, peak_sentence = mfu_peak(args.compute_dtype)
     command = (f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
                f"--durations {args.durations} --micro_batches {args.micro_batches} --compute_dtype {args.compute_dtype} "
                f"--conv_algorithm {args.conv_algorithm}"
-               + (" --remat" if args.remat else ""))
+               + (" --remat" if args.remat else "") + ("" if args.epoch_compilations else " --no-epoch_compilations"))
     # XLA's cost analysis counts a while loop's body once: with micro-batches the step's FLOPs are not comparable.
     counted = args.micro_batches == 1
     na = lambda cell: cell if counted else "n/a"
-    flops_cell = na(f"{r['model_flops'] / 1e12:.2f} / {r['flops'] / 1e12:.2f} TFLOP")
-    achieved_cell = na(f"{r['model_flops_per_s'] / 1e9:.1f} GFLOP/s")
-    mfu_cell = na(f"{100 * r['model_flops_per_s'] / peak:.0f} % / {100 * r['flops_per_s'] / peak:.0f} %")
+    flops_cell = na(f"{r['model_flops'] / 1e12:.3g} / {r['flops'] / 1e12:.3g} TFLOP")
+    achieved_cell = na(f"{r['model_flops_per_s'] / 1e12:.3g} TFLOP/s")
+    mfu_cell = na(f"{100 * r['model_flops_per_s'] / peak:.1f} % / {100 * r['flops_per_s'] / peak:.1f} %")
     text = (f"### FastSpeech2 train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"
-            "| preset | durations | micro-batches | params | batch | compile | median step | mel frames/s | step FLOPs (XLA): model / executed | achieved (model FLOPs) | f32 matmul peak | MFU / HFU (vs that peak) | inference RTF (mel, 150 tokens) |\n"
+            "| preset | durations | micro-batches | compute | params | batch | compile | median step | mel frames/s | step FLOPs (XLA): model / executed | achieved (model FLOPs) | MFU / HFU | inference RTF (mel, 150 tokens) |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
-            f"| {r['preset']} | {r['durations']} | {args.micro_batches} | {r['params_m']:.1f} M | {args.batch_size} (text 60-150, mel 400-800) | "
-            f"{r['compile_s']:.1f} s | {r['step_s']:.2f} s | {r['frames_per_s']:.0f} | {flops_cell} | "
-            f"{achieved_cell} | {peak / 1e9:.0f} GFLOP/s | {mfu_cell} | {r['rtf']:.3f} |\n\n"
-            f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
-            f"{compiles}, for {shapes} bucket shapes.\n")
+            f"| {r['preset']} | {r['durations']} | {args.micro_batches} | {args.compute_dtype} | {r['params_m']:.1f} M | "
+            f"{args.batch_size} (text 60-150, mel 400-800) | {r['compile_s']:.1f} s | {r['step_s'] * 1e3:.1f} ms | "
+            f"{r['frames_per_s']:.0f} | {flops_cell} | {achieved_cell} | {mfu_cell} | {r['rtf']:.4f} |\n\n"
+            f"{peak_sentence} "
+            f"The paper's 160 k-step LJSpeech schedule at this step time: {160_000 * r['step_s'] / 3600:.2f} h.\n\n")
+    if args.epoch_compilations:
+        compiles, shapes, batches = tts_epoch_compilations()
+        text += (f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
+                 f"{compiles}, for {shapes} bucket shapes.\n")
     print(text)
     if args.record:
         record(text)

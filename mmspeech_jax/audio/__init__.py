@@ -1,11 +1,28 @@
-"""Audio front-end: file I/O, spectral features, F0 (YIN) and Griffin-Lim, all pure and batched in JAX."""
+"""Audio front-end: file I/O, spectral features, F0 (YIN) and Griffin-Lim, all pure and batched in JAX.
 
-from mmspeech_jax.audio.features import MelConfig, frame_energy, log_mel_and_energy, log_mel_spectrogram, stft
-from mmspeech_jax.audio.griffin_lim import griffin_lim, log_mel_to_waveform
-from mmspeech_jax.audio.io import load_audio, resample, save_audio
-from mmspeech_jax.audio.pitch import PitchConfig, interpolate_unvoiced, yin
+Names are loaded on first use (PEP 562), so the models, which use only `features` and `spec_augment`, import
+without soundfile and soxr (file I/O's packages): a process that trains or benchmarks on arrays needs jax, flax,
+optax, chex and numpy alone.
+"""
 
-__all__ = [
-    "MelConfig", "PitchConfig", "frame_energy", "griffin_lim", "interpolate_unvoiced", "load_audio",
-    "log_mel_and_energy", "log_mel_spectrogram", "log_mel_to_waveform", "resample", "save_audio", "stft", "yin",
-]
+import importlib
+
+_SOURCES = {
+    "MelConfig": "features", "frame_energy": "features", "log_mel_and_energy": "features",
+    "log_mel_spectrogram": "features", "stft": "features",
+    "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim",
+    "load_audio": "io", "resample": "io", "save_audio": "io",
+    "PitchConfig": "pitch", "interpolate_unvoiced": "pitch", "yin": "pitch",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))

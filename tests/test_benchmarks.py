@@ -1,0 +1,106 @@
+"""Benchmark plumbing that runs where the numbers are taken (a lent GPU): the trace summary, checked on a trace
+whose answer is worked out by hand, and the device suite's budget and entry handling. The suite itself, end to end
+on tiny presets, is the slow test below."""
+
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.device_suite import entry_of, plan
+from benchmarks.step_trace import interval_union, scope_of, summarize
+
+
+def meta(pid, name, tid=None):
+    event = {"ph": "M", "pid": pid, "name": "process_name" if tid is None else "thread_name", "args": {"name": name}}
+    if tid is not None:
+        event["tid"] = tid
+    return event
+
+
+def op(pid, tid, name, ts, dur, **args):
+    return {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": ts, "dur": dur, "args": args}
+
+
+SCOPE_A = "jit(train_step)/jvp(FastSpeech2)/decoder/block_0/attention/dot_general"
+SCOPE_B = "jit(train_step)/transpose(jvp(FastSpeech2))/encoder/block_1/conv/conv_general_dilated"
+TRACE = {"traceEvents": [
+    meta(1, "/device:GPU:0"), meta(1, "Stream #7(Compute)", 10), meta(1, "XLA Ops", 11), meta(1, "XLA Modules", 12),
+    meta(2, "/host:CPU"), meta(2, "python", 20),
+    # kernels (µs): [0, 10) and [5, 15) overlap -> 15 covered; [30, 40) -> 25 covered of a 40 µs span, 2 steps
+    op(1, 10, "gemm_kernel", 0, 10), op(1, 10, "elementwise_kernel", 5, 10), op(1, 10, "conv_kernel", 30, 10),
+    op(1, 11, "fusion.1", 0, 8, tf_op=SCOPE_A), op(1, 11, "fusion.1", 20, 4, tf_op=SCOPE_A),
+    op(1, 11, "convolution.2", 30, 20, tf_op=SCOPE_B),
+    op(1, 12, "jit_train_step", 0, 40), op(1, 12, "jit_train_step", 0, 40),
+    op(2, 20, "PjitFunction(train_step)", 0, 1000),  # host events never count as device time
+]}
+
+
+def table_rows(text, header):
+    lines = text[text.index(header):].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_interval_union_against_brute_force():
+    intervals = [(0, 10), (5, 15), (30, 40), (32, 35), (40, 41), (-3, -1)]
+    covered = {t for s, e in intervals for t in range(s, e)}  # unit cells, brute force
+    assert interval_union(intervals) == len(covered) == 15 + 11 + 2
+
+
+def test_summary_of_a_hand_made_trace():
+    text = summarize(TRACE, steps=2)
+    assert "span 0.02 ms, some kernel running 0.01 ms (62.5 %), idle 0.01 ms" in text  # 40/2 µs, 25/2 µs
+    assert "XLA modules run per step: 1.0 (jit_train_step)" in text
+    rows = table_rows(text, "| XLA op |")
+    assert rows == [["`convolution.2`", "0.5", "0.010", "62.5 %"], ["`fusion.1`", "1.0", "0.006", "37.5 %"]]
+    scopes = table_rows(text, "| name scope |")
+    assert scopes == [["`FastSpeech2/encoder/block_1`", "0.010", "62.5 %"],
+                      ["`FastSpeech2/decoder/block_0`", "0.006", "37.5 %"]]
+    assert "Arguments the op events carry: tf_op." in text
+
+
+def test_summary_without_device_processes():
+    host_only = {"traceEvents": [meta(2, "/host:CPU"), meta(2, "python", 20), op(2, 20, "x", 0, 5)]}
+    assert summarize(host_only, steps=1).startswith("No accelerator processes")
+
+
+def test_scope_of_strips_transformations_and_the_jitted_function():
+    assert scope_of(SCOPE_B) == "FastSpeech2/encoder/block_1"
+    assert scope_of("jit(train_step)/remat(checkpoint(ConformerStack))/block_3/ffn_in", depth=2) == "ConformerStack/block_3"
+    assert scope_of("jit(train_step)") == "(no scope)"
+
+
+def test_plan_puts_the_mfu_target_first_and_fits_the_device_budget():
+    runs = plan(smoke=False, out="OUT")
+    assert runs[0][1][:1] == ["benchmarks.tts_step"]
+    first = runs[0][1]
+    assert first[first.index("--preset") + 1] == "ljspeech" and first[first.index("--batch_size") + 1] == "48"
+    assert first[first.index("--compute_dtype") + 1] == "bfloat16"
+    # The lease is 15 min with a start of a few minutes: one command of at most 10 min (the run tool's limit).
+    assert sum(limit for _, _, limit in runs) <= 12 * 60
+    assert all(limit <= 600 for _, _, limit in runs)
+
+
+def test_entry_of_takes_the_printed_entry_only():
+    assert entry_of("WARNING: noise\n### Heading\n\nrow\n") == "### Heading\n\nrow\n"
+    assert entry_of("Traceback (most recent call last): ...") == ""
+
+
+@pytest.mark.slow
+def test_device_suite_smoke_on_cpu(tmp_path):
+    """Every run of the suite, tiny presets, on the CPU: each exits 0 and leaves its entry and files."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.device_suite", "--out", str(tmp_path), "--smoke",
+                           "--budget_s", "1500"], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (tmp_path / "suite.log").read_text()
+    assert log.count(": exit 0 in ") == 4, log[-3000:]
+    entries = (tmp_path / "entries.md").read_text()
+    assert entries.count("### FastSpeech2 train step") == 2 and entries.count("### CTC ASR train step") == 1
+    assert "### TTS train step trace" in entries
+    for name in ("perfetto_trace.json.gz", "step_hlo.txt.gz", "trace_summary.md"):
+        assert (tmp_path / name).stat().st_size > 0

