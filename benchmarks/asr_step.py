@@ -26,6 +26,7 @@ from benchmarks.measure import (epoch_compilations, machine, median_seconds, mfu
                                 time_train_step)
 from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
+from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.state import TrainState
@@ -52,17 +53,18 @@ def asr_epoch_compilations(num_utterances: int = 400) -> tuple[int, int, int]:
     return epoch_compilations(make_step, make_batch, frames, chars)
 
 
-def build(preset_name: str, batch_size: int, compute_dtype: str = "float32"):
-    """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch."""
-    model = CTCASR(preset(preset_name, compute_dtype=compute_dtype))
+def build(preset_name: str, batch_size: int, compute_dtype: str = "float32", recurrence: str = "auto"):
+    """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch;
+    `recurrence`: the CTC loss's (`CTCASRConfig.ctc_recurrence`)."""
+    model = CTCASR(preset(preset_name, compute_dtype=compute_dtype, ctc_recurrence=recurrence))
     batch = synthetic_batch(batch_size)
     params = model.init(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     return model, tx, make_train_step(make_ctc_loss_fn(model), tx), TrainState.create(params, tx), batch
 
 
-def run(preset_name: str, batch_size: int, steps: int, compute_dtype: str = "float32") -> dict:
-    model, _, train_step, state, batch = build(preset_name, batch_size, compute_dtype)
+def run(preset_name: str, batch_size: int, steps: int, compute_dtype: str = "float32", recurrence: str = "auto") -> dict:
+    model, _, train_step, state, batch = build(preset_name, batch_size, compute_dtype, recurrence)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
     timed = time_train_step(train_step, state, batch, steps)
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
@@ -128,16 +130,19 @@ def main():
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--recurrence", default="auto", choices=RECURRENCES,
+                        help="the CTC loss over frames (losses/ctc.py): auto (optax's scan on the CPU, blocked "
+                             "elsewhere), sequential or blocked")
     parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
                         help="also count the step's compilations over one epoch of bucketed data (`tiny` preset; "
                              "the count does not depend on the device)")
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also time each encoder component alone")
     args = parser.parse_args()
-    r = run(args.preset, args.batch_size, args.steps, args.compute_dtype)
+    r = run(args.preset, args.batch_size, args.steps, args.compute_dtype, args.recurrence)
     peak, peak_sentence = mfu_peak(args.compute_dtype)
     command = (f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
-               f"--compute_dtype {args.compute_dtype}" + (" --profile" if args.profile else "")
+               f"--compute_dtype {args.compute_dtype} --recurrence {args.recurrence}" + (" --profile" if args.profile else "")
                + ("" if args.epoch_compilations else " --no-epoch_compilations"))
     text = (f"### CTC ASR train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"

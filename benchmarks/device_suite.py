@@ -6,9 +6,11 @@
 Runs, most important first, each in its own process with its own time limit, skipping any whose limit no longer
 fits in `--budget_s`:
   1. `tts_step`: the `ljspeech` preset, batch 48, bf16 (the issue's MFU target), 20 timed steps;
-  2. `step_trace`: a profiler trace of that step (what limits it);
-  3. `asr_step`: `conformer_s`, batch 16, bf16;
-  4. `tts_step` at batch 48 in float32 (for the bf16 speed-up).
+  2. `recurrence`: the aligner's and the CTC's recurrences over frames, sequential against blocked, batch 48;
+  3. `step_trace`: a profiler trace of the step of 1 (what limits it);
+  4. `asr_step`: `conformer_s`, batch 16, bf16;
+  5. `tts_step` as 1 with the sequential recurrences (1 runs the blocked ones, "auto" off the CPU);
+  6. `tts_step` at batch 48 in float32 (for the bf16 speed-up).
 Writes into OUT: `suite.log` (every command's output), `entries.md` (the benchmark entries, ready to append to
 benchmarks/RESULTS.md) and the trace files of `step_trace`. Needs only jax, flax, optax, chex and numpy (the
 model zoo imports without its data layer), which the GPU image has.
@@ -34,10 +36,14 @@ def plan(smoke: bool, out: Path) -> list[tuple[str, list[str], int]]:
         asr = ["--preset", "conformer_s", "--batch_size", "16", "--steps", "20"]
         trace = ["--model", "tts", "--preset", "ljspeech", "--batch_size", "48", "--steps", "3"]
     fast = ["--no-epoch_compilations"]  # compile counts do not depend on the device; the CPU entries have them
+    recurrence = ["--batch_size", "2" if smoke else "48"]
     return [
         ("tts bf16", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", *fast], 240),
+        ("recurrences", ["benchmarks.recurrence", *recurrence], 90),
         ("tts trace", ["benchmarks.step_trace", *trace, "--compute_dtype", "bfloat16", "--out", str(out)], 150),
-        ("asr bf16", ["benchmarks.asr_step", *asr, "--compute_dtype", "bfloat16", *fast], 180),
+        ("asr bf16", ["benchmarks.asr_step", *asr, "--compute_dtype", "bfloat16", *fast], 150),
+        ("tts bf16 sequential", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", "--recurrence",
+                                 "sequential", *fast], 180),
         ("tts f32", ["benchmarks.tts_step", *tts, "--compute_dtype", "float32", *fast], 150),
     ]
 

@@ -33,6 +33,7 @@ from benchmarks.synthetic import tts_batch
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.layers.winograd import ALGORITHMS
+from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.state import TrainState
@@ -64,11 +65,16 @@ def tts_epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400)
     return epoch_compilations(make_step, make_batch, frames, tokens)
 
 
-def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_batches: int = 1, **config_changes):
-    """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch."""
+def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_batches: int = 1,
+          recurrence: str = "auto", **config_changes):
+    """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch;
+    `recurrence`: the aligner's (`AlignerConfig.recurrence`)."""
     overrides = {"aligner": None} if durations == "external" else {}
     overrides.update(config_changes)
-    model = FastSpeech2(preset(preset_name, 141, **overrides))
+    config = preset(preset_name, 141, **overrides)
+    if config.aligner is not None:
+        config = dataclasses.replace(config, aligner=dataclasses.replace(config.aligner, recurrence=recurrence))
+    model = FastSpeech2(config)
     batch = synthetic_batch(batch_size, 141)
     params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
@@ -76,8 +82,9 @@ def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_b
 
 
 def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner", micro_batches: int = 1,
-        **config_changes):
-    model, tx, train_step, state, batch = build(preset_name, batch_size, durations, micro_batches, **config_changes)
+        recurrence: str = "auto", **config_changes):
+    model, tx, train_step, state, batch = build(preset_name, batch_size, durations, micro_batches, recurrence,
+                                                **config_changes)
     abstract_state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)  # survives donation
     timed = time_train_step(train_step, state, batch, steps)
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
@@ -111,6 +118,9 @@ def main():
     parser.add_argument("--micro_batches", type=int, default=1, help="gradient accumulation over M micro-batches")
     parser.add_argument("--remat", action="store_true", help="recompute encoder/decoder blocks in the backward pass")
     parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--recurrence", default="auto", choices=RECURRENCES,
+                        help="the aligner's MAS and forward-sum over frames (losses/recurrence.py): auto "
+                             "(sequential on the CPU, blocked elsewhere), sequential or blocked")
     parser.add_argument("--conv_algorithm", default="auto", choices=ALGORITHMS,
                         help="kernel-3/5 convolutions: auto (Winograd for float32 on CPU), winograd or direct")
     parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
@@ -118,12 +128,13 @@ def main():
                              "the count does not depend on the device)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    r = run(args.preset, args.batch_size, args.steps, args.durations, args.micro_batches, remat=args.remat,
+    r = run(args.preset, args.batch_size, args.steps, args.durations, args.micro_batches, args.recurrence,
+            remat=args.remat,
             compute_dtype=args.compute_dtype, conv_algorithm=args.conv_algorithm)
     peak, peak_sentence = mfu_peak(args.compute_dtype)
     command = (f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
                f"--durations {args.durations} --micro_batches {args.micro_batches} --compute_dtype {args.compute_dtype} "
-               f"--conv_algorithm {args.conv_algorithm}"
+               f"--conv_algorithm {args.conv_algorithm} --recurrence {args.recurrence}"
                + (" --remat" if args.remat else "") + ("" if args.epoch_compilations else " --no-epoch_compilations"))
     # XLA's cost analysis counts a while loop's body once: with micro-batches the step's FLOPs are not comparable.
     counted = args.micro_batches == 1

@@ -21,8 +21,9 @@ def monotonic_paths(t, n):
             yield path
 
 
+@pytest.mark.parametrize("algorithm", ["sequential", "blocked"])
 @pytest.mark.parametrize("t,n", [(5, 2), (6, 3), (7, 4), (4, 4)])
-def test_mas_matches_brute_force(t, n):
+def test_mas_matches_brute_force(t, n, algorithm):
     rng = np.random.default_rng(t * 10 + n)
     logp = np.log(rng.dirichlet(np.ones(n), size=t)).astype(np.float32)
     best = max(monotonic_paths(t, n), key=lambda p: logp[np.arange(t), p].sum())
@@ -30,7 +31,9 @@ def test_mas_matches_brute_force(t, n):
     padded[0, :t, :n] = logp
     token_mask = np.arange(n + 1)[None] < n
     frame_mask = np.arange(t + 2)[None] < t
-    hard = np.asarray(jax.jit(monotonic_alignment_search)(padded, token_mask, frame_mask))[0]
+    search = jax.jit(monotonic_alignment_search, static_argnums=3)
+    hard = np.asarray(search(padded, token_mask, frame_mask, algorithm))[0]
+    assert set(np.unique(hard)) <= {0.0, 1.0}
     np.testing.assert_array_equal(hard[:t, :n].argmax(1), best)
     assert hard[t:].sum() == 0 and hard[:, n:].sum() == 0
     durations = np.asarray(durations_from_alignment(hard[None]))[0]
@@ -48,18 +51,19 @@ def ctc_brute_force(log_probs_with_blank, n):
     return -logsumexp(total)
 
 
-def test_forward_sum_matches_brute_force_ctc_and_ignores_padding():
+@pytest.mark.parametrize("algorithm", ["sequential", "blocked"])
+def test_forward_sum_matches_brute_force_ctc_and_ignores_padding(algorithm):
     rng = np.random.default_rng(0)
     t, n = 5, 2
     log_alignment = np.log(rng.dirichlet(np.ones(n), size=t)).astype(np.float32)
     with_blank = np.concatenate([np.full((t, 1), -1.0), log_alignment], axis=1)
     with_blank = with_blank - logsumexp(with_blank, axis=1, keepdims=True)
     expected = ctc_brute_force(with_blank, n) / n
-    got = forward_sum_loss(log_alignment[None], np.ones((1, n), bool), np.ones((1, t), bool))
+    got = forward_sum_loss(log_alignment[None], np.ones((1, n), bool), np.ones((1, t), bool), algorithm=algorithm)
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
     padded = np.full((1, t + 3, n + 2), -0.7, np.float32)
     padded[0, :t, :n] = log_alignment
-    got_padded = forward_sum_loss(padded, np.arange(n + 2)[None] < n, np.arange(t + 3)[None] < t)
+    got_padded = forward_sum_loss(padded, np.arange(n + 2)[None] < n, np.arange(t + 3)[None] < t, algorithm=algorithm)
     np.testing.assert_allclose(float(got_padded), expected, rtol=1e-5)
 
 

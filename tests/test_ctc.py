@@ -1,4 +1,5 @@
-"""CTC loss against a brute-force sum over alignments; decoding against brute-force search over labellings."""
+"""CTC loss against a brute-force sum over alignments (both recurrence algorithms: optax's scan and the blocked
+banded recurrence); decoding against brute-force search over labellings."""
 
 import itertools
 
@@ -35,29 +36,34 @@ def random_log_probs(rng, t, v, peaky=1.0):
     return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
 
 
+ALGORITHMS = ("sequential", "blocked")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("labels", [[1], [1, 2], [2, 2], [1, 2, 1]])
-def test_ctc_nll_matches_brute_force(labels):
+def test_ctc_nll_matches_brute_force(labels, algorithm):
     rng = np.random.default_rng(len(labels))
     t, v = 5, 3
     lp = random_log_probs(rng, t, v)
     got = ctc_nll(jnp.asarray(lp[None], jnp.float32), jnp.ones((1, t), bool), jnp.asarray([labels]),
-                  jnp.ones((1, len(labels)), bool))
+                  jnp.ones((1, len(labels)), bool), algorithm=algorithm)
     np.testing.assert_allclose(float(got[0]), brute_force_nll(lp, labels), rtol=1e-5)
 
 
-def test_ctc_loss_is_invariant_to_padding_and_ignores_empty_rows():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_ctc_loss_is_invariant_to_padding_and_ignores_empty_rows(algorithm):
     rng = np.random.default_rng(0)
     lp = random_log_probs(rng, 6, 4)
     labels = [1, 3]
     single = ctc_loss(jnp.asarray(lp[None], jnp.float32), jnp.ones((1, 6), bool), jnp.asarray([labels]),
-                      jnp.ones((1, 2), bool))
+                      jnp.ones((1, 2), bool), algorithm=algorithm)
     # Pad frames (with junk), labels, and add an empty batch row.
     padded = np.concatenate([lp, rng.normal(size=(4, 4))], 0)
     logits = jnp.asarray(np.stack([padded, rng.normal(size=(10, 4))]), jnp.float32)
     frame_mask = jnp.asarray([[True] * 6 + [False] * 4, [False] * 10])
     lab = jnp.asarray([[1, 3, 0, 0], [0, 0, 0, 0]])
     lab_mask = jnp.asarray([[True, True, False, False], [False] * 4])
-    batched = ctc_loss(logits, frame_mask, lab, lab_mask, jnp.asarray([True, False]))
+    batched = ctc_loss(logits, frame_mask, lab, lab_mask, jnp.asarray([True, False]), algorithm=algorithm)
     np.testing.assert_allclose(float(batched), float(single), rtol=1e-5)
     np.testing.assert_allclose(float(single), brute_force_nll(lp, labels) / 2, rtol=1e-5)
 
@@ -94,13 +100,43 @@ def test_decode_batch_methods_and_errors():
         prefix_beam_search(lp[0], beam_width=0)
 
 
-def test_ctc_loss_gradient_is_finite_under_jit():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_ctc_loss_gradient_is_finite_under_jit(algorithm):
     rng = np.random.default_rng(1)
     logits = jnp.asarray(rng.normal(size=(2, 12, 5)), jnp.float32)
     g = jax.jit(jax.grad(lambda x: ctc_loss(jax.nn.log_softmax(x), jnp.ones((2, 12), bool),
                                             jnp.asarray([[1, 2, 3], [4, 4, 0]]),
-                                            jnp.asarray([[True] * 3, [True, True, False]]))))(logits)
+                                            jnp.asarray([[True] * 3, [True, True, False]]), algorithm=algorithm)))(logits)
     assert np.isfinite(np.asarray(g)).all()
+
+
+def test_blocked_ctc_values_and_gradients_equal_optax_on_a_padded_batch():
+    """Repeats, padding, an empty row and an infeasible row (left out by ctc_loss): the blocked recurrence gives
+    optax's NLL and gradients (float32, 1e-4 relative), for blocks that divide T and blocks that do not."""
+    from mmspeech_jax.losses.ctc import ctc_feasible, ctc_nll_recurrence
+
+    rng = np.random.default_rng(7)
+    b, t, v, n = 6, 41, 7, 9
+    logits = jnp.asarray(rng.normal(size=(b, t, v)) * 2, jnp.float32)
+    labels = jnp.asarray(rng.integers(1, v, (b, n)), jnp.int32).at[0, 4].set(3).at[0, 5].set(3)
+    frames, lengths = np.array([41, 30, 17, 9, 0, 6]), np.array([9, 6, 8, 3, 0, 9])  # row 5: infeasible
+    frame_mask = jnp.arange(t)[None] < frames[:, None]
+    label_mask = jnp.arange(n)[None] < lengths[:, None]
+    feasible = ctc_feasible(frame_mask, labels, label_mask)
+    assert np.asarray(feasible).tolist() == [True] * 5 + [False]
+
+    def total(x, algorithm, block=None):
+        nll = (ctc_nll(x, frame_mask, labels, label_mask, algorithm="sequential") if algorithm == "optax"
+               else ctc_nll_recurrence(x, frame_mask, labels, label_mask, 0, algorithm, block))
+        return jnp.sum(jnp.where(feasible, nll, 0.0)), nll
+
+    (ref_total, ref_nll), ref_grad = jax.value_and_grad(total, has_aux=True)(logits, "optax")
+    for algorithm, block in (("sequential", None), ("blocked", None), ("blocked", 5), ("blocked", 64)):
+        (got_total, got_nll), grad = jax.jit(jax.value_and_grad(total, has_aux=True), static_argnums=(1, 2))(
+            logits, algorithm, block)
+        np.testing.assert_allclose(np.asarray(got_nll)[:5], np.asarray(ref_nll)[:5], rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(grad), np.asarray(ref_grad), rtol=1e-4, atol=1e-5)
+        assert np.isfinite(np.asarray(grad)).all() and float(got_nll[5]) > 1e4  # infeasible: large, finite
 
 
 def test_infeasible_utterances_are_detected_and_left_out():

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from mmspeech_jax.losses.ctc import ctc_nll
 
 
-def forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0):
-    """CTC over the alignment: the token sequence 1..N must be emitted in order.
+def forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0,
+                              algorithm: str = "auto"):
+    """CTC over the alignment: the token sequence 1..N must be emitted in order (`algorithm`: `losses/ctc.py`).
 
     Returns ((B,) loss / N per utterance, zero where it has no tokens; the number of utterances with tokens).
     """
@@ -21,16 +23,16 @@ def forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logpr
     logits = jnp.where(keep, logits, -1e9)
     logits = jax.nn.log_softmax(logits, axis=-1)
     labels = jnp.broadcast_to(jnp.arange(1, n + 1), (b, n))
-    loss = optax.ctc_loss(logits, 1.0 - frame_mask.astype(jnp.float32), labels, 1.0 - token_mask.astype(jnp.float32),
-                          blank_id=0)
+    loss = ctc_nll(logits, frame_mask, labels, token_mask, blank_id=0, algorithm=algorithm)
     per_token = loss / jnp.maximum(token_mask.sum(-1), 1)
     valid = token_mask.any(-1)
     return jnp.where(valid, per_token, 0.0), valid.sum()
 
 
-def forward_sum_loss(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0):
+def forward_sum_loss(log_alignment, token_mask, frame_mask, blank_logprob: float = -1.0, algorithm: str = "auto"):
     """Mean over utterances with tokens of the forward-sum loss / N."""
-    per_utterance, utterances = forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logprob)
+    per_utterance, utterances = forward_sum_per_utterance(log_alignment, token_mask, frame_mask, blank_logprob,
+                                                          algorithm)
     return jnp.sum(per_utterance) / jnp.maximum(utterances, 1)
 
 

@@ -39,8 +39,9 @@ def duration_loss(log_duration, durations, mask):
 
 
 def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int = 1000, binarization_weight: float = 1.0,
-                     aligner_weight: float = 1.0, counts: dict | None = None):
-    """Total FastSpeech2 + aligner loss and its parts. `step` (int32 scalar) switches the binarization loss on.
+                     aligner_weight: float = 1.0, counts: dict | None = None, recurrence: str = "auto"):
+    """Total FastSpeech2 + aligner loss and its parts. `step` (int32 scalar) switches the binarization loss on;
+    `recurrence`: how the forward-sum runs over frames (`AlignerConfig.recurrence`).
 
     `counts`: the whole step's counts under gradient accumulation (`losses/ratios.py`); `parts["counts"]` holds
     this batch's own.
@@ -59,7 +60,8 @@ def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int = 100
                        "variance_positions"),
     }
     if "log_alignment" in aux:
-        per_utterance, utterances = forward_sum_per_utterance(aux["log_alignment"], token_mask, frame_mask)
+        per_utterance, utterances = forward_sum_per_utterance(aux["log_alignment"], token_mask, frame_mask,
+                                                              algorithm=recurrence)
         terms["forward_sum"] = ((jnp.sum(per_utterance), utterances), "aligned_utterances")
         # The hard path covers every valid frame of an utterance with tokens once: its size is known from the masks.
         aligned_frames = jnp.sum(frame_mask & token_mask.any(-1, keepdims=True))
@@ -75,7 +77,11 @@ def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int = 100
 
 
 def make_fastspeech2_loss_fn(model, **loss_kwargs):
-    """`loss_fn(params, batch, rng, train, step) -> (loss, parts)` for the generic step functions."""
+    """`loss_fn(params, batch, rng, train, step) -> (loss, parts)` for the generic step functions; the forward-sum
+    runs as the model's aligner config says (FastSpeech2, or HyperSpeech's backbone)."""
+    config = getattr(model.config, "backbone", model.config)
+    if config.aligner is not None:
+        loss_kwargs.setdefault("recurrence", config.aligner.recurrence)
 
     def loss_fn(params, batch, rng, train, step, counts=None):
         outputs, aux = model.apply({"params": params}, batch, train=train, rngs={"dropout": rng})

@@ -26,6 +26,9 @@ import numpy as np
 from scipy.special import betaln, gammaln
 
 from mmspeech_jax.layers.winograd import Conv1D
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
+from mmspeech_jax.losses.recurrence import NEG, banded_recurrence, resolve, with_identity_frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,11 @@ class AlignerConfig:
     mel_hidden: int = 256
     temperature: float = 0.0005
     prior_scale: float = 1.0  # beta-binomial prior's omega (FastPitch uses 1.0)
+    recurrence: str = "auto"  # MAS and forward-sum over frames: "sequential", "blocked" or "auto" (losses/recurrence.py)
+
+    def __post_init__(self):
+        if self.recurrence not in RECURRENCES:
+            raise ConfigError(f"AlignerConfig.recurrence must be one of {RECURRENCES}, got {self.recurrence!r}")
 
 
 def beta_binomial_prior(text_length: int, mel_length: int, scale: float = 1.0) -> np.ndarray:
@@ -93,11 +101,16 @@ class AlignmentEncoder(nn.Module):
         return log_soft
 
 
-def monotonic_alignment_search(log_alignment, token_mask, frame_mask):
+def monotonic_alignment_search(log_alignment, token_mask, frame_mask, algorithm: str = "auto"):
     """Viterbi: the monotonic path (every token >= 1 frame, frames in order) of maximum total log-probability.
 
     log_alignment (B, T, N) -> hard alignment (B, T, N) in {0, 1}. Needs T_b >= N_b for each utterance.
+    `algorithm` (`losses/recurrence.py`): "sequential" scans the frames forward, then back-tracks; "blocked" takes
+    the path as the gradient of the best score, both in about 2 sqrt(T) steps; "auto": sequential on the CPU.
+    Equal-scoring paths (a measure-zero event for real log-probabilities) may be broken differently by the two.
     """
+    if resolve(algorithm) == "blocked":
+        return _viterbi_by_gradient(log_alignment, token_mask, frame_mask)
     b, t, n = log_alignment.shape
     neg = -1e9
     values = jnp.where(token_mask[:, None, :] & frame_mask[:, :, None], log_alignment, neg)
@@ -126,6 +139,22 @@ def monotonic_alignment_search(log_alignment, token_mask, frame_mask):
     start, path = jax.lax.scan(backward, last_token, (steps, moves[::-1]))
     path = jnp.concatenate([start[None], path[::-1]], axis=0)  # (T, B): token of frames 0..T-1
     hard = jax.nn.one_hot(jnp.swapaxes(path, 0, 1), n, dtype=jnp.float32)
+    return hard * frame_mask[..., None] * token_mask[:, None, :]
+
+
+def _viterbi_by_gradient(log_alignment, token_mask, frame_mask):
+    """The best path's one-hot (B, T, N) as d(best score)/d(log-probabilities), the score a max-plus recurrence: a
+    state (token) is reached from itself or from the token before; frame 0 starts at token 0."""
+    values = jnp.where(token_mask[:, None, :] & frame_mask[:, :, None], log_alignment, NEG)
+    last_token = jnp.maximum(token_mask.sum(-1) - 1, 0)
+    start = jnp.broadcast_to(jnp.where(jnp.arange(values.shape[-1]) == 0, 0.0, NEG), token_mask.shape)
+
+    def best_score(values):
+        weights = jnp.stack([values, values.at[:, 0].set(NEG)], axis=-1)  # stay, advance (none into frame 0)
+        final = banded_recurrence(with_identity_frames(weights, frame_mask), start, "max", "blocked")
+        return jnp.take_along_axis(final, last_token[:, None], axis=-1).sum()
+
+    hard = jax.grad(best_score)(values)
     return hard * frame_mask[..., None] * token_mask[:, None, :]
 
 

@@ -26,6 +26,7 @@ from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
 from mmspeech_jax.layers.subsampling import Conv2dSubsampling
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
 from mmspeech_jax.losses.ctc import ctc_feasible, ctc_total
+from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.text.normalize import PUNCTUATION
 from mmspeech_jax.text.symbols import character_table
@@ -54,12 +55,15 @@ class CTCASRConfig:
     # float32.
     compute_dtype: str = "float32"
     remat: bool = False  # recompute encoder block activations in the backward pass (less memory)
+    ctc_recurrence: str = "auto"  # CTC over frames: "sequential" (optax), "blocked" or "auto" (losses/ctc.py)
 
     def __post_init__(self):
         if self.encoder not in ENCODERS:
             raise ConfigError(f"CTCASRConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"CTCASRConfig.compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
+        if self.ctc_recurrence not in RECURRENCES:
+            raise ConfigError(f"CTCASRConfig.ctc_recurrence must be one of {RECURRENCES}, got {self.ctc_recurrence!r}")
         if self.dim % self.heads:
             raise ConfigError(f"CTCASRConfig: dim {self.dim} is not divisible by heads {self.heads}")
 
@@ -163,7 +167,8 @@ def make_ctc_loss_fn(model: CTCASR):
             features = spec_augment(features, batch["frame_mask"], augment_key, model.config.spec_augment)
         log_probs, mask = model.apply({"params": params}, features, batch["frame_mask"], train=train,
                                       rngs={"dropout": dropout_key})
-        total, utterances = ctc_total(log_probs, mask, batch["labels"], batch["label_mask"], batch["example_mask"])
+        total, utterances = ctc_total(log_probs, mask, batch["labels"], batch["label_mask"], batch["example_mask"],
+                                      algorithm=model.config.ctc_recurrence)
         loss = ratio(total, utterances, "utterances", counts)
         infeasible = ~ctc_feasible(mask, batch["labels"], batch["label_mask"]) & batch["example_mask"]
         return loss, {"ctc": loss, "ctc_infeasible": infeasible.sum(), "counts": {"utterances": utterances}}

@@ -181,7 +181,8 @@ class FastSpeech2(nn.Module):
     def align(self, tokens, token_mask, mel, frame_mask, log_prior=None):
         """Learned alignment: (log soft (B, T, N), hard (B, T, N), durations (B, N)). Hard path has no gradient."""
         log_soft = self.aligner(self.embedding(tokens), token_mask, mel, frame_mask, log_prior)
-        hard = monotonic_alignment_search(jax.lax.stop_gradient(log_soft), token_mask, frame_mask)
+        hard = monotonic_alignment_search(jax.lax.stop_gradient(log_soft), token_mask, frame_mask,
+                                          self.config.aligner.recurrence)
         return log_soft, hard, durations_from_alignment(hard)
 
     def adapt(self, h, token_mask, max_frames: int, *, train: bool = False, durations=None, pitch=None,
