@@ -12,9 +12,10 @@ into one banded matrix (band kJ + 1, every block at once, k - 1 steps), then the
 kernel launches whatever its size, so for T in the hundreds the blocked form is the faster there; on a CPU the
 arithmetic costs more than the steps save. "auto" is "sequential" on the CPU backend and "blocked" elsewhere.
 
-Gradients are JAX's own (autodiff of either form, same values). Under "max" the maximum is taken with `argmax` (the
-first of equal values), so the gradient of a Viterbi score with respect to the weights is the one-hot best path:
-Viterbi back-tracking by autodiff, in the same number of steps.
+Gradients are JAX's own (autodiff of either form, same values). Every (+) is elementwise over shifted copies (no
+gathers or scatters, forward or backward). Under "max" the first of equal values wins, so the gradient of a Viterbi
+score with respect to the weights is the one-hot best path: Viterbi back-tracking by autodiff, in the same number of
+steps.
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ def resolve(algorithm: str) -> str:
     return algorithm
 
 
-def semiring_sum(x: jax.Array, axis: int, semiring: str) -> jax.Array:
-    """(+) over `axis`: logsumexp, or max taken at the first argmax (its gradient is one-hot)."""
-    if semiring == "log":
-        return jax.nn.logsumexp(x, axis=axis)
-    best = jnp.argmax(x, axis=axis, keepdims=True)
-    return jnp.take_along_axis(x, best, axis=axis).squeeze(axis)
+def semiring_sum(terms: list[jax.Array], semiring: str) -> jax.Array:
+    """(+) of equally shaped arrays, elementwise (no gathers: XLA fuses it with its producers): logsumexp, or the
+    maximum with the first of equal values winning, so its gradient goes to exactly one term."""
+    best = terms[0]
+    for term in terms[1:]:
+        best = jnp.where(term > best, term, best)
+    if semiring == "max":
+        return best
+    shift = jax.lax.stop_gradient(best)
+    return shift + jnp.log(sum(jnp.exp(term - shift) for term in terms))
 
 
 def shift_states(a: jax.Array, j: int, axis: int = -1) -> jax.Array:
@@ -72,8 +77,7 @@ def banded_recurrence(weights: jax.Array, init: jax.Array, semiring: str = "log"
 
 
 def _step(a, w, semiring):  # a (..., S), w (..., S, J + 1) -> next a
-    terms = jnp.stack([shift_states(a, j) for j in range(w.shape[-1])], axis=-1)
-    return semiring_sum(w + terms, -1, semiring)
+    return semiring_sum([w[..., j] + shift_states(a, j) for j in range(w.shape[-1])], semiring)
 
 
 def _sequential(weights, init, semiring):
@@ -98,14 +102,11 @@ def _blocked(weights, init, semiring, k):
             moved = jnp.pad(shift_states(composite, j, axis=-2), ((0, 0),) * 3 + ((j, taps - 1 - j),),
                             constant_values=NEG)  # state s - j, offset d - j, placed at offset d
             terms.append(w[:, :, i, :, j, None] + moved)
-        composite = semiring_sum(jnp.stack(terms, axis=-1), -1, semiring)
+        composite = semiring_sum(terms, semiring)
         assert composite.shape[-1] == band
-    band = composite.shape[-1]
-    source = jnp.arange(s)[:, None] - jnp.arange(band)[None, :]  # (S, D): the state s - d each offset reads
 
-    def chain(a, c):  # a (B, S) before the block, c (B, S, D) its composite
-        before = jnp.where(source >= 0, a[:, jnp.clip(source, 0)], NEG)
-        return semiring_sum(c + before, -1, semiring), None
+    def chain(a, c):  # a (B, S) before the block, c (B, S, D) its composite: a'[s] = (+)_d c[s, d] (x) a[s - d]
+        return semiring_sum([c[..., d] + shift_states(a, d) for d in range(c.shape[-1])], semiring), None
 
     final, _ = jax.lax.scan(chain, init, jnp.swapaxes(composite, 0, 1))
     return final
