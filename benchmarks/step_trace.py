@@ -72,7 +72,10 @@ def summarize(trace: dict, steps: int, top: int = 25) -> str:
     """Markdown summary of a trace of `steps` train steps (see the module docstring)."""
     threads, events = device_events(trace)
     if not events:
-        return "No accelerator processes in this trace (a CPU run): nothing to summarise.\n"
+        raw = trace["traceEvents"] if isinstance(trace, dict) else trace
+        names = sorted({str(e.get("args", {}).get("name")) for e in raw if e.get("name") == "process_name"})
+        return (f"No accelerator processes in this trace (a CPU run): nothing to summarise. Processes: "
+                f"{', '.join(names) or 'none'}.\n")
     line = lambda e: threads.get((e["pid"], e.get("tid")), "")
     ops = [e for e in events if "XLA Ops" in line(e)]
     modules = [e for e in events if "XLA Modules" in line(e)]
@@ -88,6 +91,12 @@ def summarize(trace: dict, steps: int, top: int = 25) -> str:
     if modules:
         text += (f"XLA modules run per step: {len(modules) / steps:.1f} "
                  f"({', '.join(sorted({e['name'] for e in modules})[:5])}).\n")
+    lines = collections.Counter()
+    for e in events:
+        lines[line(e) or "(unnamed)"] += e["dur"]
+    text += "\n| trace line | ms per step (sum of its events) |\n| --- | --- |\n"
+    for name, dur in lines.most_common(12):
+        text += f"| {name} | {dur / steps / 1e3:.3f} |\n"
     table = ops or kernels
     totals, counts = collections.Counter(), collections.Counter()
     for e in table:

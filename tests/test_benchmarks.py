@@ -56,6 +56,9 @@ def test_summary_of_a_hand_made_trace():
     text = summarize(TRACE, steps=2)
     assert "span 0.02 ms, some kernel running 0.01 ms (62.5 %), idle 0.01 ms" in text  # 40/2 µs, 25/2 µs
     assert "XLA modules run per step: 1.0 (jit_train_step)" in text
+    # per line, the sum of its events per step (µs / 2 steps): modules 80, ops 8 + 4 + 20, kernels 10 + 10 + 10
+    assert table_rows(text, "| trace line |") == [["XLA Modules", "0.040"], ["XLA Ops", "0.016"],
+                                                  ["Stream #7(Compute)", "0.015"]]
     rows = table_rows(text, "| XLA op |")
     assert rows == [["`convolution.2`", "0.5", "0.010", "62.5 %"], ["`fusion.1`", "1.0", "0.006", "37.5 %"]]
     scopes = table_rows(text, "| name scope |")
