@@ -6,7 +6,7 @@
 Runs, most important first, each in its own process with its own time limit, skipping any whose limit no longer
 fits in `--budget_s`:
   1. `tts_step`: the `ljspeech` preset, batch 48, bf16 (the issue's MFU target), 20 timed steps;
-  2. `recurrence`: the aligner's and the CTC's recurrences over frames, sequential against blocked, batch 48;
+  2. `recurrence`: the aligner's and the CTC's recurrences over frames, sequential, unrolled and blocked, batch 48;
   3. `step_trace`: a profiler trace of the step of 1 (what limits it);
   4. `asr_step`: `conformer_s`, batch 16, bf16;
   5. `tts_step` as 1 with the sequential recurrences (1 runs the blocked ones, "auto" off the CPU);

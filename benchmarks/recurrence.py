@@ -1,11 +1,11 @@
-"""The aligner's and the ASR's recurrences over frames, sequential against blocked (`losses/recurrence.py`).
+"""The aligner's and the ASR's recurrences over frames: sequential, unrolled and blocked (`losses/recurrence.py`).
 
     python -m benchmarks.recurrence                  # ljspeech TTS shapes (B=16, T=800, N=150), conformer_s CTC
     python -m benchmarks.recurrence --batch_size 48 --record
 
 Each row: median of 5 jitted calls (after compilation) of the forward-sum loss with its gradient, of monotonic
 alignment search (no gradient; the blocked form back-tracks by autodiff), and of the CTC loss with its gradient at
-the `asr_step` shapes (T/4 = 375 frames after subsampling, 120 labels, 32 symbols), each under both algorithms.
+the `asr_step` shapes (T/4 = 375 frames after subsampling, 120 labels, 32 symbols), each under each algorithm.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from benchmarks.measure import machine, median_seconds, record
 from mmspeech_jax.losses.aligner import forward_sum_loss
 from mmspeech_jax.losses.ctc import ctc_loss
 from mmspeech_jax.models.aligner import monotonic_alignment_search
+
+ALGORITHMS = ("sequential", "unrolled", "blocked")
 
 
 def inputs(batch_size: int, seed: int = 0):
@@ -39,7 +41,7 @@ def inputs(batch_size: int, seed: int = 0):
 def rows(batch_size: int) -> list[tuple[str, str, float]]:
     tts, asr = inputs(batch_size)
     out = []
-    for algorithm in ("sequential", "blocked"):
+    for algorithm in ALGORITHMS:
         forward_sum = jax.jit(jax.value_and_grad(lambda x, tm, fm: forward_sum_loss(x, tm, fm, algorithm=algorithm)))
         mas = jax.jit(lambda x, tm, fm: monotonic_alignment_search(x, tm, fm, algorithm))
         ctc = jax.jit(jax.value_and_grad(lambda x, m, y, ym: ctc_loss(x, m, y, ym, algorithm=algorithm)))
@@ -56,13 +58,12 @@ def main():
     args = parser.parse_args()
     measured = rows(args.batch_size)
     seconds = {(name, algorithm): s for name, algorithm, s in measured}
-    text = (f"### Recurrences over frames, sequential vs blocked — {datetime.date.today().isoformat()}\n\n"
+    text = (f"### Recurrences over frames, sequential / unrolled / blocked — {datetime.date.today().isoformat()}\n\n"
             f"Command: `python -m benchmarks.recurrence --batch_size {args.batch_size}`  \nMachine: {machine()}\n\n"
-            f"| computation (batch {args.batch_size}; TTS T=800, N=150; ASR T=375, L=120) | sequential | blocked | "
-            "blocked / sequential |\n| --- | --- | --- | --- |\n")
+            f"| computation (batch {args.batch_size}; TTS T=800, N=150; ASR T=375, L=120) | "
+            + " | ".join(ALGORITHMS) + " |\n| --- |" + " --- |" * len(ALGORITHMS) + "\n")
     for name in dict.fromkeys(name for name, _, _ in measured):
-        seq, blk = seconds[(name, "sequential")], seconds[(name, "blocked")]
-        text += f"| {name} | {seq * 1e3:.2f} ms | {blk * 1e3:.2f} ms | {blk / seq:.2f} |\n"
+        text += f"| {name} | " + " | ".join(f"{seconds[(name, a)] * 1e3:.2f} ms" for a in ALGORITHMS) + " |\n"
     print(text)
     if args.record:
         record(text)

@@ -21,7 +21,7 @@ def monotonic_paths(t, n):
             yield path
 
 
-@pytest.mark.parametrize("algorithm", ["sequential", "blocked"])
+@pytest.mark.parametrize("algorithm", ["sequential", "unrolled", "blocked"])
 @pytest.mark.parametrize("t,n", [(5, 2), (6, 3), (7, 4), (4, 4)])
 def test_mas_matches_brute_force(t, n, algorithm):
     rng = np.random.default_rng(t * 10 + n)
@@ -51,7 +51,7 @@ def ctc_brute_force(log_probs_with_blank, n):
     return -logsumexp(total)
 
 
-@pytest.mark.parametrize("algorithm", ["sequential", "blocked"])
+@pytest.mark.parametrize("algorithm", ["sequential", "unrolled", "blocked"])
 def test_forward_sum_matches_brute_force_ctc_and_ignores_padding(algorithm):
     rng = np.random.default_rng(0)
     t, n = 5, 2

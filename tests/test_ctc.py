@@ -36,7 +36,7 @@ def random_log_probs(rng, t, v, peaky=1.0):
     return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
 
 
-ALGORITHMS = ("sequential", "blocked")
+ALGORITHMS = ("sequential", "unrolled", "blocked")
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -112,8 +112,8 @@ def test_ctc_loss_gradient_is_finite_under_jit(algorithm):
 
 def test_blocked_ctc_values_and_gradients_equal_optax_on_a_padded_batch():
     """Repeats, padding, an empty row and an infeasible row (left out by ctc_loss): the blocked recurrence gives
-    optax's NLL and gradients (float32, 1e-4 relative), for blocks that do not divide T (one block, and blocks
-    that do: tests/test_recurrence.py)."""
+    optax's NLL and gradients (float32, 1e-4 relative), sequential, unrolled, and blocked in blocks (7, 5) that do
+    not divide T (one block, and blocks that do: tests/test_recurrence.py)."""
     from mmspeech_jax.losses.ctc import ctc_feasible, ctc_nll_recurrence
 
     rng = np.random.default_rng(7)
@@ -132,7 +132,7 @@ def test_blocked_ctc_values_and_gradients_equal_optax_on_a_padded_batch():
         return jnp.sum(jnp.where(feasible, nll, 0.0)), nll
 
     (ref_total, ref_nll), ref_grad = jax.value_and_grad(total, has_aux=True)(logits, "optax")
-    for algorithm, block in (("sequential", None), ("blocked", None), ("blocked", 5)):  # blocks of 7 and 5
+    for algorithm, block in (("sequential", None), ("unrolled", None), ("blocked", None), ("blocked", 5)):
         (got_total, got_nll), grad = jax.jit(jax.value_and_grad(total, has_aux=True), static_argnums=(1, 2))(
             logits, algorithm, block)
         np.testing.assert_allclose(np.asarray(got_nll)[:5], np.asarray(ref_nll)[:5], rtol=1e-5)

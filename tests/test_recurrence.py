@@ -42,7 +42,7 @@ def random_problem(seed, b=3, t=37, s=9, taps=3):
 
 
 @pytest.mark.parametrize("semiring", ["log", "max"])
-@pytest.mark.parametrize("algorithm,block", [("sequential", None), ("blocked", None), ("blocked", 1),
+@pytest.mark.parametrize("algorithm,block", [("sequential", None), ("unrolled", None), ("blocked", None), ("blocked", 1),
                                              ("blocked", 5), ("blocked", 23), ("blocked", 30)])
 def test_recurrence_matches_float64_loop(semiring, algorithm, block):
     """Blocks of ceil(sqrt(23)) = 5, 1 (the sequential chain), 5, 23 (one block) and 30 (padded)."""
@@ -111,8 +111,11 @@ def test_blocked_mas_equals_sequential_on_a_padded_batch():
     frame_mask = jnp.arange(t)[None] < frames[:, None]
     token_mask = jnp.arange(n)[None] < tokens[:, None]
     sequential = monotonic_alignment_search(log_alignment, token_mask, frame_mask, "sequential")
-    blocked = jax.jit(monotonic_alignment_search, static_argnums=3)(log_alignment, token_mask, frame_mask, "blocked")
+    search = jax.jit(monotonic_alignment_search, static_argnums=3)
+    blocked = search(log_alignment, token_mask, frame_mask, "blocked")
     np.testing.assert_array_equal(np.asarray(blocked), np.asarray(sequential))
+    unrolled = search(log_alignment, token_mask, frame_mask, "unrolled")
+    np.testing.assert_array_equal(np.asarray(unrolled), np.asarray(sequential))
     assert np.asarray(blocked).sum() == frames[tokens > 0].sum()
 
 
@@ -122,7 +125,7 @@ def test_algorithm_names_are_checked():
         resolve("parallel")
     with pytest.raises(ValueError, match="semiring"):
         eager_recurrence(jnp.zeros((1, 2, 3, 2)), jnp.zeros((1, 3)), "tropical")
-    assert ALGORITHMS == ("auto", "sequential", "blocked")
+    assert ALGORITHMS == ("auto", "sequential", "unrolled", "blocked")
     with pytest.raises(ConfigError, match="AlignerConfig.recurrence"):
         AlignerConfig(recurrence="parallel")
     from mmspeech_jax.models.ctc_asr import preset
@@ -132,11 +135,11 @@ def test_algorithm_names_are_checked():
 
 
 def scan_lengths(jaxpr) -> list[int]:
-    """Trip counts of every scan in a (closed) jaxpr, nested ones included."""
+    """Loop iterations (trip count / unroll) of every scan in a (closed) jaxpr, nested ones included."""
     lengths = []
     for eqn in jaxpr.jaxpr.eqns if hasattr(jaxpr, "jaxpr") else jaxpr.eqns:
         if eqn.primitive.name == "scan":
-            lengths.append(eqn.params["length"])
+            lengths.append(math.ceil(eqn.params["length"] / max(int(eqn.params.get("unroll", 1)), 1)))
         for value in eqn.params.values():
             for sub in value if isinstance(value, (tuple, list)) else (value,):
                 if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
@@ -146,7 +149,8 @@ def scan_lengths(jaxpr) -> list[int]:
 
 def test_model_configs_choose_the_recurrence_of_their_losses():
     """`AlignerConfig.recurrence` reaches MAS and the forward-sum, `CTCASRConfig.ctc_recurrence` the CTC loss: with
-    "sequential" the traced losses scan over every frame, with "blocked" no scan is longer than T / ceil(sqrt T).
+    "sequential" the traced losses loop over every frame, with "unrolled" over every 8th, with "blocked" no loop is
+    longer than T / ceil(sqrt T).
     (Their values agree: the function-level tests above and in test_ctc.py / test_aligner.py.)"""
     from benchmarks.synthetic import asr_batch
     from benchmarks.tts_step import synthetic_batch
@@ -160,19 +164,20 @@ def test_model_configs_choose_the_recurrence_of_their_losses():
     batch = synthetic_batch(3, 141, n_max=24, t_max=96, n_range=(8, 24), t_range=(40, 96))
     params = jax.eval_shape(lambda: FastSpeech2(config).init({"params": rng}, batch, train=False)["params"])
     longest = {}
-    for algorithm in ("sequential", "blocked"):
+    for algorithm in ("sequential", "unrolled", "blocked"):
         model = FastSpeech2(dataclasses.replace(config, aligner=dataclasses.replace(config.aligner,
                                                                                     recurrence=algorithm)))
         loss_fn = make_fastspeech2_loss_fn(model, binarization_start=0)
         longest[algorithm] = max(scan_lengths(jax.make_jaxpr(lambda p, b: loss_fn(p, b, rng, True, 10))(params, batch)))
-    assert longest["sequential"] >= 95 and longest["blocked"] <= 10, longest
+    assert longest["sequential"] >= 95 and longest["unrolled"] == 12 and longest["blocked"] <= 10, longest
 
     batch = asr_batch(2, t_max=200, l_max=20, t_range=(120, 200), l_range=(10, 20))
     longest = {}
-    for algorithm in ("sequential", "blocked"):
+    for algorithm in ("sequential", "unrolled", "blocked"):
         model = CTCASR(asr_preset("tiny", ctc_recurrence=algorithm))
         params = jax.eval_shape(lambda: model.init(rng, batch["features"], batch["frame_mask"])["params"])
         loss_fn = make_ctc_loss_fn(model)
         longest[algorithm] = max(scan_lengths(jax.make_jaxpr(lambda p, b: loss_fn(p, b, rng, True, 0))(params, batch)))
     assert longest["sequential"] >= 50, longest  # optax's scan over the subsampled frames
+    assert longest["unrolled"] == math.ceil(longest["sequential"] / 8), longest
     assert longest["blocked"] <= math.ceil(math.sqrt(longest["sequential"] + 1)), longest

@@ -28,7 +28,7 @@ from scipy.special import betaln, gammaln
 from mmspeech_jax.layers.winograd import Conv1D
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
-from mmspeech_jax.losses.recurrence import NEG, banded_recurrence, resolve, with_identity_frames
+from mmspeech_jax.losses.recurrence import NEG, UNROLL, banded_recurrence, resolve, with_identity_frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,12 +105,15 @@ def monotonic_alignment_search(log_alignment, token_mask, frame_mask, algorithm:
     """Viterbi: the monotonic path (every token >= 1 frame, frames in order) of maximum total log-probability.
 
     log_alignment (B, T, N) -> hard alignment (B, T, N) in {0, 1}. Needs T_b >= N_b for each utterance.
-    `algorithm` (`losses/recurrence.py`): "sequential" scans the frames forward, then back-tracks; "blocked" takes
-    the path as the gradient of the best score, both in about 2 sqrt(T) steps; "auto": sequential on the CPU.
+    `algorithm` (`losses/recurrence.py`): "sequential" scans the frames forward, then back-tracks ("unrolled": 8
+    frames per loop iteration); "blocked" takes the path as the gradient of the best score, both in about
+    2 sqrt(T) steps; "auto": sequential on the CPU.
     Equal-scoring paths (a measure-zero event for real log-probabilities) may be broken differently by the two.
     """
-    if resolve(algorithm) == "blocked":
+    algorithm = resolve(algorithm)
+    if algorithm == "blocked":
         return _viterbi_by_gradient(log_alignment, token_mask, frame_mask)
+    unroll = UNROLL if algorithm == "unrolled" else 1
     b, t, n = log_alignment.shape
     neg = -1e9
     values = jnp.where(token_mask[:, None, :] & frame_mask[:, :, None], log_alignment, neg)
@@ -124,7 +127,7 @@ def monotonic_alignment_search(log_alignment, token_mask, frame_mask, algorithm:
         return score, came_from_advance
 
     first = jnp.where(token_index[None, :] == 0, values[:, 0], neg)
-    _, moves = jax.lax.scan(forward, first, jnp.swapaxes(values[:, 1:], 0, 1))  # moves (T-1, B, N)
+    _, moves = jax.lax.scan(forward, first, jnp.swapaxes(values[:, 1:], 0, 1), unroll=unroll)  # moves (T-1, B, N)
     frame_lengths = frame_mask.sum(-1)
     last_token = token_mask.sum(-1) - 1
 
@@ -136,7 +139,7 @@ def monotonic_alignment_search(log_alignment, token_mask, frame_mask, algorithm:
         return previous, current
 
     steps = jnp.arange(1, t)[::-1]
-    start, path = jax.lax.scan(backward, last_token, (steps, moves[::-1]))
+    start, path = jax.lax.scan(backward, last_token, (steps, moves[::-1]), unroll=unroll)
     path = jnp.concatenate([start[None], path[::-1]], axis=0)  # (T, B): token of frames 0..T-1
     hard = jax.nn.one_hot(jnp.swapaxes(path, 0, 1), n, dtype=jnp.float32)
     return hard * frame_mask[..., None] * token_mask[:, None, :]
