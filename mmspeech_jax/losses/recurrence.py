@@ -3,15 +3,17 @@
     a_t[s] = (+)_{j=0..J} w_t[s, j] (x) a_{t-1}[s - j]        t = 0..T-1, a_{-1} = init,  a_t[s - j] = 0-bar for s < j
 
 with (+, x) = (logsumexp, +) ("log": CTC, forward-sum) or (max, +) ("max": Viterbi). weights (B, T, S, J + 1),
-init (B, S) -> a_{T-1} (B, S). `identity_frames` turns masked frames into a_t = a_{t-1} (padding never changes a
-result).
+init (B, S) -> a_{T-1} (B, S). `with_identity_frames` turns masked frames into a_t = a_{t-1} (padding never
+changes a result).
 
 "sequential": one `lax.scan` step per frame. "unrolled": the same scan with UNROLL frames per loop iteration (the
-same arithmetic, an eighth of the loop iterations, whose fixed cost is what an accelerator pays per frame). "blocked": the frames in blocks of k; each block's k steps composed
-into one banded matrix (band kJ + 1, every block at once, k - 1 steps), then the blocks chained (T / k steps): about
-2 sqrt(T) dependent steps instead of T, for about k J (J + 1) / 2 times the arithmetic. A step on a GPU costs a few
-kernel launches whatever its size, so for T in the hundreds the blocked form is the faster there; on a CPU the
-arithmetic costs more than the steps save. "auto" is "sequential" on the CPU backend and "blocked" elsewhere.
+same arithmetic, an eighth of the loop iterations, whose fixed cost is what an accelerator pays per frame).
+"blocked": the frames in blocks of k; each block's k steps composed into one banded matrix (band kJ + 1, every
+block at once, k - 1 steps), then the blocks chained (T / k steps): about 2 sqrt(T) dependent steps instead of T,
+for about k J (J + 1) / 2 times the arithmetic. A step on a GPU costs a few kernel launches whatever its size, so
+for T in the hundreds the blocked form is expected to be the faster there (not yet measured on a GPU:
+`benchmarks/recurrence.py`); on a CPU the arithmetic costs more than the steps save (measured, RESULTS.md). "auto"
+is "sequential" on the CPU backend and "blocked" elsewhere.
 
 Gradients are JAX's own (autodiff of either form, same values). Every (+) is elementwise over shifted copies (no
 gathers or scatters, forward or backward). Under "max" the first of equal values wins, so the gradient of a Viterbi
