@@ -22,8 +22,8 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.measure import (epoch_compilations, machine, median_seconds, mfu_peak, record,
-                                time_train_step)
+from benchmarks.measure import (add_epoch_compilations_flag, epoch_compilations, epoch_compilations_sentence,
+                                machine, median_seconds, mfu_peak, record, time_train_step)
 from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
@@ -133,9 +133,7 @@ def main():
     parser.add_argument("--recurrence", default="auto", choices=RECURRENCES,
                         help="the CTC loss over frames (losses/ctc.py): auto (optax's scan on the CPU, blocked "
                              "elsewhere), sequential or blocked")
-    parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
-                        help="also count the step's compilations over one epoch of bucketed data (`tiny` preset; "
-                             "the count does not depend on the device)")
+    add_epoch_compilations_flag(parser)
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also time each encoder component alone")
     args = parser.parse_args()
@@ -155,9 +153,7 @@ def main():
             f"{r['greedy_x_rt']:.0f}x real time | {r['beam_x_rt']:.0f}x real time |\n\n"
             f"{peak_sentence}\n\n")
     if args.epoch_compilations:
-        compiles, shapes, batches = asr_epoch_compilations()
-        text += (f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
-                 f"{compiles}, for {shapes} bucket shapes.\n")
+        text += epoch_compilations_sentence(*asr_epoch_compilations())
     if args.profile:
         text += ("\n| component (forward+backward, train mode, median of 3) | seconds | XLA FLOPs | FLOP/s |\n"
                  "| --- | --- | --- | --- |\n")

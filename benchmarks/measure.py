@@ -5,6 +5,7 @@ benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -113,6 +114,18 @@ def compiled_flops(compiled) -> float:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def add_epoch_compilations_flag(parser) -> None:
+    """`--epoch_compilations` / `--no-epoch_compilations` (default on) for the step benchmarks."""
+    parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
+                        help="also count the step's compilations over one epoch of bucketed data (`tiny` preset; "
+                             "the count does not depend on the device)")
+
+
+def epoch_compilations_sentence(compiles: int, shapes: int, batches: int) -> str:
+    return (f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
+            f"{compiles}, for {shapes} bucket shapes.\n")
 
 
 def epoch_compilations(make_step, make_batch, frames, tokens, batch_size: int = 16,

@@ -27,8 +27,8 @@ import datetime
 import jax
 import numpy as np
 
-from benchmarks.measure import (epoch_compilations, machine, median_seconds, mfu_peak, record,
-                                step_flops, time_train_step)
+from benchmarks.measure import (add_epoch_compilations_flag, epoch_compilations, epoch_compilations_sentence,
+                                machine, median_seconds, mfu_peak, record, step_flops, time_train_step)
 from benchmarks.synthetic import tts_batch
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
@@ -123,9 +123,7 @@ def main():
                              "(sequential on the CPU, blocked elsewhere), sequential or blocked")
     parser.add_argument("--conv_algorithm", default="auto", choices=ALGORITHMS,
                         help="kernel-3/5 convolutions: auto (Winograd for float32 on CPU), winograd or direct")
-    parser.add_argument("--epoch_compilations", action=argparse.BooleanOptionalAction, default=True,
-                        help="also count the step's compilations over one epoch of bucketed data (`tiny` preset; "
-                             "the count does not depend on the device)")
+    add_epoch_compilations_flag(parser)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     r = run(args.preset, args.batch_size, args.steps, args.durations, args.micro_batches, args.recurrence,
@@ -152,9 +150,7 @@ def main():
             f"{peak_sentence} "
             f"The paper's 160 k-step LJSpeech schedule at this step time: {160_000 * r['step_s'] / 3600:.2f} h.\n\n")
     if args.epoch_compilations:
-        compiles, shapes, batches = tts_epoch_compilations()
-        text += (f"Compilations of the train step over one epoch of bucketed data (`tiny` preset, {batches} batches): "
-                 f"{compiles}, for {shapes} bucket shapes.\n")
+        text += epoch_compilations_sentence(*tts_epoch_compilations())
     print(text)
     if args.record:
         record(text)

@@ -5,7 +5,7 @@ without soundfile and soxr (file I/O's packages): a process that trains or bench
 optax, chex and numpy alone.
 """
 
-import importlib
+from mmspeech_jax.lazy import lazy_names
 
 _SOURCES = {
     "MelConfig": "features", "frame_energy": "features", "log_mel_and_energy": "features",
@@ -17,12 +17,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name):
-    if name not in _SOURCES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_SOURCES))
+__getattr__, __dir__ = lazy_names(__name__, _SOURCES)

