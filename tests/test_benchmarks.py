@@ -109,3 +109,13 @@ def test_device_suite_smoke_on_cpu(tmp_path):
     assert "### TTS train step trace" in entries
     for name in ("perfetto_trace.json.gz", "step_hlo.txt.gz", "trace_summary.md"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_device_suite_skips_runs_that_would_pass_its_budget(tmp_path):
+    """With a 1 s budget every run's limit would pass it: all are skipped, none leaves an entry."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.device_suite", "--out", str(tmp_path), "--smoke",
+                           "--budget_s", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (tmp_path / "suite.log").read_text()
+    assert log.count(": skipped (") == len(plan(smoke=True, out=tmp_path)) and ": exit " not in log
+    assert (tmp_path / "entries.md").read_text() == ""

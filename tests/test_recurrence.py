@@ -181,3 +181,13 @@ def test_model_configs_choose_the_recurrence_of_their_losses():
     assert longest["sequential"] >= 50, longest  # optax's scan over the subsampled frames
     assert longest["unrolled"] == math.ceil(longest["sequential"] / 8), longest
     assert longest["blocked"] <= math.ceil(math.sqrt(longest["sequential"] + 1)), longest
+
+
+def test_max_of_equal_terms_sends_the_gradient_to_the_first():
+    """Ties under "max" go to the first term (as the sequential MAS keeps 'stay' on a tie), so a Viterbi gradient
+    stays one path even where scores are equal."""
+    from mmspeech_jax.losses.recurrence import semiring_sum
+
+    x = jnp.asarray([1.0, 2.0, 2.0])
+    grads = jax.grad(lambda a, b, c: semiring_sum([a, b, c], "max").sum(), argnums=(0, 1, 2))(x, x, x)
+    np.testing.assert_array_equal(np.stack([np.asarray(g) for g in grads]), [[1, 1, 1], [0, 0, 0], [0, 0, 0]])
