@@ -81,7 +81,7 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: in
         rng = jax.random.fold_in(rng, state.step)
         loss, parts, grads = accumulated_gradients(loss_fn, state.params, batch, rng, state.step, micro_batches,
                                                    unroll)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
