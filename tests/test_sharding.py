@@ -138,14 +138,22 @@ def test_mesh_flag():
 
 
 def test_persistent_compilation_cache_is_filled(small_cache, tmp_path):
+    """The trainer's cache directory is used even when this process already opened a cache on another one."""
+    from jax.experimental.compilation_cache import compilation_cache
+
     from mmspeech_jax.models.fastspeech2 import model_inputs, preset
     from mmspeech_jax.train.trainer import TrainerConfig, fit
 
     params, _, loss_fn = tts_setup(small_cache)
     config = preset("tiny", len(small_cache.table))
-    cache_dir = tmp_path / "xla_cache"
-    before = jax.config.jax_compilation_cache_dir
+    earlier, cache_dir = tmp_path / "earlier_cache", tmp_path / "xla_cache"
+    before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
     try:
+        jax.config.update("jax_compilation_cache_dir", str(earlier))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        compilation_cache.reset_cache()
+        jax.jit(lambda x: x * 3.0 + 1.0)(np.arange(5.0, dtype=np.float32)).block_until_ready()
+        assert any(earlier.iterdir())  # a cache is open on `earlier`
         fit(tmp_path / "w", params, optax.sgd(0.1), loss_fn,
             make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=8, num_buckets=1, num_epochs=None),
                                 verbose=False),
@@ -153,4 +161,6 @@ def test_persistent_compilation_cache_is_filled(small_cache, tmp_path):
             prepare=lambda b: model_inputs(b, config))
         assert cache_dir.is_dir() and any(cache_dir.iterdir())
     finally:
-        jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+        compilation_cache.reset_cache()

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 import jax
 import numpy as np
 import optax
+from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
 from mmspeech_jax.train.checkpoint import Checkpointer
@@ -59,6 +60,18 @@ def _scalars(metrics) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
 
 
+def use_compilation_cache(path) -> None:
+    """Send this process's compilations, however short, to JAX's persistent cache in `path` from now on.
+
+    JAX opens its cache once per process, at the first compilation with a directory set; a cache already opened on
+    another directory (JAX_COMPILATION_CACHE_DIR, an earlier run in this process) is closed so that `path` is used."""
+    path = str(Path(path).absolute())
+    if jax.config.jax_compilation_cache_dir != path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        compilation_cache.reset_cache()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batches, config: TrainerConfig,
         prepare: Callable[[dict], dict] = lambda b: b,
         eval_batches: Callable[[], Iterable[dict]] | None = None, mesh=None) -> FitResult:
@@ -70,8 +83,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if config.compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(Path(config.compilation_cache_dir).absolute()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        use_compilation_cache(config.compilation_cache_dir)
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
     state = TrainState.create(params, tx)
     if mesh is not None:
