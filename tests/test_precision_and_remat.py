@@ -1,5 +1,6 @@
-"""The ASR's bf16 compute option (float32 params, log-probabilities, gradients) and block rematerialisation for the
-TTS and the ASR (same loss and gradients; the backward pass really recomputes)."""
+"""The ASR's bf16 compute option (float32 params, log-probabilities, gradients), block rematerialisation for the
+TTS and the ASR (same loss and gradients; the backward pass really recomputes), and the configuration `auto` gives
+on an accelerator (bf16, blocked recurrences, XLA convolutions) run on the CPU."""
 
 import dataclasses
 
@@ -71,3 +72,37 @@ def test_remat_gives_the_same_loss_and_gradients(task, small_cache):
                            ).count("remat")
     # tiny presets: TTS 1 encoder + 1 decoder block, ASR 2 Conformer blocks
     assert count(plain) == 0 and count(remat) == 2
+
+
+def accelerator_variant(task, cache):
+    """(params, batch, float32 CPU loss_fn, loss_fn as `auto` resolves on a GPU): bf16 compute, blocked recurrences
+    over frames (CTC; the aligner's forward-sum and MAS) and, for the TTS, XLA's convolutions instead of Winograd."""
+    if task == "asr":
+        params, batch, loss_fn = asr_setup(cache)
+        return params, batch, loss_fn, asr_model({"compute_dtype": "bfloat16", "ctc_recurrence": "blocked"}, cache)[1]
+    from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
+    from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+
+    params, batch, loss_fn = tts_setup(cache)
+    base = preset("tiny", len(cache.table))
+    gpu = dataclasses.replace(base, compute_dtype="bfloat16", conv_algorithm="direct",
+                              aligner=dataclasses.replace(base.aligner, recurrence="blocked"))
+    return params, batch, loss_fn, make_fastspeech2_loss_fn(FastSpeech2(gpu), binarization_start=0)
+
+
+@pytest.mark.parametrize("task", ["tts", "asr"])
+def test_accelerator_configuration_matches_the_float32_cpu_path(task, small_cache):
+    """What a GPU run computes, run on the CPU: the loss within 1 % of the float32 sequential-recurrence path and
+    float32, finite gradients pointing the same way (cosine > 0.99 over all parameters)."""
+    params, batch, reference_fn, gpu_fn = accelerator_variant(task, small_cache)
+    rng = jax.random.key(0, impl="rbg")
+    grad = lambda fn: jax.jit(jax.value_and_grad(lambda p: fn(p, batch, rng, True, 0), has_aux=True))(params)
+    (loss, _), grads = grad(gpu_fn)
+    (ref_loss, _), ref_grads = grad(reference_fn)
+    np.testing.assert_allclose(float(loss), float(ref_loss), rtol=0.01)
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    flat = np.concatenate([np.ravel(g) for g in leaves]).astype(np.float64)
+    ref_flat = np.concatenate([np.ravel(g) for g in jax.tree_util.tree_leaves(ref_grads)]).astype(np.float64)
+    cosine = flat @ ref_flat / (np.linalg.norm(flat) * np.linalg.norm(ref_flat))
+    assert cosine > 0.99, cosine
