@@ -44,17 +44,23 @@ def test_asr_bfloat16_compute_keeps_float32_params_outputs_and_gradients(small_c
         preset("tiny", compute_dtype="float16")
 
 
-def remat_variant(task, cache):
-    """(params, batch, loss_fn without remat, loss_fn with remat) for the tiny TTS or ASR."""
+def variant(task, cache, asr_changes: dict, tts_change):
+    """(params, batch, loss_fn of the tiny preset, loss_fn of a changed config) for the TTS or the ASR: `asr_changes`
+    are arguments of the ASR preset, `tts_change` maps the tiny FastSpeech2 config to the changed one."""
     if task == "asr":
         params, batch, loss_fn = asr_setup(cache)
-        return params, batch, loss_fn, asr_model({"remat": True}, cache)[1]
+        return params, batch, loss_fn, asr_model(asr_changes, cache)[1]
     from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
     from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
 
     params, batch, loss_fn = tts_setup(cache)
-    remat = FastSpeech2(dataclasses.replace(preset("tiny", len(cache.table)), remat=True))
-    return params, batch, loss_fn, make_fastspeech2_loss_fn(remat, binarization_start=0)
+    changed = FastSpeech2(tts_change(preset("tiny", len(cache.table))))
+    return params, batch, loss_fn, make_fastspeech2_loss_fn(changed, binarization_start=0)
+
+
+def remat_variant(task, cache):
+    """(params, batch, loss_fn without remat, loss_fn with remat) for the tiny TTS or ASR."""
+    return variant(task, cache, {"remat": True}, lambda config: dataclasses.replace(config, remat=True))
 
 
 @pytest.mark.parametrize("task", ["tts", "asr"])
@@ -77,17 +83,9 @@ def test_remat_gives_the_same_loss_and_gradients(task, small_cache):
 def accelerator_variant(task, cache):
     """(params, batch, float32 CPU loss_fn, loss_fn as `auto` resolves on a GPU): bf16 compute, blocked recurrences
     over frames (CTC; the aligner's forward-sum and MAS) and, for the TTS, XLA's convolutions instead of Winograd."""
-    if task == "asr":
-        params, batch, loss_fn = asr_setup(cache)
-        return params, batch, loss_fn, asr_model({"compute_dtype": "bfloat16", "ctc_recurrence": "blocked"}, cache)[1]
-    from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
-    from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
-
-    params, batch, loss_fn = tts_setup(cache)
-    base = preset("tiny", len(cache.table))
-    gpu = dataclasses.replace(base, compute_dtype="bfloat16", conv_algorithm="direct",
-                              aligner=dataclasses.replace(base.aligner, recurrence="blocked"))
-    return params, batch, loss_fn, make_fastspeech2_loss_fn(FastSpeech2(gpu), binarization_start=0)
+    gpu = lambda config: dataclasses.replace(config, compute_dtype="bfloat16", conv_algorithm="direct",
+                                             aligner=dataclasses.replace(config.aligner, recurrence="blocked"))
+    return variant(task, cache, {"compute_dtype": "bfloat16", "ctc_recurrence": "blocked"}, gpu)
 
 
 @pytest.mark.parametrize("task", ["tts", "asr"])
