@@ -8,7 +8,8 @@
     mmspeech transcribe --workdir W a.wav b.flac ... [--out results.jsonl] [--beam-width 8]
     mmspeech evaluate-tts --tts W1 --asr W2 --text-file lines.txt [--out report.json]
 
-Errors (bad text, missing workdir, an output that exists) print one line and exit with status 2; in --text-file
+Errors (bad text, a bad --speed, a missing or non-UTF-8 --text-file, missing workdir, an output that exists) print
+one line and exit with status 2; the arguments are checked before the model loads; in --text-file
 mode a bad line is reported and the other lines are still synthesized; in `transcribe` an unreadable file is
 reported on one line and the other files are still transcribed (exit status 1 when any failed).
 """
@@ -23,6 +24,17 @@ from pathlib import Path
 from mmspeech_jax.errors import MMSpeechError
 
 
+def _text_lines(path: str) -> list[str]:
+    """The stripped lines of a --text-file (blank ones kept, so line numbers match the file), or a one-line error."""
+    file = Path(path)
+    if not file.is_file():
+        raise MMSpeechError(f"text file {path} not found")
+    try:
+        return [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise MMSpeechError(f"text file {path} is not UTF-8 text (byte {exc.start})") from None
+
+
 def _voiced(tts, args):
     """`tts` bound to --speaker / --reference (validated: one-line errors)."""
     from mmspeech_jax.synthesize import VoicedSynthesizer
@@ -32,24 +44,27 @@ def _voiced(tts, args):
 
 
 def _synthesize(args) -> int:
-    from mmspeech_jax.audio.io import save_audio
+    from mmspeech_jax.audio.io import check_audio_output, save_audio
     from mmspeech_jax.models.variance_adaptor import Controls
     from mmspeech_jax.synthesize import Synthesizer
 
     if (args.text is None) == (args.text_file is None):
         raise MMSpeechError("give exactly one of --text and --text-file")
-    tts = _voiced(Synthesizer.from_workdir(args.workdir), args)  # a bad voice fails here, before any line
-    controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
+    if args.text is not None and not args.out:
+        raise MMSpeechError("--text needs --out FILE.wav")
     if args.text is not None:
-        if not args.out:
-            raise MMSpeechError("--text needs --out FILE.wav")
+        check_audio_output(args.out, overwrite=args.overwrite)
+    if args.text_file is not None and not args.out_dir:
+        raise MMSpeechError("--text-file needs --out-dir DIR")
+    # Everything the user typed is checked before the model loads.
+    controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
+    lines = None if args.text_file is None else _text_lines(args.text_file)
+    tts = _voiced(Synthesizer.from_workdir(args.workdir), args)  # a bad voice fails here, before any line
+    if lines is None:
         audio, rate = tts.synthesize(args.text, controls)
         print(save_audio(args.out, audio, rate, overwrite=args.overwrite))
         return 0
-    if not args.out_dir:
-        raise MMSpeechError("--text-file needs --out-dir DIR")
     failures = 0
-    lines = [line.strip() for line in Path(args.text_file).read_text().splitlines()]
     for number, line in enumerate(lines, 1):
         if not line:
             continue
@@ -63,7 +78,7 @@ def _synthesize(args) -> int:
 
 
 def _export(args) -> int:
-    from mmspeech_jax.export import export_parameters
+    from mmspeech_jax.export import PARAMETER_FILES, check_new_outputs, export_parameters
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
     workdir = Path(args.workdir)
@@ -73,6 +88,7 @@ def _export(args) -> int:
         print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames)}")
         return 0
     config = read_workdir_config(workdir)
+    check_new_outputs(args.out, PARAMETER_FILES)  # before the checkpoint loads
     params, step = restore_params(workdir)
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
                             config["features"]["mel"], args.out, task=config.get("task", "tts"))
@@ -83,9 +99,11 @@ def _export(args) -> int:
 def _transcribe(args) -> int:
     from mmspeech_jax.transcribe import Transcriber
 
-    asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width)
+    if args.beam_width < 1:
+        raise MMSpeechError(f"--beam-width must be >= 1 (1: greedy), got {args.beam_width}")
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+    asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width)
     results, failures = [], 0
     for path in args.audio:
         try:
@@ -120,9 +138,7 @@ def _evaluate_tts(args) -> int:
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
-    if not Path(args.text_file).is_file():
-        raise MMSpeechError(f"text file {args.text_file} not found")
-    texts = [line.strip() for line in Path(args.text_file).read_text().splitlines() if line.strip()]
+    texts = [line for line in _text_lines(args.text_file) if line]
     tts, asr = _voiced(Synthesizer.from_workdir(args.tts), args), Transcriber.from_workdir(args.asr)
     ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))
     report = evaluate_tts(tts, asr, texts, ground_truth)

@@ -84,3 +84,8 @@ class CorpusNotFoundError(CorpusError, FileNotFoundError):
 
 class CorpusMismatchError(CorpusError):
     """A directory exists but was made by a different configuration or version."""
+
+
+# --- outputs -----------------------------------------------------------------------------------------------------
+class OutputExistsError(MMSpeechError, FileExistsError):
+    """An export would overwrite a file that is already there (nothing is written)."""

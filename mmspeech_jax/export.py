@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmspeech_jax.errors import CorpusMismatchError
+from mmspeech_jax.errors import OutputExistsError
 
 
 def flatten(params, prefix: str = "") -> dict[str, np.ndarray]:
@@ -41,13 +41,26 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
+PARAMETER_FILES = ("model.safetensors", "config.json", "symbols.json")
+
+
+def check_new_outputs(out_dir, names) -> Path:
+    """`out_dir` as a Path, or `OutputExistsError` when any of the files `names` an export would write is already
+    in it (checked before anything is written, so a user's file is never replaced)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir} exists and is not a directory; choose another output directory")
+    taken = sorted(name for name in names if (out_dir / name).exists())
+    if taken:
+        raise OutputExistsError(f"{out_dir} already holds {', '.join(taken)}; choose another output directory")
+    return out_dir
+
+
 def export_parameters(params, model_config: dict, symbols: dict, mel_config: dict, out_dir, task: str = "tts") -> Path:
-    """Writes model.safetensors, config.json and symbols.json into `out_dir` (refuses to overwrite)."""
+    """Writes model.safetensors, config.json and symbols.json into `out_dir` (refuses to overwrite any of them)."""
     from safetensors.numpy import save_file
 
-    out_dir = Path(out_dir)
-    if (out_dir / "model.safetensors").exists():
-        raise CorpusMismatchError(f"{out_dir} already holds an export; choose another directory")
+    out_dir = check_new_outputs(out_dir, PARAMETER_FILES)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in flatten(params).items()}, str(out_dir / "model.safetensors"))
     (out_dir / "config.json").write_text(json.dumps({"task": task, "model": model_config, "mel": mel_config}, indent=1))

@@ -31,9 +31,12 @@ import jax
 import jax.numpy as jnp
 from jax import export
 
-from mmspeech_jax.errors import CorpusMismatchError
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.export import check_new_outputs
 
 REFERENCE_FRAMES = 512
+ARTIFACTS = {"tts": ("text_to_mel", "griffin_lim"), "hyperspeech": ("text_to_mel", "griffin_lim"),
+             "asr": ("features_to_log_probs",)}  # by the workdir's task
 
 
 def _serialize(fn, *specs) -> bytes:
@@ -45,16 +48,20 @@ def _spec(shape, dtype) -> dict:
 
 
 def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 1024) -> Path:
-    """Writes the task's artifacts and manifest.json into `out_dir` (refuses to overwrite an existing export)."""
+    """Writes the task's artifacts and manifest.json into `out_dir` (refuses to overwrite any of those files)."""
     from mmspeech_jax.audio.features import MelConfig
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
-    workdir, out_dir = Path(workdir), Path(out_dir)
-    if (out_dir / "manifest.json").exists():
-        raise CorpusMismatchError(f"{out_dir} already holds a serialized export; choose another directory")
+    for name, value in (("max_tokens", max_tokens), ("max_frames", max_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer (the padded length exported), got {value!r}")
+    workdir = Path(workdir)
     config = read_workdir_config(workdir)
-    params, step = restore_params(workdir)
     task = config.get("task", "tts")
+    if task not in ARTIFACTS:
+        raise ConfigError(f"{workdir}: task {task!r} has no serialized export (known: {', '.join(ARTIFACTS)})")
+    out_dir = check_new_outputs(out_dir, [f"{name}.jax" for name in ARTIFACTS[task]] + ["manifest.json"])
+    params, step = restore_params(workdir)
     mel_config = MelConfig(**config["features"]["mel"])
     m = mel_config.n_mels
     (b,) = export.symbolic_shape("B")

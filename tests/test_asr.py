@@ -76,10 +76,16 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in rows] == [str(stereo), str(broken), str(flac)]
     assert "text" in rows[0] and "error" in rows[1] and "text" in rows[2]
-    # Beam search path, and an existing --out is never overwritten.
+    # An existing --out is never overwritten, and a bad beam width is refused, each before the model loads.
+    assert cli(["transcribe", "--workdir", str(tmp_path / "none"), str(flac), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and len(out.read_text().splitlines()) == 3
+    assert cli(["transcribe", "--workdir", str(tmp_path / "none"), str(flac), "--beam-width", "0"]) == 2
+    assert "--beam-width" in capsys.readouterr().err
+    # The beam search path.
+    beam = tmp_path / "beam.jsonl"
     assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(flac), "--beam-width", "4",
-                "--out", str(out)]) == 2
-    assert len(out.read_text().splitlines()) == 3
+                "--out", str(beam)]) == 0
+    assert [sorted(json.loads(line)) for line in beam.read_text().splitlines()] == [["path", "text"]]
     # A TTS workdir is not an ASR workdir.
     assert cli(["transcribe", "--workdir", str(tmp_path), str(flac)]) == 2
 

@@ -52,6 +52,31 @@ def test_text_file_keeps_going_past_a_bad_line(workdir, tmp_path, capsys):
     assert "line 2" in capsys.readouterr().err
 
 
+def test_bad_arguments_fail_in_one_line_before_the_model_loads(tmp_path, capsys):
+    """Each is reported as itself, not as the missing workdir (which would load after them), and writes nothing."""
+    missing = str(tmp_path / "no_workdir")
+    existing = tmp_path / "taken.wav"
+    existing.write_bytes(b"user data")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Caf\xe9 au lait.\n".encode("latin-1"))
+    cases = [
+        (["--text", "Hi.", "--out", str(tmp_path / "a.wav"), "--speed", "0"], "speed"),
+        (["--text", "Hi.", "--out", str(tmp_path / "a.wav"), "--speed", "nan"], "speed"),
+        (["--text", "Hi.", "--out", str(tmp_path / "a.mp3")], "unsupported output format"),
+        (["--text", "Hi.", "--out", str(existing)], "refusing to overwrite"),
+        (["--text-file", str(tmp_path / "none.txt"), "--out-dir", str(tmp_path / "o")], "not found"),
+        (["--text-file", str(latin1), "--out-dir", str(tmp_path / "o")], "not UTF-8"),
+        (["--text-file", str(latin1)], "--out-dir"),
+    ]
+    for extra, expected in cases:
+        assert cli(["synthesize", "--workdir", missing, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1 and "no_workdir" not in err, (extra, err)
+    assert existing.read_bytes() == b"user data" and not (tmp_path / "o").exists() and not (tmp_path / "a.wav").exists()
+    assert cli(["evaluate-tts", "--tts", missing, "--asr", missing, "--text-file", str(latin1)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
 def test_export_loads_in_a_new_process(workdir, tmp_path):
     out = tmp_path / "exported"
     assert cli(["export", "--workdir", str(workdir), "--out", str(out)]) == 0

@@ -72,3 +72,30 @@ def test_asr_artifact_matches_the_model(tiny_asr_workdir, tmp_path):
     n = int(lengths[0])
     assert int(out_mask[0].sum()) == n
     np.testing.assert_allclose(log_probs[0, :n], expected[0, :n], rtol=1e-4, atol=1e-4)
+
+
+def test_exports_never_replace_a_file_and_check_arguments_first(tiny_tts_workdir, tmp_path, capsys):
+    """A directory holding any file an export would write is refused before anything is written (the old check
+    looked only for model.safetensors / manifest.json and replaced the rest), in one line; bad lengths are refused
+    before the workdir is even read."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("the user's own config")
+    (mine / "griffin_lim.jax").write_bytes(b"the user's own artifact")
+    for extra in ([], ["--stablehlo"]):
+        assert cli(["export", "--workdir", str(tiny_tts_workdir), "--out", str(mine), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("config.json" if not extra else "griffin_lim.jax") in err, err
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "griffin_lim.jax"]
+    assert (mine / "config.json").read_text() == "the user's own config"
+    assert (mine / "griffin_lim.jax").read_bytes() == b"the user's own artifact"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert cli(["export", "--workdir", str(tiny_tts_workdir), "--out", str(a_file)]) == 2
+    assert "not a directory" in capsys.readouterr().err and a_file.read_text() == "x"
+    for flag in ("--max-frames", "--max-tokens"):
+        assert cli(["export", "--workdir", str(tmp_path / "no_workdir"), "--out", str(tmp_path / "new"), "--stablehlo",
+                    flag, "0"]) == 2
+        err = capsys.readouterr().err
+        assert flag[2:].replace("-", "_") in err and "no_workdir" not in err, err
+    assert not (tmp_path / "new").exists()

@@ -71,3 +71,17 @@ def test_inference_uses_predicted_durations_and_speed():
         assert np.asarray(fast["durations"]).sum() <= np.asarray(aux["durations"]).sum()
         halved = np.round(np.maximum(np.exp(np.asarray(aux["log_duration"])) - 1, 0) / 2.0)
         np.testing.assert_array_equal(np.asarray(fast["durations"]), halved)  # speed 2: half the frames per token
+
+
+def test_controls_reject_values_that_would_break_the_length_regulator():
+    import pytest
+
+    from mmspeech_jax.errors import ConfigError
+
+    for bad in (dict(speed=0.0), dict(speed=-1.0), dict(speed=float("nan")), dict(pitch_shift=float("inf")),
+                dict(pitch_scale=-0.5), dict(energy_scale=float("nan")), dict(speed="fast")):
+        with pytest.raises(ConfigError) as info:
+            Controls(**bad)
+        assert next(iter(bad)) in str(info.value) and "\n" not in str(info.value)
+    # NumPy scalars are real numbers too (notebooks pass them), and zero pitch/energy scales flatten the contour.
+    assert Controls(speed=np.float32(1.5), pitch_scale=0.0, energy_scale=0).speed == 1.5

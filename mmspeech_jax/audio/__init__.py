@@ -11,7 +11,7 @@ _SOURCES = {
     "MelConfig": "features", "frame_energy": "features", "log_mel_and_energy": "features",
     "log_mel_spectrogram": "features", "stft": "features",
     "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim",
-    "load_audio": "io", "resample": "io", "save_audio": "io",
+    "load_audio": "io", "resample": "io", "save_audio": "io", "check_audio_output": "io",
     "PitchConfig": "pitch", "interpolate_unvoiced": "pitch", "yin": "pitch",
 }
 

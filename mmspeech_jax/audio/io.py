@@ -123,6 +123,18 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(np.asarray(audio, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
+def check_audio_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """The checks `save_audio` makes on its path (a .wav or .flac name; no existing file unless `overwrite`), for
+    callers that want them before long work rather than after it."""
+    path = Path(path)
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in _SUBTYPES:
+        raise AudioFormatError(f"{path}: unsupported output format '.{ext}', use .wav or .flac")
+    if path.exists() and not overwrite:
+        raise AudioFileExistsError(f"refusing to overwrite existing file {path} (pass overwrite=True)")
+    return path
+
+
 def save_audio(
     path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, overwrite: bool = False, subtype: str | None = None
 ) -> Path:
@@ -131,12 +143,8 @@ def save_audio(
     Values outside [-1, 1] are clipped (soundfile would wrap them). Refuses to overwrite an existing file unless
     `overwrite=True`; the file is written to a temporary name first, so a crash never leaves half a file behind.
     """
-    path = Path(path)
+    path = check_audio_output(path, overwrite=overwrite)
     ext = path.suffix.lower().lstrip(".")
-    if ext not in _SUBTYPES:
-        raise AudioFormatError(f"{path}: unsupported output format '.{ext}', use .wav or .flac")
-    if path.exists() and not overwrite:
-        raise AudioFileExistsError(f"refusing to overwrite existing file {path} (pass overwrite=True)")
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or audio.size == 0:
         raise EmptyAudioError(f"{path}: expected non-empty mono audio of shape (S,), got {audio.shape}")

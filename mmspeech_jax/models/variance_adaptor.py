@@ -14,11 +14,14 @@ the value, rather than FastSpeech2's 256 quantisation bins.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.winograd import Conv1D
 
@@ -104,6 +107,17 @@ class Controls:
     pitch_shift: float = 0.0
     pitch_scale: float = 1.0
     energy_scale: float = 1.0
+
+    def __post_init__(self):
+        for name in ("speed", "pitch_shift", "pitch_scale", "energy_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"control {name} must be a finite number, got {value!r}")
+        if self.speed <= 0:
+            raise ConfigError(f"control speed must be > 0 (1 = natural pace), got {self.speed!r}")
+        for name in ("pitch_scale", "energy_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"control {name} must be >= 0, got {getattr(self, name)!r}")
 
 
 class VarianceAdaptor(nn.Module):
