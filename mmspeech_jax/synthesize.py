@@ -11,8 +11,10 @@ and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any 
     audio, rate = tts.synthesize("Hello there.", speaker=2)
     audio, rate = tts.synthesize("Hello there.", reference=tts.reference_mel("someone.wav"))
 
-Shapes are padded to a small ladder (tokens to a multiple of 32, frames to 256 / 512 / 1024 / 2048), so a session
-compiles a handful of times, not once per sentence.
+Shapes are padded to a small ladder (tokens to a multiple of 32, frames to 256 / 512 / ... / 8192), so a session
+compiles a handful of times, not once per sentence. The frame rung is a guess from the token count, checked against
+the predicted durations: an utterance longer than its rung is generated again at the rung that holds it, never cut
+short; one longer than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import load_audio
 from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
-from mmspeech_jax.errors import ConfigError, EmptyAudioError
+from mmspeech_jax.errors import ConfigError, EmptyAudioError, TextTooLongError
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
 from mmspeech_jax.models.hyperspeech import HyperSpeech, HyperSpeechConfig
 from mmspeech_jax.models.variance_adaptor import Controls
@@ -34,8 +36,13 @@ from mmspeech_jax.text.symbols import SymbolTable
 from mmspeech_jax.text.tokenizer import make_tokenizer
 from mmspeech_jax.workdir import read_workdir_config, restore_params
 
-FRAME_LADDER = (256, 512, 1024, 2048)
-FRAMES_PER_TOKEN_BOUND = 12  # generous upper bound on frames per token at speed 1
+FRAME_LADDER = (256, 512, 1024, 2048, 4096, 8192)  # 8192 frames: 95 s at 22.05 kHz / hop 256
+FRAMES_PER_TOKEN_BOUND = 12  # generous upper bound on frames per token at speed 1 (a first guess, checked after)
+
+
+def frame_rung(frames: float) -> int:
+    """The smallest padded frame length of the ladder that holds `frames` (the top one if none does)."""
+    return next((f for f in FRAME_LADDER if f >= frames), FRAME_LADDER[-1])
 REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 
@@ -106,9 +113,16 @@ class Synthesizer:
         tokens = np.zeros((1, n), np.int32)
         tokens[0, : ids.size] = ids
         mask = tokens > 0
-        budget = ids.size * FRAMES_PER_TOKEN_BOUND / controls.speed
-        frames = next((f for f in FRAME_LADDER if f >= budget), FRAME_LADDER[-1])
-        mel, frame_mask, _ = self._generate(self.params, tokens, mask, frames, controls, *condition)
+        frames = frame_rung(ids.size * FRAMES_PER_TOKEN_BOUND / controls.speed)
+        mel, frame_mask, durations = self._generate(self.params, tokens, mask, frames, controls, *condition)
+        total = int(np.asarray(durations[0]).sum())  # the predicted length; the padded one may be shorter
+        if total > frames:  # never return a truncated utterance: rerun at the rung that holds it (same durations)
+            if total > FRAME_LADDER[-1]:
+                seconds = total * self.mel_config.hop_samples / self.mel_config.sample_rate
+                raise TextTooLongError(f"the model predicts {total} frames ({seconds:.0f} s) for this text, more than "
+                                       f"the {FRAME_LADDER[-1]} synthesized at once: split the text")
+            frames = frame_rung(total)
+            mel, frame_mask, durations = self._generate(self.params, tokens, mask, frames, controls, *condition)
         return np.asarray(mel[0, : max(int(frame_mask[0].sum()), 2)])
 
     def synthesize(self, text: str, controls: Controls = Controls(), *, speaker: int | None = None,

@@ -52,6 +52,43 @@ def test_text_file_keeps_going_past_a_bad_line(workdir, tmp_path, capsys):
     assert "line 2" in capsys.readouterr().err
 
 
+def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(workdir):
+    """The duration predictor set to say 40 frames per token (above the first guess of 12): the mel has every
+    predicted frame (the old synthesizer cut it at the 256-frame rung), equal to a direct run at a longer length;
+    past the top rung it is refused in one line."""
+    import copy
+
+    from mmspeech_jax.errors import TextTooLongError
+    from mmspeech_jax.models.variance_adaptor import Controls
+    from mmspeech_jax.synthesize import FRAME_LADDER
+
+    tts = Synthesizer.from_workdir(workdir)
+    text = "Hello there."
+    ids = tts.tokenizer.encode(text)
+    out = tts.params["variance_adaptor"]["duration_predictor"]["out"]
+
+    def with_frames_per_token(frames):
+        params = copy.deepcopy(tts.params)
+        head = params["variance_adaptor"]["duration_predictor"]["out"]
+        head["kernel"] = np.zeros_like(out["kernel"])
+        head["bias"] = np.full_like(out["bias"], np.log(frames + 1.0))  # durations = round(exp(.) - 1)
+        return params
+
+    tts.params = with_frames_per_token(40)
+    assert 40 * ids.size > FRAME_LADDER[0] >= 12 * ids.size  # the first guess is the shortest rung, too short
+    mel = tts.mel(text)
+    assert mel.shape[0] == 40 * ids.size
+    tokens = np.zeros((1, 32), np.int32)
+    tokens[0, : ids.size] = ids
+    direct, frame_mask, _ = tts._generate(tts.params, tokens, tokens > 0, 1024, Controls())
+    assert int(frame_mask.sum()) == mel.shape[0]
+    np.testing.assert_allclose(mel, np.asarray(direct[0, : mel.shape[0]]), rtol=1e-5, atol=1e-5)
+    tts.params = with_frames_per_token(FRAME_LADDER[-1] // ids.size + 1)
+    with pytest.raises(TextTooLongError) as info:
+        tts.mel(text)
+    assert "split the text" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_bad_arguments_fail_in_one_line_before_the_model_loads(tmp_path, capsys):
     """Each is reported as itself, not as the missing workdir (which would load after them), and writes nothing."""
     missing = str(tmp_path / "no_workdir")
