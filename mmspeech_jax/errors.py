@@ -52,6 +52,10 @@ class AudioFileExistsError(AudioError, FileExistsError):
     """Refusing to overwrite an existing file."""
 
 
+class FeatureError(MMSpeechError, ValueError):
+    """Features handed to a model directly (log-mel arrays) have the wrong shape, are empty or not finite."""
+
+
 # --- text --------------------------------------------------------------------------------------------------------
 class TextError(MMSpeechError, ValueError):
     """Base class for text input problems."""

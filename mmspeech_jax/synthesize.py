@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.features import MelConfig, check_log_mel
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import load_audio
 from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
@@ -98,6 +98,7 @@ class Synthesizer:
         speaker_ids = np.array([-1 if speaker is None else int(speaker)], np.int32)
         if reference is None:
             return speaker_ids, np.zeros((1, 256, c.backbone.n_mels), np.float32), np.zeros((1, 256), bool)
+        reference = check_log_mel(reference, c.backbone.n_mels, "reference log-mel")
         frames = -(-reference.shape[0] // 256) * 256
         ref = np.zeros((1, frames, reference.shape[1]), np.float32)
         ref[0, : reference.shape[0]] = reference

@@ -16,11 +16,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.features import MelConfig, check_log_mel
 from mmspeech_jax.audio.io import load_audio, resample
 from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.decoding.ctc import decode_batch
-from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.errors import ConfigError, EmptyAudioError, FeatureError
 from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
 from mmspeech_jax.text.symbols import SymbolTable, character_table
 from mmspeech_jax.workdir import read_workdir_config, restore_params
@@ -49,7 +49,12 @@ class Transcriber:
                    MelConfig(**config["features"]["mel"]), method, beam_width)
 
     def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,)."""
+        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,). A list that is empty or
+        holds a wrong-shaped, non-finite or longer-than-MAX_SECONDS log-mel raises a one-line `FeatureError`."""
+        if len(mels) == 0:
+            raise FeatureError("no log-mels to transcribe")
+        limit = int(MAX_SECONDS * self.mel_config.sample_rate / self.mel_config.hop_samples) + 1
+        mels = [check_log_mel(m, self.mel_config.n_mels, f"log-mel {i}", limit) for i, m in enumerate(mels)]
         longest = max(m.shape[0] for m in mels)
         frames = -(-max(longest, 1) // FRAME_QUANTUM) * FRAME_QUANTUM
         x = np.zeros((len(mels), frames, mels[0].shape[1]), np.float32)
@@ -70,7 +75,13 @@ class Transcriber:
         return padded_log_mel_and_energy(audio, self.mel_config)[0]
 
     def mel_from_audio(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """A float waveform at `sample_rate` -> log-mel as the training features."""
+        """A float waveform (S,) at `sample_rate` -> log-mel as the training features (one-line errors for an empty,
+        multi-dimensional or non-finite waveform)."""
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim != 1 or audio.size == 0:
+            raise EmptyAudioError(f"expected a non-empty mono waveform of shape (S,), got shape {audio.shape}")
+        if not np.all(np.isfinite(audio)):
+            raise FeatureError("the waveform holds NaN or infinite samples")
         if sample_rate != self.mel_config.sample_rate:
             audio = resample(np.asarray(audio, np.float32), sample_rate, self.mel_config.sample_rate)
         return padded_log_mel_and_energy(np.asarray(audio, np.float32), self.mel_config)[0]

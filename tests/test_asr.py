@@ -81,6 +81,20 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
     assert "exists" in capsys.readouterr().err and len(out.read_text().splitlines()) == 3
     assert cli(["transcribe", "--workdir", str(tmp_path / "none"), str(flac), "--beam-width", "0"]) == 2
     assert "--beam-width" in capsys.readouterr().err
+    # Features and waveforms handed to the Python API directly: one-line errors, not a traceback from inside jit.
+    from mmspeech_jax.errors import FeatureError, MMSpeechError
+    from mmspeech_jax.transcribe import Transcriber
+
+    asr = Transcriber.from_workdir(tiny_asr_workdir)
+    for mels, message in [([], "no log-mels"), ([np.zeros((50, 40), np.float32)], "log-mel 0: expected"),
+                          ([np.zeros((50, 80)), np.full((9, 80), np.nan)], "log-mel 1: holds NaN"),
+                          ([np.zeros((6000, 80), np.float32)], "more than")]:
+        with pytest.raises(FeatureError, match=message):
+            asr.transcribe_features(mels)
+    with pytest.raises(MMSpeechError, match="mono waveform"):
+        asr.mel_from_audio(np.zeros((2, 100), np.float32), 16000)
+    with pytest.raises(FeatureError, match="NaN"):
+        asr.mel_from_audio(np.full(1600, np.nan, np.float32), 16000)
     # The beam search path.
     beam = tmp_path / "beam.jsonl"
     assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(flac), "--beam-width", "4",

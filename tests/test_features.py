@@ -120,3 +120,20 @@ def test_short_signal_and_bad_configs():
         F.MelConfig(win_samples=2048)
     with pytest.raises(ConfigError):
         F.MelConfig(hop_samples=0)
+
+
+def test_check_log_mel_accepts_a_log_mel_and_names_what_is_wrong_with_anything_else():
+    from mmspeech_jax.errors import FeatureError
+
+    good = np.random.default_rng(0).normal(size=(7, 80))
+    checked = F.check_log_mel(good, 80)
+    assert checked.dtype == np.float32 and checked.shape == (7, 80)
+    np.testing.assert_allclose(checked, good, rtol=1e-6)  # a float64 array is accepted, cast, not changed
+    nan = good.copy()
+    nan[3, 5] = np.nan
+    for bad, message in [(good[:, :40], "shape (T, 80)"), (good[0], "shape (T, 80)"), (np.zeros((0, 80)), "T >= 1"),
+                         (good[None], "shape (T, 80)"), (nan, "NaN"), (np.full((2, 80), np.inf), "NaN"),
+                         (good > 0, "real numbers"), (good, "more than the 5")]:
+        with pytest.raises(FeatureError) as info:
+            F.check_log_mel(bad, 80, "mel 3", max_frames=5 if message.startswith("more") else None)
+        assert message in str(info.value) and str(info.value).startswith("mel 3:"), (message, str(info.value))

@@ -75,6 +75,14 @@ def test_synthesize_with_speaker_or_reference_and_one_line_errors(run, tmp_path,
     assert cli(base + ["--out", str(tmp_path / "f.wav"), "--reference", str(tmp_path / "junk.wav")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not any((tmp_path / n).exists() for n in ("c.wav", "d.wav", "e.wav", "f.wav"))
+    # A reference log-mel handed to the Python API directly is checked as one.
+    from mmspeech_jax.errors import FeatureError
+    from mmspeech_jax.synthesize import Synthesizer
+
+    tts = Synthesizer.from_workdir(workdir)
+    for bad, message in [(np.zeros((300, 40), np.float32), "shape"), (np.full((300, 80), np.nan), "NaN")]:
+        with pytest.raises(FeatureError, match=message):
+            tts.mel("Hello there.", reference=bad)
 
 
 def test_export_rebuilds_hyperspeech_in_a_new_module(run, tmp_path):

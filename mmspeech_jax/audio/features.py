@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.errors import ConfigError, FeatureError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,3 +166,19 @@ def log_mel_and_energy(audio: jax.Array, config: MelConfig, center: bool = True)
     mag = magnitude(stft(audio, config, center))
     mel = jnp.matmul(mag, mel_filterbank(config), precision=jax.lax.Precision.HIGHEST)
     return jnp.log(jnp.maximum(mel, config.log_floor)), jnp.linalg.norm(mag, axis=-1)
+
+
+def check_log_mel(mel, n_mels: int, name: str = "log-mel", max_frames: int | None = None) -> np.ndarray:
+    """`mel` as a float32 (T, n_mels) array with 1 <= T (<= max_frames) and finite values, or a one-line
+    `FeatureError` naming it: the check at the public boundary of the models that take log-mels directly."""
+    array = np.asarray(mel)
+    if array.ndim != 2 or array.shape[1] != n_mels or array.shape[0] < 1:
+        raise FeatureError(f"{name}: expected a log-mel of shape (T, {n_mels}) with T >= 1, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+        raise FeatureError(f"{name}: expected real numbers, got dtype {array.dtype}")
+    if max_frames is not None and array.shape[0] > max_frames:
+        raise FeatureError(f"{name}: {array.shape[0]} frames, more than the {max_frames} accepted")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise FeatureError(f"{name}: holds NaN or infinite values")
+    return array
