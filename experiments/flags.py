@@ -48,6 +48,28 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
                         "e.g. --set dropout=0 --set predictor.dropout=0.1")
 
 
+def parse_checked(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """`p.parse_args(argv)` with the trainer's and the pipeline's flags validated by their configs, so that a bad
+    value (`--eval_every 0`, `--batch_size 6 --micro_batches 4`) stops the command with argparse's one-line error
+    and exit status 2 before any data is generated or loaded."""
+    import math
+
+    from mmspeech_jax.data import PipelineConfig
+    from mmspeech_jax.errors import ConfigError
+
+    args = p.parse_args(argv)
+    try:
+        trainer_config(args)
+        PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets)
+    except ConfigError as exc:
+        p.error(str(exc))
+    if args.batch_size % args.micro_batches:
+        p.error(f"--batch_size {args.batch_size} does not split into --micro_batches {args.micro_batches}")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        p.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
+    return args
+
+
 def add_distributed_args(p: argparse.ArgumentParser) -> None:
     """Multi-host flags: run the same command on every host with its own --process_id (train/distributed.py)."""
     p.add_argument("--coordinator", default=None, metavar="HOST:PORT",

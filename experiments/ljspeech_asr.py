@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
-                               initialize_distributed, load_data, mesh_from_flag, trainer_config)
+                               initialize_distributed, load_data, mesh_from_flag, parse_checked, trainer_config)
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, "workdir/ljspeech_asr", steps=1200)
     add_distributed_args(p)
-    return p.parse_args(argv)
+    return parse_checked(p, argv)
 
 
 def model_config(args, cache, **overrides):

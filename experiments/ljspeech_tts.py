@@ -21,7 +21,7 @@ from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
-                               initialize_distributed, load_data, mesh_from_flag, trainer_config)
+                               initialize_distributed, load_data, mesh_from_flag, parse_checked, trainer_config)
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -47,7 +47,7 @@ def parse_args(argv=None):
                         "test sentences, next to the same ASR on their ground-truth recordings")
     p.add_argument("--intelligibility_sentences", type=int, default=20)
     add_distributed_args(p)
-    return p.parse_args(argv)
+    return parse_checked(p, argv)
 
 
 def main(argv=None):

@@ -30,7 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_trainer_args, trainer_config
+from experiments.flags import add_trainer_args, parse_checked, trainer_config
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
@@ -67,10 +67,10 @@ def parse_args(argv=None):
     p.add_argument("--eval_utterances", type=int, default=10, help="per held-out voice")
     p.add_argument("--classifier_steps", type=int, default=300)
     p.add_argument("--asr_workdir", default=None, help="a trained ASR workdir: also report CER/WER per strategy")
-    args = p.parse_args(argv)
+    args = parse_checked(p, argv)
     if not 2 <= args.held_out < args.num_voices:
-        raise ConfigError(f"--held_out must be at least 2 and leave a training voice, got {args.held_out} of "
-                          f"{args.num_voices}")
+        p.error(f"--held_out must be at least 2 and leave a training voice, got {args.held_out} of "
+                f"{args.num_voices}")
     return args
 
 

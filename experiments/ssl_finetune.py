@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import load_data, trainer_config
+from experiments.flags import load_data, parse_checked, trainer_config
 from experiments.ljspeech_asr import add_training_args, evaluate, model_config, train, write_workdir_config
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--adapter_dim", type=int, default=32)
     p.add_argument("--lora_rank", type=int, default=8)
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
-    args = p.parse_args(argv)
+    args = parse_checked(p, argv)
     unknown = set(args.strategies.split(",")) - set(STRATEGY_ROWS)
     if unknown:
         p.error(f"unknown strategies {sorted(unknown)}; choose from {STRATEGY_ROWS}")
