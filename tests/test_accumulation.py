@@ -79,7 +79,7 @@ def test_flag_reaches_the_trainer_step(small_cache, tmp_path):
     from mmspeech_jax.models.fastspeech2 import model_inputs, preset
     from mmspeech_jax.train.trainer import fit
 
-    config = trainer_config(parse_args(["--micro_batches", "3", "--steps", "2"]))
+    config = trainer_config(parse_args(["--micro_batches", "3", "--batch_size", "6", "--steps", "2"]))
     assert config.micro_batches == 3 and config.steps == 2
     params, _, loss_fn = tts_setup(small_cache)
     model_config = preset("tiny", len(small_cache.table))
