@@ -35,6 +35,12 @@ def _text_lines(path: str) -> list[str]:
         raise MMSpeechError(f"text file {path} is not UTF-8 text (byte {exc.start})") from None
 
 
+def _check_report_path(args) -> None:
+    """--out of `transcribe` / `evaluate-tts`: never replace an existing file unless --overwrite."""
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+
+
 def _voiced(tts, args):
     """`tts` bound to --speaker / --reference (validated: one-line errors)."""
     from mmspeech_jax.synthesize import VoicedSynthesizer
@@ -50,9 +56,9 @@ def _synthesize(args) -> int:
 
     if (args.text is None) == (args.text_file is None):
         raise MMSpeechError("give exactly one of --text and --text-file")
-    if args.text is not None and not args.out:
-        raise MMSpeechError("--text needs --out FILE.wav")
     if args.text is not None:
+        if not args.out:
+            raise MMSpeechError("--text needs --out FILE.wav")
         check_audio_output(args.out, overwrite=args.overwrite)
     if args.text_file is not None and not args.out_dir:
         raise MMSpeechError("--text-file needs --out-dir DIR")
@@ -101,8 +107,7 @@ def _transcribe(args) -> int:
 
     if args.beam_width < 1:
         raise MMSpeechError(f"--beam-width must be >= 1 (1: greedy), got {args.beam_width}")
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+    _check_report_path(args)
     asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width)
     results, failures = [], 0
     for path in args.audio:
@@ -136,8 +141,7 @@ def _evaluate_tts(args) -> int:
     from mmspeech_jax.transcribe import Transcriber
     from mmspeech_jax.workdir import read_workdir_config
 
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+    _check_report_path(args)
     texts = [line for line in _text_lines(args.text_file) if line]
     tts, asr = _voiced(Synthesizer.from_workdir(args.tts), args), Transcriber.from_workdir(args.asr)
     ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))
