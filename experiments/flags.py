@@ -61,12 +61,16 @@ def parse_checked(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     try:
         trainer_config(args)
         PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets)
+        CorpusConfig(num_utterances=getattr(args, "corpus_size", 1))
     except ConfigError as exc:
         p.error(str(exc))
     if args.batch_size % args.micro_batches:
         p.error(f"--batch_size {args.batch_size} does not split into --micro_batches {args.micro_batches}")
-    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
-        p.error(f"--learning_rate must be a positive number, got {args.learning_rate}")
+    for name, value in sorted(vars(args).items()):  # the experiments' own stages: --pretrain_learning_rate, ...
+        if name.endswith("learning_rate") and not (math.isfinite(value) and value > 0):
+            p.error(f"--{name} must be a positive number, got {value}")
+        if name.endswith("_steps") and value < 0:
+            p.error(f"--{name} must be >= 0, got {value}")
     return args
 
 

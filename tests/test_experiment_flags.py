@@ -18,14 +18,23 @@ BAD = [
     (["--batch_size", "0"], "batch_size and num_buckets must be >= 1"),
     (["--batch_size", "6", "--micro_batches", "4"], "does not split into --micro_batches 4"),
     (["--learning_rate", "nan"], "--learning_rate must be a positive number"),
+    (["--corpus_size", "0"], "num_utterances must be >= 1"),
 ]
+# Flags of one experiment's own stages, checked by the same rule (any *learning_rate positive, any *_steps >= 0).
+OWN = {
+    "ssl_finetune": [(["--pretrain_learning_rate", "-1"], "--pretrain_learning_rate must be a positive number"),
+                     (["--pretrain_steps", "-3"], "--pretrain_steps must be >= 0")],
+    "multispeaker_tts": [(["--adapt_learning_rate", "inf"], "--adapt_learning_rate must be a positive number"),
+                         (["--adapt_steps", "-1"], "--adapt_steps must be >= 0"),
+                         (["--classifier_steps", "-2"], "--classifier_steps must be >= 0")],
+}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_bad_trainer_flags_stop_before_any_data(experiment, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tmp_path / "cache"))  # a corpus generated here would show
     main = importlib.import_module(f"experiments.{experiment}").main
-    for flags, message in BAD:
+    for flags, message in BAD + OWN.get(experiment, []):
         with pytest.raises(SystemExit) as info:
             main(["--workdir", str(tmp_path / "w"), *flags])
         assert info.value.code == 2, flags
