@@ -32,6 +32,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
+from mmspeech_jax.workdir import strict_json
 
 
 def parse_args(argv=None):
@@ -88,8 +89,8 @@ def main(argv=None):
     if args.asr_workdir:
         report["intelligibility"] = intelligibility(workdir, Path(args.asr_workdir), cache,
                                                     args.intelligibility_sentences)
-    (workdir / "report.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    print(strict_json(report, indent=1))
     barrier("report written")
     return report
 

@@ -46,6 +46,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.trainer import fit
+from mmspeech_jax.workdir import strict_json
 
 STRATEGIES = ("zero_shot", "full", "plain_adapters", "hyper")
 
@@ -146,8 +147,8 @@ def main(argv=None):
         "steps": int(result.state.step), "wall_seconds": result.wall_seconds, "best_val_loss": result.best_val_loss,
         "compilations": result.compilations, "training_voices": voices[:known], "held_out_voices": voices[known:],
         "adapt_utterances": args.adapt_utterances, "adapt_steps": args.adapt_steps}}
-    (workdir / "report.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["summary"], indent=1))
+    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    print(strict_json(report["summary"], indent=1))
     return report
 
 

@@ -31,6 +31,7 @@ from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained, trainable_mask
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.trainer import fit
+from mmspeech_jax.workdir import strict_json
 
 STRATEGY_ROWS = ("scratch", "full", "freeze_bottom", "adapters", "lora")
 
@@ -140,7 +141,7 @@ def main(argv=None):
     rows = [finetune(args, cache, s, pretrained, labelled, workdir / s) for s in args.strategies.split(",")]
     text = table(rows, args, pretrain_row)
     report = {"pretrain": pretrain_row, "labelled_utterances": int(labelled.size), "rows": rows, "table": text}
-    (workdir / "report.json").write_text(json.dumps(report, indent=1))
+    (workdir / "report.json").write_text(strict_json(report, indent=1))
     print(text)
     if args.record:
         from benchmarks.measure import machine, record

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from mmspeech_jax.errors import MMSpeechError
+from mmspeech_jax.workdir import strict_json
 
 
 def _text_lines(path: str) -> list[str]:
@@ -120,7 +121,7 @@ def _transcribe(args) -> int:
             results.append({"path": path, "error": str(exc)})
             print(f"mmspeech: {exc}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in results))
+        Path(args.out).write_text("".join(strict_json(r) + "\n" for r in results))
     return 1 if failures else 0
 
 
@@ -150,9 +151,9 @@ def _evaluate_tts(args) -> int:
         if "error" in line:
             print(f"mmspeech: {line['text']!r}: {line['error']}", file=sys.stderr)
     summary = {k: report[k] for k in ("synthesized", "ground_truth", "ground_truth_vocoded")}
-    print(json.dumps(summary, indent=1))
+    print(strict_json(summary, indent=1))
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
+        Path(args.out).write_text(strict_json(report, indent=1))
     return 0
 
 

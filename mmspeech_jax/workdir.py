@@ -1,11 +1,29 @@
-"""A training workdir as the inference tools read it: `config.json` and the latest complete checkpoint's params."""
+"""A training workdir as the inference tools read it: `config.json` and the latest complete checkpoint's params;
+`strict_json` for what the trainer and the experiments write into it."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from mmspeech_jax.errors import CorpusNotFoundError
+
+
+def strict_json(obj, **kwargs) -> str:
+    """`json.dumps` that writes NaN and +-inf as null (Python's json module would write `NaN`/`Infinity`, which jq,
+    JavaScript and most JSON readers reject): a skipped bf16 step's NaN loss, a best loss that was never measured."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)
 
 
 def read_workdir_config(workdir) -> dict:

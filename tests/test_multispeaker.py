@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 
 from mmspeech_jax.cli import main as cli
+from mmspeech_jax.workdir import strict_json
 from tests.conftest import _with_cache_dir
 
 # The whole experiment (4 voices, 3 strategies x 2 held-out voices, a speaker classifier) takes ~4 min on 2 cores.
@@ -29,7 +30,7 @@ def run(tmp_path_factory, tiny_run_cache):
 
 def test_report_compares_every_strategy_on_every_held_out_voice(run):
     workdir, report = run
-    assert json.loads((workdir / "report.json").read_text()) == json.loads(json.dumps(report))
+    assert json.loads((workdir / "report.json").read_text()) == json.loads(strict_json(report))
     held_out = report["training"]["held_out_voices"]
     assert len(held_out) == 2 and not set(held_out) & set(report["training"]["training_voices"])
     rows = report["rows"]

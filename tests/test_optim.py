@@ -41,7 +41,7 @@ def _cosine_reference(step, lr, warmup, total):
     return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t / span)))
 
 
-@pytest.mark.parametrize("warmup, total", [(10, 100), (0, 50), (40, 40), (5, 0)])
+@pytest.mark.parametrize("warmup, total", [(10, 100), (0, 50), (40, 40), (5, 0), (0, 0), (0, 1)])
 def test_cosine_schedule_matches_its_formula(warmup, total):
     config = OptimizerConfig(learning_rate=2e-3, warmup_steps=warmup, total_steps=total)
     schedule = learning_rate_schedule(config)

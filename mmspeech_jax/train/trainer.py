@@ -11,7 +11,6 @@ Logs in the workdir: `metrics.jsonl` (one JSON object per logged step or evaluat
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,6 +27,7 @@ from mmspeech_jax.train.distributed import host_copy, is_primary
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_eval_step, make_train_step
+from mmspeech_jax.workdir import strict_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +141,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                 scalars = _scalars(metrics)
                 rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(loss=f"{scalars['loss']:.3f}", steps_per_s=f"{rate:.2f}")
-                log.write(json.dumps({"step": step, "split": "train", **scalars, "steps_per_second": rate}) + "\n")
+                log.write(strict_json({"step": step, "split": "train", **scalars, "steps_per_second": rate}) + "\n")
                 log.flush()
                 for key, value in scalars.items():
                     writer.add_scalar(f"train/{key}", value, step)
@@ -152,7 +152,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                         sums[key] = sums.get(key, 0.0) + value
                     count += 1
                 val = {k: v / max(count, 1) for k, v in sums.items()}
-                log.write(json.dumps({"step": step, "split": "validation", **val}) + "\n")
+                log.write(strict_json({"step": step, "split": "validation", **val}) + "\n")
                 log.flush()
                 for key, value in val.items():
                     writer.add_scalar(f"validation/{key}", value, step)
