@@ -51,11 +51,10 @@ class OptimizerConfig:
 
 
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
+    warmup = max(config.warmup_steps, 1)
     if config.schedule == "noam":
-        warmup = max(config.warmup_steps, 1)
         return lambda step: config.learning_rate * jax.numpy.minimum(
             (step + 1) / warmup, jax.numpy.sqrt(warmup / (step + 1.0)))
-    warmup = max(config.warmup_steps, 1)
     first = config.learning_rate / warmup  # step 0 already learns (a 0 start wastes a step)
     return optax.warmup_cosine_decay_schedule(first, config.learning_rate, warmup, max(config.total_steps, warmup + 1),
                                               0.01 * config.learning_rate)
