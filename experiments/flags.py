@@ -48,10 +48,12 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
                         "e.g. --set dropout=0 --set predictor.dropout=0.1")
 
 
-def parse_checked(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> argparse.Namespace:
     """`p.parse_args(argv)` with the trainer's and the pipeline's flags validated by their configs, so that a bad
     value (`--eval_every 0`, `--batch_size 6 --micro_batches 4`) stops the command with argparse's one-line error
-    and exit status 2 before any data is generated or loaded."""
+    and exit status 2 before any data is generated or loaded. `model_config(args)`, when given, builds the
+    experiment's model config from the flags (its `--set` overrides included) with stand-in data sizes, so a bad
+    override (`--set heads=0`, `--set dropout=1.5`) stops it the same way."""
     import math
 
     from mmspeech_jax.data import PipelineConfig
@@ -62,6 +64,8 @@ def parse_checked(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         trainer_config(args)
         PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets)
         CorpusConfig(num_utterances=getattr(args, "corpus_size", 1))
+        if model_config is not None:
+            model_config(args)
     except ConfigError as exc:
         p.error(str(exc))
     if args.batch_size % args.micro_batches:

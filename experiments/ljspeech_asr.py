@@ -21,6 +21,7 @@ import numpy as np
 
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
                                initialize_distributed, load_data, mesh_from_flag, parse_checked, trainer_config)
+from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
@@ -48,12 +49,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, "workdir/ljspeech_asr", steps=1200)
     add_distributed_args(p)
-    return parse_checked(p, argv)
+    return parse_checked(p, argv, model_config=lambda a: model_config(a, MelConfig().n_mels))
 
 
-def model_config(args, cache, **overrides):
+def model_config(args, n_mels: int, **overrides):
+    """The preset the flags name for `n_mels`-channel features, with `overrides` and then the `--set` ones."""
     spec = None if args.no_spec_augment else SpecAugmentConfig()
-    config = preset(args.preset, encoder=args.encoder, n_mels=cache.n_mels, spec_augment=spec, **overrides)
+    config = preset(args.preset, encoder=args.encoder, n_mels=n_mels, spec_augment=spec, **overrides)
     return apply_overrides(config, args.overrides)
 
 
@@ -118,7 +120,7 @@ def main(argv=None):
     initialize_distributed(args)
     workdir = Path(args.workdir)
     cache = load_data(args)
-    config = model_config(args, cache)
+    config = model_config(args, cache.n_mels)
     if is_primary():
         write_workdir_config(workdir, config, args, cache)
     model, result, eval_config, shapes = train(args, cache, config, workdir)

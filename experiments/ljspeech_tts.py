@@ -48,7 +48,13 @@ def parse_args(argv=None):
                         "test sentences, next to the same ASR on their ground-truth recordings")
     p.add_argument("--intelligibility_sentences", type=int, default=20)
     add_distributed_args(p)
-    return parse_checked(p, argv)
+    # The vocabulary is the feature cache's, not known before the data loads; any size checks the other fields.
+    return parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2))
+
+
+def model_config(args, vocab_size: int):
+    """The preset the flags name, with their `--set` overrides."""
+    return apply_overrides(preset(args.preset, vocab_size), args.overrides)
 
 
 def main(argv=None):
@@ -57,17 +63,17 @@ def main(argv=None):
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = load_data(args)
-    model_config = apply_overrides(preset(args.preset, len(cache.table)), args.overrides)
-    model = FastSpeech2(model_config)
+    config = model_config(args, len(cache.table))
+    model = FastSpeech2(config)
     if is_primary():
-        (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(model_config),
+        (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(config),
                                                          "args": vars(args), "features": cache.config,
                                                          "stats": cache.stats}, indent=1))
         cache.table.save(workdir / "symbols.json")
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
     train = make_batch_iterator(cache, "train", pipeline)
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
-    prepare = lambda batch: model_inputs(batch, model_config)
+    prepare = lambda batch: model_inputs(batch, config)
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
     params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
                         first, train=False)["params"]

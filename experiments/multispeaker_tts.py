@@ -68,11 +68,19 @@ def parse_args(argv=None):
     p.add_argument("--eval_utterances", type=int, default=10, help="per held-out voice")
     p.add_argument("--classifier_steps", type=int, default=300)
     p.add_argument("--asr_workdir", default=None, help="a trained ASR workdir: also report CER/WER per strategy")
-    args = parse_checked(p, argv)
+    # Stand-in sizes (the vocabulary is the cache's): any valid ones check the other fields and the --set overrides.
+    args = parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2, num_speakers=1))
     if not 2 <= args.held_out < args.num_voices:
         p.error(f"--held_out must be at least 2 and leave a training voice, got {args.held_out} of "
                 f"{args.num_voices}")
     return args
+
+
+
+def model_config(args, vocab_size: int, num_speakers: int) -> HyperSpeechConfig:
+    """HyperSpeech over the preset the flags name (with their `--set` overrides) for `num_speakers` known voices."""
+    backbone = apply_overrides(preset(args.preset, vocab_size), args.overrides)
+    return HyperSpeechConfig(backbone, num_speakers=num_speakers, fusion=args.fusion, adapter_dim=args.adapter_dim)
 
 
 def main(argv=None):
@@ -84,8 +92,7 @@ def main(argv=None):
     cache = embedded_feature_cache(corpus, progress=not args.no_progress)
     voices = [v.id for v in corpus.voices]
     known = args.num_voices - args.held_out
-    backbone = apply_overrides(preset(args.preset, len(cache.table)), args.overrides)
-    config = HyperSpeechConfig(backbone, num_speakers=known, fusion=args.fusion, adapter_dim=args.adapter_dim)
+    config = model_config(args, len(cache.table), known)
     (workdir / "config.json").write_text(json.dumps(
         {"task": "hyperspeech", "model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
          "stats": cache.stats, "voices": voices, "training_voices": voices[:known]}, indent=1))
@@ -97,7 +104,7 @@ def main(argv=None):
     model = HyperSpeech(config)
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
-    prepare = lambda b: {**model_inputs(b, backbone), "speaker": np.where(b["speaker"] < known, b["speaker"], -1)}
+    prepare = lambda b: {**model_inputs(b, config.backbone), "speaker": np.where(b["speaker"] < known, b["speaker"], -1)}
     train_rows, val_rows = of_voices(rows["train"], range(known)), of_voices(rows["validation"], range(known))
     batches = make_batch_iterator(cache, "train", pipeline, positions=train_rows)
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, positions=train_rows, verbose=False)))

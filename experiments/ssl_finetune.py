@@ -25,6 +25,7 @@ import numpy as np
 
 from experiments.flags import load_data, parse_checked, trainer_config
 from experiments.ljspeech_asr import add_training_args, evaluate, model_config, train, write_workdir_config
+from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
 from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--adapter_dim", type=int, default=32)
     p.add_argument("--lora_rank", type=int, default=8)
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
-    args = parse_checked(p, argv)
+    args = parse_checked(p, argv, model_config=lambda a: model_config(a, MelConfig().n_mels))
     unknown = set(args.strategies.split(",")) - set(STRATEGY_ROWS)
     if unknown:
         p.error(f"unknown strategies {sorted(unknown)}; choose from {STRATEGY_ROWS}")
@@ -90,7 +91,7 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path) ->
         extra["adapter_dim"] = args.adapter_dim
     if strategy == "lora":
         extra["lora_rank"] = args.lora_rank
-    config = model_config(args, cache, **extra)
+    config = model_config(args, cache.n_mels, **extra)
     write_workdir_config(workdir, config, args, cache, strategy=strategy, labelled_utterances=int(labelled.size))
     model = CTCASR(config)
     batch = next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=2, num_buckets=1), verbose=False))
@@ -132,7 +133,7 @@ def main(argv=None):
     cache = load_data(args)
     labelled = labelled_subset(cache, args.label_fraction, args.seed)
     print(f"labelled subset: {labelled.size} of {cache.indices('train').size} training utterances")
-    config = model_config(args, cache)
+    config = model_config(args, cache.n_mels)
     pretrained, pretrain_wall, pre = pretrain(args, cache, config, workdir / "pretrain")
     last = [json.loads(line) for line in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     accuracy = next((r["ssl_accuracy"] for r in reversed(last) if r.get("split") == "validation"), float("nan"))

@@ -15,10 +15,15 @@ BAD = [
     (["--steps", "-1"], "steps must be an integer >= 0"),
     (["--patience", "-1"], "patience must be None or an integer >= 0"),
     (["--micro_batches", "0"], "micro_batches must be an integer >= 1"),
-    (["--batch_size", "0"], "batch_size and num_buckets must be >= 1"),
+    (["--batch_size", "0"], "PipelineConfig.batch_size must be an integer >= 1"),
     (["--batch_size", "6", "--micro_batches", "4"], "does not split into --micro_batches 4"),
     (["--learning_rate", "nan"], "--learning_rate must be a positive number"),
-    (["--corpus_size", "0"], "num_utterances must be >= 1"),
+    (["--corpus_size", "0"], "CorpusConfig.num_utterances must be an integer >= 1"),
+    # --set overrides build the model config at parse time (stand-in data sizes), not after the data loads
+    (["--set", "heads=0"], "Config.heads must be an integer >= 1"),
+    (["--set", "dropout=1.5"], "Config.dropout must be a finite number >= 0 and < 1, got 1.5"),
+    (["--set", "dim=\"wide\""], "Config.dim must be an integer >= 1, got 'wide'"),
+    (["--set", "nonexistent=1"], "has no field 'nonexistent'"),
 ]
 # Flags of one experiment's own stages, checked by the same rule (any *learning_rate positive, any *_steps >= 0).
 OWN = {
@@ -26,7 +31,8 @@ OWN = {
                      (["--pretrain_steps", "-3"], "--pretrain_steps must be >= 0")],
     "multispeaker_tts": [(["--adapt_learning_rate", "inf"], "--adapt_learning_rate must be a positive number"),
                          (["--adapt_steps", "-1"], "--adapt_steps must be >= 0"),
-                         (["--classifier_steps", "-2"], "--classifier_steps must be >= 0")],
+                         (["--classifier_steps", "-2"], "--classifier_steps must be >= 0"),
+                         (["--adapter_dim", "0"], "HyperSpeechConfig.adapter_dim must be an integer >= 1")],
 }
 
 

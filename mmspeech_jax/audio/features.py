@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError, FeatureError
 
 
@@ -38,8 +39,10 @@ class MelConfig:
     log_floor: float = 1e-5
 
     def __post_init__(self):
-        if self.sample_rate <= 0 or self.n_fft <= 0 or self.hop_samples <= 0 or self.n_mels <= 0:
-            raise ConfigError(f"MelConfig: sample_rate, n_fft, hop_samples and n_mels must be positive: {self}")
+        config_checks.integers(self, sample_rate=1, n_fft=1, hop_samples=1, win_samples=1, n_mels=1)
+        config_checks.number(self, "fmin_hz")
+        config_checks.number(self, "fmax_hz")
+        config_checks.positive(self, "log_floor")
         if not 0 < self.win_samples <= self.n_fft:
             raise ConfigError(f"MelConfig: need 0 < win_samples <= n_fft, got {self.win_samples} and {self.n_fft}")
         if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 
 
@@ -40,6 +41,11 @@ class PitchConfig:
     silence_db: float = -50.0  # frame RMS in dBFS below which a frame is unvoiced
 
     def __post_init__(self):
+        config_checks.integers(self, sample_rate=1, hop_samples=1, frame_samples=1)
+        config_checks.number(self, "fmin_hz")
+        config_checks.number(self, "fmax_hz")
+        config_checks.number(self, "threshold")
+        config_checks.number(self, "silence_db")
         if not 0 < self.fmin_hz < self.fmax_hz < self.sample_rate / 4:
             raise ConfigError(f"PitchConfig: need 0 < fmin_hz < fmax_hz < sample_rate/4, got {self}")
         if self.max_lag >= self.frame_samples // 2:

@@ -13,6 +13,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax import config_checks
+
 
 @dataclasses.dataclass(frozen=True)
 class SpecAugmentConfig:
@@ -21,6 +23,11 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width_ratio: float = 0.05
     fill: float = 0.0
+
+    def __post_init__(self):
+        config_checks.integers(self, freq_masks=0, freq_width=0, time_masks=0)
+        config_checks.number(self, "time_width_ratio", 0, 1)
+        config_checks.number(self, "fill")
 
 
 def _band_mask(key, count: int, max_width, extent, size: int, batch: int):

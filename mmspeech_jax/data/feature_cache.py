@@ -32,12 +32,13 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig, log_mel_and_energy, num_frames
 from mmspeech_jax.audio.io import resample
 from mmspeech_jax.audio.pitch import PitchConfig, yin
 from mmspeech_jax.errors import ConfigError, CorpusMismatchError, CorpusNotFoundError, MMSpeechError
 from mmspeech_jax.text.symbols import SymbolTable
-from mmspeech_jax.text.tokenizer import CharacterTokenizer, make_tokenizer
+from mmspeech_jax.text.tokenizer import TOKENIZERS, CharacterTokenizer, make_tokenizer
 
 CACHE_FORMAT_VERSION = "feature-cache-v1"
 _PAD_QUANTUM_FRAMES = 64  # audio is padded to a multiple of 64 hops (~0.74 s) -> few compiled shapes
@@ -51,6 +52,10 @@ class FeatureConfig:
     max_seconds: float = 20.0
 
     def __post_init__(self):
+        if not isinstance(self.mel, MelConfig) or not isinstance(self.pitch, PitchConfig):
+            raise ConfigError(f"FeatureConfig: mel and pitch must be a MelConfig and a PitchConfig, got {self}")
+        config_checks.choice(self, "tokenizer", TOKENIZERS)
+        config_checks.positive(self, "max_seconds")
         if self.mel.sample_rate != self.pitch.sample_rate or self.mel.hop_samples != self.pitch.hop_samples:
             raise ConfigError("FeatureConfig: mel and pitch must share sample_rate and hop_samples (one frame grid)")
 

@@ -34,6 +34,7 @@ import threading
 import grain
 import numpy as np
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.audio.pitch import interpolate_unvoiced
 from mmspeech_jax.data.feature_cache import FeatureCache
 from mmspeech_jax.errors import ConfigError
@@ -57,12 +58,10 @@ class PipelineConfig:
     prefetch: int = 4
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.num_buckets < 1:
-            raise ConfigError(f"PipelineConfig: batch_size and num_buckets must be >= 1, got {self}")
-        if self.num_epochs is not None and self.num_epochs < 1:
-            raise ConfigError(f"PipelineConfig.num_epochs must be >= 1 or None, got {self.num_epochs}")
-        if self.frame_multiple < 1 or self.token_multiple < 1:
-            raise ConfigError("PipelineConfig: frame_multiple and token_multiple must be >= 1")
+        config_checks.integers(self, batch_size=1, num_buckets=1, seed=0, frame_multiple=1, token_multiple=1,
+                               num_threads=0, prefetch=0)  # grain: 0 threads reads in the calling thread
+        config_checks.integer(self, "num_epochs", 1, none_ok=True)
+        config_checks.flag(self, "shuffle", "drop_remainder")
 
 
 @dataclasses.dataclass(frozen=True)

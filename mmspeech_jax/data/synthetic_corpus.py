@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.data.sentences import sentence
 from mmspeech_jax.errors import ConfigError, CorpusError, CorpusMismatchError, CorpusNotFoundError
 from mmspeech_jax.text.espeak import PAUSE_MNEMONICS, PhonemeEvent, Voice, espeak_engine
@@ -70,10 +71,9 @@ class CorpusConfig:
     num_shards: int = 2  # generation processes; part of the config because the sentence-to-shard map depends on it
 
     def __post_init__(self):
-        if self.num_shards < 1:
-            raise ConfigError(f"CorpusConfig.num_shards must be >= 1, got {self.num_shards}")
-        if self.num_utterances < 1:
-            raise ConfigError(f"CorpusConfig.num_utterances must be >= 1, got {self.num_utterances}")
+        config_checks.integers(self, num_utterances=1, seed=0, num_shards=1)
+        for name in ("min_seconds", "max_seconds", "validation_fraction", "test_fraction"):
+            config_checks.number(self, name)
         if not self.voices:
             raise ConfigError("CorpusConfig.voices must name at least one voice")
         if not 0 < self.min_seconds < self.max_seconds:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
 from mmspeech_jax.layers.dense import Dense
 from mmspeech_jax.layers.dropout import Dropout
@@ -36,6 +37,12 @@ class ConformerBlockConfig:
     adapter_dim: int = 0  # 0: no adapters
     lora_rank: int = 0  # 0: no LoRA on the attention projections
     remat: bool = False  # recompute each block's activations in the backward pass (see FFTBlockConfig.remat)
+
+    def __post_init__(self):
+        config_checks.integers(self, dim=1, heads=1, ffn_dim=1, conv_kernel=1, adapter_dim=0, lora_rank=0)
+        config_checks.divisible(self, "dim", "heads")
+        config_checks.fraction(self, "dropout", "attention_dropout")
+        config_checks.flag(self, "remat")
 
 
 class FeedForward(nn.Module):

@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.transformer import FFTBlock, FFTBlockConfig
 
@@ -197,6 +198,11 @@ class BottleneckFusionConfig:
     layers: int = 2
     ffn_multiplier: int = 4
     dropout: float = 0.0
+
+    def __post_init__(self):
+        config_checks.integers(self, dim=1, heads=1, bottlenecks=1, layers=1, ffn_multiplier=1)
+        config_checks.divisible(self, "dim", "heads")
+        config_checks.fraction(self, "dropout")
 
 
 class BottleneckFusion(nn.Module):

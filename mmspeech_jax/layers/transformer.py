@@ -11,9 +11,10 @@ import dataclasses
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.layers.attention import MultiHeadSelfAttention
 from mmspeech_jax.layers.dropout import Dropout
-from mmspeech_jax.layers.winograd import Conv1D
+from mmspeech_jax.layers.winograd import ALGORITHMS, Conv1D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,14 @@ class FFTBlockConfig:
     remat: bool = False
     # Kernel-3/5 convolutions: "auto" (Winograd for float32 on CPU), "winograd" or "direct" (layers/winograd.py).
     conv_algorithm: str = "auto"
+
+    def __post_init__(self):
+        config_checks.integers(self, dim=1, heads=1, conv_filters=1)
+        config_checks.divisible(self, "dim", "heads")
+        config_checks.fraction(self, "dropout")
+        config_checks.fraction(self, "attention_dropout", none_ok=True)
+        config_checks.flag(self, "remat")
+        config_checks.choice(self, "conv_algorithm", ALGORITHMS)
 
 
 class FFTBlock(nn.Module):

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import betaln, gammaln
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.layers.winograd import Conv1D
-from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.losses.recurrence import NEG, UNROLL, banded_recurrence, resolve, with_identity_frames
 
@@ -41,8 +41,9 @@ class AlignerConfig:
     recurrence: str = "auto"  # MAS and forward-sum over frames: "sequential", "blocked" or "auto" (losses/recurrence.py)
 
     def __post_init__(self):
-        if self.recurrence not in RECURRENCES:
-            raise ConfigError(f"AlignerConfig.recurrence must be one of {RECURRENCES}, got {self.recurrence!r}")
+        config_checks.integers(self, dim=1, text_hidden=1, mel_hidden=1)
+        config_checks.positive(self, "temperature", "prior_scale")
+        config_checks.choice(self, "recurrence", RECURRENCES)
 
 
 def beta_binomial_prior(text_length: int, mel_length: int, scale: float = 1.0) -> np.ndarray:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.layers.subsampling import subsampled_length
 from mmspeech_jax.models.ctc_asr import CTCASRConfig, frontend_and_encoder
@@ -38,6 +39,11 @@ class BestRQConfig:
     start_probability: float = 0.05
     span_frames: int = 8
     noise_std: float = 0.1
+
+    def __post_init__(self):
+        config_checks.integers(self, codebook_size=2, codebook_dim=1, quantizer_seed=0, span_frames=1)
+        config_checks.number(self, "start_probability", 0, 1, low_open=True, high_open=True)
+        config_checks.number(self, "noise_std", 0)
 
 
 def quantizer_arrays(config: BestRQConfig, n_mels: int, stack: int) -> tuple[np.ndarray, np.ndarray]:

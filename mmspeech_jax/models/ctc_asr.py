@@ -20,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig, spec_augment
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
+from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
 from mmspeech_jax.layers.subsampling import Conv2dSubsampling
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
 from mmspeech_jax.losses.ctc import ctc_feasible, ctc_total
@@ -58,14 +60,17 @@ class CTCASRConfig:
     ctc_recurrence: str = "auto"  # CTC over frames: "sequential" (optax), "blocked" or "auto" (losses/ctc.py)
 
     def __post_init__(self):
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"CTCASRConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"CTCASRConfig.compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
-        if self.ctc_recurrence not in RECURRENCES:
-            raise ConfigError(f"CTCASRConfig.ctc_recurrence must be one of {RECURRENCES}, got {self.ctc_recurrence!r}")
-        if self.dim % self.heads:
-            raise ConfigError(f"CTCASRConfig: dim {self.dim} is not divisible by heads {self.heads}")
+        config_checks.integers(self, vocab_size=2, n_mels=1, dim=1, heads=1, ffn_dim=1, layers=1, conv_kernel=1,
+                               subsampling_channels=1, adapter_dim=0, lora_rank=0)
+        config_checks.divisible(self, "dim", "heads")
+        config_checks.choice(self, "encoder", ENCODERS)
+        config_checks.choice(self, "subsampling", tuple(SUBSAMPLING_FACTORS))
+        config_checks.fraction(self, "dropout", "attention_dropout")
+        if self.spec_augment is not None and not isinstance(self.spec_augment, SpecAugmentConfig):
+            raise ConfigError(f"CTCASRConfig.spec_augment must be None or a SpecAugmentConfig, got {self.spec_augment!r}")
+        config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
+        config_checks.flag(self, "remat")
+        config_checks.choice(self, "ctc_recurrence", RECURRENCES)
 
     @classmethod
     def from_dict(cls, data: dict) -> "CTCASRConfig":

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
@@ -64,14 +65,22 @@ class FastSpeech2Config:
     conv_algorithm: str = "auto"
 
     def __post_init__(self):
-        if self.dim % self.heads:
-            raise ConfigError(f"FastSpeech2Config: dim {self.dim} not divisible by heads {self.heads}")
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"FastSpeech2Config.compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
-        if self.variance_level not in ("token", "frame"):
-            raise ConfigError(f"FastSpeech2Config.variance_level must be 'token' or 'frame', got {self.variance_level!r}")
-        if self.conv_algorithm not in ALGORITHMS:
-            raise ConfigError(f"FastSpeech2Config.conv_algorithm must be one of {ALGORITHMS}, got {self.conv_algorithm!r}")
+        config_checks.integers(self, vocab_size=2, n_mels=1, dim=1, heads=1, encoder_layers=1, decoder_layers=1,
+                               conv_filters=1, postnet_layers=1, postnet_channels=1, postnet_kernel=1, num_speakers=0)
+        config_checks.divisible(self, "dim", "heads")
+        if (not isinstance(self.conv_kernels, tuple) or len(self.conv_kernels) != 2
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.conv_kernels)):
+            raise ConfigError(f"FastSpeech2Config.conv_kernels must be two integers >= 1, got {self.conv_kernels!r}")
+        config_checks.fraction(self, "dropout")
+        config_checks.fraction(self, "attention_dropout", none_ok=True)
+        if not isinstance(self.predictor, VariancePredictorConfig):
+            raise ConfigError(f"FastSpeech2Config.predictor must be a VariancePredictorConfig, got {self.predictor!r}")
+        if self.aligner is not None and not isinstance(self.aligner, AlignerConfig):
+            raise ConfigError(f"FastSpeech2Config.aligner must be None or an AlignerConfig, got {self.aligner!r}")
+        config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
+        config_checks.choice(self, "variance_level", ("token", "frame"))
+        config_checks.choice(self, "conv_algorithm", ALGORITHMS)
+        config_checks.flag(self, "remat")
 
     @classmethod
     def from_dict(cls, data: dict) -> "FastSpeech2Config":

@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.adapter import PlainAdapters, adapter_at, adapter_forward, split_sites
 from mmspeech_jax.layers.conditioning import ReferenceEncoder, SpeakerEmbedding, VectorEncoder, combine_conditions
@@ -56,10 +57,14 @@ class HyperSpeechConfig:
     speaker_dropout: float = 0.5
 
     def __post_init__(self):
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"HyperSpeechConfig.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        if self.adapters not in ("hyper", "none"):
-            raise ConfigError(f"HyperSpeechConfig.adapters must be 'hyper' or 'none', got {self.adapters!r}")
+        if not isinstance(self.backbone, FastSpeech2Config):
+            raise ConfigError(f"HyperSpeechConfig.backbone must be a FastSpeech2Config, got {self.backbone!r}")
+        config_checks.integers(self, condition_dim=1, num_speakers=0, vector_dim=0, adapter_dim=1, hyper_hidden=1,
+                               site_dim=1)
+        config_checks.choice(self, "fusion", FUSIONS)
+        config_checks.choice(self, "adapters", ("hyper", "none"))
+        config_checks.flag(self, "reference", "plain_adapters")
+        config_checks.number(self, "speaker_dropout", 0, 1)  # the share of examples trained without their speaker
         if not (self.num_speakers or self.reference or self.vector_dim):
             raise ConfigError("HyperSpeechConfig: enable at least one condition (num_speakers, reference, vector_dim)")
         if self.backbone.num_speakers:

@@ -21,9 +21,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.dropout import Dropout
-from mmspeech_jax.layers.winograd import Conv1D
+from mmspeech_jax.layers.winograd import ALGORITHMS, Conv1D
 
 
 def length_regulate(x, durations, max_frames: int):
@@ -59,6 +60,10 @@ class VariancePredictorConfig:
     hidden: int = 256
     kernel_size: int = 3
     dropout: float = 0.5
+
+    def __post_init__(self):
+        config_checks.integers(self, hidden=1, kernel_size=1)
+        config_checks.fraction(self, "dropout")
 
 
 class VariancePredictor(nn.Module):
@@ -97,6 +102,10 @@ class VarianceAdaptorConfig:
     predictor: VariancePredictorConfig = VariancePredictorConfig()
     level: str = "token"  # "token" (phoneme-averaged pitch/energy) or "frame"
     conv_algorithm: str = "auto"  # the predictors' convolutions (layers/winograd.py)
+
+    def __post_init__(self):
+        config_checks.choice(self, "level", ("token", "frame"))
+        config_checks.choice(self, "conv_algorithm", ALGORITHMS)
 
 
 @dataclasses.dataclass(frozen=True)

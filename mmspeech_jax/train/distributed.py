@@ -15,6 +15,7 @@ import dataclasses
 
 import jax
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 
 
@@ -25,6 +26,9 @@ class DistributedConfig:
     process_id: int = 0
 
     def __post_init__(self):
+        config_checks.integers(self, num_processes=1, process_id=0)
+        if self.coordinator_address is not None and not isinstance(self.coordinator_address, str):
+            raise ConfigError(f"coordinator address must be host:port, got {self.coordinator_address!r}")
         if self.coordinator_address is None:
             if self.num_processes != 1 or self.process_id != 0:
                 raise ConfigError("num_processes/process_id need a coordinator address (host:port)")

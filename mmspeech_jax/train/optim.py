@@ -8,13 +8,11 @@ scales/offsets and embedding tables are exempt (`decay_mask`). Learning rate: li
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 
 import jax
 import optax
 
-from mmspeech_jax.errors import ConfigError
+from mmspeech_jax import config_checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,22 +30,12 @@ class OptimizerConfig:
 
     def __post_init__(self):
         """Each field checked on its own, with a one-line message naming it (NaN and inf included)."""
-        if self.schedule not in ("cosine", "noam"):
-            raise ConfigError(f"OptimizerConfig.schedule must be 'cosine' or 'noam', got {self.schedule!r}")
+        config_checks.choice(self, "schedule", ("cosine", "noam"))
         # total_steps 0: nothing is trained (a resumed run evaluated again); the schedule is then the warm-up's.
-        for name, low in {"warmup_steps": 0, "total_steps": 0, "accumulation_steps": 1}.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ConfigError(f"OptimizerConfig.{name} must be an integer >= {low}, got {value!r}")
-        ranges = {"learning_rate": (0, None, False), "eps": (0, None, False), "clip_norm": (0, None, False),
-                  "weight_decay": (0, None, True), "b1": (0, 1, True), "b2": (0, 1, True)}
-        for name, (low, high, low_allowed) in ranges.items():
-            value = getattr(self, name)
-            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-                  and (value >= low if low_allowed else value > low) and (high is None or value < high))
-            if not ok:
-                bounds = f"{'>=' if low_allowed else '>'} {low}" + (f" and < {high}" if high is not None else "")
-                raise ConfigError(f"OptimizerConfig.{name} must be a finite number {bounds}, got {value!r}")
+        config_checks.integers(self, warmup_steps=0, total_steps=0, accumulation_steps=1)
+        config_checks.positive(self, "learning_rate", "eps", "clip_norm")
+        config_checks.number(self, "weight_decay", 0)
+        config_checks.fraction(self, "b1", "b2")
 
 
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:

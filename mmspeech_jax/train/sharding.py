@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.train.step import make_eval_step, make_train_step
 
@@ -36,6 +37,11 @@ class MeshConfig:
     data: int = -1  # devices along "data"; -1: all the devices fsdp leaves
     fsdp: int = 1
     min_shard_size: int = 1024  # smaller parameter leaves stay replicated
+
+    def __post_init__(self):
+        config_checks.integers(self, fsdp=1, min_shard_size=1)
+        if self.data != -1:
+            config_checks.integer(self, "data", 1)  # -1 (all the devices fsdp leaves) or a device count
 
 
 def make_mesh(config: MeshConfig = MeshConfig(), devices=None) -> Mesh:

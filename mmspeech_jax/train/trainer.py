@@ -21,7 +21,7 @@ import optax
 from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
-from mmspeech_jax.errors import ConfigError
+from mmspeech_jax import config_checks
 from mmspeech_jax.train.checkpoint import Checkpointer
 from mmspeech_jax.train.distributed import host_copy, is_primary
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
@@ -48,15 +48,11 @@ class TrainerConfig:
 
     def __post_init__(self):
         """Checked before any data loads or step compiles (a zero interval used to fail at the first log step)."""
-        at_least = {"steps": 0, "log_every": 1, "eval_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1,
-                    "micro_batches": 1}
-        for name, low in at_least.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"TrainerConfig.{name} must be an integer >= {low}, got {value!r}")
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 0):
-            raise ConfigError(f"TrainerConfig.patience must be None or an integer >= 0, got {self.patience!r}")
+        config_checks.integer(self, "seed")
+        config_checks.integers(self, steps=0, log_every=1, eval_every=1, checkpoint_every=1,
+                               keep_checkpoints=1, micro_batches=1)
+        config_checks.integer(self, "patience", 0, none_ok=True)
+        config_checks.flag(self, "progress")
 
 
 @dataclasses.dataclass
