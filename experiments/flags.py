@@ -7,6 +7,7 @@ on first use), and prints which one it took.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
@@ -66,6 +67,7 @@ def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> a
         CorpusConfig(num_utterances=getattr(args, "corpus_size", 1))
         if model_config is not None:
             model_config(args)
+        mesh_config_from_flag(getattr(args, "mesh", None))
     except ConfigError as exc:
         p.error(str(exc))
     if args.batch_size % args.micro_batches:
@@ -75,7 +77,27 @@ def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> a
             p.error(f"--{name} must be a positive number, got {value}")
         if name.endswith("_steps") and value < 0:
             p.error(f"--{name} must be >= 0, got {value}")
+    if getattr(args, "data", None) == "ljspeech":
+        from mmspeech_jax.data.ljspeech import is_prepared
+
+        if not is_prepared(args.data_dir):
+            p.error(f"--data ljspeech: LJSpeech is not prepared under --data_dir {args.data_dir} (prepare it with "
+                    f"mmspeech_jax.data.ljspeech.prepare_ljspeech on a machine with internet, or use --data embedded)")
     return args
+
+
+def run_command(main, argv=None) -> None:
+    """What `python -m experiments.X` runs: `main(argv)`, where a user error found after parsing (a mesh the devices
+    cannot form, a corpus that does not hold a voice's utterances, ...: any `MMSpeechError`) prints one line,
+    `X: error: ...`, and exits with status 2 like argparse's own errors, instead of a traceback. Bugs still
+    raise with their traceback."""
+    from mmspeech_jax.errors import MMSpeechError
+
+    try:
+        main(argv)
+    except MMSpeechError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)  # argparse's prefix
+        sys.exit(2)
 
 
 def add_distributed_args(p: argparse.ArgumentParser) -> None:
@@ -122,15 +144,32 @@ def load_data(args):
     return embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
 
 
-def mesh_from_flag(value: str | None):
-    """`--mesh DATAxFSDP` -> a `jax.sharding.Mesh` (None stays None: one device)."""
+def mesh_config_from_flag(value: str | None):
+    """`--mesh DATAxFSDP` -> a `MeshConfig` (None stays None), without touching the devices (parse time)."""
     if not value:
         return None
     from mmspeech_jax.errors import ConfigError
-    from mmspeech_jax.train.sharding import MeshConfig, make_mesh
+    from mmspeech_jax.train.sharding import MeshConfig
 
     try:
         data, fsdp = (int(part) for part in value.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--mesh must look like 8x1 or 2x4 (data x fsdp), got {value!r}") from None
-    return make_mesh(MeshConfig(data=data, fsdp=fsdp))
+    return MeshConfig(data=data, fsdp=fsdp)
+
+
+def mesh_from_flag(value: str | None, batch_size: int | None = None):
+    """`--mesh DATAxFSDP` -> a `jax.sharding.Mesh` over this run's devices (None stays None: one device). Call it
+    after `initialize_distributed` and before loading data, so that a mesh the devices cannot form, or a (global)
+    `batch_size` that does not split over its devices, stops the run before any data loads."""
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.train.sharding import make_mesh
+
+    config = mesh_config_from_flag(value)
+    if config is None:
+        return None
+    mesh = make_mesh(config)
+    if batch_size is not None and batch_size % mesh.devices.size:
+        raise ConfigError(f"--batch_size {batch_size} does not split over the {mesh.devices.size} devices of "
+                          f"--mesh {value}")
+    return mesh

@@ -20,7 +20,8 @@ import jax
 import numpy as np
 
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
-                               initialize_distributed, load_data, mesh_from_flag, parse_checked, trainer_config)
+                               initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
+                               trainer_config)
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
@@ -67,9 +68,9 @@ def write_workdir_config(workdir: Path, config, args, cache, **extra) -> None:
     character_table().save(workdir / "symbols.json")
 
 
-def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None):
-    """Trains a CTC model with the shared trainer. `init_params` (e.g. a pretrained encoder merged into fresh
-    params) and `tx` (e.g. a fine-tuning strategy's masked optimizer) override the defaults."""
+def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None):
+    """Trains a CTC model with the shared trainer, over `mesh` when given. `init_params` (e.g. a pretrained encoder
+    merged into fresh params) and `tx` (e.g. a fine-tuning strategy's masked optimizer) override the defaults."""
     model = CTCASR(config)
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
                               seed=args.seed)
@@ -87,7 +88,7 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
                  trainer_config(args),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh_from_flag(args.mesh))
+                 mesh=mesh)
     return model, result, eval_config, len(train_batches.shapes)
 
 
@@ -118,12 +119,13 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
 def main(argv=None):
     args = parse_args(argv)
     initialize_distributed(args)
+    mesh = mesh_from_flag(args.mesh, args.batch_size)  # before any data loads
     workdir = Path(args.workdir)
     cache = load_data(args)
     config = model_config(args, cache.n_mels)
     if is_primary():
         write_workdir_config(workdir, config, args, cache)
-    model, result, eval_config, shapes = train(args, cache, config, workdir)
+    model, result, eval_config, shapes = train(args, cache, config, workdir, mesh=mesh)
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
@@ -140,4 +142,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

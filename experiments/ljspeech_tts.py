@@ -21,7 +21,8 @@ from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
-                               initialize_distributed, load_data, mesh_from_flag, parse_checked, trainer_config)
+                               initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
+                               trainer_config)
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -60,6 +61,7 @@ def model_config(args, vocab_size: int):
 def main(argv=None):
     args = parse_args(argv)
     initialize_distributed(args)
+    mesh = mesh_from_flag(args.mesh, args.batch_size)  # before any data loads
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = load_data(args)
@@ -83,7 +85,7 @@ def main(argv=None):
     result = fit(workdir, params, tx, loss_fn, train,
                  trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh_from_flag(args.mesh))
+                 mesh=mesh)
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
@@ -172,4 +174,4 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -30,7 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_trainer_args, parse_checked, trainer_config
+from experiments.flags import add_trainer_args, mesh_from_flag, parse_checked, run_command, trainer_config
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import save_audio
@@ -85,6 +85,7 @@ def model_config(args, vocab_size: int, num_speakers: int) -> HyperSpeechConfig:
 
 def main(argv=None):
     args = parse_args(argv)
+    mesh = mesh_from_flag(args.mesh, args.batch_size)  # the multi-speaker training; before any data loads
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     corpus = multispeaker_config(args.num_voices, num_utterances=args.corpus_size)
@@ -116,8 +117,10 @@ def main(argv=None):
                  trainer_config(args, patience=None),
                  prepare=prepare,
                  eval_batches=(lambda: make_batch_iterator(cache, "validation", eval_config, positions=val_rows,
-                                                           verbose=False)) if val_rows.size else None)
-    trained = result.state.params
+                                                           verbose=False)) if val_rows.size else None,
+                 mesh=mesh)
+    # On the host: the adaptation runs (a few utterances of one voice, batches smaller than a mesh) use one device.
+    trained = jax.device_get(result.state.params)
 
     # 2. the judge: a speaker classifier over all voices, trained on real recordings of the training split
     classifier = train_speaker_classifier(make_batch_iterator(cache, "train", pipeline, verbose=False),
@@ -270,4 +273,4 @@ def plot_embeddings(model, params, cache, rows, voices, known, path, per_voice: 
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

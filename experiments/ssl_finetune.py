@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import load_data, parse_checked, trainer_config
+from experiments.flags import load_data, mesh_from_flag, parse_checked, run_command, trainer_config
 from experiments.ljspeech_asr import add_training_args, evaluate, model_config, train, write_workdir_config
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
@@ -64,7 +64,7 @@ def labelled_subset(cache, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 10]).permutation(rows)[:count])
 
 
-def pretrain(args, cache, config, workdir: Path):
+def pretrain(args, cache, config, workdir: Path, mesh=None):
     """BEST-RQ on every training utterance's audio (labels unused). Returns (encoder params, wall seconds)."""
     model = BestRQ(config, BestRQConfig())
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
@@ -81,11 +81,11 @@ def pretrain(args, cache, config, workdir: Path):
     result = fit(workdir, params, tx, make_best_rq_loss_fn(model), make_batch_iterator(cache, "train", pipeline),
                  trainer_config(args, steps=args.pretrain_steps, patience=None),
                  prepare=prepare,
-                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False))
+                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False), mesh=mesh)
     return result.state.params, time.perf_counter() - started, result
 
 
-def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path) -> dict:
+def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, mesh=None) -> dict:
     extra = {}
     if strategy == "adapters":
         extra["adapter_dim"] = args.adapter_dim
@@ -105,7 +105,7 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path) ->
                                                          total_steps=args.steps)), mask)
     started = time.perf_counter()
     model, result, eval_config, _ = train(args, cache, config, workdir, init_params=params, tx=tx,
-                                          train_positions=labelled)
+                                          train_positions=labelled, mesh=mesh)
     wall = time.perf_counter() - started
     report = evaluate(model, result.state.params, cache, eval_config, splits=("test",), beam_width=args.beam_width)
     return {"strategy": strategy, "trainable_params": count_parameters(params, mask),
@@ -129,17 +129,18 @@ def table(rows, args, pretrain_row) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    mesh = mesh_from_flag(args.mesh, args.batch_size)  # pretraining and every fine-tuning run; before data loads
     workdir = Path(args.workdir)
     cache = load_data(args)
     labelled = labelled_subset(cache, args.label_fraction, args.seed)
     print(f"labelled subset: {labelled.size} of {cache.indices('train').size} training utterances")
     config = model_config(args, cache.n_mels)
-    pretrained, pretrain_wall, pre = pretrain(args, cache, config, workdir / "pretrain")
+    pretrained, pretrain_wall, pre = pretrain(args, cache, config, workdir / "pretrain", mesh)
     last = [json.loads(line) for line in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     accuracy = next((r["ssl_accuracy"] for r in reversed(last) if r.get("split") == "validation"), float("nan"))
     pretrain_row = {"steps": int(pre.state.step), "wall_seconds": pretrain_wall, "ssl_accuracy": accuracy,
                     "utterances": int(cache.indices("train").size)}
-    rows = [finetune(args, cache, s, pretrained, labelled, workdir / s) for s in args.strategies.split(",")]
+    rows = [finetune(args, cache, s, pretrained, labelled, workdir / s, mesh) for s in args.strategies.split(",")]
     text = table(rows, args, pretrain_row)
     report = {"pretrain": pretrain_row, "labelled_utterances": int(labelled.size), "rows": rows, "table": text}
     (workdir / "report.json").write_text(strict_json(report, indent=1))
@@ -157,4 +158,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -125,12 +125,26 @@ def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_c
 
 @pytest.mark.slow  # ~1-2 min: pretraining + four fine-tuning runs
 def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
+    import experiments.ljspeech_asr
+    import experiments.ssl_finetune
     from experiments.ssl_finetune import main as ssl_main
 
+    meshes = []
+
+    def recording(fit):
+        def recording_fit(*args, mesh=None, **kwargs):
+            meshes.append(None if mesh is None else dict(mesh.shape))
+            return fit(*args, mesh=mesh, **kwargs)
+        return recording_fit
+
+    for module in (experiments.ssl_finetune, experiments.ljspeech_asr):  # pretraining; fine-tuning (through train)
+        monkeypatch.setattr(module, "fit", recording(module.fit))
     monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
     report = ssl_main(["--preset", "tiny", "--pretrain_steps", "2", "--steps", "2", "--corpus_size", "24",
-                       "--batch_size", "4", "--num_buckets", "1", "--eval_every", "2", "--checkpoint_every", "2",
-                       "--strategies", "scratch,adapters,lora", "--workdir", str(tmp_path / "ssl"), "--no_progress"])
+                       "--batch_size", "8", "--num_buckets", "1", "--eval_every", "2", "--checkpoint_every", "2",
+                       "--strategies", "scratch,adapters,lora", "--workdir", str(tmp_path / "ssl"), "--no_progress",
+                       "--mesh", "4x2"])  # the 8 simulated devices
+    assert meshes == [{"data": 4, "fsdp": 2}] * 4, meshes  # --mesh reaches pretraining and every fine-tuning run
     rows = {r["strategy"]: r for r in report["rows"]}
     assert set(rows) == {"scratch", "adapters", "lora"}
     assert rows["adapters"]["trainable_params"] < rows["scratch"]["trainable_params"]

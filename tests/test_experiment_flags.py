@@ -24,7 +24,10 @@ BAD = [
     (["--set", "dropout=1.5"], "Config.dropout must be a finite number >= 0 and < 1, got 1.5"),
     (["--set", "dim=\"wide\""], "Config.dim must be an integer >= 1, got 'wide'"),
     (["--set", "nonexistent=1"], "has no field 'nonexistent'"),
+    (["--mesh", "eight"], "--mesh must look like 8x1 or 2x4"),
+    (["--mesh", "0x2"], "MeshConfig.data must be an integer >= 1, got 0"),
 ]
+NO_LJSPEECH = (["--data", "ljspeech", "--data_dir", "/nonexistent/tfds"], "LJSpeech is not prepared under")
 # Flags of one experiment's own stages, checked by the same rule (any *learning_rate positive, any *_steps >= 0).
 OWN = {
     "ssl_finetune": [(["--pretrain_learning_rate", "-1"], "--pretrain_learning_rate must be a positive number"),
@@ -40,7 +43,8 @@ OWN = {
 def test_bad_trainer_flags_stop_before_any_data(experiment, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tmp_path / "cache"))  # a corpus generated here would show
     main = importlib.import_module(f"experiments.{experiment}").main
-    for flags, message in BAD + OWN.get(experiment, []):
+    data = [NO_LJSPEECH] if experiment != "multispeaker_tts" else []  # it always generates its multi-voice corpus
+    for flags, message in BAD + OWN.get(experiment, []) + data:
         with pytest.raises(SystemExit) as info:
             main(["--workdir", str(tmp_path / "w"), *flags])
         assert info.value.code == 2, flags
@@ -56,3 +60,45 @@ def test_trainer_config_accepts_its_defaults_and_zero_steps_and_rejects_bad_fiel
                 dict(patience=2.0)):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             TrainerConfig(**bad)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_a_mesh_the_devices_cannot_form_stops_before_any_data(experiment, tmp_path, monkeypatch):
+    import jax
+
+    assert jax.device_count() == 8  # tests/conftest.py: 8 simulated CPU devices
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tmp_path / "cache"))
+    main = importlib.import_module(f"experiments.{experiment}").main
+    for flags, message in ((["--mesh", "3x1"], "needs 3 devices, 8 are available"),
+                           (["--mesh", "4x2", "--batch_size", "12"], "--batch_size 12 does not split over the 8 devices")):
+        with pytest.raises(ConfigError, match=message):
+            main(["--workdir", str(tmp_path / "w"), *flags])
+    assert not (tmp_path / "w").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules")  # runpy, as the package is already imported
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_python_dash_m_prints_a_user_error_in_one_line(experiment, tmp_path, monkeypatch, capsys):
+    """`python -m experiments.X` (run here as __main__ in this process): an MMSpeechError raised after parsing is
+    one line on stderr and exit status 2, no traceback."""
+    import runpy
+    import sys
+
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "argv", [f"{experiment}.py", "--workdir", str(tmp_path / "w"), "--mesh", "3x1"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module(f"experiments.{experiment}", run_name="__main__")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"{experiment}.py: error: mesh data=3 x fsdp=1 needs 3 devices"), err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_run_command_lets_bugs_raise():
+    from experiments.flags import run_command
+
+    def buggy(argv=None):
+        raise KeyError("a bug, not a user error")
+
+    with pytest.raises(KeyError):
+        run_command(buggy)

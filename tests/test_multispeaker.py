@@ -14,17 +14,28 @@ from tests.conftest import _with_cache_dir
 pytestmark = pytest.mark.slow
 
 RUN = ["--preset", "tiny", "--corpus_size", "24", "--num_voices", "4", "--held_out", "2", "--steps", "3",
-       "--batch_size", "4", "--num_buckets", "1", "--checkpoint_every", "3", "--eval_every", "3",
+       "--batch_size", "8", "--num_buckets", "1", "--checkpoint_every", "3", "--eval_every", "3",
        "--adapt_utterances", "3", "--adapt_steps", "2", "--eval_utterances", "2", "--classifier_steps", "2",
-       "--no_progress"]
+       "--no_progress", "--mesh", "4x2"]  # the 8 simulated devices
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_run_cache):
-    from experiments.multispeaker_tts import main
+    import experiments.multispeaker_tts as experiment
 
+    meshes = []
+
+    def recording_fit(*args, mesh=None, **kwargs):
+        meshes.append(None if mesh is None else dict(mesh.shape))
+        return fit(*args, mesh=mesh, **kwargs)
+
+    fit = experiment.fit
     workdir = tmp_path_factory.mktemp("multispeaker") / "w"
-    report = _with_cache_dir(tiny_run_cache, lambda: main(RUN + ["--workdir", str(workdir)]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(experiment, "fit", recording_fit)
+        report = _with_cache_dir(tiny_run_cache, lambda: experiment.main(RUN + ["--workdir", str(workdir)]))
+    # --mesh shards the multi-speaker training; the six adaptation runs (3 utterances each) use one device
+    assert meshes == [{"data": 4, "fsdp": 2}] + [None] * 6, meshes
     return workdir, report
 
 
