@@ -53,7 +53,8 @@ class AudioFileExistsError(AudioError, FileExistsError):
 
 
 class FeatureError(MMSpeechError, ValueError):
-    """Features handed to a model directly (log-mel arrays) have the wrong shape, are empty or not finite."""
+    """Features handed to a model directly (log-mel arrays, a batch) have the wrong shape, are empty or not finite,
+    or disagree with each other (lengths, durations)."""
 
 
 # --- text --------------------------------------------------------------------------------------------------------

@@ -144,3 +144,46 @@ def test_bfloat16_compute_keeps_float32_params_outputs_and_gradients(setup):
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
     with pytest.raises(ConfigError, match="compute_dtype"):
         preset("tiny", 40, compute_dtype="float16")
+
+
+def hand_batch():
+    """Two rows built by hand: 5 and 3 tokens, 12 and 7 frames, durations that add up."""
+    b, n, t, m = 2, 5, 12, 80
+    token_lengths, frame_lengths = np.array([5, 3], np.int32), np.array([12, 7], np.int32)
+    durations = np.array([[2, 3, 1, 4, 2], [3, 0, 4, 0, 0]], np.int32)
+    return {"tokens": np.ones((b, n), np.int32), "token_mask": np.arange(n) < token_lengths[:, None],
+            "token_lengths": token_lengths, "mel": np.zeros((b, t, m), np.float32),
+            "frame_mask": np.arange(t) < frame_lengths[:, None], "frame_lengths": frame_lengths,
+            "pitch": np.zeros((b, t), np.float32), "energy": np.zeros((b, t), np.float32), "durations": durations}
+
+
+def test_batch_checks_catch_lengths_and_durations_that_disagree():
+    """External durations that do not add up to the mel, lengths that disagree with their masks, missing keys and
+    wrong shapes are refused in one line naming the row, instead of a length regulator that silently cuts or pads."""
+    from mmspeech_jax.errors import FeatureError
+    from mmspeech_jax.models.fastspeech2 import check_batch
+
+    external, aligned = preset("tiny", 40, aligner=None), preset("tiny", 40)
+    assert set(model_inputs(hand_batch(), external)) >= {"durations", "mel"}
+    assert "log_prior" in model_inputs({k: v for k, v in hand_batch().items() if k != "durations"}, aligned)
+
+    def refused(change, message, config=external):
+        batch = hand_batch()
+        change(batch)
+        with pytest.raises(FeatureError) as info:
+            check_batch(batch, config)
+        assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+    refused(lambda b: b["durations"].__setitem__((1, 2), 5), "row 1: durations sum to 8 frames")  # one too many
+    refused(lambda b: b["durations"].__setitem__((0, slice(0, 2)), [6, -1]), "row 0")  # same sum, negative
+    refused(lambda b: b["durations"].__setitem__((1, 4), 2), "row 1")  # frames on a padding token
+    refused(lambda b: b.pop("durations"), "lacks durations (aligner=None takes durations from the batch")
+    refused(lambda b: b["frame_lengths"].__setitem__(0, 20), "row 0: frame_lengths 20 but frame_mask has 12",
+            config=aligned)  # the prior would have been clipped to the 12 padded frames
+    refused(lambda b: b["token_lengths"].__setitem__(1, 2), "row 1: token_lengths 2 but token_mask has 3",
+            config=aligned)
+    refused(lambda b: b.__setitem__("mel", np.zeros((2, 12, 79), np.float32)), "'mel' has shape (2, 12, 79), "
+            "expected (2, 12, 80)", config=aligned)
+    refused(lambda b: b.__setitem__("pitch", np.zeros((2, 11), np.float32)), "'pitch' has shape (2, 11)",
+            config=aligned)
+    refused(lambda b: b.pop("energy"), "lacks energy", config=aligned)

@@ -15,9 +15,10 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mmspeech_jax import config_checks
-from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
 from mmspeech_jax.layers.winograd import ALGORITHMS, Conv1D
@@ -122,11 +123,54 @@ INPUT_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "fra
 
 def model_inputs(batch: dict, config: FastSpeech2Config) -> dict:
     """Host side: the pipeline batch keys the model reads, plus the aligner's `log_prior` (aligner on) or the
-    batch's `durations` (aligner off)."""
+    batch's `durations` (aligner off). The batch is checked first (`check_batch`)."""
+    check_batch(batch, config)
     inputs = {k: batch[k] for k in INPUT_KEYS}
     if config.aligner is None:
         return {**inputs, "durations": batch["durations"]}
     return with_alignment_prior(inputs, config.aligner.prior_scale)
+
+
+def check_batch(batch: dict, config: FastSpeech2Config) -> None:
+    """A host batch (NumPy arrays, e.g. one built in a notebook or by an external aligner) is one the model can
+    train on, else `FeatureError` with one line naming the key and the first bad row: every key present; tokens
+    and masks (B, N), mel (B, T, n_mels), contours and frame mask (B, T); lengths equal to their masks' sums (the
+    aligner's prior is built from the lengths, which were silently clipped when they exceeded the padded size);
+    with `aligner=None`, durations (B, N) >= 0, zero on padding tokens and summing to each row's frame length, so
+    the length regulator never cuts or pads a row."""
+    keys = INPUT_KEYS + (("durations",) if config.aligner is None else ())
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        hint = (" (aligner=None takes durations from the batch; this corpus has none, so keep the built-in aligner)"
+                if missing == ["durations"] else "")
+        raise FeatureError(f"FastSpeech2 batch lacks {', '.join(missing)}{hint}")
+    arrays = {k: np.asarray(batch[k]) for k in keys}
+    b, n = arrays["tokens"].shape if arrays["tokens"].ndim == 2 else (None, None)
+    t = arrays["mel"].shape[1] if arrays["mel"].ndim == 3 else None
+    expected = {"tokens": (b, n), "token_mask": (b, n), "token_lengths": (b,), "mel": (b, t, config.n_mels),
+                "frame_mask": (b, t), "frame_lengths": (b,), "pitch": (b, t), "energy": (b, t), "durations": (b, n)}
+    for key in keys:
+        if None in expected[key] or arrays[key].shape != expected[key]:
+            raise FeatureError(f"FastSpeech2 batch {key!r} has shape {arrays[key].shape}, expected "
+                               f"{tuple('?' if d is None else d for d in expected[key])} (B, N tokens, T frames, "
+                               f"{config.n_mels} mels)")
+    for lengths, mask in (("token_lengths", "token_mask"), ("frame_lengths", "frame_mask")):
+        wrong = np.flatnonzero(arrays[lengths] != arrays[mask].sum(axis=1))
+        if wrong.size:
+            r = int(wrong[0])
+            raise FeatureError(f"FastSpeech2 batch row {r}: {lengths} {int(arrays[lengths][r])} but {mask} has "
+                               f"{int(arrays[mask][r].sum())} valid positions")
+    if config.aligner is None:
+        durations = arrays["durations"]
+        total = np.where(arrays["token_mask"], durations, 0).sum(axis=1)
+        bad = np.flatnonzero((total != arrays["frame_lengths"]) | (durations < 0).any(axis=1)
+                             | ((durations != 0) & ~arrays["token_mask"].astype(bool)).any(axis=1))
+        if bad.size:
+            r = int(bad[0])
+            raise FeatureError(f"FastSpeech2 batch row {r}: durations sum to {int(total[r])} frames over its "
+                               f"{int(arrays['token_lengths'][r])} tokens (min {int(durations[r].min())}), "
+                               f"frame_lengths is {int(arrays['frame_lengths'][r])}; they must agree, with zeros on "
+                               f"padding tokens")
 
 
 def variance_targets(batch: dict, durations, level: str):
