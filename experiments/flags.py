@@ -44,6 +44,9 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
     p.add_argument("--micro_batches", type=int, default=1, metavar="M",
                    help="gradient accumulation: split each batch into M micro-batches (same result as the whole "
                         "batch, 1/M of the activation memory; batch_size must divide by M)")
+    p.add_argument("--max_consecutive_skipped", type=int, default=50, metavar="K",
+                   help="stop with one line when K steps in a row had a non-finite loss or gradient (each is "
+                        "skipped, not applied); 0: never stop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model config field (repeatable; dotted for nested fields, values as JSON), "
                         "e.g. --set dropout=0 --set predictor.dropout=0.1")
@@ -121,7 +124,7 @@ def trainer_config(args, **fields):
 
     shared = dict(steps=args.steps, seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                   patience=args.patience, progress=not args.no_progress, compilation_cache_dir=args.compilation_cache,
-                  micro_batches=args.micro_batches)
+                  micro_batches=args.micro_batches, max_consecutive_skipped=args.max_consecutive_skipped or None)
     return TrainerConfig(**{**shared, **fields})
 
 

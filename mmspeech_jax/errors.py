@@ -92,5 +92,9 @@ class CorpusMismatchError(CorpusError):
 
 
 # --- outputs -----------------------------------------------------------------------------------------------------
+class TrainingDivergedError(MMSpeechError):
+    """Training stopped: too many consecutive steps had a non-finite loss or gradient (all of them skipped)."""
+
+
 class OutputExistsError(MMSpeechError, FileExistsError):
     """An export would overwrite a file that is already there (nothing is written)."""

@@ -24,6 +24,7 @@ BAD = [
     (["--set", "dropout=1.5"], "Config.dropout must be a finite number >= 0 and < 1, got 1.5"),
     (["--set", "dim=\"wide\""], "Config.dim must be an integer >= 1, got 'wide'"),
     (["--set", "nonexistent=1"], "has no field 'nonexistent'"),
+    (["--max_consecutive_skipped", "-1"], "max_consecutive_skipped must be None or an integer >= 1, got -1"),
     (["--mesh", "eight"], "--mesh must look like 8x1 or 2x4"),
     (["--mesh", "0x2"], "MeshConfig.data must be an integer >= 1, got 0"),
 ]

@@ -22,6 +22,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
 from mmspeech_jax import config_checks
+from mmspeech_jax.errors import TrainingDivergedError
 from mmspeech_jax.train.checkpoint import Checkpointer
 from mmspeech_jax.train.distributed import host_copy, is_primary
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
@@ -45,6 +46,9 @@ class TrainerConfig:
     compilation_cache_dir: str | None = None
     # Gradient accumulation: each batch is split into this many micro-batches (exact; see train/step.py).
     micro_batches: int = 1
+    # A step whose loss or gradient is not finite is skipped (train/step.py); this many in a row stop the run with
+    # TrainingDivergedError instead of "training" on for hours without an update. None: never stop.
+    max_consecutive_skipped: int | None = 50
 
     def __post_init__(self):
         """Checked before any data loads or step compiles (a zero interval used to fail at the first log step)."""
@@ -52,6 +56,7 @@ class TrainerConfig:
         config_checks.integers(self, steps=0, log_every=1, eval_every=1, checkpoint_every=1,
                                keep_checkpoints=1, micro_batches=1)
         config_checks.integer(self, "patience", 0, none_ok=True)
+        config_checks.integer(self, "max_consecutive_skipped", 1, none_ok=True)
         config_checks.flag(self, "progress")
 
 
@@ -125,6 +130,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     log = open(workdir / "metrics.jsonl", "a") if primary else _NoLog()
     start_step, started = int(state.step), time.perf_counter()
     stopped_early = False
+    skipped, consecutive, noticed = int(state.skipped), 0, False
     bar = tqdm(total=config.steps, initial=start_step, desc="training", unit="step",
                disable=not (config.progress and primary))
     try:
@@ -133,6 +139,19 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
             jax.block_until_ready(metrics["loss"])  # one step at a time: no queued multi-device deadlocks on CPU
             step = int(state.step)
             bar.update(1)
+            now_skipped = int(metrics["skipped"])
+            consecutive = consecutive + 1 if now_skipped > skipped else 0
+            if consecutive == 1 and not noticed and primary:  # once per run; metrics.jsonl counts every one
+                tqdm.write(f"step {step}: non-finite loss or gradient, update skipped (counted as `skipped`)")
+                noticed = True
+            skipped = now_skipped
+            if config.max_consecutive_skipped is not None and consecutive >= config.max_consecutive_skipped:
+                log.write(strict_json({"step": step, "split": "train", **_scalars(metrics)}) + "\n")
+                raise TrainingDivergedError(
+                    f"steps {step - consecutive + 1}-{step}: {consecutive} consecutive steps had a non-finite loss or "
+                    f"gradient and were skipped, so the parameters are still those after step {step - consecutive} "
+                    f"(checkpoints in {workdir / 'checkpoints'} are kept); lower the learning rate, check the data "
+                    f"or compute in float32")
             if step % config.log_every == 0 or step == config.steps:
                 scalars = _scalars(metrics)
                 rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)

@@ -1,0 +1,79 @@
+"""The shared trainer on a toy problem: a run whose every step is non-finite stops loudly instead of skipping
+updates for hours; isolated bad steps are skipped and counted."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mmspeech_jax.errors import ConfigError, TrainingDivergedError
+from mmspeech_jax.train.trainer import TrainerConfig, fit
+
+
+class Endless:
+    """A batch iterator with the pipeline's resumable-state interface."""
+
+    def __init__(self):
+        self.position = 0
+
+    def __next__(self):
+        self.position += 1
+        return {"x": np.full((4,), 2.0, np.float32)}
+
+    def get_state(self):
+        return {"position": self.position}
+
+    def set_state(self, state):
+        self.position = state["position"]
+
+
+def toy_loss(bad_step):
+    """Squared error of w * x against 1; the loss is NaN at the steps `bad_step(step)` marks."""
+
+    def loss_fn(params, batch, rng, train, step, counts=None):
+        loss = jnp.mean((params["w"] * batch["x"] - 1.0) ** 2) * jnp.where(bad_step(step), jnp.nan, 1.0)
+        return loss, {}
+
+    return loss_fn
+
+
+def run(tmp_path, bad_step, steps, limit):
+    config = TrainerConfig(steps=steps, log_every=1, eval_every=1000, checkpoint_every=1000, progress=False,
+                           max_consecutive_skipped=limit)
+    return fit(tmp_path, {"w": jnp.zeros(())}, optax.sgd(0.1), toy_loss(bad_step), Endless(), config)
+
+
+def test_consecutive_non_finite_steps_stop_the_run(tmp_path, capsys):
+    with pytest.raises(TrainingDivergedError) as info:
+        run(tmp_path, lambda step: step >= 3, steps=100, limit=5)  # steps 4.. (1-based) are all NaN
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("steps 4-8: 5 consecutive steps had a non-finite loss or gradient"), message
+    assert "still those after step 3" in message
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 8 and records[-1]["skipped"] == 5 and records[-1]["loss"] is None
+    assert records[2]["step"] == 3 and records[2]["skipped"] == 0
+    out = capsys.readouterr().out
+    assert out.count("update skipped") == 1 and "step 4: non-finite loss or gradient" in out  # told once, at once
+
+
+def test_isolated_bad_steps_are_skipped_and_the_run_completes(tmp_path):
+    # Every other step is NaN: never two in a row, so a limit of 2 never triggers; 5 of 10 steps skipped.
+    result = run(tmp_path / "a", lambda step: step % 2 == 1, steps=10, limit=2)
+    assert int(result.state.step) == 10 and int(result.state.skipped) == 5
+    # w follows plain SGD on its 5 finite steps: w <- w - 0.1 * d/dw mean((2w - 1)^2) = w - 0.1 * 4 (2w - 1)
+    w = 0.0
+    for _ in range(5):
+        w -= 0.1 * 4.0 * (2.0 * w - 1.0)
+    np.testing.assert_allclose(float(result.state.params["w"]), w, rtol=1e-6)
+    # None: never stop, however many are skipped
+    result = run(tmp_path / "b", lambda step: step >= 0, steps=6, limit=None)
+    assert int(result.state.skipped) == 6 and float(result.state.params["w"]) == 0.0
+
+
+def test_limit_is_checked():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="TrainerConfig.max_consecutive_skipped must be None or an integer >= 1"):
+            TrainerConfig(max_consecutive_skipped=bad)
