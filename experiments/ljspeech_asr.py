@@ -33,7 +33,7 @@ from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json
+from mmspeech_jax.workdir import strict_json, write_run_config
 
 
 def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> None:
@@ -61,11 +61,9 @@ def model_config(args, n_mels: int, **overrides):
 
 
 def write_workdir_config(workdir: Path, config, args, cache, **extra) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(
-        {"task": "asr", "model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
-         "stats": cache.stats, **extra}, indent=1))
-    character_table().save(workdir / "symbols.json")
+    write_run_config(workdir, {"task": "asr", "model": dataclasses.asdict(config), "args": vars(args),
+                               "features": cache.config, "stats": cache.stats, **extra}, character_table(),
+                     primary=is_primary())
 
 
 def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None):
@@ -123,8 +121,7 @@ def main(argv=None):
     workdir = Path(args.workdir)
     cache = load_data(args)
     config = model_config(args, cache.n_mels)
-    if is_primary():
-        write_workdir_config(workdir, config, args, cache)
+    write_workdir_config(workdir, config, args, cache)
     model, result, eval_config, shapes = train(args, cache, config, workdir, mesh=mesh)
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -33,7 +32,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json
+from mmspeech_jax.workdir import strict_json, write_run_config
 
 
 def parse_args(argv=None):
@@ -67,11 +66,8 @@ def main(argv=None):
     cache = load_data(args)
     config = model_config(args, len(cache.table))
     model = FastSpeech2(config)
-    if is_primary():
-        (workdir / "config.json").write_text(json.dumps({"model": dataclasses.asdict(config),
-                                                         "args": vars(args), "features": cache.config,
-                                                         "stats": cache.stats}, indent=1))
-        cache.table.save(workdir / "symbols.json")
+    write_run_config(workdir, {"model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
+                               "stats": cache.stats}, cache.table, primary=is_primary())
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
     train = make_batch_iterator(cache, "train", pipeline)
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)

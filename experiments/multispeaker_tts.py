@@ -46,7 +46,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json
+from mmspeech_jax.workdir import strict_json, write_run_config
 
 STRATEGIES = ("zero_shot", "full", "plain_adapters", "hyper")
 
@@ -94,10 +94,9 @@ def main(argv=None):
     voices = [v.id for v in corpus.voices]
     known = args.num_voices - args.held_out
     config = model_config(args, len(cache.table), known)
-    (workdir / "config.json").write_text(json.dumps(
-        {"task": "hyperspeech", "model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
-         "stats": cache.stats, "voices": voices, "training_voices": voices[:known]}, indent=1))
-    cache.table.save(workdir / "symbols.json")
+    write_run_config(workdir, {"task": "hyperspeech", "model": dataclasses.asdict(config), "args": vars(args),
+                               "features": cache.config, "stats": cache.stats, "voices": voices,
+                               "training_voices": voices[:known]}, cache.table)
     rows = {split: cache.indices(split) for split in ("train", "validation", "test")}
     of_voices = lambda r, ids: r[np.isin(cache.speakers[r], ids)]
 

@@ -91,10 +91,15 @@ class CorpusMismatchError(CorpusError):
     """A directory exists but was made by a different configuration or version."""
 
 
-# --- outputs -----------------------------------------------------------------------------------------------------
+# --- training ----------------------------------------------------------------------------------------------------
 class TrainingDivergedError(MMSpeechError):
     """Training stopped: too many consecutive steps had a non-finite loss or gradient (all of them skipped)."""
 
 
+class WorkdirMismatchError(MMSpeechError):
+    """A workdir holds checkpoints of another model than the one a command would resume there (nothing is changed)."""
+
+
+# --- outputs -----------------------------------------------------------------------------------------------------
 class OutputExistsError(MMSpeechError, FileExistsError):
     """An export would overwrite a file that is already there (nothing is written)."""

@@ -1,6 +1,7 @@
 """The shared trainer on a toy problem: a run whose every step is non-finite stops loudly instead of skipping
-updates for hours; isolated bad steps are skipped and counted."""
+updates for hours; isolated bad steps are skipped and counted; a workdir of another model is refused."""
 
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from mmspeech_jax.errors import ConfigError, TrainingDivergedError
+from mmspeech_jax.errors import ConfigError, TrainingDivergedError, WorkdirMismatchError
 from mmspeech_jax.train.trainer import TrainerConfig, fit
 
 
@@ -77,3 +78,17 @@ def test_limit_is_checked():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match="TrainerConfig.max_consecutive_skipped must be None or an integer >= 1"):
             TrainerConfig(max_consecutive_skipped=bad)
+
+
+def test_resuming_in_a_workdir_of_another_model_is_refused(tmp_path):
+    config = TrainerConfig(steps=2, eval_every=1000, checkpoint_every=1, progress=False)
+    loss_fn = lambda params, batch, rng, train, step, counts=None: (jnp.sum(params["w"] ** 2), {})
+    fit(tmp_path, {"w": jnp.ones((3,))}, optax.sgd(0.1), loss_fn, Endless(), config)
+    saved = sorted(p.name for p in (tmp_path / "checkpoints" / "periodic").iterdir())
+    with pytest.raises(WorkdirMismatchError, match=r"parameter w is \(3,\) there and \(4,\) in this model"):
+        fit(tmp_path, {"w": jnp.ones((4,))}, optax.sgd(0.1), loss_fn, Endless(), dataclasses.replace(config, steps=4))
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "periodic").iterdir()) == saved
+    # the same model resumes from the last checkpoint and goes on
+    result = fit(tmp_path, {"w": jnp.ones((3,))}, optax.sgd(0.1), loss_fn, Endless(),
+                 dataclasses.replace(config, steps=4))
+    assert int(result.state.step) == 4

@@ -14,6 +14,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+from mmspeech_jax.errors import WorkdirMismatchError
+
 
 class Checkpointer:
     def __init__(self, directory, keep: int = 3):
@@ -50,6 +52,8 @@ class Checkpointer:
         step = step if step is not None else (manager.best_step() if best else manager.latest_step())
         if step is None:
             return None
+        stored = ocp.StandardCheckpointHandler().metadata(Path(manager.directory) / str(step) / "state").tree
+        check_params_fit(stored["train"]["params"], abstract_state.params, Path(manager.directory) / str(step))
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
                                         {"train": abstract_state, "rng": _raw(abstract_rng)})
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
@@ -67,6 +71,26 @@ class Checkpointer:
         self.wait()
         self.periodic.close()
         self.best.close()
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def check_params_fit(stored, params, where) -> None:
+    """The parameters a checkpoint holds (`stored`: Orbax metadata or arrays) have this model's names and shapes,
+    else `WorkdirMismatchError` naming the first parameter that differs, before Orbax starts reading (a failed
+    restore used to end in a long Orbax traceback and background-thread noise)."""
+    old, new = _shapes(stored), _shapes(params)
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            there = "absent" if name not in old else old[name]
+            now = "absent" if name not in new else new[name]
+            differ = sum(old.get(k) != new.get(k) for k in set(old) | set(new))
+            raise WorkdirMismatchError(f"the checkpoint {where} holds another model: parameter {name} is {there} "
+                                       f"there and {now} in this model ({differ} parameters differ); use a new "
+                                       f"workdir or the flags that made it (nothing was changed)")
 
 
 def _barriers(prefix: str):

@@ -22,7 +22,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from tqdm.auto import tqdm
 
 from mmspeech_jax import config_checks
-from mmspeech_jax.errors import TrainingDivergedError
+from mmspeech_jax.errors import TrainingDivergedError, WorkdirMismatchError
 from mmspeech_jax.train.checkpoint import Checkpointer
 from mmspeech_jax.train.distributed import host_copy, is_primary
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
@@ -117,7 +117,13 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         make_key = jax.jit(make_key, out_shardings=NamedSharding(mesh, PartitionSpec()))
     rng = make_key()
     book = {"best_val_loss": float("inf"), "evals_without_improvement": 0}
-    restored = checkpointer.restore(state, rng)
+    try:
+        restored = checkpointer.restore(state, rng)
+    except (ValueError, KeyError, TypeError) as exc:  # Orbax: another tree or other shapes than this run's state
+        checkpointer.close()
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise WorkdirMismatchError(f"the checkpoints in {workdir / 'checkpoints'} do not fit this model and "
+                                   f"optimizer ({detail[:240]}); use a new workdir (nothing was changed)") from exc
     if restored is not None:
         state, rng, data = restored
         train_batches.set_state(data["iterator"])
