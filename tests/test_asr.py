@@ -206,3 +206,31 @@ def test_asr_run_resumes_from_its_checkpoint(tiny_asr_workdir, tiny_run_cache, t
     assert report["steps"] == 6
     steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 6
+
+
+def test_batch_check_names_what_does_not_fit():
+    """A hand-built batch: mel channels the corpus statistics do not have, masks of another length, ids outside the
+    character table are refused in one line, before NumPy broadcasting or an IndexError would be."""
+    from mmspeech_jax.errors import FeatureError
+    from mmspeech_jax.models.ctc_asr import check_batch
+    from mmspeech_jax.text.symbols import character_table
+
+    stats = {"mel_mean": np.zeros(80).tolist(), "mel_std": np.ones(80).tolist()}
+    ids = np.asarray([character_table().ids("a b"), [character_table().id("a"), 0, 0]], np.int32)
+    good = {"mel": np.zeros((2, 20, 80), np.float32), "frame_mask": np.ones((2, 20), bool), "transcript_ids": ids,
+            "transcript_mask": ids > 0, "example_mask": np.ones(2, bool)}
+    assert model_inputs(good, stats)["labels"].shape == (2, 3)
+
+    def refused(change, message):
+        batch = {k: np.array(v) for k, v in good.items()}
+        change(batch)
+        with pytest.raises(FeatureError) as info:
+            check_batch(batch, stats)
+        assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+    refused(lambda b: b.__setitem__("mel", np.zeros((2, 20, 40), np.float32)),
+            "'mel' has shape (2, 20, 40), expected (B=2, T=20, M=80)")
+    refused(lambda b: b.__setitem__("frame_mask", np.ones((2, 19), bool)), "'frame_mask' has shape (2, 19), "
+                                                                           "expected (B=2, T=20)")
+    refused(lambda b: b["transcript_ids"].__setitem__((1, 0), 99), "row 1: transcript id 99 at position 0")
+    refused(lambda b: b.pop("example_mask"), "ASR batch lacks example_mask")

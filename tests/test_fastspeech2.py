@@ -183,7 +183,7 @@ def test_batch_checks_catch_lengths_and_durations_that_disagree():
     refused(lambda b: b["token_lengths"].__setitem__(1, 2), "row 1: token_lengths 2 but token_mask has 3",
             config=aligned)
     refused(lambda b: b.__setitem__("mel", np.zeros((2, 12, 79), np.float32)), "'mel' has shape (2, 12, 79), "
-            "expected (2, 12, 80)", config=aligned)
+            "expected (B=2, T=12, M=80)", config=aligned)
     refused(lambda b: b.__setitem__("pitch", np.zeros((2, 11), np.float32)), "'pitch' has shape (2, 11)",
             config=aligned)
     refused(lambda b: b.pop("energy"), "lacks energy", config=aligned)

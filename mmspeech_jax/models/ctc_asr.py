@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmspeech_jax import config_checks
+from mmspeech_jax.batch_checks import batch_arrays
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig, spec_augment
-from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
 from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
 from mmspeech_jax.layers.subsampling import Conv2dSubsampling
@@ -154,11 +155,27 @@ def normalize_features(mel: np.ndarray, frame_mask: np.ndarray, stats: dict) -> 
 
 
 def model_inputs(batch: dict, stats: dict) -> dict:
-    """Host side: a pipeline batch -> the ASR model's inputs (normalized features, frame mask, targets)."""
+    """Host side: a pipeline batch -> the ASR model's inputs (normalized features, frame mask, targets), after
+    `check_batch`."""
+    check_batch(batch, stats)
     labels, label_mask = asr_targets(batch["transcript_ids"], batch["transcript_mask"])
     return {"features": normalize_features(batch["mel"], batch["frame_mask"], stats),
             "frame_mask": batch["frame_mask"], "labels": labels, "label_mask": label_mask,
             "example_mask": batch["example_mask"]}
+
+
+def check_batch(batch: dict, stats: dict) -> None:
+    """A host batch the ASR can use, else one-line `FeatureError`: mel (B, T, M) with the M channels of the corpus
+    statistics `stats`, frame mask (B, T), transcript ids and mask (B, L), example mask (B,), and ids on valid
+    positions that are characters of the table (they used to fail in NumPy's broadcasting or an IndexError)."""
+    arrays = batch_arrays(batch, {"mel": "BTM", "frame_mask": "BT", "transcript_ids": "BL", "transcript_mask": "BL",
+                                  "example_mask": "B"}, "ASR", sizes={"M": len(stats["mel_mean"])})
+    ids, mask = arrays["transcript_ids"], arrays["transcript_mask"].astype(bool)
+    outside = mask & ((ids < 0) | (ids >= len(character_table())))
+    if outside.any():
+        r, i = (int(x[0]) for x in np.nonzero(outside))
+        raise FeatureError(f"ASR batch row {r}: transcript id {int(ids[r, i])} at position {i} is not one of the "
+                           f"{len(character_table())} character ids")
 
 
 def make_ctc_loss_fn(model: CTCASR):

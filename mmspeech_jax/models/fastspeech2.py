@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmspeech_jax import config_checks
+from mmspeech_jax.batch_checks import batch_arrays, lengths_match_masks
 from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
@@ -138,28 +139,14 @@ def check_batch(batch: dict, config: FastSpeech2Config) -> None:
     aligner's prior is built from the lengths, which were silently clipped when they exceeded the padded size);
     with `aligner=None`, durations (B, N) >= 0, zero on padding tokens and summing to each row's frame length, so
     the length regulator never cuts or pads a row."""
-    keys = INPUT_KEYS + (("durations",) if config.aligner is None else ())
-    missing = [k for k in keys if k not in batch]
-    if missing:
-        hint = (" (aligner=None takes durations from the batch; this corpus has none, so keep the built-in aligner)"
-                if missing == ["durations"] else "")
-        raise FeatureError(f"FastSpeech2 batch lacks {', '.join(missing)}{hint}")
-    arrays = {k: np.asarray(batch[k]) for k in keys}
-    b, n = arrays["tokens"].shape if arrays["tokens"].ndim == 2 else (None, None)
-    t = arrays["mel"].shape[1] if arrays["mel"].ndim == 3 else None
-    expected = {"tokens": (b, n), "token_mask": (b, n), "token_lengths": (b,), "mel": (b, t, config.n_mels),
-                "frame_mask": (b, t), "frame_lengths": (b,), "pitch": (b, t), "energy": (b, t), "durations": (b, n)}
-    for key in keys:
-        if None in expected[key] or arrays[key].shape != expected[key]:
-            raise FeatureError(f"FastSpeech2 batch {key!r} has shape {arrays[key].shape}, expected "
-                               f"{tuple('?' if d is None else d for d in expected[key])} (B, N tokens, T frames, "
-                               f"{config.n_mels} mels)")
-    for lengths, mask in (("token_lengths", "token_mask"), ("frame_lengths", "frame_mask")):
-        wrong = np.flatnonzero(arrays[lengths] != arrays[mask].sum(axis=1))
-        if wrong.size:
-            r = int(wrong[0])
-            raise FeatureError(f"FastSpeech2 batch row {r}: {lengths} {int(arrays[lengths][r])} but {mask} has "
-                               f"{int(arrays[mask][r].sum())} valid positions")
+    layout = {"tokens": "BN", "token_mask": "BN", "token_lengths": "B", "mel": "BTM", "frame_mask": "BT",
+              "frame_lengths": "B", "pitch": "BT", "energy": "BT"}
+    if config.aligner is None:
+        layout["durations"] = "BN"
+    hint = (" (aligner=None takes durations from the batch; this corpus has none, so keep the built-in aligner)"
+            if config.aligner is None and "durations" not in batch else "")
+    arrays = batch_arrays(batch, layout, "FastSpeech2", sizes={"M": config.n_mels}, hint=hint)
+    lengths_match_masks(arrays, {"token_lengths": "token_mask", "frame_lengths": "frame_mask"}, "FastSpeech2")
     if config.aligner is None:
         durations = arrays["durations"]
         total = np.where(arrays["token_mask"], durations, 0).sum(axis=1)
