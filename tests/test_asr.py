@@ -234,3 +234,5 @@ def test_batch_check_names_what_does_not_fit():
                                                                            "expected (B=2, T=20)")
     refused(lambda b: b["transcript_ids"].__setitem__((1, 0), 99), "row 1: transcript id 99 at position 0")
     refused(lambda b: b.pop("example_mask"), "ASR batch lacks example_mask")
+    with pytest.raises(FeatureError, match="'mel' has shape"):
+        model_inputs({**good, "mel": np.zeros((2, 20, 40), np.float32)}, stats)  # the trainer's path checks too

@@ -187,3 +187,7 @@ def test_batch_checks_catch_lengths_and_durations_that_disagree():
     refused(lambda b: b.__setitem__("pitch", np.zeros((2, 11), np.float32)), "'pitch' has shape (2, 11)",
             config=aligned)
     refused(lambda b: b.pop("energy"), "lacks energy", config=aligned)
+    bad = hand_batch()
+    bad["durations"][0, 0] += 1
+    with pytest.raises(FeatureError, match="row 0: durations sum to 13 frames"):
+        model_inputs(bad, external)  # the trainer's path checks too
