@@ -32,15 +32,20 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
+    """' >= 0 and < 1' for the message; '' without bounds."""
+    parts = ([f"{'>' if low_open else '>='} {low}"] if low is not None else []) + (
+        [f"{'<' if high_open else '<='} {high}"] if high is not None else [])
+    return (" " + " and ".join(parts)) if parts else ""
+
+
 def integer(config, name: str, low: int | None = None, high: int | None = None, *, none_ok: bool = False) -> None:
     """`config.name` is an integer in [low, high] (either bound may be None), or None when `none_ok`."""
     value = getattr(config, name)
     if value is None and none_ok:
         return
     if not _is_integer(value) or (low is not None and value < low) or (high is not None and value > high):
-        bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
-                                          f"<= {high}" if high is not None else "") if b)
-        _fail(config, name, ("None or " if none_ok else "") + "an integer" + (f" {bounds}" if bounds else ""), value)
+        _fail(config, name, ("None or " if none_ok else "") + "an integer" + _bounds(low, high), value)
 
 
 def integers(config, **lows: int) -> None:
@@ -58,10 +63,8 @@ def number(config, name: str, low: float | None = None, high: float | None = Non
     ok = _is_number(value) and (low is None or (value > low if low_open else value >= low)) and (
         high is None or (value < high if high_open else value <= high))
     if not ok:
-        bounds = " and ".join(b for b in (f"{'>' if low_open else '>='} {low}" if low is not None else "",
-                                          f"{'<' if high_open else '<='} {high}" if high is not None else "") if b)
-        _fail(config, name, ("None or " if none_ok else "") + "a finite number" + (f" {bounds}" if bounds else ""),
-              value)
+        _fail(config, name, ("None or " if none_ok else "") + "a finite number"
+              + _bounds(low, high, low_open, high_open), value)
 
 
 def positive(config, *names: str) -> None:

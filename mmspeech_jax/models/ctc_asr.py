@@ -170,12 +170,12 @@ def check_batch(batch: dict, stats: dict) -> None:
     positions that are characters of the table (they used to fail in NumPy's broadcasting or an IndexError)."""
     arrays = batch_arrays(batch, {"mel": "BTM", "frame_mask": "BT", "transcript_ids": "BL", "transcript_mask": "BL",
                                   "example_mask": "B"}, "ASR", sizes={"M": len(stats["mel_mean"])})
-    ids, mask = arrays["transcript_ids"], arrays["transcript_mask"].astype(bool)
-    outside = mask & ((ids < 0) | (ids >= len(character_table())))
+    ids, mask, vocab = arrays["transcript_ids"], arrays["transcript_mask"].astype(bool), len(character_table())
+    outside = mask & ((ids < 0) | (ids >= vocab))
     if outside.any():
         r, i = (int(x[0]) for x in np.nonzero(outside))
         raise FeatureError(f"ASR batch row {r}: transcript id {int(ids[r, i])} at position {i} is not one of the "
-                           f"{len(character_table())} character ids")
+                           f"{vocab} character ids")
 
 
 def make_ctc_loss_fn(model: CTCASR):
