@@ -1,6 +1,7 @@
 """Conditioning encoders: each turns one modality into a fixed vector (B, E) plus an availability flag (B,).
 
-  * `SpeakerEmbedding` — a table of `num_speakers` learned vectors; id -1 means "no speaker" (flag False).
+  * `SpeakerEmbedding` — a table of `num_speakers` learned vectors; id -1 means "no speaker" (flag False); any
+    other id outside the table raises `FeatureError` (concrete ids) or gives NaN (under jit), never another voice.
   * `ReferenceEncoder` — mel (B, T, M) with mask (B, T) -> vector: three stride-2 conv + LayerNorm + ReLU layers
     (padding masked before each), then attention pooling (a learned score per frame, softmax over valid frames), as
     in global style token / reference encoders (Skerry-Ryan et al., 2018; Wang et al., 2018). An unseen voice is
@@ -17,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmspeech_jax.layers.ids import table_ids
+
 
 class SpeakerEmbedding(nn.Module):
     num_speakers: int
@@ -25,8 +28,9 @@ class SpeakerEmbedding(nn.Module):
     @nn.compact
     def __call__(self, speaker):
         """speaker (B,) int, -1 = none -> ((B, E), available (B,))."""
-        available = speaker >= 0
-        vector = nn.Embed(self.num_speakers, self.dim, name="table")(jnp.clip(speaker, 0, self.num_speakers - 1))
+        ids = table_ids(speaker, self.num_speakers, "speaker", none_id=True)
+        available = jnp.asarray(speaker) >= 0
+        vector = nn.Embed(self.num_speakers, self.dim, name="table")(ids)
         return vector * available[:, None], available
 
 

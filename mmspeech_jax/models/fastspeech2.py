@@ -21,6 +21,7 @@ from mmspeech_jax import config_checks
 from mmspeech_jax.batch_checks import batch_arrays, lengths_match_masks
 from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.dropout import Dropout
+from mmspeech_jax.layers.ids import check_ids, table_ids
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
 from mmspeech_jax.layers.winograd import ALGORITHMS, Conv1D
 from mmspeech_jax.models.aligner import (
@@ -138,15 +139,21 @@ def check_batch(batch: dict, config: FastSpeech2Config) -> None:
     and masks (B, N), mel (B, T, n_mels), contours and frame mask (B, T); lengths equal to their masks' sums (the
     aligner's prior is built from the lengths, which were silently clipped when they exceeded the padded size);
     with `aligner=None`, durations (B, N) >= 0, zero on padding tokens and summing to each row's frame length, so
-    the length regulator never cuts or pads a row."""
+    the length regulator never cuts or pads a row; token ids inside the symbol table (`vocab_size`) and, for a
+    multi-speaker model, `speaker` ids inside its speaker table."""
     layout = {"tokens": "BN", "token_mask": "BN", "token_lengths": "B", "mel": "BTM", "frame_mask": "BT",
               "frame_lengths": "B", "pitch": "BT", "energy": "BT"}
     if config.aligner is None:
         layout["durations"] = "BN"
+    if config.num_speakers and "speaker" in batch:
+        layout["speaker"] = "B"
     hint = (" (aligner=None takes durations from the batch; this corpus has none, so keep the built-in aligner)"
             if config.aligner is None and "durations" not in batch else "")
     arrays = batch_arrays(batch, layout, "FastSpeech2", sizes={"M": config.n_mels}, hint=hint)
     lengths_match_masks(arrays, {"token_lengths": "token_mask", "frame_lengths": "frame_mask"}, "FastSpeech2")
+    check_ids(arrays["tokens"], config.vocab_size, "token", context="FastSpeech2 batch: ")
+    if "speaker" in layout:
+        check_ids(arrays["speaker"], config.num_speakers, "speaker", context="FastSpeech2 batch: ")
     if config.aligner is None:
         durations = arrays["durations"]
         total = np.where(arrays["token_mask"], durations, 0).sum(axis=1)
@@ -212,15 +219,20 @@ class FastSpeech2(nn.Module):
 
     def encode(self, tokens, token_mask, speaker=None, *, train: bool = False, adapters: dict | None = None):
         """tokens (B, N) int, token_mask (B, N) -> (B, N, D). `adapters`: one per encoder block (`FFTStack`)."""
-        x = (self.embedding(tokens) * token_mask[..., None]).astype(self.config.compute_dtype)
+        x = (self.embed_tokens(tokens) * token_mask[..., None]).astype(self.config.compute_dtype)
         h = self.encoder(x, token_mask, train=train, adapters=adapters)
         if self.config.num_speakers and speaker is not None:
+            speaker = table_ids(speaker, self.config.num_speakers, "speaker")
             h = h + self.speaker_embedding(speaker)[:, None, :] * token_mask[..., None]
         return h
 
+    def embed_tokens(self, tokens):
+        """tokens (B, N) int -> (B, N, D); an id outside the symbol table raises (or is NaN under jit, `table_ids`)."""
+        return self.embedding(table_ids(tokens, self.config.vocab_size, "token"))
+
     def align(self, tokens, token_mask, mel, frame_mask, log_prior=None):
         """Learned alignment: (log soft (B, T, N), hard (B, T, N), durations (B, N)). Hard path has no gradient."""
-        log_soft = self.aligner(self.embedding(tokens), token_mask, mel, frame_mask, log_prior)
+        log_soft = self.aligner(self.embed_tokens(tokens), token_mask, mel, frame_mask, log_prior)
         hard = monotonic_alignment_search(jax.lax.stop_gradient(log_soft), token_mask, frame_mask,
                                           self.config.aligner.recurrence)
         return log_soft, hard, durations_from_alignment(hard)
