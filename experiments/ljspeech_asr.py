@@ -4,9 +4,10 @@
     python -m experiments.ljspeech_asr --preset tiny --steps 50 --workdir /tmp/asr
 
 Rerunning the same command resumes from the last checkpoint. Writes config.json (task "asr"), symbols.json,
-checkpoints/, tensorboard/, metrics.jsonl and report.json (CER/WER of greedy and beam decoding on the validation
-and test splits, steps, wall time, steps/s, compilations) into the workdir. `mmspeech transcribe --workdir W`
-then reads it.
+checkpoints/, tensorboard/, metrics.jsonl, report.json (CER/WER of greedy and beam decoding on the validation
+and test splits, steps, wall time, steps/s, compilations) and plots/*.png (the first `--num_samples` test
+utterances: input log-mel over the CTC posteriors, with the reference and the greedy transcript) into the workdir.
+`mmspeech transcribe --workdir W` then reads it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.evaluate.asr import error_rates
+from mmspeech_jax.evaluate.plots import plot_ctc_example
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
@@ -44,6 +46,7 @@ def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> N
     add_trainer_args(p, steps=steps, learning_rate=2e-3, eval_every=200)
     p.add_argument("--no_spec_augment", action="store_true")
     p.add_argument("--beam_width", type=int, default=8)
+    p.add_argument("--num_samples", type=int, default=3, help="test utterances to plot (plots/*.png)")
 
 
 def parse_args(argv=None):
@@ -90,11 +93,13 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
     return model, result, eval_config, len(train_batches.shapes)
 
 
-def evaluate(model, params, cache, eval_config, splits=("validation", "test"), beam_width: int = 8) -> dict:
-    """CER/WER of greedy and prefix-beam decoding per split, against the corpus transcripts."""
+def evaluate(model, params, cache, eval_config, splits=("validation", "test"), beam_width: int = 8,
+             plot_dir: Path | None = None, num_plots: int = 0) -> dict:
+    """CER/WER of greedy and prefix-beam decoding per split, against the corpus transcripts; with `plot_dir`, a
+    PNG of each of the first `num_plots` utterances of the last split (`plot_ctc_example`)."""
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
     table = character_table()
-    report = {}
+    report, plotted = {}, 0
     for split in splits:
         refs, greedy, beam = [], [], []
         for batch in make_batch_iterator(cache, split, eval_config, verbose=False, **WHOLE_SPLIT):
@@ -106,6 +111,15 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
                 ids = decode_batch(log_probs[rows], lengths[rows], method, beam_width)
                 out += ["".join(table.lookup(seq)) for seq in ids]
             refs += [cache.texts[int(batch["index"][r])] for r in rows]
+            if plot_dir is None or split != splits[-1]:
+                continue
+            first = len(refs) - len(rows)  # this batch's rows in refs / greedy
+            for k, r in enumerate(rows[: max(0, num_plots - plotted)]):
+                uid, n = int(batch["index"][r]), int(batch["transcript_lengths"][r])
+                plot_ctc_example(plot_dir / f"{split}_{uid}.png", batch["mel"][r, : int(batch["frame_lengths"][r])],
+                                 log_probs[r, : int(lengths[r])], batch["transcript_ids"][r, :n], table.symbols,
+                                 refs[first + k], greedy[first + k], title=f"{split} utterance {uid}")
+                plotted += 1
         for method, hyps in (("greedy", greedy), ("beam", beam)):
             rates = error_rates(refs, hyps)
             report[f"{split}_cer_{method}"], report[f"{split}_wer_{method}"] = rates["cer"], rates["wer"]
@@ -126,7 +140,8 @@ def main(argv=None):
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
-    report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width)
+    report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width,
+                      plot_dir=workdir / "plots", num_plots=args.num_samples)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result.state.params))
     report.update(preset=args.preset, encoder=args.encoder, params=n_params, steps=int(result.state.step),
                   wall_seconds=result.wall_seconds, steps_per_second=result.steps_per_second,

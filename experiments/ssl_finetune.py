@@ -107,7 +107,8 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, me
     model, result, eval_config, _ = train(args, cache, config, workdir, init_params=params, tx=tx,
                                           train_positions=labelled, mesh=mesh)
     wall = time.perf_counter() - started
-    report = evaluate(model, result.state.params, cache, eval_config, splits=("test",), beam_width=args.beam_width)
+    report = evaluate(model, result.state.params, cache, eval_config, splits=("test",), beam_width=args.beam_width,
+                      plot_dir=workdir / "plots", num_plots=args.num_samples)
     return {"strategy": strategy, "trainable_params": count_parameters(params, mask),
             "total_params": count_parameters(params), "steps": int(result.state.step), "wall_seconds": wall,
             "test_cer": report["test_cer_greedy"], "test_wer": report["test_wer_greedy"],

@@ -56,6 +56,20 @@ def test_experiment_workdir_and_report(tiny_asr_workdir):
         for method in ("greedy", "beam"):
             assert 0.0 <= report[f"{split}_cer_{method}"] and np.isfinite(report[f"{split}_wer_{method}"])
     assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
+    plots = sorted((tiny_asr_workdir / "plots").glob("test_*.png"))  # --num_samples 3 (the default)
+    assert len(plots) == min(3, report["test_utterances"])
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+
+
+def test_ctc_posteriogram_shows_blank_reference_and_chosen_symbols():
+    from mmspeech_jax.evaluate.plots import ctc_posteriogram
+
+    probs = np.full((4, 6), 0.02)
+    probs[[0, 1, 2, 3], [0, 4, 4, 0]] = 0.9  # frames choose blank, 4, 4, blank
+    probs /= probs.sum(axis=1, keepdims=True)
+    shown, drawn = ctc_posteriogram(np.log(probs), reference_ids=[2, 4, 2])
+    np.testing.assert_array_equal(shown, [0, 2, 4])  # blank, the reference's 2 and 4, the chosen 4; not 1, 3, 5
+    np.testing.assert_allclose(drawn, probs[:, [0, 2, 4]].T, rtol=1e-12)
 
 
 def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys):

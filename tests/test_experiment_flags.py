@@ -29,10 +29,15 @@ BAD = [
     (["--mesh", "0x2"], "MeshConfig.data must be an integer >= 1, got 0"),
 ]
 NO_LJSPEECH = (["--data", "ljspeech", "--data_dir", "/nonexistent/tfds"], "LJSpeech is not prepared under")
-# Flags of one experiment's own stages, checked by the same rule (any *learning_rate positive, any *_steps >= 0).
+# Flags of one experiment's own stages, checked by the same rule (any *learning_rate positive, any *_steps >= 0),
+# and its evaluation's (--num_samples >= 0, --beam_width >= 1).
+ASR_EVAL = [(["--num_samples", "-1"], "--num_samples must be >= 0, got -1"),
+            (["--beam_width", "0"], "--beam_width must be >= 1, got 0")]
 OWN = {
+    "ljspeech_tts": [(["--num_samples", "-2"], "--num_samples must be >= 0, got -2")],
+    "ljspeech_asr": ASR_EVAL,
     "ssl_finetune": [(["--pretrain_learning_rate", "-1"], "--pretrain_learning_rate must be a positive number"),
-                     (["--pretrain_steps", "-3"], "--pretrain_steps must be >= 0")],
+                     (["--pretrain_steps", "-3"], "--pretrain_steps must be >= 0")] + ASR_EVAL,
     "multispeaker_tts": [(["--adapt_learning_rate", "inf"], "--adapt_learning_rate must be a positive number"),
                          (["--adapt_steps", "-1"], "--adapt_steps must be >= 0"),
                          (["--classifier_steps", "-2"], "--classifier_steps must be >= 0"),

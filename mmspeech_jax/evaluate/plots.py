@@ -1,7 +1,10 @@
-"""PNG plots of a TTS prediction: target vs predicted mel, the learned alignment, pitch contours."""
+"""PNG plots of model predictions: for the TTS, target vs predicted mel, the learned alignment and pitch contours;
+for the CTC ASR, the input log-mel over the frame-wise CTC posteriors of the symbols that matter, with the
+reference and the decoded text."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -49,4 +52,33 @@ def plot_tts_example(path, target_mel, predicted_mel, alignment=None, pitch_targ
             axes[row].plot(np.asarray(pitch_predicted), label="predicted")
         axes[row].legend(fontsize=8)
         axes[row].set_title("pitch (z-scored log F0, per token)", fontsize=9, loc="left")
+    return save_figure(fig, path)
+
+
+def ctc_posteriogram(log_probs, reference_ids, blank_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """log_probs (T', V) of one utterance's valid frames and its reference ids -> (the symbol ids shown (K,),
+    their probabilities (K, T')): the blank, every symbol of the reference and every frame-wise best symbol, in
+    table order. The rest of the table (never the reference, never chosen) would only be empty rows."""
+    log_probs = np.asarray(log_probs)
+    shown = np.union1d(np.union1d([blank_id], np.asarray(reference_ids, int)), np.argmax(log_probs, axis=-1))
+    return shown, np.exp(log_probs[:, shown]).T
+
+
+def plot_ctc_example(path, mel, log_probs, reference_ids, symbols, reference: str, hypothesis: str,
+                     title: str = "", blank_id: int = 0) -> Path:
+    """mel (T, M) input log-mel; log_probs (T', V) CTC log-probabilities of the valid output frames; `symbols` the
+    table's V symbols (for the row labels); reference and hypothesis text (for the title)."""
+    plt = pyplot()
+    shown, probs = ctc_posteriogram(log_probs, reference_ids, blank_id)
+    labels = ["<blank>" if i == blank_id else {" ": "space"}.get(symbols[i], symbols[i]) for i in shown]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 2.6 + 0.14 * len(shown)), height_ratios=(1, max(1.0, len(shown) / 12)))
+    axes[0].imshow(np.asarray(mel).T, origin="lower", aspect="auto", cmap="magma")
+    text = "\n".join(textwrap.wrap(f"ref: {reference}", 130) + textwrap.wrap(f"hyp: {hypothesis}", 130))
+    axes[0].set_title(f"{title}\n{text}" if title else text, fontsize=8, loc="left")
+    axes[0].set_ylabel("mel bin", fontsize=8)
+    axes[1].imshow(probs, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axes[1].set_yticks(np.arange(len(shown)), labels, fontsize=6)
+    axes[1].set_title("CTC posteriors P(symbol | output frame): the blank, the reference's and the chosen symbols",
+                      fontsize=9, loc="left")
+    axes[1].set_xlabel("output frame (after subsampling)", fontsize=8)
     return save_figure(fig, path)
