@@ -76,9 +76,12 @@ def plot_ctc_example(path, mel, log_probs, reference_ids, symbols, reference: st
     text = "\n".join(textwrap.wrap(f"ref: {reference}", 130) + textwrap.wrap(f"hyp: {hypothesis}", 130))
     axes[0].set_title(f"{title}\n{text}" if title else text, fontsize=8, loc="left")
     axes[0].set_ylabel("mel bin", fontsize=8)
-    axes[1].imshow(probs, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    # Output frames drawn over the input frames they cover, so a symbol's posterior sits under its sound.
+    axes[1].imshow(probs, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest",
+                   extent=(-0.5, len(mel) - 0.5, -0.5, len(shown) - 0.5))
+    axes[1].set_xlim(axes[0].get_xlim())
     axes[1].set_yticks(np.arange(len(shown)), labels, fontsize=6)
     axes[1].set_title("CTC posteriors P(symbol | output frame): the blank, the reference's and the chosen symbols",
                       fontsize=9, loc="left")
-    axes[1].set_xlabel("output frame (after subsampling)", fontsize=8)
+    axes[1].set_xlabel(f"input frame ({probs.shape[1]} output frames after subsampling)", fontsize=8)
     return save_figure(fig, path)
