@@ -4,7 +4,8 @@
     python -m experiments.ljspeech_asr --preset tiny --steps 50 --workdir /tmp/asr
 
 Rerunning the same command resumes from the last checkpoint. Writes config.json (task "asr"), symbols.json,
-checkpoints/, tensorboard/, metrics.jsonl, report.json (CER/WER of greedy and beam decoding on the validation
+checkpoints/, tensorboard/ (losses; after each evaluation the CTC plot and the greedy transcript of the first
+--num_samples validation utterances), metrics.jsonl, report.json (CER/WER of greedy and beam decoding on the validation
 and test splits, steps, wall time, steps/s, compilations) and plots/*.png (the first `--num_samples` test
 utterances: input log-mel over the CTC posteriors, with the reference and the greedy transcript) into the workdir.
 `mmspeech transcribe --workdir W` then reads it.
@@ -28,10 +29,11 @@ from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.evaluate.asr import error_rates
-from mmspeech_jax.evaluate.plots import plot_ctc_example
+from mmspeech_jax.evaluate.plots import ctc_example_figure, save_figure
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
+from mmspeech_jax.train.summaries import Image, Text, figure_pixels
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
@@ -89,14 +91,47 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
                  trainer_config(args),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh)
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, args.num_samples))
     return model, result, eval_config, len(train_batches.shapes)
+
+
+def example_figure(batch, r, log_probs, lengths, table, reference: str, hypothesis: str, split: str):
+    """Row r of a batch and its CTC output -> `ctc_example_figure` of its valid frames."""
+    n = int(batch["transcript_lengths"][r])
+    return ctc_example_figure(batch["mel"][r, : int(batch["frame_lengths"][r])], log_probs[r, : int(lengths[r])],
+                              batch["transcript_ids"][r, :n], table.symbols, reference, hypothesis,
+                              title=f"{split} utterance {int(batch['index'][r])}")
+
+
+def eval_summaries(model, cache, eval_config, count: int):
+    """The trainer's `on_eval` hook (None when count is 0): after each evaluation, for the first `count` validation
+    utterances, the CTC figure (`example_figure`) as an Image and the reference and greedy transcript as Text."""
+    if count == 0:
+        return None
+    batch = next(iter(make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT)))
+    inputs, rows = model_inputs(batch, cache.stats), np.flatnonzero(batch["example_mask"])[:count]
+    forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+    table = character_table()
+
+    def on_eval(params, step):
+        log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
+        lengths = mask.sum(-1)
+        summaries = {}
+        for r, ids in zip(rows, decode_batch(log_probs[rows], lengths[rows], "greedy", 1)):
+            uid, hypothesis = int(batch["index"][r]), "".join(table.lookup(ids))
+            reference = cache.texts[uid]
+            fig = example_figure(batch, r, log_probs, lengths, table, reference, hypothesis, "validation")
+            summaries[f"utterance_{uid}/ctc"] = Image(figure_pixels(fig))
+            summaries[f"utterance_{uid}/transcript"] = Text(f"reference: {reference}\n\ngreedy: {hypothesis}")
+        return summaries
+
+    return on_eval
 
 
 def evaluate(model, params, cache, eval_config, splits=("validation", "test"), beam_width: int = 8,
              plot_dir: Path | None = None, num_plots: int = 0) -> dict:
     """CER/WER of greedy and prefix-beam decoding per split, against the corpus transcripts; with `plot_dir`, a
-    PNG of each of the first `num_plots` utterances of the last split (`plot_ctc_example`)."""
+    PNG of each of the first `num_plots` utterances of the last split (`example_figure`)."""
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
     table = character_table()
     report, plotted = {}, 0
@@ -115,10 +150,8 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
                 continue
             first = len(refs) - len(rows)  # this batch's rows in refs / greedy
             for k, r in enumerate(rows[: max(0, num_plots - plotted)]):
-                uid, n = int(batch["index"][r]), int(batch["transcript_lengths"][r])
-                plot_ctc_example(plot_dir / f"{split}_{uid}.png", batch["mel"][r, : int(batch["frame_lengths"][r])],
-                                 log_probs[r, : int(lengths[r])], batch["transcript_ids"][r, :n], table.symbols,
-                                 refs[first + k], greedy[first + k], title=f"{split} utterance {uid}")
+                fig = example_figure(batch, r, log_probs, lengths, table, refs[first + k], greedy[first + k], split)
+                save_figure(fig, plot_dir / f"{split}_{int(batch['index'][r])}.png")
                 plotted += 1
         for method, hyps in (("greedy", greedy), ("beam", beam)):
             rates = error_rates(refs, hyps)

@@ -4,7 +4,8 @@
     python -m experiments.ljspeech_tts --preset tiny --steps 200 --workdir /tmp/tts
 
 Rerunning the same command resumes from the last checkpoint. Writes config.json, symbols.json, checkpoints/,
-tensorboard/, metrics.jsonl, plots/*.png, samples/*.wav and report.json into the workdir.
+tensorboard/ (losses; after each evaluation the plot and generated speech of the first --num_samples validation
+utterances), metrics.jsonl, plots/*.png, samples/*.wav and report.json into the workdir.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args,
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import mcd_dtw
-from mmspeech_jax.evaluate.plots import plot_tts_example
+from mmspeech_jax.evaluate.plots import save_figure, tts_example_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
+from mmspeech_jax.train.summaries import Audio, Image, figure_pixels, peak_normalized
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json, write_run_config
 
@@ -81,7 +83,7 @@ def main(argv=None):
     result = fit(workdir, params, tx, loss_fn, train,
                  trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh)
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare, args.num_samples))
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
@@ -117,12 +119,56 @@ def intelligibility(workdir: Path, asr_workdir: Path, cache, count: int) -> dict
                          for line in result["lines"][:3]]}
 
 
-def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:
-    """Validation: mel L1; MCD (DTW) of generated speech; token F0 RMSE (Hz) and duration error of the predictors;
-    aligner boundary error vs ground truth; plots and Griffin-Lim samples."""
+def inference_functions(model):
+    """jitted (forward(params, batch) -> (outputs, aux) with the aligner's durations, generate(params, tokens,
+    token_mask, max_frames) -> (mel, frame_mask, durations) from the predicted durations)."""
     forward = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))
     generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
                        static_argnums=3)
+    return forward, generate
+
+
+def sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg):
+    """Row r of a validation batch -> (its figure: target vs generated mel, alignment, pitch; the generated mel's
+    Griffin-Lim waveform, peak-normalized)."""
+    t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
+    fig = tts_example_figure(batch["mel"][r, :t], mel_gen[r, :tg],
+                             np.exp(aux["log_alignment"][r, :t, :n]) if "log_alignment" in aux else None,
+                             aux["pitch_target"][r, :n], aux["pitch"][r, :n], cache.texts[int(batch["index"][r])])
+    wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
+    return fig, peak_normalized(wave)
+
+
+def eval_summaries(model, cache, eval_config, prepare, count: int):
+    """The trainer's `on_eval` hook (None when count is 0): after each evaluation, for the first `count` validation
+    utterances (those `evaluate` plots at the end), the figure of `sample_views` as an Image and its generated
+    speech as Audio, so TensorBoard shows the alignment and the voice taking shape during training."""
+    if count == 0:
+        return None
+    batch = next(iter(make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT)))
+    model_batch, rows = prepare(batch), np.flatnonzero(batch["example_mask"])[:count]
+    forward, generate = inference_functions(model)
+    mel_cfg = MelConfig(**cache.config["mel"])
+
+    def on_eval(params, step):
+        _, aux = jax.device_get(forward(params, model_batch))
+        mel_gen, gen_mask, _ = jax.device_get(generate(params, batch["tokens"], batch["token_mask"],
+                                                       batch["mel"].shape[1] * 2))
+        summaries = {}
+        for r in rows:
+            uid = cache.ids[int(batch["index"][r])]
+            fig, wave = sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg)
+            summaries[f"{uid}/plot"] = Image(figure_pixels(fig))
+            summaries[f"{uid}/generated"] = Audio(wave, mel_cfg.sample_rate)
+        return summaries
+
+    return on_eval
+
+
+def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:
+    """Validation: mel L1; MCD (DTW) of generated speech; token F0 RMSE (Hz) and duration error of the predictors;
+    aligner boundary error vs ground truth; plots and Griffin-Lim samples."""
+    forward, generate = inference_functions(model)
     mel_cfg = MelConfig(**cache.config["mel"])
     l1_sum, l1_count, boundary, plotted = 0.0, 0, [], 0
     mcds, f0_sq, f0_n, dur_abs, dur_n = [], 0.0, 0, 0.0, 0
@@ -153,14 +199,9 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
         if plotted < num_samples:
             for r in np.flatnonzero(batch["example_mask"])[: num_samples - plotted]:
                 uid = cache.ids[int(batch["index"][r])]
-                t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
-                plot_tts_example(workdir / "plots" / f"{uid}.png", batch["mel"][r, :t], mel_gen[r, :tg],
-                                 np.exp(aux["log_alignment"][r, :t, :n]) if "log_alignment" in aux else None,
-                                 aux["pitch_target"][r, :n], aux["pitch"][r, :n], cache.texts[int(batch["index"][r])])
-                wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
-                peak = float(np.max(np.abs(wave))) or 1.0
-                save_audio(workdir / "samples" / f"{uid}.wav", np.asarray(wave) / peak * 0.9, mel_cfg.sample_rate,
-                           overwrite=True)
+                fig, wave = sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg)
+                save_figure(fig, workdir / "plots" / f"{uid}.png")
+                save_audio(workdir / "samples" / f"{uid}.wav", wave, mel_cfg.sample_rate, overwrite=True)
                 plotted += 1
     return {"val_mel_l1": l1_sum / max(l1_count, 1),
             "mcd_dtw_db": float(np.mean(mcds)) if mcds else None,

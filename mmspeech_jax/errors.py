@@ -100,6 +100,11 @@ class WorkdirMismatchError(MMSpeechError):
     """A workdir holds checkpoints of another model than the one a command would resume there (nothing is changed)."""
 
 
+class SummaryError(MMSpeechError, ValueError):
+    """An evaluation hook returned a TensorBoard summary that cannot be shown (wrong shape or dtype, a non-finite or
+    out-of-range waveform, an unknown kind)."""
+
+
 # --- outputs -----------------------------------------------------------------------------------------------------
 class OutputExistsError(MMSpeechError, FileExistsError):
     """An export would overwrite a file that is already there (nothing is written)."""

@@ -61,6 +61,23 @@ def test_experiment_workdir_and_report(tiny_asr_workdir):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
 
 
+def test_tensorboard_shows_the_validation_transcripts_at_each_evaluation(tiny_asr_workdir):
+    """The on_eval hook at step 4 (the only evaluation, with the final parameters) shows the first 3 validation
+    utterances; its transcripts agree with what the final evaluation reports for them."""
+    from tests.test_summaries import decoded_image, read_summaries
+
+    report = json.loads((tiny_asr_workdir / "report.json").read_text())
+    found = read_summaries(tiny_asr_workdir / "tensorboard")
+    shown = {key: v for key, v in found.items() if key[0].startswith("validation/utterance_")}
+    texts = [v.tensor.string_val[0].decode() for (tag, _), v in shown.items() if tag.endswith("/transcript/text_summary")]
+    images = [decoded_image(v) for (tag, _), v in shown.items() if tag.endswith("/ctc")]
+    assert {step for _, step in shown} == {4} and len(shown) == len(texts) + len(images)
+    assert len(texts) == len(images) == min(3, report["validation_utterances"])
+    expected = {f"reference: {e['reference']}\n\ngreedy: {e['greedy']}" for e in report["validation_examples"]}
+    assert set(texts) == expected
+    assert all(image.shape[0] > 100 and image.shape[1] > 400 and image.std() > 10 for image in images)
+
+
 def test_ctc_posteriogram_shows_blank_reference_and_chosen_symbols():
     from mmspeech_jax.evaluate.plots import ctc_posteriogram
 

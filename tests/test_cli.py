@@ -1,5 +1,6 @@
 """`mmspeech synthesize` / `mmspeech export` and the export loader, on a tiny trained workdir."""
 
+import io
 import subprocess
 import sys
 
@@ -28,6 +29,24 @@ def test_workdir_contents(workdir):
                 "steps", "wall_seconds", "steps_per_second"):
         assert report[key] is not None and np.isfinite(report[key]), key
     assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
+
+
+def test_tensorboard_shows_plot_and_speech_at_each_evaluation(workdir):
+    """The on_eval hook at step 4 (the only evaluation, with the final parameters) logs the validation utterance
+    that the final evaluation plots and synthesizes (--num_samples 1): its audio is that sample's waveform."""
+    from tests.test_summaries import decoded_image, read_summaries
+
+    found = read_summaries(workdir / "tensorboard")
+    (sample,) = (workdir / "samples").glob("*.wav")
+    uid = sample.stem
+    assert {step for tag, step in found if tag.endswith(("/plot", "/generated"))} == {4}
+    assert (f"validation/{uid}/plot", 4) in found and (f"validation/{uid}/generated", 4) in found
+    logged, rate = sf.read(io.BytesIO(found[f"validation/{uid}/generated", 4].audio.encoded_audio_string))
+    saved, saved_rate = sf.read(sample)
+    assert rate == saved_rate == 22050 and logged.shape == saved.shape
+    np.testing.assert_allclose(logged, saved, atol=3 / 32768)  # both 16-bit PCM of the same Griffin-Lim output
+    image = decoded_image(found[f"validation/{uid}/plot", 4])
+    assert image.shape[0] > 300 and image.shape[1] > 400 and image.std() > 10  # a drawn figure, not a blank
 
 
 def test_synthesize_text_and_errors(workdir, tmp_path, capsys):

@@ -30,9 +30,15 @@ def save_figure(fig, path, dpi: int = 80) -> Path:
     return path
 
 
-def plot_tts_example(path, target_mel, predicted_mel, alignment=None, pitch_target=None, pitch_predicted=None,
-                     title: str = "") -> Path:
-    """target_mel (T, M), predicted_mel (T', M), alignment (T, N) probabilities, pitch contours (T,) or (N,) in z-units."""
+def plot_tts_example(path, *args, **kwargs) -> Path:
+    """`tts_example_figure(*args, **kwargs)` written to the PNG `path`."""
+    return save_figure(tts_example_figure(*args, **kwargs), path)
+
+
+def tts_example_figure(target_mel, predicted_mel, alignment=None, pitch_target=None, pitch_predicted=None,
+                       title: str = ""):
+    """target_mel (T, M), predicted_mel (T', M), alignment (T, N) probabilities, pitch contours (T,) or (N,) in
+    z-units -> a matplotlib figure (to `save_figure`, or `train.summaries.figure_pixels` for TensorBoard)."""
     plt = pyplot()
     rows = 2 + (alignment is not None) + (pitch_target is not None)
     fig, axes = plt.subplots(rows, 1, figsize=(10, 2.4 * rows))
@@ -52,7 +58,7 @@ def plot_tts_example(path, target_mel, predicted_mel, alignment=None, pitch_targ
             axes[row].plot(np.asarray(pitch_predicted), label="predicted")
         axes[row].legend(fontsize=8)
         axes[row].set_title("pitch (z-scored log F0, per token)", fontsize=9, loc="left")
-    return save_figure(fig, path)
+    return fig
 
 
 def ctc_posteriogram(log_probs, reference_ids, blank_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +70,15 @@ def ctc_posteriogram(log_probs, reference_ids, blank_id: int = 0) -> tuple[np.nd
     return shown, np.exp(log_probs[:, shown]).T
 
 
-def plot_ctc_example(path, mel, log_probs, reference_ids, symbols, reference: str, hypothesis: str,
-                     title: str = "", blank_id: int = 0) -> Path:
+def plot_ctc_example(path, *args, **kwargs) -> Path:
+    """`ctc_example_figure(*args, **kwargs)` written to the PNG `path`."""
+    return save_figure(ctc_example_figure(*args, **kwargs), path)
+
+
+def ctc_example_figure(mel, log_probs, reference_ids, symbols, reference: str, hypothesis: str, title: str = "",
+                       blank_id: int = 0):
     """mel (T, M) input log-mel; log_probs (T', V) CTC log-probabilities of the valid output frames; `symbols` the
-    table's V symbols (for the row labels); reference and hypothesis text (for the title)."""
+    table's V symbols (for the row labels); reference and hypothesis text (for the title) -> a matplotlib figure."""
     plt = pyplot()
     shown, probs = ctc_posteriogram(log_probs, reference_ids, blank_id)
     labels = ["<blank>" if i == blank_id else {" ": "space"}.get(symbols[i], symbols[i]) for i in shown]
@@ -84,4 +95,4 @@ def plot_ctc_example(path, mel, log_probs, reference_ids, symbols, reference: st
     axes[1].set_title("CTC posteriors P(symbol | output frame): the blank, the reference's and the chosen symbols",
                       fontsize=9, loc="left")
     axes[1].set_xlabel(f"input frame ({probs.shape[1]} output frames after subsampling)", fontsize=8)
-    return save_figure(fig, path)
+    return fig

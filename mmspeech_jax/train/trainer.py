@@ -5,7 +5,7 @@ params and a `prepare(batch)` host function (e.g. the aligner's prior). Restarti
 last complete checkpoint — state, PRNG key and data position — and ends bit-identical to an uninterrupted run.
 
 Logs in the workdir: `metrics.jsonl` (one JSON object per logged step or evaluation) and TensorBoard event files
-(`tensorboard/`). A tqdm progress bar shows the loss and steps/s.
+(`tensorboard/`: the scalars, and whatever images, audio and text the model's `on_eval` hook returns). A tqdm progress bar shows the loss and steps/s.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mmspeech_jax.train.checkpoint import Checkpointer
 from mmspeech_jax.train.distributed import host_copy, is_primary
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
 from mmspeech_jax.train.state import TrainState
+from mmspeech_jax.train.summaries import write_summaries
 from mmspeech_jax.train.step import make_eval_step, make_train_step
 from mmspeech_jax.workdir import strict_json
 
@@ -88,9 +89,13 @@ def use_compilation_cache(path) -> None:
 
 def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batches, config: TrainerConfig,
         prepare: Callable[[dict], dict] = lambda b: b,
-        eval_batches: Callable[[], Iterable[dict]] | None = None, mesh=None) -> FitResult:
+        eval_batches: Callable[[], Iterable[dict]] | None = None, mesh=None,
+        on_eval: Callable[[dict, int], dict] | None = None) -> FitResult:
     """`mesh` (a `jax.sharding.Mesh` from `train/sharding.make_mesh`): shard state and batches over it; a
     checkpoint written on any mesh (or one device) restores onto this one. None: one device, plain `jax.jit`.
+
+    `on_eval(params, step)`: called after every evaluation with a host (NumPy) copy of the parameters; the
+    `train/summaries.py` values it returns (images, audio, text by tag) go to TensorBoard under `validation/`.
 
     Several processes (`train/distributed.py`): every process calls `fit` with its share of each batch; only the
     primary writes metrics and TensorBoard logs; the returned state is then a full host copy on every process."""
@@ -177,6 +182,11 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                 log.flush()
                 for key, value in val.items():
                     writer.add_scalar(f"validation/{key}", value, step)
+                if on_eval is not None:
+                    host_params = host_copy(state.params)  # every process takes part in the gather
+                    if primary:
+                        write_summaries(writer, step, on_eval(host_params, step))
+                        writer.flush()
                 if val.get("loss", float("inf")) < book["best_val_loss"]:
                     book = {"best_val_loss": val["loss"], "evals_without_improvement": 0}
                     checkpointer.save_best(step, state, rng, {"iterator": train_batches.get_state(), "book": book},
@@ -209,4 +219,4 @@ class _NoLog:
     def write(self, *_):
         pass
 
-    flush = close = add_scalar = write
+    flush = close = add_scalar = add_image = add_audio = add_text = write
