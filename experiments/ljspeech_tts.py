@@ -19,7 +19,7 @@ import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import save_audio
+from mmspeech_jax.audio.io import peak_normalized, save_audio
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
                                initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
                                trainer_config)
@@ -32,7 +32,7 @@ from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
-from mmspeech_jax.train.summaries import Audio, Image, figure_pixels, peak_normalized
+from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json, write_run_config
 

@@ -33,7 +33,7 @@ import numpy as np
 from experiments.flags import add_trainer_args, mesh_from_flag, parse_checked, run_command, trainer_config
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import save_audio
+from mmspeech_jax.audio.io import peak_normalized, save_audio
 from mmspeech_jax.data import PipelineConfig, embedded_feature_cache, make_batch_iterator, multispeaker_config
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -222,7 +222,7 @@ def score(model, params, cache, eval_rows, reference, classifier, speaker, trans
            "speaker_accuracy": float(np.mean(probabilities.argmax(-1) == speaker)),
            "ground_truth_speaker_accuracy": float(np.mean(true_probabilities.argmax(-1) == speaker))}
     waves = [np.asarray(log_mel_to_waveform(g, jax.random.PRNGKey(0), mel_cfg)) for g in generated]
-    save_audio(sample_path, waves[0] / (float(np.max(np.abs(waves[0]))) or 1.0) * 0.9, mel_cfg.sample_rate,
+    save_audio(sample_path, peak_normalized(waves[0]), mel_cfg.sample_rate,
                overwrite=True)
     if transcriber is not None:
         from mmspeech_jax.evaluate.asr import error_rates

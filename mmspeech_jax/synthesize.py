@@ -26,7 +26,7 @@ import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig, check_log_mel
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import load_audio
+from mmspeech_jax.audio.io import load_audio, peak_normalized
 from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.errors import ConfigError, EmptyAudioError, TextTooLongError
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
@@ -134,9 +134,8 @@ class Synthesizer:
 
     def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
         """(T, M) log mel -> (float32 audio (S,) peak-normalized to 0.9, sample_rate), through Griffin-Lim."""
-        wave = np.asarray(log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters))
-        peak = float(np.max(np.abs(wave))) or 1.0
-        return (wave / peak * 0.9).astype(np.float32), self.mel_config.sample_rate
+        wave = log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters)
+        return peak_normalized(wave), self.mel_config.sample_rate
 
 
 class VoicedSynthesizer:

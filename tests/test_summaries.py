@@ -15,7 +15,8 @@ from tensorboardX import SummaryWriter
 from tensorboardX.proto import event_pb2
 
 from mmspeech_jax.errors import SummaryError
-from mmspeech_jax.train.summaries import Audio, Image, Text, figure_pixels, peak_normalized, write_summaries
+from mmspeech_jax.audio.io import peak_normalized
+from mmspeech_jax.train.summaries import Audio, Image, Text, figure_pixels, write_summaries
 from mmspeech_jax.train.trainer import TrainerConfig, fit
 from tests.test_trainer import Endless
 

@@ -123,6 +123,14 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(np.asarray(audio, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
+def peak_normalized(wave, peak: float = 0.9) -> np.ndarray:
+    """float32 audio (S,) scaled so its largest magnitude is `peak` (silence stays silence): how every synthesized
+    waveform is written and logged."""
+    wave = np.asarray(wave, np.float32)
+    top = float(np.max(np.abs(wave))) if wave.size else 0.0
+    return wave / top * peak if top > 0 else wave
+
+
 def check_audio_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """The checks `save_audio` makes on its path (a .wav or .flac name; no existing file unless `overwrite`), for
     callers that want them before long work rather than after it."""

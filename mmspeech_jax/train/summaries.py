@@ -56,13 +56,6 @@ class Text:
             raise SummaryError(f"Text needs a str, got {type(self.text).__name__}")
 
 
-def peak_normalized(wave, peak: float = 0.9) -> np.ndarray:
-    """A waveform scaled so its largest magnitude is `peak` (silence stays silence), ready for `Audio`."""
-    wave = np.asarray(wave, np.float32)
-    top = float(np.max(np.abs(wave))) if wave.size else 0.0
-    return wave / top * peak if top > 0 else wave
-
-
 def figure_pixels(fig, dpi: int = 80) -> np.ndarray:
     """A matplotlib figure -> its (H, W, 3) uint8 RGB rendering (tight layout, as `plots.save_figure` writes it);
     the figure is closed."""
