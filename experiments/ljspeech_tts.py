@@ -139,21 +139,27 @@ def sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg):
     return fig, peak_normalized(wave)
 
 
-def eval_summaries(model, cache, eval_config, prepare, count: int):
+def eval_summaries(model, cache, eval_config, prepare, count: int, positions=None, generate=None):
     """The trainer's `on_eval` hook (None when count is 0): after each evaluation, for the first `count` validation
-    utterances (those `evaluate` plots at the end), the figure of `sample_views` as an Image and its generated
-    speech as Audio, so TensorBoard shows the alignment and the voice taking shape during training."""
+    utterances (those `evaluate` plots at the end; `positions` narrows the split as in `make_batch_iterator`), the
+    figure of `sample_views` as an Image and its generated speech as Audio, so TensorBoard shows the alignment and
+    the voice taking shape during training. `generate(params, model_batch, max_frames) -> (mel, frame_mask, ...)`:
+    FastSpeech2's from the batch's tokens when None (a conditioned model passes its own)."""
     if count == 0:
         return None
-    batch = next(iter(make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT)))
+    batch = next(iter(make_batch_iterator(cache, "validation", eval_config, positions=positions, verbose=False,
+                                          **WHOLE_SPLIT)))
     model_batch, rows = prepare(batch), np.flatnonzero(batch["example_mask"])[:count]
-    forward, generate = inference_functions(model)
+    forward = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))
+    if generate is None:
+        generate = lambda p, b, n: model.apply({"params": p}, b["tokens"], b["token_mask"], n,
+                                               method=FastSpeech2.generate)
+    generate = jax.jit(generate, static_argnums=2)
     mel_cfg = MelConfig(**cache.config["mel"])
 
     def on_eval(params, step):
         _, aux = jax.device_get(forward(params, model_batch))
-        mel_gen, gen_mask, _ = jax.device_get(generate(params, batch["tokens"], batch["token_mask"],
-                                                       batch["mel"].shape[1] * 2))
+        mel_gen, gen_mask = jax.device_get(generate(params, model_batch, batch["mel"].shape[1] * 2)[:2])
         summaries = {}
         for r in rows:
             uid = cache.ids[int(batch["index"][r])]

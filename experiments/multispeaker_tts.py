@@ -14,7 +14,8 @@ similarity from an independent speaker classifier (cosine to the voice's real-re
 the classifier names the voice), and CER/WER through an ASR workdir when `--asr_workdir` is given.
 
 Writes into the workdir: config.json (task "hyperspeech": `mmspeech synthesize --workdir W --speaker 2` or
-`--reference a.wav` reads it), symbols.json, checkpoints/, metrics.jsonl, tensorboard/, adapt/<voice>/<strategy>/
+`--reference a.wav` reads it), symbols.json, checkpoints/, metrics.jsonl, tensorboard/ (losses; after each evaluation
+the plot and generated speech, in its voice, of the first --num_samples validation utterances), adapt/<voice>/<strategy>/
 (each adaptation run, resumable), plots/embeddings.png (2-D PCA of the reference-encoder embeddings per voice),
 samples/<voice>-<strategy>.wav and report.json (the table). Rerunning the same command resumes.
 """
@@ -31,6 +32,7 @@ import jax
 import numpy as np
 
 from experiments.flags import add_trainer_args, mesh_from_flag, parse_checked, run_command, trainer_config
+from experiments.ljspeech_tts import eval_summaries
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import peak_normalized, save_audio
@@ -68,6 +70,8 @@ def parse_args(argv=None):
     p.add_argument("--eval_utterances", type=int, default=10, help="per held-out voice")
     p.add_argument("--classifier_steps", type=int, default=300)
     p.add_argument("--asr_workdir", default=None, help="a trained ASR workdir: also report CER/WER per strategy")
+    p.add_argument("--num_samples", type=int, default=3,
+                   help="validation utterances whose plot and speech (in their voice) TensorBoard shows during training")
     # Stand-in sizes (the vocabulary is the cache's): any valid ones check the other fields and the --set overrides.
     args = parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2, num_speakers=1))
     if not 2 <= args.held_out < args.num_voices:
@@ -117,7 +121,9 @@ def main(argv=None):
                  prepare=prepare,
                  eval_batches=(lambda: make_batch_iterator(cache, "validation", eval_config, positions=val_rows,
                                                            verbose=False)) if val_rows.size else None,
-                 mesh=mesh)
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare,
+                                                   args.num_samples if val_rows.size else 0, val_rows,
+                                                   functools.partial(speaker_generate, model)))
     # On the host: the adaptation runs (a few utterances of one voice, batches smaller than a mesh) use one device.
     trained = jax.device_get(result.state.params)
 
@@ -159,6 +165,12 @@ def main(argv=None):
     (workdir / "report.json").write_text(strict_json(report, indent=1))
     print(strict_json(report["summary"], indent=1))
     return report
+
+
+def speaker_generate(model, params, batch, max_frames: int):
+    """HyperSpeech.generate conditioned on the batch's speaker ids (the `generate` of `eval_summaries`)."""
+    return model.apply({"params": params}, batch["tokens"], batch["token_mask"], max_frames, batch["speaker"],
+                       method=HyperSpeech.generate)
 
 
 def adapt(args, cache, config, trained, strategy, speaker, adapt_rows, run_dir, prepare):

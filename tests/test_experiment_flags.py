@@ -41,6 +41,7 @@ OWN = {
     "multispeaker_tts": [(["--adapt_learning_rate", "inf"], "--adapt_learning_rate must be a positive number"),
                          (["--adapt_steps", "-1"], "--adapt_steps must be >= 0"),
                          (["--classifier_steps", "-2"], "--classifier_steps must be >= 0"),
+                         (["--num_samples", "-1"], "--num_samples must be >= 0, got -1"),
                          (["--adapter_dim", "0"], "HyperSpeechConfig.adapter_dim must be an integer >= 1")],
 }
 

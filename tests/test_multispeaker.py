@@ -1,5 +1,6 @@
 """`python -m experiments.multispeaker_tts` end to end on a tiny multi-voice corpus, and the conditioned CLI."""
 
+import io
 import json
 
 import numpy as np
@@ -61,6 +62,22 @@ def test_report_compares_every_strategy_on_every_held_out_voice(run):
     for voice in held_out:
         for strategy in ("full", "plain_adapters", "hyper"):
             assert (workdir / "adapt" / voice / strategy / "checkpoints" / "periodic").is_dir()
+
+
+def test_tensorboard_shows_each_validation_voice_at_each_evaluation(run):
+    """The multi-speaker training's on_eval hook (eval at step 3, the last): the first --num_samples (3) validation
+    utterances of the training voices, each a plot and speech."""
+    from tests.test_summaries import decoded_image, read_summaries
+
+    workdir, _ = run
+    found = read_summaries(workdir / "tensorboard")
+    plots = {tag for tag, step in found if tag.endswith("/plot") and step == 3}
+    speech = {tag for tag, step in found if tag.endswith("/generated") and step == 3}
+    assert 1 <= len(plots) <= 3 and {t.replace("/plot", "/generated") for t in plots} == speech
+    for tag in speech:
+        samples, rate = sf.read(io.BytesIO(found[tag, 3].audio.encoded_audio_string))
+        assert rate == 22050 and samples.size > 256 and np.all(np.isfinite(samples))
+    assert all(decoded_image(found[tag, 3]).std() > 10 for tag in plots)
 
 
 def test_synthesize_with_speaker_or_reference_and_one_line_errors(run, tmp_path, capsys):
