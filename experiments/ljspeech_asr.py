@@ -34,7 +34,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.summaries import Image, Text, figure_pixels
-from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json, write_run_config
@@ -71,9 +71,15 @@ def write_workdir_config(workdir: Path, config, args, cache, **extra) -> None:
                      primary=is_primary())
 
 
+def default_optimizer(args) -> OptimizerConfig:
+    return OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
+                           total_steps=args.steps)
+
+
 def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None):
     """Trains a CTC model with the shared trainer, over `mesh` when given. `init_params` (e.g. a pretrained encoder
-    merged into fresh params) and `tx` (e.g. a fine-tuning strategy's masked optimizer) override the defaults."""
+    merged into fresh params) and `tx` (e.g. a fine-tuning strategy's masked optimizer, on `default_optimizer`'s
+    schedule, which the logs record) override the defaults."""
     model = CTCASR(config)
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
                               seed=args.seed)
@@ -85,13 +91,13 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
         init_params = model.init({"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"],
                                  train=False)["params"]
     if tx is None:
-        tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate,
-                                            warmup_steps=min(400, args.steps // 10), total_steps=args.steps))
+        tx = make_optimizer(default_optimizer(args))
     result = fit(workdir, init_params, tx, make_ctc_loss_fn(model), train_batches,
                  trainer_config(args),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, args.num_samples))
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, args.num_samples),
+                 learning_rate=learning_rate_schedule(default_optimizer(args)))
     return model, result, eval_config, len(train_batches.shapes)
 
 

@@ -30,7 +30,7 @@ from mmspeech_jax.evaluate.plots import save_figure, tts_example_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
-from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
 from mmspeech_jax.train.trainer import fit
@@ -77,13 +77,15 @@ def main(argv=None):
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
     params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
                         first, train=False)["params"]
-    tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
-                                        total_steps=args.steps))
+    optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
+                                total_steps=args.steps)
+    tx = make_optimizer(optimizer)
     loss_fn = make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3)
     result = fit(workdir, params, tx, loss_fn, train,
                  trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare, args.num_samples))
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare, args.num_samples),
+                 learning_rate=learning_rate_schedule(optimizer))
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}

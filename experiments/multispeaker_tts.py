@@ -46,7 +46,7 @@ from mmspeech_jax.models.fastspeech2 import model_inputs, preset
 from mmspeech_jax.models.hyperspeech import FUSIONS, HyperSpeech, HyperSpeechConfig, trainable_mask
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained
-from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json, write_run_config
 
@@ -114,8 +114,9 @@ def main(argv=None):
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, positions=train_rows, verbose=False)))
     params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
                         first, train=False)["params"]
-    tx = make_optimizer(OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
-                                        total_steps=args.steps))
+    optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
+                                total_steps=args.steps)
+    tx = make_optimizer(optimizer)
     result = fit(workdir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3), batches,
                  trainer_config(args, patience=None),
                  prepare=prepare,
@@ -123,7 +124,8 @@ def main(argv=None):
                                                            verbose=False)) if val_rows.size else None,
                  mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare,
                                                    args.num_samples if val_rows.size else 0, val_rows,
-                                                   functools.partial(speaker_generate, model)))
+                                                   functools.partial(speaker_generate, model)),
+                 learning_rate=learning_rate_schedule(optimizer))
     # On the host: the adaptation runs (a few utterances of one voice, batches smaller than a mesh) use one device.
     trained = jax.device_get(result.state.params)
 
@@ -189,13 +191,13 @@ def adapt(args, cache, config, trained, strategy, speaker, adapt_rows, run_dir, 
                            first, train=False)["params"]
         params = merge_pretrained(fresh, trained, prefixes=tuple(trained))
     mask = trainable_mask(params, strategy)
-    tx = masked_optimizer(make_optimizer(OptimizerConfig(learning_rate=args.adapt_learning_rate,
-                                                         warmup_steps=max(args.adapt_steps // 10, 1),
-                                                         total_steps=args.adapt_steps)), mask)
+    optimizer = OptimizerConfig(learning_rate=args.adapt_learning_rate, warmup_steps=max(args.adapt_steps // 10, 1),
+                                total_steps=args.adapt_steps)
+    tx = masked_optimizer(make_optimizer(optimizer), mask)
     result = fit(run_dir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=0), batches,
                  trainer_config(args, steps=args.adapt_steps, eval_every=args.adapt_steps + 1,
                                 checkpoint_every=args.adapt_steps, keep_checkpoints=1, patience=None),
-                 prepare=prepare)
+                 prepare=prepare, learning_rate=learning_rate_schedule(optimizer))
     return model, result.state.params, count_parameters(params, mask)
 
 

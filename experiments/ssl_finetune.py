@@ -24,13 +24,14 @@ import jax
 import numpy as np
 
 from experiments.flags import load_data, mesh_from_flag, parse_checked, run_command, trainer_config
-from experiments.ljspeech_asr import add_training_args, evaluate, model_config, train, write_workdir_config
+from experiments.ljspeech_asr import (add_training_args, default_optimizer, evaluate, model_config, train,
+                                    write_workdir_config)
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
 from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained, trainable_mask
-from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
+from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json
 
@@ -73,15 +74,16 @@ def pretrain(args, cache, config, workdir: Path, mesh=None):
                          "frame_mask": b["frame_mask"]}
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
     params = model.init({"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"])["params"]
-    tx = make_optimizer(OptimizerConfig(learning_rate=args.pretrain_learning_rate,
-                                        warmup_steps=min(400, args.pretrain_steps // 10),
-                                        total_steps=args.pretrain_steps))
+    optimizer = OptimizerConfig(learning_rate=args.pretrain_learning_rate,
+                                warmup_steps=min(400, args.pretrain_steps // 10), total_steps=args.pretrain_steps)
+    tx = make_optimizer(optimizer)
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
     started = time.perf_counter()
     result = fit(workdir, params, tx, make_best_rq_loss_fn(model), make_batch_iterator(cache, "train", pipeline),
                  trainer_config(args, steps=args.pretrain_steps, patience=None),
                  prepare=prepare,
-                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False), mesh=mesh)
+                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False), mesh=mesh,
+                 learning_rate=learning_rate_schedule(optimizer))
     return result.state.params, time.perf_counter() - started, result
 
 
@@ -100,9 +102,7 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, me
     if strategy != "scratch":
         params = merge_pretrained(params, pretrained)
     mask = trainable_mask(params, "full" if strategy == "scratch" else strategy, args.freeze_layers)
-    tx = masked_optimizer(make_optimizer(OptimizerConfig(learning_rate=args.learning_rate,
-                                                         warmup_steps=min(400, args.steps // 10),
-                                                         total_steps=args.steps)), mask)
+    tx = masked_optimizer(make_optimizer(default_optimizer(args)), mask)
     started = time.perf_counter()
     model, result, eval_config, _ = train(args, cache, config, workdir, init_params=params, tx=tx,
                                           train_positions=labelled, mesh=mesh)

@@ -29,6 +29,10 @@ def test_workdir_contents(workdir):
                 "steps", "wall_seconds", "steps_per_second"):
         assert report[key] is not None and np.isfinite(report[key]), key
     assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
+    train = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in train if r["split"] == "train"]
+    # 4 steps: warm-up min(400, 4 // 10) = 0 steps, so the cosine from 1.5e-3 (the default) down to 1 % at step 4
+    assert [r["step"] for r in train] == [4] and 1.4e-5 < train[0]["learning_rate"] < 1.6e-5, train
 
 
 def test_tensorboard_shows_plot_and_speech_at_each_evaluation(workdir):

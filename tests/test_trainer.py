@@ -92,3 +92,24 @@ def test_resuming_in_a_workdir_of_another_model_is_refused(tmp_path):
     result = fit(tmp_path, {"w": jnp.ones((3,))}, optax.sgd(0.1), loss_fn, Endless(),
                  dataclasses.replace(config, steps=4))
     assert int(result.state.step) == 4
+
+
+def test_logged_learning_rate_is_the_schedule_at_the_applied_update_count(tmp_path):
+    """Every third step is NaN (skipped: the optimizer's count stays); each logged rate is the schedule at the
+    number of updates applied so far, i.e. the rate of the next update."""
+    from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+
+    optimizer = OptimizerConfig(learning_rate=0.1, warmup_steps=4, total_steps=12)
+    schedule = learning_rate_schedule(optimizer)
+    bad = lambda step: step % 3 == 1  # 0-based steps 1, 4, 7, 10
+    config = TrainerConfig(steps=12, log_every=1, eval_every=1000, checkpoint_every=1000, progress=False,
+                           max_consecutive_skipped=None)
+    fit(tmp_path, {"w": jnp.zeros(())}, make_optimizer(optimizer), toy_loss(bad), Endless(), config,
+        learning_rate=schedule)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    applied = np.cumsum([not bad(s) for s in range(12)])  # updates applied after steps 1..12
+    assert [r["step"] for r in records] == list(range(1, 13))
+    np.testing.assert_allclose([r["learning_rate"] for r in records], [float(schedule(int(n))) for n in applied],
+                               rtol=1e-6)
+    assert len({r["learning_rate"] for r in records}) > 6  # the schedule moves over the run: a constant would fail
+    assert records[1]["learning_rate"] == records[0]["learning_rate"]  # step 2 was skipped: same next rate

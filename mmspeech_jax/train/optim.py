@@ -53,6 +53,14 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
+def schedule_count(opt_state):
+    """The number of updates a learning-rate schedule in `opt_state` has seen (optax's `ScaleByScheduleState`; the
+    first one found), or None when the optimizer has no schedule. Skipped steps keep it (train/step.py)."""
+    is_schedule = lambda node: isinstance(node, optax.ScaleByScheduleState)
+    found = [node.count for node in jax.tree_util.tree_leaves(opt_state, is_leaf=is_schedule) if is_schedule(node)]
+    return found[0] if found else None
+
+
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
     tx = optax.chain(
         optax.clip_by_global_norm(config.clip_norm),

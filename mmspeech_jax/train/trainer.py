@@ -25,6 +25,7 @@ from mmspeech_jax import config_checks
 from mmspeech_jax.errors import TrainingDivergedError, WorkdirMismatchError
 from mmspeech_jax.train.checkpoint import Checkpointer
 from mmspeech_jax.train.distributed import host_copy, is_primary
+from mmspeech_jax.train.optim import schedule_count
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.summaries import write_summaries
@@ -90,12 +91,17 @@ def use_compilation_cache(path) -> None:
 def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batches, config: TrainerConfig,
         prepare: Callable[[dict], dict] = lambda b: b,
         eval_batches: Callable[[], Iterable[dict]] | None = None, mesh=None,
-        on_eval: Callable[[dict, int], dict] | None = None) -> FitResult:
+        on_eval: Callable[[dict, int], dict] | None = None,
+        learning_rate: Callable | None = None) -> FitResult:
     """`mesh` (a `jax.sharding.Mesh` from `train/sharding.make_mesh`): shard state and batches over it; a
     checkpoint written on any mesh (or one device) restores onto this one. None: one device, plain `jax.jit`.
 
     `on_eval(params, step)`: called after every evaluation with a host (NumPy) copy of the parameters; the
     `train/summaries.py` values it returns (images, audio, text by tag) go to TensorBoard under `validation/`.
+
+    `learning_rate`: the optimizer's schedule (`optim.learning_rate_schedule`); each logged step then records
+    `learning_rate`, the rate of the next update (the schedule at the optimizer's update count, which skipped steps
+    do not advance).
 
     Several processes (`train/distributed.py`): every process calls `fit` with its share of each batch; only the
     primary writes metrics and TensorBoard logs; the returned state is then a full host copy on every process."""
@@ -165,6 +171,8 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                     f"or compute in float32")
             if step % config.log_every == 0 or step == config.steps:
                 scalars = _scalars(metrics)
+                if learning_rate is not None and (count := schedule_count(state.opt_state)) is not None:
+                    scalars["learning_rate"] = float(learning_rate(int(count)))
                 rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(loss=f"{scalars['loss']:.3f}", steps_per_s=f"{rate:.2f}")
                 log.write(strict_json({"step": step, "split": "train", **scalars, "steps_per_second": rate}) + "\n")
