@@ -24,7 +24,7 @@ from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args,
                                initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
                                trainer_config)
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
-from mmspeech_jax.evaluate.alignment import boundary_error_ms
+from mmspeech_jax.evaluate.alignment import boundary_error_ms, path_log_probability
 from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import save_figure, tts_example_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
@@ -175,10 +175,11 @@ def eval_summaries(model, cache, eval_config, prepare, count: int, positions=Non
 
 def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:
     """Validation: mel L1; MCD (DTW) of generated speech; token F0 RMSE (Hz) and duration error of the predictors;
-    aligner boundary error vs ground truth; plots and Griffin-Lim samples."""
+    aligner boundary error vs ground truth and, without labels, the geometric mean probability of its hard path;
+    plots and Griffin-Lim samples."""
     forward, generate = inference_functions(model)
     mel_cfg = MelConfig(**cache.config["mel"])
-    l1_sum, l1_count, boundary, plotted = 0.0, 0, [], 0
+    l1_sum, l1_count, boundary, plotted, path_logp, path_frames = 0.0, 0, [], 0, 0.0, 0
     mcds, f0_sq, f0_n, dur_abs, dur_n = [], 0.0, 0, 0.0, 0
     stats = cache.stats
     to_hz = lambda z: np.exp(np.asarray(z) * stats["log_f0_std"] + stats["log_f0_mean"])
@@ -188,6 +189,9 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
         mask = batch["frame_mask"][..., None]
         l1_sum += float(np.sum(np.abs(outputs["mel_post"] - batch["mel"]) * mask))
         l1_count += int(mask.sum()) * batch["mel"].shape[-1]
+        if "hard_alignment" in aux:
+            total, frames = path_log_probability(aux["log_alignment"], aux["hard_alignment"])
+            path_logp, path_frames = path_logp + total, path_frames + frames
         if "durations" in batch:
             boundary.append(boundary_error_ms(aux["durations"], batch["durations"], batch["token_lengths"],
                                               mel_cfg.hop_samples, mel_cfg.sample_rate))
@@ -215,7 +219,8 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
             "mcd_dtw_db": float(np.mean(mcds)) if mcds else None,
             "f0_rmse_hz": float(np.sqrt(f0_sq / f0_n)) if f0_n else None,
             "duration_mae_frames": dur_abs / max(dur_n, 1),
-            "aligner_boundary_error_ms": float(np.nanmean(boundary)) if boundary else None}
+            "aligner_boundary_error_ms": float(np.nanmean(boundary)) if boundary else None,
+            "aligner_path_probability": float(np.exp(path_logp / path_frames)) if path_frames else None}
 
 
 if __name__ == "__main__":

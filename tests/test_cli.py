@@ -26,8 +26,9 @@ def test_workdir_contents(workdir):
 
     report = json.loads((workdir / "report.json").read_text())
     for key in ("val_mel_l1", "mcd_dtw_db", "f0_rmse_hz", "duration_mae_frames", "aligner_boundary_error_ms",
-                "steps", "wall_seconds", "steps_per_second"):
+                "aligner_path_probability", "steps", "wall_seconds", "steps_per_second"):
         assert report[key] is not None and np.isfinite(report[key]), key
+    assert 0.0 < report["aligner_path_probability"] <= 1.0
     assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
     train = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in train if r["split"] == "train"]

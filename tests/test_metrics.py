@@ -67,3 +67,19 @@ def test_boundary_error_ms():
     # utterance 0: boundaries (2, 5) vs (3, 6) -> errors 1, 1 frames; utterance 1: (4) vs (4) -> 0
     expected = np.mean([1, 1, 0]) * 256 / 22050 * 1000
     np.testing.assert_allclose(boundary_error_ms(predicted, reference, [3, 2], 256, 22050), expected)
+
+
+def test_path_probability_is_the_geometric_mean_on_the_hard_path():
+    """Two utterances, padded: the path's cells hold 0.9, 0.6, 0.8 and 0.5, 1.0; the padding frame is -inf off and
+    on the path (hard is 0 there) and must not turn the sum into NaN."""
+    from mmspeech_jax.evaluate.alignment import path_log_probability
+
+    soft = np.full((2, 3, 2), 0.25)
+    hard = np.zeros((2, 3, 2))
+    for b, t, n, p in [(0, 0, 0, 0.9), (0, 1, 0, 0.6), (0, 2, 1, 0.8), (1, 0, 0, 0.5), (1, 1, 1, 1.0)]:
+        soft[b, t, n], hard[b, t, n] = p, 1
+    log_soft = np.log(soft)
+    log_soft[1, 2] = -np.inf  # utterance 2 has 2 frames
+    total, frames = path_log_probability(log_soft, hard)
+    assert frames == 5
+    np.testing.assert_allclose(np.exp(total / frames), (0.9 * 0.6 * 0.8 * 0.5 * 1.0) ** (1 / 5), rtol=1e-12)

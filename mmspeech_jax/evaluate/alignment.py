@@ -1,4 +1,5 @@
-"""Aligner quality against ground-truth phoneme boundaries (the embedded corpus has them)."""
+"""Aligner quality: against ground-truth phoneme boundaries where a corpus has them (the embedded corpus), and
+without labels (any corpus, LJSpeech included) from how sharply the soft alignment backs its own hard path."""
 
 from __future__ import annotations
 
@@ -19,3 +20,15 @@ def boundary_error_ms(predicted, reference, token_lengths, hop_samples: int, sam
     if not errors:
         return float("nan")
     return float(np.mean(np.concatenate(errors)) * hop_samples / sample_rate * 1000.0)
+
+
+def path_log_probability(log_alignment, hard_alignment) -> tuple[float, int]:
+    """(sum of log P(token | frame) of the soft alignment over the cells of the hard path, number of path frames).
+
+    log_alignment (B, T, N) log-probabilities (any value, -inf included, off the path); hard_alignment (B, T, N)
+    0/1, one token per valid frame (monotonic alignment search), zero on padding. Summed over batches,
+    exp(total / frames) is the geometric mean probability of the path: near 1 once the alignment has formed and
+    the hard path follows it, about 1 / (tokens per utterance) while it is still spread out; no labels needed.
+    """
+    hard = np.asarray(hard_alignment) > 0
+    return float(np.sum(np.where(hard, np.asarray(log_alignment, np.float64), 0.0))), int(hard.sum())
