@@ -28,6 +28,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "tensorboardX>=2.6",
+    "tensorboard>=2.16",  # the viewer: `tensorboard --logdir WORKDIR/tensorboard`
     "jiwer>=3.0",
     "safetensors>=0.4",
 ]

@@ -52,6 +52,12 @@ def test_tensorboard_shows_plot_and_speech_at_each_evaluation(workdir):
     np.testing.assert_allclose(logged, saved, atol=3 / 32768)  # both 16-bit PCM of the same Griffin-Lim output
     image = decoded_image(found[f"validation/{uid}/plot", 4])
     assert image.shape[0] > 300 and image.shape[1] > 400 and image.std() > 10  # a drawn figure, not a blank
+    # TensorBoard itself (installed with the package) finds the same scalars, images and audio.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(workdir / "tensorboard")).Reload().Tags()
+    assert {"train/loss", "train/learning_rate", "validation/loss"} <= set(tags["scalars"])
+    assert f"validation/{uid}/plot" in tags["images"] and f"validation/{uid}/generated" in tags["audio"]
 
 
 def test_synthesize_text_and_errors(workdir, tmp_path, capsys):
