@@ -28,6 +28,7 @@ from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, preset
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_train_step
@@ -58,7 +59,7 @@ def build(preset_name: str, batch_size: int, compute_dtype: str = "float32", rec
     `recurrence`: the CTC loss's (`CTCASRConfig.ctc_recurrence`)."""
     model = CTCASR(preset(preset_name, compute_dtype=compute_dtype, ctc_recurrence=recurrence))
     batch = synthetic_batch(batch_size)
-    params = model.init(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
+    params = init_params(model, jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     return model, tx, make_train_step(make_ctc_loss_fn(model), tx), TrainState.create(params, tx), batch
 

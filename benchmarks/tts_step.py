@@ -35,6 +35,7 @@ from mmspeech_jax.models.aligner import with_alignment_prior
 from mmspeech_jax.layers.winograd import ALGORITHMS
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_train_step
@@ -76,7 +77,7 @@ def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_b
         config = dataclasses.replace(config, aligner=dataclasses.replace(config.aligner, recurrence=recurrence))
     model = FastSpeech2(config)
     batch = synthetic_batch(batch_size, 141)
-    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     return model, tx, make_train_step(make_fastspeech2_loss_fn(model), tx, micro_batches), TrainState.create(params, tx), batch
 

@@ -34,6 +34,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.summaries import Image, Text, figure_pixels
+from mmspeech_jax.train.init import init_params as compiled_init
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
@@ -88,8 +89,8 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
     prepare = lambda batch: model_inputs(batch, cache.stats)
     if init_params is None:
         first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
-        init_params = model.init({"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"],
-                                 train=False)["params"]
+        init_params = compiled_init(model, {"params": jax.random.PRNGKey(args.seed)}, first["features"],
+                                    first["frame_mask"], train=False)
     if tx is None:
         tx = make_optimizer(default_optimizer(args))
     result = fit(workdir, init_params, tx, make_ctc_loss_fn(model), train_batches,

@@ -30,6 +30,7 @@ from mmspeech_jax.evaluate.plots import save_figure, tts_example_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
@@ -75,8 +76,8 @@ def main(argv=None):
     eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
     prepare = lambda batch: model_inputs(batch, config)
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
-    params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
-                        first, train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
+                         first, train=False)
     optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
                                 total_steps=args.steps)
     tx = make_optimizer(optimizer)

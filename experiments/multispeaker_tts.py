@@ -46,6 +46,7 @@ from mmspeech_jax.models.fastspeech2 import model_inputs, preset
 from mmspeech_jax.models.hyperspeech import FUSIONS, HyperSpeech, HyperSpeechConfig, trainable_mask
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json, write_run_config
@@ -112,8 +113,8 @@ def main(argv=None):
     train_rows, val_rows = of_voices(rows["train"], range(known)), of_voices(rows["validation"], range(known))
     batches = make_batch_iterator(cache, "train", pipeline, positions=train_rows)
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, positions=train_rows, verbose=False)))
-    params = model.init({"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
-                        first, train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
+                         first, train=False)
     optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
                                 total_steps=args.steps)
     tx = make_optimizer(optimizer)
@@ -187,8 +188,8 @@ def adapt(args, cache, config, trained, strategy, speaker, adapt_rows, run_dir, 
     params = trained
     if strategy == "plain_adapters":
         first = prepare(next(make_batch_iterator(cache, "train", pipeline, positions=adapt_rows, verbose=False)))
-        fresh = model.init({"params": jax.random.PRNGKey(args.seed + speaker), "dropout": jax.random.PRNGKey(0)},
-                           first, train=False)["params"]
+        keys = {"params": jax.random.PRNGKey(args.seed + speaker), "dropout": jax.random.PRNGKey(0)}
+        fresh = init_params(model, keys, first, train=False)
         params = merge_pretrained(fresh, trained, prefixes=tuple(trained))
     mask = trainable_mask(params, strategy)
     optimizer = OptimizerConfig(learning_rate=args.adapt_learning_rate, warmup_steps=max(args.adapt_steps // 10, 1),

@@ -31,6 +31,7 @@ from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
 from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained, trainable_mask
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import strict_json
@@ -73,7 +74,7 @@ def pretrain(args, cache, config, workdir: Path, mesh=None):
     prepare = lambda b: {"features": normalize_features(b["mel"], b["frame_mask"], cache.stats),
                          "frame_mask": b["frame_mask"]}
     first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
-    params = model.init({"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"])["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"])
     optimizer = OptimizerConfig(learning_rate=args.pretrain_learning_rate,
                                 warmup_steps=min(400, args.pretrain_steps // 10), total_steps=args.pretrain_steps)
     tx = make_optimizer(optimizer)
@@ -98,7 +99,7 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, me
     model = CTCASR(config)
     batch = next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=2, num_buckets=1), verbose=False))
     features = normalize_features(batch["mel"], batch["frame_mask"], cache.stats)
-    params = model.init({"params": jax.random.PRNGKey(args.seed)}, features, batch["frame_mask"])["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(args.seed)}, features, batch["frame_mask"])
     if strategy != "scratch":
         params = merge_pretrained(params, pretrained)
     mask = trainable_mask(params, "full" if strategy == "scratch" else strategy, args.freeze_layers)

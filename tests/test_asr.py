@@ -13,6 +13,7 @@ from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.asr import asr_normalize, error_rates
 from mmspeech_jax.models.ctc_asr import CTCASR, asr_targets, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
+from mmspeech_jax.train.init import init_params
 
 
 def test_targets_drop_clause_marks_without_double_spaces():
@@ -36,7 +37,7 @@ def test_model_on_a_pipeline_batch_and_padding_invariance(small_cache):
     batch = next(make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=1), verbose=False))
     inputs = model_inputs(batch, small_cache.stats)
     model = CTCASR(preset("tiny", n_mels=small_cache.n_mels))
-    params = model.init(jax.random.PRNGKey(0), inputs["features"], inputs["frame_mask"])
+    params = {"params": init_params(model, jax.random.PRNGKey(0), inputs["features"], inputs["frame_mask"])}
     log_probs, mask = model.apply(params, inputs["features"], inputs["frame_mask"])
     assert log_probs.shape[:2] == mask.shape and log_probs.shape[2] == len(character_table())
     np.testing.assert_allclose(np.exp(np.asarray(log_probs)).sum(-1), 1.0, rtol=1e-5)
@@ -200,7 +201,7 @@ def test_ctc_model_learns_to_transcribe_a_few_utterances(small_cache):
     inputs = model_inputs(batch, small_cache.stats)
     model = CTCASR(preset("tiny", dim=64, heads=4, ffn_dim=128, layers=2, subsampling=2, spec_augment=None,
                           dropout=0.0, attention_dropout=0.0))
-    params = model.init(jax.random.PRNGKey(0), inputs["features"], inputs["frame_mask"])["params"]
+    params = init_params(model, jax.random.PRNGKey(0), inputs["features"], inputs["frame_mask"])
     loss_fn = make_ctc_loss_fn(model)
     tx = optax.adam(3e-3)
     opt = tx.init(params)

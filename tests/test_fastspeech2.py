@@ -9,6 +9,7 @@ from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, decay_mask, make_optimizer
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.step import make_eval_step, make_train_step
@@ -19,7 +20,7 @@ def setup(small_cache):
     iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=2, num_epochs=None,
                                                                         seed=0), verbose=False)
     first = model_inputs(next(iterator), model.config)
-    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)
     return model, params, iterator, first
 
 
@@ -108,7 +109,7 @@ def test_frame_level_variance_with_external_durations(small_cache):
     iterator = make_batch_iterator(small_cache, "train", PipelineConfig(batch_size=4, num_buckets=1, num_epochs=None),
                                    verbose=False)
     first = model_inputs(next(iterator), model.config)
-    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)
     assert "aligner" not in params
     outputs, aux = model.apply({"params": params}, first, train=False)
     np.testing.assert_array_equal(np.asarray(aux["durations"]), first["durations"])

@@ -1,6 +1,7 @@
 """Sharded train steps on 8 simulated CPU devices (conftest) equal the one-device step, for the TTS and the ASR."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -8,6 +9,7 @@ from jax.sharding import PartitionSpec as P
 
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 from mmspeech_jax.train.sharding import (MeshConfig, leaf_spec, make_mesh, make_sharded_steps, shard_batch,
                                          state_shardings)
@@ -28,8 +30,7 @@ def tts_setup(cache):
     model = FastSpeech2(config)
     batch = model_inputs(next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=8, num_buckets=1),
                                                   verbose=False)), config)
-    params = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch,
-                        train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)
     return params, batch, make_fastspeech2_loss_fn(model, binarization_start=0)
 
 
@@ -39,8 +40,7 @@ def asr_setup(cache):
     model = CTCASR(preset("tiny", n_mels=cache.n_mels, spec_augment=None, dropout=0.0, attention_dropout=0.0))
     batch = model_inputs(next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=8, num_buckets=1),
                                                   verbose=False)), cache.stats)
-    params = model.init({"params": jax.random.PRNGKey(0)}, batch["features"], batch["frame_mask"],
-                        train=False)["params"]
+    params = init_params(model, {"params": jax.random.PRNGKey(0)}, batch["features"], batch["frame_mask"], train=False)
     return params, batch, make_ctc_loss_fn(model)
 
 
@@ -51,12 +51,15 @@ def test_one_step_on_any_mesh_equals_one_device(task, small_cache):
     # non-zero gradient to +-lr, so a gradient that is ~1e-10 in either summation order would flip its sign.
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.5))
     rng = jax.random.key(0, impl="rbg")
-    reference, ref_metrics = jax.jit(make_train_step(loss_fn, tx))(TrainState.create(params, tx), batch, rng)
+    # The steps are compiled as `fit` compiles them (donated state, the default min_shard_size), so that
+    # test_fit_on_a_mesh_resumes_on_another_mesh_shape loads them from the persistent compilation cache.
+    one_device = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+    reference, ref_metrics = one_device(jax.tree_util.tree_map(jnp.copy, TrainState.create(params, tx)), batch, rng)
     assert np.isfinite(float(ref_metrics["loss"]))
     for data, fsdp in MESHES:
-        mesh = make_mesh(MeshConfig(data=data, fsdp=fsdp, min_shard_size=64))
+        mesh = make_mesh(MeshConfig(data=data, fsdp=fsdp))
         state = TrainState.create(params, tx)
-        sharding = state_shardings(state, mesh, min_shard_size=64)
+        sharding = state_shardings(state, mesh)
         train_step, _ = make_sharded_steps(loss_fn, tx, sharding, mesh)
         new, metrics = train_step(jax.device_put(state, sharding), shard_batch(batch, mesh), rng)
         np.testing.assert_allclose(float(metrics["loss"]), float(ref_metrics["loss"]), rtol=1e-5)
@@ -71,19 +74,37 @@ def test_one_step_on_any_mesh_equals_one_device(task, small_cache):
             assert leaf.addressable_shards[0].data.size == leaf.size // fsdp
 
 
-def test_adamw_state_shards_like_its_parameters(small_cache):
-    params, batch, loss_fn = tts_setup(small_cache)
+def regression_setup():
+    """A two-layer ReLU regression (the AdamW sharding rule is about leaves, not models; a TTS step took ~60 s to
+    compile for this test on 2 cores)."""
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.normal(size=(16, 128)).astype(np.float32) / 4, "b1": np.zeros(128, np.float32),
+              "w2": rng.normal(size=(128, 8)).astype(np.float32) / 11}
+    batch = {"x": rng.normal(size=(8, 16)).astype(np.float32), "y": rng.normal(size=(8, 8)).astype(np.float32)}
+
+    def loss_fn(p, b, rng, train, step, counts=None):
+        error = jax.nn.relu(b["x"] @ p["w1"] + p["b1"]) @ p["w2"] - b["y"]
+        return (error**2).mean(), {"max_error": abs(error).max()}
+
+    return params, batch, loss_fn
+
+
+def test_adamw_state_shards_like_its_parameters():
+    params, batch, loss_fn = regression_setup()
     tx = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=1, total_steps=10))
-    mesh = make_mesh(MeshConfig(data=2, fsdp=4, min_shard_size=64))
+    mesh = make_mesh(MeshConfig(data=2, fsdp=4))
     state = TrainState.create(params, tx)
-    sharding = state_shardings(state, mesh, min_shard_size=64)
+    sharding = state_shardings(state, mesh, min_shard_size=256)
     train_step, eval_step = make_sharded_steps(loss_fn, tx, sharding, mesh)
     rng = jax.random.key(0, impl="rbg")
     new, metrics = train_step(jax.device_put(state, sharding), shard_batch(batch, mesh), rng)
     assert int(new.step) == 1 and int(new.skipped) == 0 and np.isfinite(float(metrics["loss"]))
     mu = new.opt_state[1][0].mu  # clip -> adamw's ScaleByAdamState
-    for p, m in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(mu)):
-        assert p.sharding.spec == m.sharding.spec
+    specs = {name: p.sharding.spec for name, p in new.params.items()}
+    assert specs == {"w1": P(None, "fsdp"), "b1": P(), "w2": P("fsdp")}  # b1 (128 values) is under min_shard_size
+    for name, p in new.params.items():
+        assert mu[name].sharding.spec == specs[name] and new.opt_state[1][0].nu[name].sharding.spec == specs[name]
+        assert mu[name].addressable_shards[0].data.size == p.size // (4 if specs[name] != P() else 1)
     assert np.isfinite(float(eval_step(new, shard_batch(batch, mesh), rng)["loss"]))
 
 

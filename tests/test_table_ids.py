@@ -10,6 +10,7 @@ from mmspeech_jax.errors import FeatureError
 from mmspeech_jax.layers.conditioning import SpeakerEmbedding
 from mmspeech_jax.layers.ids import check_ids
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, check_batch, preset
+from mmspeech_jax.train.init import init_params
 
 VOCAB, SPEAKERS = 12, 3
 
@@ -18,7 +19,7 @@ VOCAB, SPEAKERS = 12, 3
 def tts():
     model = FastSpeech2(preset("tiny", VOCAB, num_speakers=SPEAKERS))
     tokens, mask = jnp.ones((2, 5), jnp.int32), jnp.ones((2, 5), bool)
-    params = model.init(jax.random.PRNGKey(0), tokens, mask, jnp.zeros(2, jnp.int32), method="encode")["params"]
+    params = init_params(model, jax.random.PRNGKey(0), tokens, mask, jnp.zeros(2, jnp.int32), method="encode")
     return model, params, np.array([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]], np.int32), np.ones((2, 5), bool)
 
 

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mmspeech_jax.train.init import init_params
+
 
 
 class SpeakerClassifierModel(nn.Module):
@@ -69,7 +71,7 @@ def train_speaker_classifier(batches, num_speakers: int, steps: int, key, learni
     """Cross-entropy training on pipeline batches (`mel`, `frame_mask`, `speaker`, `example_mask`)."""
     model = SpeakerClassifierModel(num_speakers)
     first = next(batches)
-    params = model.init(key, first["mel"], first["frame_mask"])["params"]
+    params = init_params(model, key, first["mel"], first["frame_mask"])
     tx = optax.adam(learning_rate)
 
     def loss_fn(p, batch):
