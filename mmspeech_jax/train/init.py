@@ -1,10 +1,10 @@
 """Parameter initialisation, compiled: `init_params(model, rngs, *inputs, **static) -> params`.
 
-Flax's `model.init` run op by op dispatches every initializer and every layer of the forward pass one at a time: for
-FastSpeech2 (the `tiny` and the `base` preset alike, batch 8) that took ~28 s on a 2-core AMD EPYC, compiled 8-11 s
-(2026-12-03); with the persistent compilation cache a repeated start loads the program instead. The values agree
-with the op-by-op init to float32 rounding (measured max difference 6e-8); a resumed run's parameters come from its
-checkpoint, not from the init.
+Flax's `model.init` run op by op dispatches every initializer and every layer of the forward pass one at a time, and
+in a new process each primitive compiles on its first use: FastSpeech2's first init (batch 8) took 28.5 s (`tiny`)
+and 21.6 s (`base`) that way on a 2-core AMD EPYC, compiled 7.4 and 10.2 s (`benchmarks/init_time.py`,
+benchmarks/RESULTS.md, 2026-12-03); with the persistent compilation cache a repeated start loads the program. The
+values agree with the op-by-op init to float32 rounding (max difference 6e-8).
 
 `inputs` are the arrays (or pytrees of arrays) the model's `__call__` takes positionally; `static` are its Python
 keyword arguments (`train=False`), fixed at trace time."""
