@@ -36,7 +36,8 @@ def config(**kw):
 
 
 def init(model, batch, seed=0):
-    return init_params(model, {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(1)}, batch, train=False)
+    rngs = {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(1)}
+    return init_params(model, rngs, batch, train=False)
 
 
 @pytest.mark.parametrize("fusion", ["film", "gated_cross_attention"])
