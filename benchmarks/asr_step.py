@@ -5,10 +5,11 @@
     python -m benchmarks.asr_step --profile              # also: forward+backward time of each encoder component
 
 Reports compile time, median step time (after compile, float32 unless `--compute_dtype bfloat16`, SpecAugment and
-dropout on as in training), the step's FLOPs from XLA's cost analysis (every convolution here is computed directly,
-so they are the model's FLOPs), achieved FLOP/s and MFU against the peak `benchmarks/measure.py` picks (datasheet
-bf16 peak on a known accelerator, else the matmul peak measured in the compute dtype); decoding speed
-as x real time (forward pass + greedy, forward pass + prefix beam search of width 8) on the same batch, audio
+dropout on as in training), the step's FLOPs from XLA's cost analysis of the step with the frontend's convolutions
+computed directly (`conv_algorithm="direct"`, compiled but not run where the timed step uses Winograd: the
+textbook count, whatever algorithm runs), achieved FLOP/s and MFU against the peak `benchmarks/measure.py` picks
+(datasheet bf16 peak on a known accelerator, else the matmul peak measured in the compute dtype); decoding
+speed as x real time (forward pass + greedy, forward pass + prefix beam search of width 8) on the same batch, audio
 duration taken at the embedded corpus's 11.6 ms hop; and the compile count of the train step over one epoch of
 bucketed data (`tiny` preset; counts do not depend on width).
 """
@@ -16,6 +17,7 @@ bucketed data (`tiny` preset; counts do not depend on width).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import time
 
@@ -23,9 +25,10 @@ import jax
 import numpy as np
 
 from benchmarks.measure import (add_epoch_compilations_flag, epoch_compilations, epoch_compilations_sentence,
-                                machine, median_seconds, mfu_peak, record, time_train_step)
+                                machine, median_seconds, mfu_peak, record, step_flops, time_train_step)
 from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
+from mmspeech_jax.layers.winograd import ALGORITHMS as CONV_ALGORITHMS
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.models.ctc_asr import CTCASR, make_ctc_loss_fn, preset
 from mmspeech_jax.train.init import init_params
@@ -54,21 +57,29 @@ def asr_epoch_compilations(num_utterances: int = 400) -> tuple[int, int, int]:
     return epoch_compilations(make_step, make_batch, frames, chars)
 
 
-def build(preset_name: str, batch_size: int, compute_dtype: str = "float32", recurrence: str = "auto"):
+def build(preset_name: str, batch_size: int, compute_dtype: str = "float32", recurrence: str = "auto",
+          conv_algorithm: str = "auto"):
     """(model, optimizer, train step, state, batch) of the benchmark: AdamW, the seeded synthetic batch;
-    `recurrence`: the CTC loss's (`CTCASRConfig.ctc_recurrence`)."""
-    model = CTCASR(preset(preset_name, compute_dtype=compute_dtype, ctc_recurrence=recurrence))
+    `recurrence`: the CTC loss's (`CTCASRConfig.ctc_recurrence`); `conv_algorithm`: the frontend's."""
+    model = CTCASR(preset(preset_name, compute_dtype=compute_dtype, ctc_recurrence=recurrence,
+                          conv_algorithm=conv_algorithm))
     batch = synthetic_batch(batch_size)
     params = init_params(model, jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
     return model, tx, make_train_step(make_ctc_loss_fn(model), tx), TrainState.create(params, tx), batch
 
 
-def run(preset_name: str, batch_size: int, steps: int, compute_dtype: str = "float32", recurrence: str = "auto") -> dict:
-    model, _, train_step, state, batch = build(preset_name, batch_size, compute_dtype, recurrence)
+def run(preset_name: str, batch_size: int, steps: int, compute_dtype: str = "float32", recurrence: str = "auto",
+        conv_algorithm: str = "auto") -> dict:
+    model, tx, train_step, state, batch = build(preset_name, batch_size, compute_dtype, recurrence, conv_algorithm)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
+    # Abstract, to survive donation.
+    abstract_state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     timed = time_train_step(train_step, state, batch, steps)
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
+    if model.config.conv_algorithm != "direct":  # count the textbook FLOPs, not Winograd's
+        direct = CTCASR(dataclasses.replace(model.config, conv_algorithm="direct"))
+        flops = step_flops(make_train_step(make_ctc_loss_fn(direct), tx), abstract_state, batch)
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
     forward_seconds = median_seconds(forward, state.params, batch["features"], batch["frame_mask"])
     log_probs, mask = jax.device_get(forward(state.params, batch["features"], batch["frame_mask"]))
@@ -82,7 +93,7 @@ def run(preset_name: str, batch_size: int, steps: int, compute_dtype: str = "flo
             "flops": flops, "flops_per_s": flops / median, "greedy_x_rt": speeds["greedy"], "beam_x_rt": speeds["beam"]}
 
 
-def profile(preset_name: str, batch_size: int) -> list[tuple[str, float, float]]:
+def profile(preset_name: str, batch_size: int, conv_algorithm: str = "auto") -> list[tuple[str, float, float]]:
     """(component, seconds, XLA FLOPs) of jitted forward+backward of each encoder part alone at the benchmark's
     shapes (train mode, dropout on), median of 3: where the step's time goes."""
     import jax.numpy as jnp
@@ -92,7 +103,7 @@ def profile(preset_name: str, batch_size: int) -> list[tuple[str, float, float]]
     from mmspeech_jax.layers.conformer import ConformerBlock, ConvolutionModule, FeedForward
     from mmspeech_jax.layers.subsampling import Conv2dSubsampling, subsampled_length
 
-    c = preset(preset_name)
+    c = preset(preset_name, conv_algorithm=conv_algorithm)
     batch = synthetic_batch(batch_size)
     t = int(subsampled_length(batch["features"].shape[1], c.subsampling))
     h = jax.numpy.asarray(np.random.default_rng(0).normal(size=(batch_size, t, c.dim)), jnp.float32)
@@ -101,7 +112,7 @@ def profile(preset_name: str, batch_size: int) -> list[tuple[str, float, float]]
     block = ConformerBlock(c.block) if c.encoder == "conformer" else None
     parts = [
         (f"Conv2d subsampling ({c.subsampling}x, {c.subsampling_channels} channels), (B, 1500, 80) in",
-         Conv2dSubsampling(c.dim, c.subsampling_channels, c.subsampling), (batch["features"], batch["frame_mask"]), {}),
+         Conv2dSubsampling(c.dim, c.subsampling_channels, c.subsampling, conv_algorithm=c.conv_algorithm), (batch["features"], batch["frame_mask"]), {}),
         (f"one Conformer block, T'={t}", block, (h, mask), {"train": True}),
         ("  feed-forward (one of the two)", FeedForward(c.dim, c.ffn_dim, c.dropout), (h,), {"train": True}),
         ("  self-attention, relative positions", MultiHeadSelfAttention(c.dim, c.heads, c.attention_dropout,
@@ -134,14 +145,18 @@ def main():
     parser.add_argument("--recurrence", default="auto", choices=RECURRENCES,
                         help="the CTC loss over frames (losses/ctc.py): auto (optax's scan on the CPU, blocked "
                              "elsewhere), sequential or blocked")
+    parser.add_argument("--conv_algorithm", default="auto", choices=CONV_ALGORITHMS,
+                        help="the frontend's strided convolutions (layers/subsampling.py): auto (Winograd for "
+                             "float32 on the CPU from 64 input channels), winograd or direct (patch matmul)")
     add_epoch_compilations_flag(parser)
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also time each encoder component alone")
     args = parser.parse_args()
-    r = run(args.preset, args.batch_size, args.steps, args.compute_dtype, args.recurrence)
+    r = run(args.preset, args.batch_size, args.steps, args.compute_dtype, args.recurrence, args.conv_algorithm)
     peak, peak_sentence = mfu_peak(args.compute_dtype)
     command = (f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
-               f"--compute_dtype {args.compute_dtype} --recurrence {args.recurrence}" + (" --profile" if args.profile else "")
+               f"--compute_dtype {args.compute_dtype} --recurrence {args.recurrence} "
+               f"--conv_algorithm {args.conv_algorithm}" + (" --profile" if args.profile else "")
                + ("" if args.epoch_compilations else " --no-epoch_compilations"))
     text = (f"### CTC ASR train step — {datetime.date.today().isoformat()}\n\nCommand: `{command}`  \n"
             f"Machine: {machine()}\n\n"
@@ -158,7 +173,7 @@ def main():
     if args.profile:
         text += ("\n| component (forward+backward, train mode, median of 3) | seconds | XLA FLOPs | FLOP/s |\n"
                  "| --- | --- | --- | --- |\n")
-        for name, seconds, flops in profile(args.preset, args.batch_size):
+        for name, seconds, flops in profile(args.preset, args.batch_size, args.conv_algorithm):
             text += f"| {name} | {seconds:.3f} | {flops / 1e9:.1f} G | {flops / seconds / 1e9:.0f} G |\n"
     print(text)
     if args.record:

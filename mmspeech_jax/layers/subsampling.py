@@ -18,6 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmspeech_jax.layers.strided_winograd import strided_conv2d
+from mmspeech_jax.layers.winograd import ALGORITHMS
+
 FACTORS = {4: (2, 2), 2: (2, 1)}
 
 
@@ -30,16 +33,33 @@ def subsampled_length(length, factor: int = 4):
     return jnp.maximum(twice, 0) if isinstance(twice, jax.Array) else np.maximum(twice, 0)
 
 
+WINOGRAD_MIN_CHANNELS = 64  # "auto": input channels from which Winograd is used (the first conv has 1)
+
+
+def uses_winograd(in_channels: int, dtype, algorithm: str = "auto") -> bool:
+    """Whether `StridedConv2d` runs layers/strided_winograd.py: "winograd" always, "direct" never, "auto" for
+    float32 on the CPU backend with at least WINOGRAD_MIN_CHANNELS input channels (elsewhere the patch matmul; on
+    GPUs bf16 rounding would be amplified by the transforms)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"convolution algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm != "auto":
+        return algorithm == "winograd"
+    return (in_channels >= WINOGRAD_MIN_CHANNELS and jnp.dtype(dtype) == jnp.float32
+            and jax.default_backend() == "cpu")
+
+
 class StridedConv2d(nn.Module):
     """3x3 VALID convolution with strides, params `kernel` (3, 3, C_in, C_out) and `bias` as `nn.Conv`.
 
-    Computed as 9 strided slices stacked into patches and one matmul: on a 2-core CPU, XLA's convolution with
+    "direct": 9 strided slices stacked into patches and one matmul. On a 2-core CPU, XLA's convolution with
     32 channels ran at ~10 GFLOP/s here (a quarter of a base ASR step went to the frontend's second conv); the
-    patch matmul runs at matmul speed and its backward is pads and a matmul."""
+    patch matmul runs at matmul speed and its backward is pads and a matmul. "winograd": polyphase Winograd
+    tiles (layers/strided_winograd.py), the same parameters and, within float32 rounding, the same output."""
 
     features: int
     strides: tuple[int, int]
     dtype: jnp.dtype = jnp.float32
+    algorithm: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -47,6 +67,9 @@ class StridedConv2d(nn.Module):
         st, sf = self.strides
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if uses_winograd(c, self.dtype, self.algorithm):
+            y = strided_conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides)
+            return y + bias.astype(self.dtype)
         t_out, f_out = (t - 3) // st + 1, (f - 3) // sf + 1
         patches = jnp.concatenate([x[:, i : i + st * (t_out - 1) + 1 : st, j : j + sf * (f_out - 1) + 1 : sf]
                                    for i in range(3) for j in range(3)], axis=-1)  # (B, T', F', 9 C)
@@ -58,6 +81,7 @@ class Conv2dSubsampling(nn.Module):
     channels: int | None = None  # None: dim
     factor: int = 4
     dtype: jnp.dtype = jnp.float32
+    conv_algorithm: str = "auto"  # StridedConv2d's: "auto", "winograd" or "direct" (the patch matmul)
 
     @nn.compact
     def __call__(self, features, mask):
@@ -66,8 +90,8 @@ class Conv2dSubsampling(nn.Module):
         s1, s2 = FACTORS[self.factor]
         channels = self.channels or self.dim
         h = (features * mask[..., None])[..., None].astype(self.dtype)  # (B, T, M, 1)
-        h = nn.relu(StridedConv2d(channels, (s1, 2), self.dtype, name="conv_1")(h))
-        h = nn.relu(StridedConv2d(channels, (s2, 2), self.dtype, name="conv_2")(h))
+        h = nn.relu(StridedConv2d(channels, (s1, 2), self.dtype, self.conv_algorithm, name="conv_1")(h))
+        h = nn.relu(StridedConv2d(channels, (s2, 2), self.dtype, self.conv_algorithm, name="conv_2")(h))
         b, t = h.shape[:2]
         h = nn.Dense(self.dim, dtype=self.dtype, name="proj")(h.reshape(b, t, -1))
         lengths = subsampled_length(mask.sum(-1), self.factor)

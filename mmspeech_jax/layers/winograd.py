@@ -51,7 +51,7 @@ def transforms(m: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return powers(m).T, powers(k), np.linalg.inv(powers(n)).T
 
 
-def _combine(coefficients, arrays):
+def combine(coefficients, arrays):
     """sum_j c_j a_j over the nonzero c_j, as elementwise ops that XLA fuses (a dot would be a tiny matmul)."""
     return sum(float(c) * a for c, a in zip(coefficients, arrays) if c != 0.0)
 
@@ -71,10 +71,10 @@ def _forward(x, kernel, m):
     left = (k - 1) // 2
     padded = jnp.pad(x, ((0, 0), (left, tiles * m + k - 1 - t - left), (0, 0)))
     taps = [padded[:, j : j + tiles * m : m][:, :tiles] for j in range(n)]  # tap j of every tile: (B, tiles, C)
-    v = jnp.stack([_combine(bt[i], taps) for i in range(n)]).reshape(n, b * tiles, c)
+    v = jnp.stack([combine(bt[i], taps) for i in range(n)]).reshape(n, b * tiles, c)
     u = jnp.einsum("ik,kcf->icf", jnp.asarray(g, kernel.dtype), kernel)
     products = jnp.einsum("ipc,icf->ipf", v, u).reshape(n, b, tiles, f)
-    y = jnp.stack([_combine(at[r], products) for r in range(m)], axis=2)  # (B, tiles, m, F)
+    y = jnp.stack([combine(at[r], products) for r in range(m)], axis=2)  # (B, tiles, m, F)
     return y.reshape(b, tiles * m, f)[:, :t], (v, u)
 
 
@@ -87,12 +87,12 @@ def _backward(m, residuals, dy):
     left = (k - 1) // 2
     dy_tiles = jnp.pad(dy, ((0, 0), (0, tiles * m - t), (0, 0))).reshape(b, tiles, m, f)
     outputs = [dy_tiles[:, :, r] for r in range(m)]
-    d_products = jnp.stack([_combine(at[:, i], outputs) for i in range(n)]).reshape(n, b * tiles, f)
+    d_products = jnp.stack([combine(at[:, i], outputs) for i in range(n)]).reshape(n, b * tiles, f)
     dv = jnp.einsum("ipf,icf->ipc", d_products, u).reshape(n, b, tiles, c)
     du = jnp.einsum("ipc,ipf->icf", v, d_products)
     length = tiles * m + k - 1
     zero = jnp.zeros((), dy.dtype)
-    d_taps = [_combine(bt[:, j], list(dv)) for j in range(n)]
+    d_taps = [combine(bt[:, j], list(dv)) for j in range(n)]
     d_padded = sum(lax.pad(d_taps[j], zero, [(0, 0, 0), (j, length - j - (tiles - 1) * m - 1, m - 1), (0, 0, 0)])
                    for j in range(n))
     dx = d_padded[:, left : left + t]

@@ -28,6 +28,7 @@ from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
 from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
 from mmspeech_jax.layers.subsampling import Conv2dSubsampling
 from mmspeech_jax.layers.transformer import FFTBlockConfig, FFTStack
+from mmspeech_jax.layers.winograd import ALGORITHMS as CONV_ALGORITHMS
 from mmspeech_jax.losses.ctc import ctc_feasible, ctc_total
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.losses.ratios import ratio
@@ -49,6 +50,9 @@ class CTCASRConfig:
     conv_kernel: int = 15
     subsampling_channels: int = 32
     subsampling: int = 2  # time subsampling factor of the frontend: 4 or 2 (see layers/subsampling.py)
+    # The frontend's strided 3x3 convolutions: "auto" (Winograd for float32 on CPU from 16 input channels, else the
+    # patch matmul), "winograd" or "direct" (layers/subsampling.py). Same parameters; outputs equal within float32.
+    conv_algorithm: str = "auto"
     dropout: float = 0.1
     attention_dropout: float = 0.1
     adapter_dim: int = 0
@@ -66,6 +70,7 @@ class CTCASRConfig:
         config_checks.divisible(self, "dim", "heads")
         config_checks.choice(self, "encoder", ENCODERS)
         config_checks.choice(self, "subsampling", tuple(SUBSAMPLING_FACTORS))
+        config_checks.choice(self, "conv_algorithm", CONV_ALGORITHMS)
         config_checks.fraction(self, "dropout", "attention_dropout")
         if self.spec_augment is not None and not isinstance(self.spec_augment, SpecAugmentConfig):
             raise ConfigError(f"CTCASRConfig.spec_augment must be None or a SpecAugmentConfig, got {self.spec_augment!r}")
@@ -106,7 +111,7 @@ def preset(name: str, **overrides) -> CTCASRConfig:
 def frontend_and_encoder(c: CTCASRConfig):
     """The (frontend, encoder) modules shared by `CTCASR` and BEST-RQ pretraining (call inside `setup`)."""
     dtype = jnp.dtype(c.compute_dtype)
-    frontend = Conv2dSubsampling(c.dim, c.subsampling_channels, c.subsampling, dtype)
+    frontend = Conv2dSubsampling(c.dim, c.subsampling_channels, c.subsampling, dtype, c.conv_algorithm)
     if c.encoder == "conformer":
         return frontend, ConformerStack(c.block, c.layers, dtype)
     block = FFTBlockConfig(dim=c.dim, heads=c.heads, conv_filters=c.ffn_dim, conv_kernels=(1, 1), dropout=c.dropout,
