@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmspeech_jax.layers.strided_winograd import strided_conv2d
-from mmspeech_jax.layers.winograd import ALGORITHMS
+from mmspeech_jax.layers.strided_winograd import output_size, strided_conv2d
+from mmspeech_jax.layers.winograd import uses_winograd as winograd_rule
 
 FACTORS = {4: (2, 2), 2: (2, 1)}
 
@@ -37,15 +37,10 @@ WINOGRAD_MIN_CHANNELS = 64  # "auto": input channels from which Winograd is used
 
 
 def uses_winograd(in_channels: int, dtype, algorithm: str = "auto") -> bool:
-    """Whether `StridedConv2d` runs layers/strided_winograd.py: "winograd" always, "direct" never, "auto" for
-    float32 on the CPU backend with at least WINOGRAD_MIN_CHANNELS input channels (elsewhere the patch matmul; on
-    GPUs bf16 rounding would be amplified by the transforms)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"convolution algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if algorithm != "auto":
-        return algorithm == "winograd"
-    return (in_channels >= WINOGRAD_MIN_CHANNELS and jnp.dtype(dtype) == jnp.float32
-            and jax.default_backend() == "cpu")
+    """Whether `StridedConv2d` runs layers/strided_winograd.py: layers/winograd.py's rule for a 3-tap kernel
+    ("winograd" always, "direct" never, "auto" for float32 on the CPU backend), with "auto" also needing at least
+    WINOGRAD_MIN_CHANNELS input channels (elsewhere the patch matmul)."""
+    return winograd_rule(3, dtype, algorithm) and (algorithm == "winograd" or in_channels >= WINOGRAD_MIN_CHANNELS)
 
 
 class StridedConv2d(nn.Module):
@@ -70,7 +65,7 @@ class StridedConv2d(nn.Module):
         if uses_winograd(c, self.dtype, self.algorithm):
             y = strided_conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides)
             return y + bias.astype(self.dtype)
-        t_out, f_out = (t - 3) // st + 1, (f - 3) // sf + 1
+        t_out, f_out = output_size(t, st), output_size(f, sf)
         patches = jnp.concatenate([x[:, i : i + st * (t_out - 1) + 1 : st, j : j + sf * (f_out - 1) + 1 : sf]
                                    for i in range(3) for j in range(3)], axis=-1)  # (B, T', F', 9 C)
         return patches.astype(self.dtype) @ kernel.reshape(9 * c, self.features).astype(self.dtype) + bias
