@@ -41,7 +41,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["mmspeech_jax", "mmspeech_jax.*", "experiments", "experiments.*"]),
-    package_data={"mmspeech_jax": ["text/*.txt"]},
+    package_data={"mmspeech_jax": ["text/*.txt", "data/*.txt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": ["pytest>=8.0", "pytest-xdist>=3.5"]},
     entry_points={"console_scripts": ["mmspeech=mmspeech_jax.cli:main"]},

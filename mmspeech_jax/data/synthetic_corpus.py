@@ -36,6 +36,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from mmspeech_jax import config_checks
+from mmspeech_jax.data.english_text import source_fingerprint
 from mmspeech_jax.data.sentences import sentence
 from mmspeech_jax.errors import ConfigError, CorpusError, CorpusMismatchError, CorpusNotFoundError
 from mmspeech_jax.text.espeak import PAUSE_MNEMONICS, PhonemeEvent, Voice, espeak_engine
@@ -69,11 +70,14 @@ class CorpusConfig:
     validation_fraction: float = 0.05
     test_fraction: float = 0.05
     num_shards: int = 2  # generation processes; part of the config because the sentence-to-shard map depends on it
+    natural_fraction: float = 0.7  # share of natural English sentences (english_text.py); the rest are templates
 
     def __post_init__(self):
         config_checks.integers(self, num_utterances=1, seed=0, num_shards=1)
-        for name in ("min_seconds", "max_seconds", "validation_fraction", "test_fraction"):
+        for name in ("min_seconds", "max_seconds", "validation_fraction", "test_fraction", "natural_fraction"):
             config_checks.number(self, name)
+        if not 0 <= self.natural_fraction <= 1:
+            raise ConfigError(f"CorpusConfig.natural_fraction must be in [0, 1], got {self.natural_fraction}")
         if not self.voices:
             raise ConfigError("CorpusConfig.voices must name at least one voice")
         if not 0 < self.min_seconds < self.max_seconds:
@@ -82,8 +86,10 @@ class CorpusConfig:
             raise ConfigError("CorpusConfig: validation_fraction + test_fraction must be in [0, 1)")
 
     def to_json(self) -> dict:
+        """The config with what else decides the corpus: format, symbol table and, with natural text, its source."""
+        text = {"english_text": source_fingerprint()} if self.natural_fraction > 0 else {}
         return {**dataclasses.asdict(self), "format": CORPUS_FORMAT_VERSION,
-                "symbols": EspeakTokenizer.table.fingerprint}
+                "symbols": EspeakTokenizer.table.fingerprint, **text}
 
     @classmethod
     def from_json(cls, data: dict) -> "CorpusConfig":
@@ -208,7 +214,7 @@ def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict
         draw += 1
         if draw > 50 * wanted + 1000:
             raise ConfigError(f"corpus {config.name}: too few sentences of {config.min_seconds}-{config.max_seconds} s")
-        kind, transcript = sentence(config.seed, index)
+        kind, transcript = sentence(config.seed, index, config.natural_fraction)
         text = normalize_text(transcript)
         if text in seen:
             continue
