@@ -22,7 +22,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="auto", choices=["auto", "embedded", "ljspeech"],
                    help="auto: prepared LJSpeech in --data_dir if found, else the embedded corpus")
     p.add_argument("--data_dir", default="data/tfds", help="TFDS data_dir holding prepared LJSpeech")
-    p.add_argument("--corpus_size", type=int, default=2000, help="embedded corpus utterances")
+    p.add_argument("--corpus_size", type=int, default=13000, help="embedded corpus utterances")
 
 
 def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: float, eval_every: int = 250) -> None:

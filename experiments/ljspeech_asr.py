@@ -6,7 +6,8 @@
 Rerunning the same command resumes from the last checkpoint. Writes config.json (task "asr"), symbols.json,
 checkpoints/, tensorboard/ (losses; after each evaluation the CTC plot and the greedy transcript of the first
 --num_samples validation utterances), metrics.jsonl, report.json (CER/WER of greedy and beam decoding on the validation
-and test splits, steps, wall time, steps/s, compilations) and plots/*.png (the first `--num_samples` test
+and test splits and on the natural evaluation set, `natural_*`: hand-written sentences no corpus contains, spoken by
+espeak-ng en-us; steps, wall time, steps/s, compilations) and plots/*.png (the first `--num_samples` test
 utterances: input log-mel over the CTC posteriors, with the reference and the greedy transcript) into the workdir.
 `mmspeech transcribe --workdir W` then reads it.
 """
@@ -26,8 +27,9 @@ from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args,
                                trainer_config)
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
-from mmspeech_jax.data import PipelineConfig, make_batch_iterator
-from mmspeech_jax.decoding.ctc import decode_batch
+from mmspeech_jax.data import FeatureConfig, PipelineConfig, embedded_feature_cache, make_batch_iterator
+from mmspeech_jax.data.synthetic_corpus import natural_eval_config
+from mmspeech_jax.decoding.ctc import decode_batch, prefix_beam_search
 from mmspeech_jax.evaluate.asr import error_rates
 from mmspeech_jax.evaluate.plots import ctc_example_figure, save_figure
 from mmspeech_jax.overrides import apply_overrides
@@ -38,6 +40,7 @@ from mmspeech_jax.train.init import init_params as compiled_init
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
+from mmspeech_jax.transcribe import load_lm_scorer
 from mmspeech_jax.workdir import strict_json, write_run_config
 
 
@@ -49,6 +52,13 @@ def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> N
     add_trainer_args(p, steps=steps, learning_rate=2e-3, eval_every=200)
     p.add_argument("--no_spec_augment", action="store_true")
     p.add_argument("--beam_width", type=int, default=8)
+    p.add_argument("--lm", default=None, metavar="LM_WORKDIR",
+                   help="a text LM workdir (python -m experiments.text_lm): its weight and length bonus are chosen "
+                        "on validation and every split is also decoded with shallow fusion (*_cer_lm)")
+    p.add_argument("--natural_eval_utterances", type=int, default=None,
+                   help="score the first N sentences of the natural evaluation set (default: all; 0: skip)")
+    p.add_argument("--lm_tune_utterances", type=int, default=64,
+                   help="validation utterances the LM weight and length bonus are chosen on")
     p.add_argument("--num_samples", type=int, default=3, help="test utterances to plot (plots/*.png)")
 
 
@@ -135,22 +145,58 @@ def eval_summaries(model, cache, eval_config, count: int):
     return on_eval
 
 
+LM_WEIGHTS, LENGTH_BONUSES = (0.25, 0.5, 0.8), (0.0, 0.75, 1.5)
+
+
+def tune_fusion(model, params, cache, eval_config, lm, beam_width: int, count: int) -> dict:
+    """The (lm_weight, length_bonus) of the LM_WEIGHTS x LENGTH_BONUSES grid with the lowest CER on the first
+    `count` validation utterances: {"lm_weight", "length_bonus", "lm_tuning_cer"}."""
+    forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+    outputs, refs = [], []
+    for batch in make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT):
+        inputs = model_inputs(batch, cache.stats)
+        log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
+        for r in np.flatnonzero(batch["example_mask"]):
+            outputs.append((log_probs[r], int(mask[r].sum())))
+            refs.append(cache.texts[int(batch["index"][r])])
+        if len(refs) >= count:
+            break
+    outputs, refs, table = outputs[:count], refs[:count], character_table()
+    best = None
+    for weight in LM_WEIGHTS:
+        for bonus in LENGTH_BONUSES:
+            hyps = ["".join(table.lookup(prefix_beam_search(lp, n, beam_width, lm=lm, lm_weight=weight,
+                                                             length_bonus=bonus))) for lp, n in outputs]
+            cer = error_rates(refs, hyps)["cer"]
+            if best is None or cer < best["lm_tuning_cer"]:
+                best = {"lm_weight": weight, "length_bonus": bonus, "lm_tuning_cer": cer}
+    return best
+
+
 def evaluate(model, params, cache, eval_config, splits=("validation", "test"), beam_width: int = 8,
-             plot_dir: Path | None = None, num_plots: int = 0) -> dict:
+             plot_dir: Path | None = None, num_plots: int = 0, stats: dict | None = None,
+             fusion: dict | None = None) -> dict:
     """CER/WER of greedy and prefix-beam decoding per split, against the corpus transcripts; with `plot_dir`, a
-    PNG of each of the first `num_plots` utterances of the last split (`example_figure`)."""
+    PNG of each of the first `num_plots` utterances of the last split (`example_figure`). Features are normalized
+    with `stats` (the training cache's; default: `cache.stats`). `fusion` ({"lm", "lm_weight", "length_bonus"}):
+    also beam search with shallow fusion (`*_cer_lm`, `*_wer_lm`)."""
+    stats = cache.stats if stats is None else stats
+    methods = ("greedy", "beam") + (("lm",) if fusion else ())
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
     table = character_table()
     report, plotted = {}, 0
     for split in splits:
-        refs, greedy, beam = [], [], []
+        refs, greedy, beam, fused = [], [], [], []
         for batch in make_batch_iterator(cache, split, eval_config, verbose=False, **WHOLE_SPLIT):
-            inputs = model_inputs(batch, cache.stats)
+            inputs = model_inputs(batch, stats)
             log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
             rows = np.flatnonzero(batch["example_mask"])
             lengths = mask.sum(-1)
-            for method, out in (("greedy", greedy), ("beam", beam)):
-                ids = decode_batch(log_probs[rows], lengths[rows], method, beam_width)
+            for method, out in zip(methods, (greedy, beam, fused)):
+                extra = {k: v for k, v in fusion.items() if k in ("lm", "lm_weight", "length_bonus")} \
+                    if method == "lm" else {}
+                ids = decode_batch(log_probs[rows], lengths[rows], "greedy" if method == "greedy" else "beam",
+                                   beam_width, **extra)
                 out += ["".join(table.lookup(seq)) for seq in ids]
             refs += [cache.texts[int(batch["index"][r])] for r in rows]
             if plot_dir is None or split != splits[-1]:
@@ -160,12 +206,23 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
                 fig = example_figure(batch, r, log_probs, lengths, table, refs[first + k], greedy[first + k], split)
                 save_figure(fig, plot_dir / f"{split}_{int(batch['index'][r])}.png")
                 plotted += 1
-        for method, hyps in (("greedy", greedy), ("beam", beam)):
+        for method, hyps in zip(methods, (greedy, beam, fused)):
             rates = error_rates(refs, hyps)
             report[f"{split}_cer_{method}"], report[f"{split}_wer_{method}"] = rates["cer"], rates["wer"]
         report[f"{split}_utterances"] = len(refs)
         report[f"{split}_examples"] = [{"reference": r, "greedy": g} for r, g in list(zip(refs, greedy))[:3]]
     return report
+
+
+def evaluate_natural(model, params, cache, eval_config, beam_width: int = 8, progress: bool = False,
+                     fusion: dict | None = None, num_utterances: int | None = None) -> dict:
+    """`evaluate` on the natural evaluation set (hand-written sentences no corpus contains, spoken by espeak-ng
+    en-us; generated and cached on first use) with the training cache's feature statistics; keys `natural_*`."""
+    natural = embedded_feature_cache(natural_eval_config(num_utterances=num_utterances), FeatureConfig(),
+                                     progress=progress)
+    rates = evaluate(model, params, natural, eval_config, splits=("test",), beam_width=beam_width, stats=cache.stats,
+                     fusion=fusion)
+    return {"natural" + k[len("test"):]: v for k, v in rates.items()}
 
 
 def main(argv=None):
@@ -180,8 +237,19 @@ def main(argv=None):
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
+    fusion = None
+    if args.lm:
+        lm = load_lm_scorer(args.lm)
+        fusion = {"lm": lm, **tune_fusion(model, result.state.params, cache, eval_config, lm, args.beam_width,
+                                          args.lm_tune_utterances)}
     report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width,
-                      plot_dir=workdir / "plots", num_plots=args.num_samples)
+                      plot_dir=workdir / "plots", num_plots=args.num_samples, fusion=fusion)
+    if args.natural_eval_utterances != 0:
+        report.update(evaluate_natural(model, result.state.params, cache, eval_config, args.beam_width,
+                                       progress=not args.no_progress, fusion=fusion,
+                                       num_utterances=args.natural_eval_utterances))
+    if fusion:
+        report.update({k: v for k, v in fusion.items() if k != "lm"}, lm_workdir=args.lm)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result.state.params))
     report.update(preset=args.preset, encoder=args.encoder, params=n_params, steps=int(result.state.step),
                   wall_seconds=result.wall_seconds, steps_per_second=result.steps_per_second,

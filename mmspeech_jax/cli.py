@@ -5,7 +5,7 @@
     mmspeech synthesize --workdir W_multi --text "Hello." --out a.wav --speaker 2   (or --reference voice.wav)
     mmspeech export --workdir W --out exported/
     mmspeech export --workdir W --out serialized/ --stablehlo      (jax.export artifacts: no model code needed)
-    mmspeech transcribe --workdir W a.wav b.flac ... [--out results.jsonl] [--beam-width 8]
+    mmspeech transcribe --workdir W a.wav b.flac ... [--out results.jsonl] [--beam-width 8] [--lm LM_WORKDIR]
     mmspeech evaluate-tts --tts W1 --asr W2 --text-file lines.txt [--out report.json]
 
 Errors (bad text, a bad --speed, a missing or non-UTF-8 --text-file, missing workdir, an output that exists) print
@@ -109,7 +109,13 @@ def _transcribe(args) -> int:
     if args.beam_width < 1:
         raise MMSpeechError(f"--beam-width must be >= 1 (1: greedy), got {args.beam_width}")
     _check_report_path(args)
-    asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width)
+    if args.lm and args.beam_width < 2:
+        raise MMSpeechError("--lm fuses the language model into the beam search: give --beam-width 2 or more")
+    asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width,
+                                   lm_workdir=args.lm, lm_weight=args.lm_weight, length_bonus=args.length_bonus)
+    if asr.lm is not None:
+        print(f"language model {args.lm}: lm_weight {asr.lm_weight}, length_bonus {asr.length_bonus}",
+              file=sys.stderr)
     results, failures = [], 0
     for path in args.audio:
         try:
@@ -184,6 +190,12 @@ def main(argv=None) -> int:
     t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")
     t.add_argument("--out", help="also write one JSON object per file to this JSONL file")
     t.add_argument("--beam-width", type=int, default=1, help="1: greedy; >1: CTC prefix beam search")
+    t.add_argument("--lm", default=None, metavar="LM_WORKDIR",
+                   help="shallow fusion of a text LM (python -m experiments.text_lm) in the beam search")
+    t.add_argument("--lm-weight", type=float, default=None,
+                   help="default: what the ASR workdir's report.json chose on validation, else 0.5")
+    t.add_argument("--length-bonus", type=float, default=None,
+                   help="per-symbol bonus with --lm; default: the ASR report's, else 1.0")
     t.add_argument("--overwrite", action="store_true")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")

@@ -4,6 +4,12 @@
     asr = Transcriber.from_workdir("workdir/ljspeech_asr")
     text = asr.transcribe_file("a.wav")            # any rate, mono or stereo, int or float wav/flac
     texts = asr.transcribe_features([mel, ...])    # log-mel (T, M) arrays as the feature cache stores them
+    asr = Transcriber.from_workdir("workdir/ljspeech_asr", "beam", lm_workdir="workdir/text_lm")  # shallow fusion
+
+With a language model (`lm_workdir`, a `python -m experiments.text_lm` workdir), the beam search adds
+`lm_weight` * log p_lm + `length_bonus` per symbol; by default the weights the ASR experiment chose on its validation
+split (`report.json`: `lm_weight`, `length_bonus`, written by `experiments.ljspeech_asr --lm`), else
+DEFAULT_LM_WEIGHT and DEFAULT_LENGTH_BONUS.
 
 Features are padded to a ladder of frame counts (multiples of 256 frames), so a session compiles a few times, not
 once per file length.
@@ -11,6 +17,7 @@ once per file length.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -27,26 +34,55 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_QUANTUM = 256
 MAX_SECONDS = 60.0
+DEFAULT_LM_WEIGHT, DEFAULT_LENGTH_BONUS = 0.5, 1.0
+
+
+def load_lm_scorer(lm_workdir):
+    """A `python -m experiments.text_lm` workdir -> the beam search's scorer (`text_lm.lm_scorer`). One-line errors
+    for a workdir that is not a language model's or whose symbols differ from the character table."""
+    from mmspeech_jax.models.text_lm import TextLM, TextLMConfig, lm_scorer
+
+    lm_workdir = Path(lm_workdir)
+    config = read_workdir_config(lm_workdir)
+    if config.get("task") != "lm":
+        raise ConfigError(f"{lm_workdir} is not a language-model workdir (config.json task is {config.get('task')!r})")
+    character_table().check_compatible(SymbolTable.load(lm_workdir / "symbols.json"))
+    params, _ = restore_params(lm_workdir)
+    return lm_scorer(TextLM(TextLMConfig.from_dict(config["model"])), params)
 
 
 class Transcriber:
     def __init__(self, model: CTCASR, params, stats: dict, mel_config: MelConfig, method: str = "greedy",
-                 beam_width: int = 8):
+                 beam_width: int = 8, lm=None, lm_weight: float = DEFAULT_LM_WEIGHT,
+                 length_bonus: float = DEFAULT_LENGTH_BONUS):
+        """`lm`: a shallow-fusion scorer (`load_lm_scorer`), used by the beam search (method "beam") only."""
+        if lm is not None and method != "beam":
+            raise ConfigError("a language model needs beam search (a beam width above 1)")
         self.model, self.params, self.stats, self.mel_config = model, params, stats, mel_config
         self.method, self.beam_width = method, beam_width
+        self.lm, self.lm_weight, self.length_bonus = lm, lm_weight, length_bonus
         self.table = character_table()
         self._forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
 
     @classmethod
-    def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8) -> "Transcriber":
+    def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
+                     lm_weight: float | None = None, length_bonus: float | None = None) -> "Transcriber":
+        """`lm_workdir`: fuse that language model; weights left None come from the ASR workdir's report.json
+        (what `experiments.ljspeech_asr --lm` chose on validation), else the defaults."""
         workdir = Path(workdir)
         config = read_workdir_config(workdir)
         if config.get("task") != "asr":
             raise ConfigError(f"{workdir} is not an ASR workdir (config.json task is {config.get('task')!r})")
         character_table().check_compatible(SymbolTable.load(workdir / "symbols.json"))
+        lm = load_lm_scorer(lm_workdir) if lm_workdir is not None else None
+        tuned = {}
+        if lm is not None and (workdir / "report.json").is_file():
+            tuned = json.loads((workdir / "report.json").read_text())
+        lm_weight = tuned.get("lm_weight", DEFAULT_LM_WEIGHT) if lm_weight is None else lm_weight
+        length_bonus = tuned.get("length_bonus", DEFAULT_LENGTH_BONUS) if length_bonus is None else length_bonus
         params, _ = restore_params(workdir)
         return cls(CTCASR(CTCASRConfig.from_dict(config["model"])), params, config["stats"],
-                   MelConfig(**config["features"]["mel"]), method, beam_width)
+                   MelConfig(**config["features"]["mel"]), method, beam_width, lm, lm_weight, length_bonus)
 
     def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,). A list that is empty or
@@ -66,7 +102,8 @@ class Transcriber:
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
         log_probs, lengths = self.log_probs(mels)
-        ids = decode_batch(log_probs, lengths, self.method, self.beam_width)
+        ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
+                           length_bonus=self.length_bonus if self.lm is not None else 0.0)
         return ["".join(self.table.lookup(seq)).strip() for seq in ids]
 
     def mel(self, path) -> np.ndarray:

@@ -50,7 +50,7 @@ def multi_corpus(cache_root):
     return generate_corpus(multispeaker_config(4, num_utterances=16, seed=3), cache_root, progress=False)
 
 
-TINY_RUN_ARGS = ["--preset", "tiny", "--steps", "4", "--corpus_size", "24", "--batch_size", "4", "--num_buckets", "1",
+TINY_RUN_ARGS = ["--preset", "tiny", "--steps", "4", "--corpus_size", "32", "--batch_size", "4", "--num_buckets", "1",
                  "--checkpoint_every", "4", "--eval_every", "4", "--no_progress"]
 
 
@@ -88,10 +88,24 @@ def tiny_tts_workdir(tmp_path_factory, tiny_run_cache):
 
 
 @pytest.fixture(scope="session")
-def tiny_asr_workdir(tmp_path_factory, tiny_run_cache):
-    """`python -m experiments.ljspeech_asr` with the tiny preset for 4 steps."""
+def tiny_lm_workdir(tmp_path_factory):
+    """`python -m experiments.text_lm` with the tiny preset for 6 steps on 300 sentences."""
+    from experiments.text_lm import main as train
+
+    workdir = tmp_path_factory.mktemp("lm") / "w"
+    train(["--preset", "tiny", "--steps", "6", "--eval_every", "3", "--workdir", str(workdir), "--no_progress",
+           "--template_sentences", "50", "--max_sentences", "300", "--batch_size", "16"])
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_workdir(tmp_path_factory, tiny_run_cache, tiny_lm_workdir):
+    """`python -m experiments.ljspeech_asr` with the tiny preset for 4 steps, 6 natural evaluation sentences and
+    the tiny LM fused (weights tuned on 2 validation utterances)."""
     from experiments.ljspeech_asr import main as train
 
     workdir = tmp_path_factory.mktemp("asr") / "w"
-    _with_cache_dir(tiny_run_cache, lambda: train(TINY_RUN_ARGS + ["--workdir", str(workdir)]))
+    _with_cache_dir(tiny_run_cache, lambda: train(TINY_RUN_ARGS + [
+        "--workdir", str(workdir), "--natural_eval_utterances", "6", "--lm", str(tiny_lm_workdir),
+        "--lm_tune_utterances", "2", "--beam_width", "2"]))
     return workdir

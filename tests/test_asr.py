@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from experiments.ljspeech_asr import LENGTH_BONUSES, LM_WEIGHTS
 from mmspeech_jax.cli import main as cli
+from mmspeech_jax.data.english_text import evaluation_sentences
+from mmspeech_jax.text.normalize import normalize_text
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.asr import asr_normalize, error_rates
 from mmspeech_jax.models.ctc_asr import CTCASR, asr_targets, model_inputs, preset
@@ -53,9 +56,13 @@ def test_experiment_workdir_and_report(tiny_asr_workdir):
     for name in ("config.json", "symbols.json", "metrics.jsonl", "report.json", "checkpoints", "tensorboard"):
         assert (tiny_asr_workdir / name).exists(), name
     report = json.loads((tiny_asr_workdir / "report.json").read_text())
-    for split in ("validation", "test"):
-        for method in ("greedy", "beam"):
+    for split in ("validation", "test", "natural"):
+        for method in ("greedy", "beam", "lm"):
             assert 0.0 <= report[f"{split}_cer_{method}"] and np.isfinite(report[f"{split}_wer_{method}"])
+    assert report["natural_utterances"] == 6  # --natural_eval_utterances 6: the set's first six sentences
+    first_six = {normalize_text(t) for t in evaluation_sentences()[:6]}
+    assert {e["reference"] for e in report["natural_examples"]} <= first_six
+    assert report["lm_weight"] in LM_WEIGHTS and report["length_bonus"] in LENGTH_BONUSES
     assert report["steps"] == 4 and report["compilations"] <= report["bucket_shapes"]
     plots = sorted((tiny_asr_workdir / "plots").glob("test_*.png"))  # --num_samples 3 (the default)
     assert len(plots) == min(3, report["test_utterances"])
@@ -136,11 +143,40 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
     assert cli(["transcribe", "--workdir", str(tmp_path), str(flac)]) == 2
 
 
+def test_transcribe_with_a_language_model(tiny_asr_workdir, tiny_lm_workdir, tmp_path, capsys):
+    """--lm fuses the LM with the weights the ASR report chose; explicit weights win; the transcript is the
+    fused beam search's (checked against decoding the same log-probs directly)."""
+    from mmspeech_jax.decoding.ctc import prefix_beam_search
+    from mmspeech_jax.transcribe import Transcriber, load_lm_scorer
+
+    audio = np.random.default_rng(1).normal(size=16000).astype(np.float32) * 0.1
+    path = tmp_path / "noise.wav"
+    sf.write(path, audio, 16000)
+    out = tmp_path / "lm.jsonl"
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--beam-width", "3",
+                "--lm", str(tiny_lm_workdir), "--out", str(out)]) == 0
+    report = json.loads((tiny_asr_workdir / "report.json").read_text())
+    assert f"lm_weight {report['lm_weight']}, length_bonus {report['length_bonus']}" in capsys.readouterr().err
+    asr = Transcriber.from_workdir(tiny_asr_workdir, "beam", 3, lm_workdir=tiny_lm_workdir, lm_weight=2.0,
+                                   length_bonus=-1.0)
+    assert (asr.lm_weight, asr.length_bonus) == (2.0, -1.0)
+    log_probs, lengths = asr.log_probs([asr.mel(path)])
+    ids = prefix_beam_search(log_probs[0], lengths[0], 3, lm=load_lm_scorer(tiny_lm_workdir), lm_weight=2.0,
+                             length_bonus=-1.0)
+    assert asr.transcribe_features([asr.mel(path)]) == ["".join(asr.table.lookup(ids)).strip()]
+    # --lm needs a beam; an ASR workdir is not an LM workdir: one line each, nothing written.
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--lm", str(tiny_lm_workdir)]) == 2
+    assert "--beam-width" in capsys.readouterr().err
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--beam-width", "2",
+                "--lm", str(tiny_asr_workdir)]) == 2
+    assert "not a language-model workdir" in capsys.readouterr().err
+
+
 def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_cache, tmp_path, capsys, monkeypatch):
     from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
 
     monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
-    cache = embedded_feature_cache(CorpusConfig(num_utterances=24), progress=False)
+    cache = embedded_feature_cache(CorpusConfig(num_utterances=32), progress=False)
     corpus_line = cache.texts[int(cache.indices("test")[0])]
     lines = tmp_path / "lines.txt"
     lines.write_text(f"{corpus_line}\nA sentence of our own.\n@@@ \u2603\n")
@@ -172,7 +208,7 @@ def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
     for module in (experiments.ssl_finetune, experiments.ljspeech_asr):  # pretraining; fine-tuning (through train)
         monkeypatch.setattr(module, "fit", recording(module.fit))
     monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
-    report = ssl_main(["--preset", "tiny", "--pretrain_steps", "2", "--steps", "2", "--corpus_size", "24",
+    report = ssl_main(["--preset", "tiny", "--pretrain_steps", "2", "--steps", "2", "--corpus_size", "32",
                        "--batch_size", "8", "--num_buckets", "1", "--eval_every", "2", "--checkpoint_every", "2",
                        "--strategies", "scratch,adapters,lora", "--workdir", str(tmp_path / "ssl"), "--no_progress",
                        "--mesh", "4x2"])  # the 8 simulated devices

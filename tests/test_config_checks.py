@@ -27,6 +27,7 @@ from mmspeech_jax.models import ctc_asr, fastspeech2
 from mmspeech_jax.models.aligner import AlignerConfig
 from mmspeech_jax.models.best_rq import BestRQConfig
 from mmspeech_jax.models.hyperspeech import HyperSpeechConfig
+from mmspeech_jax.models.text_lm import TextLMConfig
 from mmspeech_jax.models.variance_adaptor import VarianceAdaptorConfig, VariancePredictorConfig
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.distributed import DistributedConfig
@@ -159,6 +160,9 @@ BAD = [
     (FeatureConfig(), "max_seconds", 0.0, "must be a finite number > 0"),
     (CorpusConfig(), "num_utterances", 1.5, "must be an integer >= 1"),
     (CorpusConfig(), "seed", -1, "must be an integer >= 0"),
+    (CorpusConfig(), "text", "novels", "must be one of 'training', 'evaluation'"),
+    (TextLMConfig(), "heads", 0, "must be an integer >= 1"),
+    (TextLMConfig(), "dropout", math.nan, "must be a finite number"),
     (MeshConfig(), "data", 0, "must be an integer >= 1"),
     (MeshConfig(), "fsdp", 0, "must be an integer >= 1"),
     (DistributedConfig(), "num_processes", 0, "must be an integer >= 1"),

@@ -19,10 +19,12 @@ from conftest import SMALL_CORPUS
 def test_utterances_are_consistent(small_corpus):
     tok = EspeakTokenizer()
     assert len(small_corpus.utterances) == SMALL_CORPUS.num_utterances
+    assert "natural" in {u.kind for u in small_corpus.utterances}  # the default mixes in natural English
     for u in small_corpus.utterances:
         assert SMALL_CORPUS.min_seconds <= u.seconds <= SMALL_CORPUS.max_seconds
         assert u.text == normalize_text(u.transcript)  # what was spoken is the normalized transcript
         assert list(u.phonemes) == tok.tokens(u.text, normalized=True)  # same symbols as the tokenizer
+        assert all(p in tok.table for p in u.phonemes)  # every symbol trainable (versioned table)
         starts, ends = np.array(u.start_samples), np.array(u.end_samples)
         assert starts[0] == 0 and ends[-1] == u.num_samples
         np.testing.assert_array_equal(starts[1:], ends[:-1])
@@ -124,8 +126,10 @@ def test_full_default_corpus_within_budget(tmp_path):
     start = time.time()
     corpus = sc.generate_corpus(sc.CorpusConfig(), tmp_path, progress=False)
     elapsed = time.time() - start
-    assert len(corpus.utterances) >= 2000 and elapsed < 300
-    assert {u.kind for u in corpus.utterances} == set(__import__("mmspeech_jax.data.sentences").data.sentences.KINDS)
+    assert len(corpus.utterances) >= 13000 and elapsed < 300
+    assert sum(u.seconds for u in corpus.utterances) >= 10 * 3600  # at least ten hours of speech
+    kinds = set(__import__("mmspeech_jax.data.sentences").data.sentences.KINDS) | {"natural"}
+    assert {u.kind for u in corpus.utterances} == kinds
     symbols = {p for u in corpus.utterances for p in u.phonemes}
     assert len(symbols) >= 90  # broad phonetic coverage
 
@@ -153,3 +157,23 @@ def test_worker_failure_is_a_one_line_error(tmp_path):
         sc.generate_corpus(config, tmp_path, progress=False)
     assert "\n" not in str(info.value)
     assert list((tmp_path / "corpora").iterdir()) == []  # nothing half-written is left behind
+
+
+def test_natural_evaluation_set_is_spoken_in_order_into_the_test_split(tmp_path):
+    from mmspeech_jax.data.english_text import evaluation_sentences
+
+    corpus = sc.generate_corpus(sc.natural_eval_config(num_utterances=5), tmp_path, progress=False)
+    assert [u.transcript for u in corpus.utterances] == list(evaluation_sentences()[:5])
+    assert {u.split for u in corpus.utterances} == {"test"} and {u.kind for u in corpus.utterances} == {"evaluation"}
+    with pytest.raises(ConfigError, match="natural evaluation set has"):
+        sc.natural_eval_config(num_utterances=len(evaluation_sentences()) + 1)
+
+
+def test_text_choice_and_natural_fraction_are_checked_and_fingerprinted():
+    with pytest.raises(ConfigError, match="text"):
+        sc.CorpusConfig(text="novels")
+    with pytest.raises(ConfigError, match="natural_fraction"):
+        sc.CorpusConfig(natural_fraction=1.5)
+    assert sc.CorpusConfig().fingerprint != sc.CorpusConfig(natural_fraction=0.0).fingerprint
+    assert "english_text" in sc.CorpusConfig().to_json()
+    assert "english_text" not in sc.CorpusConfig(natural_fraction=0.0).to_json()

@@ -9,7 +9,7 @@ and stored with:
     synthesizer's phoneme events. Token i therefore has a true duration (aligners are evaluated against it).
     Leading silence belongs to the first token; a clause mark spans the pause that ends its clause (zero if espeak
     made none); a short pause inside a clause belongs to the phoneme before it.
-Utterances whose events do not match the tokenizer, whose duration is outside [min_seconds, max_seconds], or
+Utterances whose events do not match the tokenizer, that hold a phoneme outside the symbol table, whose duration is outside [min_seconds, max_seconds], or
 whose text repeats an earlier one of its shard are skipped and the next sentence is drawn (deterministically).
 
 Splits are fixed by a stable hash (SHA-1) of the normalized text. The corpus is generated on first use into
@@ -36,7 +36,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from mmspeech_jax import config_checks
-from mmspeech_jax.data.english_text import source_fingerprint
+from mmspeech_jax.data.english_text import evaluation_sentences, source_fingerprint
 from mmspeech_jax.data.sentences import sentence
 from mmspeech_jax.errors import ConfigError, CorpusError, CorpusMismatchError, CorpusNotFoundError
 from mmspeech_jax.text.espeak import PAUSE_MNEMONICS, PhonemeEvent, Voice, espeak_engine
@@ -45,6 +45,7 @@ from mmspeech_jax.text.tokenizer import EspeakTokenizer
 
 CORPUS_FORMAT_VERSION = "espeak-corpus-v1"
 SPLITS = ("train", "validation", "test")
+TEXTS = ("training", "evaluation")
 
 # Voices of the multi-speaker corpus: espeak en-us with variants and rate/pitch settings.
 MULTISPEAKER_VOICES = (
@@ -62,7 +63,7 @@ MULTISPEAKER_VOICES = (
 @dataclasses.dataclass(frozen=True)
 class CorpusConfig:
     name: str = "espeak-en"
-    num_utterances: int = 2000
+    num_utterances: int = 13000  # ~10.4 h at the mix of natural and template sentences
     seed: int = 0
     voices: tuple[Voice, ...] = (Voice("en-us"),)
     min_seconds: float = 1.0
@@ -71,11 +72,16 @@ class CorpusConfig:
     test_fraction: float = 0.05
     num_shards: int = 2  # generation processes; part of the config because the sentence-to-shard map depends on it
     natural_fraction: float = 0.7  # share of natural English sentences (english_text.py); the rest are templates
+    text: str = "training"  # "training": the seeded sentence stream; "evaluation": the natural evaluation set
 
     def __post_init__(self):
         config_checks.integers(self, num_utterances=1, seed=0, num_shards=1)
         for name in ("min_seconds", "max_seconds", "validation_fraction", "test_fraction", "natural_fraction"):
             config_checks.number(self, name)
+        config_checks.choice(self, "text", TEXTS)
+        if self.text == "evaluation" and self.num_utterances > len(evaluation_sentences()):
+            raise ConfigError(f"CorpusConfig: the natural evaluation set has {len(evaluation_sentences())} sentences, "
+                              f"num_utterances is {self.num_utterances}")
         if not 0 <= self.natural_fraction <= 1:
             raise ConfigError(f"CorpusConfig.natural_fraction must be in [0, 1], got {self.natural_fraction}")
         if not self.voices:
@@ -87,7 +93,8 @@ class CorpusConfig:
 
     def to_json(self) -> dict:
         """The config with what else decides the corpus: format, symbol table and, with natural text, its source."""
-        text = {"english_text": source_fingerprint()} if self.natural_fraction > 0 else {}
+        natural = self.natural_fraction > 0 or self.text == "evaluation"
+        text = {"english_text": source_fingerprint()} if natural else {}
         return {**dataclasses.asdict(self), "format": CORPUS_FORMAT_VERSION,
                 "symbols": EspeakTokenizer.table.fingerprint, **text}
 
@@ -100,6 +107,15 @@ class CorpusConfig:
     @property
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def natural_eval_config(voice: Voice = Voice("en-us"), num_utterances: int | None = None) -> CorpusConfig:
+    """The natural evaluation set (english_text.evaluation_sentences: hand-written, never trained on) spoken by
+    `voice`, its first `num_utterances` sentences (default: all) in order and all in the "test" split: what reports
+    score models on beside their own corpus's test split."""
+    count = len(evaluation_sentences()) if num_utterances is None else num_utterances
+    return CorpusConfig(name="natural-eval", text="evaluation", num_utterances=count,
+                        voices=(voice,), min_seconds=0.2, max_seconds=20.0, natural_fraction=0.0)
 
 
 def multispeaker_config(num_voices: int = len(MULTISPEAKER_VOICES), **overrides) -> CorpusConfig:
@@ -214,7 +230,13 @@ def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict
         draw += 1
         if draw > 50 * wanted + 1000:
             raise ConfigError(f"corpus {config.name}: too few sentences of {config.min_seconds}-{config.max_seconds} s")
-        kind, transcript = sentence(config.seed, index, config.natural_fraction)
+        if config.text == "evaluation":
+            if index >= config.num_utterances:
+                raise CorpusError(f"corpus {config.name}: an evaluation sentence could not be spoken within "
+                                  f"{config.min_seconds}-{config.max_seconds} s or aligned")
+            kind, transcript = "evaluation", evaluation_sentences()[index]
+        else:
+            kind, transcript = sentence(config.seed, index, config.natural_fraction)
         text = normalize_text(transcript)
         if text in seen:
             continue
@@ -225,6 +247,8 @@ def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict
         if not config.min_seconds <= synthesis.audio.size / synthesis.sample_rate <= config.max_seconds:
             continue
         tokens = tokenizer.tokens(text, normalized=True)
+        if any(token not in tokenizer.table for token in tokens):
+            continue  # a phoneme only phrase context gives (',a#'): outside the versioned table, so not trainable
         aligned = align_events(tokens, synthesis.events, synthesis.audio.size)
         if aligned is None:
             continue
@@ -233,7 +257,9 @@ def _generate_shard(config: CorpusConfig, shard: int, partial: str) -> list[dict
         rel = f"wavs/{uid}.flac"
         sf.write(os.path.join(partial, rel), synthesis.audio, synthesis.sample_rate, subtype="PCM_16", format="FLAC")
         records.append(dataclasses.asdict(Utterance(
-            id=uid, split=split_of(text, config.validation_fraction, config.test_fraction), speaker=speaker,
+            id=uid, speaker=speaker,
+            split="test" if config.text == "evaluation" else split_of(text, config.validation_fraction,
+                                                                       config.test_fraction),
             voice=voice.id, kind=kind, transcript=transcript, text=text, audio_path=rel,
             num_samples=int(synthesis.audio.size), sample_rate=synthesis.sample_rate, phonemes=tuple(tokens),
             start_samples=tuple(aligned[0]), end_samples=tuple(aligned[1]),

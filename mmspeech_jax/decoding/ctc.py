@@ -1,4 +1,5 @@
-"""CTC decoding: greedy (best path) and prefix beam search (Hannun et al., 2014, "First-Pass LVCSR...").
+"""CTC decoding: greedy (best path) and prefix beam search (Hannun et al., 2014, "First-Pass LVCSR..."), with
+optional shallow fusion of a language model (e.g. `models/text_lm.py`) and a length bonus.
 
 Inputs are log-probabilities (T, V) of one utterance (or (B, T, V) with lengths for the batch helpers); blank is
 id 0. Both return symbol ids with repeats merged and blanks removed. Beam search keeps, for every prefix, the
@@ -32,11 +33,18 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def prefix_beam_search(log_probs, length: int | None = None, beam_width: int = 8, blank_id: int = 0,
-                       prune_log_prob: float = -12.0) -> list[int]:
-    """Most probable labelling found with a beam of `beam_width` prefixes.
+                       prune_log_prob: float = -12.0, lm=None, lm_weight: float = 0.0,
+                       length_bonus: float = 0.0) -> list[int]:
+    """Most probable labelling found with a beam of `beam_width` prefixes, with optional shallow fusion.
 
     At each frame only symbols with log-probability above `prune_log_prob` (and always the best one) extend the
     beam, which keeps the search fast on peaky CTC outputs without changing the result in practice.
+
+    Shallow fusion: a labelling y is scored log p_ctc(y) + lm_weight * log p_lm(y) + length_bonus * |y|, where
+    log p_lm(y) sums log p(y_i | y_<i) and the end of sentence log p(blank_id | y). `lm(prefixes)` takes a list of
+    symbol-id tuples and returns (len, V) log-probabilities of the next symbol (`blank_id` = end of sentence;
+    `models/text_lm.lm_scorer`); each prefix is scored once per search (cached). With `lm=None` only the length
+    bonus applies; with a beam wide enough to keep every prefix the result is the exact best labelling.
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
@@ -44,12 +52,26 @@ def prefix_beam_search(log_probs, length: int | None = None, beam_width: int = 8
     length = log_probs.shape[0] if length is None else int(length)
     neg_inf = -np.inf
     beams = {(): (0.0, neg_inf)}  # prefix -> (log p ending in blank, log p ending in non-blank)
+    fused = {(): 0.0}  # prefix -> lm_weight * log p_lm(prefix) + length_bonus * len(prefix)
+    next_lm: dict[tuple, np.ndarray] = {}  # prefix -> log p_lm(next symbol | prefix), (V,)
+
+    def lm_rows(prefixes):
+        missing = [p for p in prefixes if p not in next_lm]
+        if missing:
+            next_lm.update(zip(missing, np.asarray(lm(missing), np.float64)))
+        return [next_lm[p] for p in prefixes]
+
+    def score(item):
+        return _logaddexp(*item[1]) + fused[item[0]]
+
     for t in range(length):
         frame = log_probs[t]
         candidates = np.flatnonzero(frame >= prune_log_prob)
         if candidates.size == 0:
             candidates = np.array([int(np.argmax(frame))])
         nxt: dict[tuple, list[float]] = {}
+        if lm is not None and any(int(s) != blank_id for s in candidates):
+            lm_rows(list(beams))
 
         def add(prefix, blank_lp, nonblank_lp):
             b, nb = nxt.get(prefix, (neg_inf, neg_inf))
@@ -64,22 +86,30 @@ def prefix_beam_search(log_probs, length: int | None = None, beam_width: int = 8
                     add(prefix, total + lp, neg_inf)
                     continue
                 extended = prefix + (s,)
+                if extended not in fused:
+                    lm_term = lm_weight * next_lm[prefix][s] if lm is not None else 0.0
+                    fused[extended] = fused[prefix] + lm_term + length_bonus
                 if prefix and prefix[-1] == s:
                     add(extended, neg_inf, p_b + lp)  # a repeat needs a blank in between
                     add(prefix, neg_inf, p_nb + lp)  # or it merges into the same symbol
                 else:
                     add(extended, neg_inf, total + lp)
-        ranked = sorted(nxt.items(), key=lambda item: _logaddexp(*item[1]), reverse=True)
+        ranked = sorted(nxt.items(), key=score, reverse=True)
         beams = dict(ranked[:beam_width])
-    best = max(beams.items(), key=lambda item: _logaddexp(*item[1]))
-    return list(best[0])
+    if lm is None:
+        return list(max(beams.items(), key=score)[0])
+    ends = dict(zip(beams, lm_rows(list(beams))))
+    return list(max(beams.items(), key=lambda item: score(item) + lm_weight * ends[item[0]][blank_id])[0])
 
 
-def decode_batch(log_probs, lengths, method: str = "greedy", beam_width: int = 8, blank_id: int = 0):
-    """(B, T, V) log-probs + (B,) lengths -> list of B id lists."""
+def decode_batch(log_probs, lengths, method: str = "greedy", beam_width: int = 8, blank_id: int = 0, lm=None,
+                 lm_weight: float = 0.0, length_bonus: float = 0.0):
+    """(B, T, V) log-probs + (B,) lengths -> list of B id lists (`lm`, `lm_weight`, `length_bonus`: shallow
+    fusion in the beam search, see `prefix_beam_search`)."""
     log_probs, lengths = np.asarray(log_probs), np.asarray(lengths)
     if method == "greedy":
         return [greedy_decode(log_probs[i], lengths[i], blank_id) for i in range(log_probs.shape[0])]
     if method == "beam":
-        return [prefix_beam_search(log_probs[i], lengths[i], beam_width, blank_id) for i in range(log_probs.shape[0])]
+        return [prefix_beam_search(log_probs[i], lengths[i], beam_width, blank_id, lm=lm, lm_weight=lm_weight,
+                                   length_bonus=length_bonus) for i in range(log_probs.shape[0])]
     raise ValueError(f"unknown decoding method {method!r} (greedy or beam)")

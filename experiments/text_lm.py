@@ -1,0 +1,124 @@
+"""A character-level Transformer language model on the zoo's English text (the text modality; shallow fusion).
+
+    python -m experiments.text_lm                            # base preset, ./workdir/text_lm (~10 min on 2 cores)
+    python -m experiments.text_lm --preset tiny --steps 20 --workdir /tmp/lm
+
+Text: the natural English sentences of `data/english_text.py` (WordNet examples, fortune cookies) whose normalized
+form falls in the embedded corpus's "train" split (the split hash of `synthetic_corpus.split_of`, so the ASR's
+validation and test sentences stay unseen), plus `--template_sentences` sentences of the generator's templates
+(numbers, dates, money, times, abbreviations). Validation: the natural sentences of the "validation" split.
+
+Rerunning the same command resumes. Writes config.json (task "lm"), symbols.json (the character table the CTC
+models share), checkpoints/, tensorboard/, metrics.jsonl and report.json (validation and natural-evaluation-set
+bits per character, steps, wall time) into the workdir. `mmspeech transcribe --lm WORKDIR` and
+`python -m experiments.ljspeech_asr --lm WORKDIR` then fuse it into the CTC beam search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments.flags import add_trainer_args, parse_checked, run_command, trainer_config
+from mmspeech_jax.data.english_text import english_sentences, evaluation_sentences
+from mmspeech_jax.data.sentences import sentence
+from mmspeech_jax.data.synthetic_corpus import CorpusConfig, split_of
+from mmspeech_jax.data.text_batches import TextBatches
+from mmspeech_jax.models.text_lm import PRESETS, TextLM, TextLMConfig, encode_sentences, make_lm_loss_fn
+from mmspeech_jax.overrides import apply_overrides
+from mmspeech_jax.text.tokenizer import CharacterTokenizer
+from mmspeech_jax.train.init import init_params as compiled_init
+from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from mmspeech_jax.train.trainer import fit
+from mmspeech_jax.workdir import strict_json, write_run_config
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="workdir/text_lm")
+    p.add_argument("--preset", default="base", choices=sorted(PRESETS))
+    p.add_argument("--template_sentences", type=int, default=20000,
+                   help="generator sentences (numbers, dates, money, ...) added to the natural text")
+    p.add_argument("--max_sentences", type=int, default=None, help="use only the first N training sentences")
+    add_trainer_args(p, steps=800, learning_rate=2e-3, eval_every=200)
+    p.set_defaults(batch_size=64)
+    return parse_checked(p, argv, model_config=model_config)
+
+
+def model_config(args) -> TextLMConfig:
+    return apply_overrides(TextLMConfig(**PRESETS[args.preset]), args.overrides)
+
+
+def text_splits(template_sentences: int, seed: int = 0) -> dict[str, list[str]]:
+    """Normalized sentences by split: "train" (natural train-split sentences + templates), "validation"."""
+    tokenizer, corpus = CharacterTokenizer(), CorpusConfig()
+    splits = {"train": [], "validation": []}
+    for text in english_sentences():
+        normalized = tokenizer.normalize(text)
+        split = split_of(normalized, corpus.validation_fraction, corpus.test_fraction)
+        if split in splits:
+            splits[split].append(normalized)
+    for index in range(template_sentences):
+        normalized = tokenizer.normalize(sentence(seed + 1, index)[1])
+        if split_of(normalized, corpus.validation_fraction, corpus.test_fraction) == "train":
+            splits["train"].append(normalized)
+    return splits
+
+
+def bits_per_character(model, params, id_lists, batch_size: int = 64) -> float:
+    """Mean -log2 p of every symbol and end boundary of the sentences (the start boundary is given)."""
+    loss_fn = jax.jit(lambda p, b: make_lm_loss_fn(model)(p, b, jax.random.PRNGKey(0), False, 0)[1])
+    total = count = 0.0
+    for batch in TextBatches(id_lists, batch_size, lengths=(model.config.max_len,), shuffle=False).one_pass():
+        parts = jax.device_get(loss_fn(params, batch))
+        predicted = float(parts["counts"]["tokens"])
+        total, count = total + float(parts["nll"]) * predicted, count + predicted
+    return total / max(count, 1.0) / math.log(2)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    workdir = Path(args.workdir)
+    config = model_config(args)
+    tokenizer = CharacterTokenizer()
+    splits = text_splits(args.template_sentences, args.seed)
+    encode = lambda texts: [list(tokenizer.encode(t, normalized=True)) for t in texts]
+    train_ids = encode(splits["train"][: args.max_sentences])
+    val_ids = encode(splits["validation"])
+    print(f"text: {len(train_ids)} training and {len(val_ids)} validation sentences")
+    write_run_config(workdir, {"task": "lm", "model": dataclasses.asdict(config), "args": vars(args)},
+                     tokenizer.table)
+    model = TextLM(config)
+    lengths = tuple(n for n in (64, 128) if n < config.max_len) + (config.max_len,)
+    train_batches = TextBatches(train_ids, args.batch_size, lengths, seed=args.seed)
+    val_batches = TextBatches(val_ids, args.batch_size, lengths, shuffle=False)
+    first = encode_sentences([[1, 2]], lengths[0])
+    params = compiled_init(model, {"params": jax.random.PRNGKey(args.seed)}, *first, train=False)
+    optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(200, args.steps // 10),
+                                total_steps=args.steps)
+    result = fit(workdir, params, make_optimizer(optimizer), make_lm_loss_fn(model), train_batches,
+                 trainer_config(args), eval_batches=val_batches.one_pass,
+                 learning_rate=learning_rate_schedule(optimizer))
+    params = result.state.params
+    report = {
+        "validation_bits_per_char": bits_per_character(model, params, val_ids),
+        "natural_bits_per_char": bits_per_character(
+            model, params, encode([tokenizer.normalize(s) for s in evaluation_sentences()])),
+        "train_sentences": len(train_ids), "validation_sentences": len(val_ids), "preset": args.preset,
+        "params": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)),
+        "steps": int(result.state.step), "wall_seconds": result.wall_seconds,
+        "steps_per_second": result.steps_per_second, "compilations": result.compilations,
+    }
+    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    print(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -1,0 +1,66 @@
+"""Batches of sentences for the text language model: seeded epoch order, a few padded lengths, exact resume.
+
+Each batch is {"tokens": (B, L) int32, "mask": (B, L) bool} in `models/text_lm.encode_sentences`' layout, with L
+the smallest of `lengths` that holds the batch's longest sentence plus its two boundaries (so a run compiles at
+most len(lengths) step shapes). Epoch e visits the sentences in the permutation drawn from (seed, e); the state
+(`get_state` / `set_state`, saved in the trainer's checkpoints) is the epoch and the position in it, so a resumed
+run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmspeech_jax.errors import ConfigError
+
+
+class TextBatches:
+    """Infinite iterator over batches of `id_lists` (lists of symbol ids, boundaries not included)."""
+
+    def __init__(self, id_lists, batch_size: int, lengths=(64, 128, 192), seed: int = 0, shuffle: bool = True):
+        if batch_size < 1 or not id_lists:
+            raise ConfigError(f"TextBatches: need batch_size >= 1 and sentences, got {batch_size}, {len(id_lists)}")
+        self.id_lists, self.batch_size, self.seed, self.shuffle = list(id_lists), batch_size, seed, shuffle
+        self.lengths = tuple(sorted(lengths))
+        self.epoch, self.position = 0, 0
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int], ...]:
+        return tuple((self.batch_size, length) for length in self.lengths)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        count = len(self.id_lists)
+        return np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+
+    def batch(self, indices) -> dict[str, np.ndarray]:
+        from mmspeech_jax.models.text_lm import encode_sentences
+
+        sentences = [self.id_lists[i] for i in indices]
+        longest = max(len(s) for s in sentences) + 2
+        length = next((n for n in self.lengths if n >= longest), self.lengths[-1])
+        tokens, mask = encode_sentences(sentences + [[]] * (self.batch_size - len(sentences)), length)
+        mask[len(sentences):] = False  # filler rows predict nothing
+        return {"tokens": tokens, "mask": mask}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        order = self._order(self.epoch)
+        if self.position + self.batch_size > len(order):
+            self.epoch, self.position = self.epoch + 1, 0
+            order = self._order(self.epoch)
+        indices = order[self.position: self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.batch(indices)
+
+    def one_pass(self):
+        """Every sentence once, in order, the last batch filled with masked rows (for evaluation)."""
+        for start in range(0, len(self.id_lists), self.batch_size):
+            yield self.batch(range(start, min(start + self.batch_size, len(self.id_lists))))
+
+    def get_state(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def set_state(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
