@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import jax
@@ -35,7 +36,7 @@ from mmspeech_jax.evaluate.plots import ctc_example_figure, save_figure
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
-from mmspeech_jax.train.summaries import Image, Text, figure_pixels
+from mmspeech_jax.train.summaries import Image, Scalar, Text, figure_pixels
 from mmspeech_jax.train.init import init_params as compiled_init
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
@@ -76,8 +77,9 @@ def model_config(args, n_mels: int, **overrides):
     return apply_overrides(config, args.overrides)
 
 
-def write_workdir_config(workdir: Path, config, args, cache, **extra) -> None:
-    write_run_config(workdir, {"task": "asr", "model": dataclasses.asdict(config), "args": vars(args),
+def write_workdir_config(workdir: Path, config, args, cache, **extra):
+    """The ASR run's config.json and symbols.json (`write_run_config`); returns the held workdir lock."""
+    return write_run_config(workdir, {"task": "asr", "model": dataclasses.asdict(config), "args": vars(args),
                                "features": cache.config, "stats": cache.stats, **extra}, character_table(),
                      primary=is_primary())
 
@@ -87,7 +89,8 @@ def default_optimizer(args) -> OptimizerConfig:
                            total_steps=args.steps)
 
 
-def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None):
+def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None,
+          natural=None, curve: list | None = None):
     """Trains a CTC model with the shared trainer, over `mesh` when given. `init_params` (e.g. a pretrained encoder
     merged into fresh params) and `tx` (e.g. a fine-tuning strategy's masked optimizer, on `default_optimizer`'s
     schedule, which the logs record) override the defaults."""
@@ -107,7 +110,7 @@ def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_p
                  trainer_config(args),
                  prepare=prepare,
                  eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, args.num_samples),
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, args.num_samples, natural, curve),
                  learning_rate=learning_rate_schedule(default_optimizer(args)))
     return model, result, eval_config, len(train_batches.shapes)
 
@@ -120,26 +123,48 @@ def example_figure(batch, r, log_probs, lengths, table, reference: str, hypothes
                               title=f"{split} utterance {int(batch['index'][r])}")
 
 
-def eval_summaries(model, cache, eval_config, count: int):
-    """The trainer's `on_eval` hook (None when count is 0): after each evaluation, for the first `count` validation
-    utterances, the CTC figure (`example_figure`) as an Image and the reference and greedy transcript as Text."""
-    if count == 0:
+def greedy_texts(forward, params, cache, eval_config, split: str, stats: dict) -> tuple[list[str], list[str]]:
+    """(references, greedy transcripts) of every utterance of a cache's split, features normalized by `stats`."""
+    table, refs, hyps = character_table(), [], []
+    for batch in make_batch_iterator(cache, split, eval_config, verbose=False, **WHOLE_SPLIT):
+        inputs = model_inputs(batch, stats)
+        log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
+        rows = np.flatnonzero(batch["example_mask"])
+        hyps += ["".join(table.lookup(ids)) for ids in decode_batch(log_probs[rows], mask[rows].sum(-1), "greedy")]
+        refs += [cache.texts[int(batch["index"][r])] for r in rows]
+    return refs, hyps
+
+
+def eval_summaries(model, cache, eval_config, count: int, natural=None, curve: list | None = None):
+    """The trainer's `on_eval` hook (None when there is nothing to show): after each evaluation, for the first
+    `count` validation utterances, the CTC figure (`example_figure`) as an Image and the reference and greedy
+    transcript as Text; with `natural` (the natural evaluation set's feature cache), its greedy CER as the Scalar
+    `natural_cer_greedy`, also appended to `curve` as {"step", "seconds", "natural_cer_greedy"} (seconds since the
+    hook was made, i.e. this process's training time including compilation)."""
+    if count == 0 and natural is None:
         return None
     batch = next(iter(make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT)))
     inputs, rows = model_inputs(batch, cache.stats), np.flatnonzero(batch["example_mask"])[:count]
     forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
-    table = character_table()
+    table, started = character_table(), time.perf_counter()
 
     def on_eval(params, step):
-        log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
-        lengths = mask.sum(-1)
+        seconds = time.perf_counter() - started
         summaries = {}
-        for r, ids in zip(rows, decode_batch(log_probs[rows], lengths[rows], "greedy", 1)):
-            uid, hypothesis = int(batch["index"][r]), "".join(table.lookup(ids))
-            reference = cache.texts[uid]
-            fig = example_figure(batch, r, log_probs, lengths, table, reference, hypothesis, "validation")
-            summaries[f"utterance_{uid}/ctc"] = Image(figure_pixels(fig))
-            summaries[f"utterance_{uid}/transcript"] = Text(f"reference: {reference}\n\ngreedy: {hypothesis}")
+        if count:
+            log_probs, mask = jax.device_get(forward(params, inputs["features"], inputs["frame_mask"]))
+            lengths = mask.sum(-1)
+            for r, ids in zip(rows, decode_batch(log_probs[rows], lengths[rows], "greedy", 1)):
+                uid, hypothesis = int(batch["index"][r]), "".join(table.lookup(ids))
+                reference = cache.texts[uid]
+                fig = example_figure(batch, r, log_probs, lengths, table, reference, hypothesis, "validation")
+                summaries[f"utterance_{uid}/ctc"] = Image(figure_pixels(fig))
+                summaries[f"utterance_{uid}/transcript"] = Text(f"reference: {reference}\n\ngreedy: {hypothesis}")
+        if natural is not None:
+            cer = error_rates(*greedy_texts(forward, params, natural, eval_config, "test", cache.stats))["cer"]
+            summaries["natural_cer_greedy"] = Scalar(cer)
+            if curve is not None:
+                curve.append({"step": int(step), "seconds": round(seconds, 1), "natural_cer_greedy": cer})
         return summaries
 
     return on_eval
@@ -214,12 +239,17 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
     return report
 
 
-def evaluate_natural(model, params, cache, eval_config, beam_width: int = 8, progress: bool = False,
-                     fusion: dict | None = None, num_utterances: int | None = None) -> dict:
-    """`evaluate` on the natural evaluation set (hand-written sentences no corpus contains, spoken by espeak-ng
-    en-us; generated and cached on first use) with the training cache's feature statistics; keys `natural_*`."""
-    natural = embedded_feature_cache(natural_eval_config(num_utterances=num_utterances), FeatureConfig(),
-                                     progress=progress)
+def natural_cache(num_utterances: int | None = None, progress: bool = False):
+    """The natural evaluation set's feature cache (hand-written sentences no corpus contains, spoken by espeak-ng
+    en-us; its first `num_utterances`; generated and cached on first use)."""
+    return embedded_feature_cache(natural_eval_config(num_utterances=num_utterances), FeatureConfig(),
+                                  progress=progress)
+
+
+def evaluate_natural(model, params, cache, eval_config, natural, beam_width: int = 8,
+                     fusion: dict | None = None) -> dict:
+    """`evaluate` on the natural evaluation set's cache `natural` with the training cache's feature statistics;
+    keys `natural_*`."""
     rates = evaluate(model, params, natural, eval_config, splits=("test",), beam_width=beam_width, stats=cache.stats,
                      fusion=fusion)
     return {"natural" + k[len("test"):]: v for k, v in rates.items()}
@@ -232,8 +262,11 @@ def main(argv=None):
     workdir = Path(args.workdir)
     cache = load_data(args)
     config = model_config(args, cache.n_mels)
-    write_workdir_config(workdir, config, args, cache)
-    model, result, eval_config, shapes = train(args, cache, config, workdir, mesh=mesh)
+    lock = write_workdir_config(workdir, config, args, cache)
+    natural = natural_cache(args.natural_eval_utterances, not args.no_progress) \
+        if args.natural_eval_utterances != 0 and is_primary() else None
+    curve = []
+    model, result, eval_config, shapes = train(args, cache, config, workdir, mesh=mesh, natural=natural, curve=curve)
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
@@ -244,10 +277,9 @@ def main(argv=None):
                                           args.lm_tune_utterances)}
     report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width,
                       plot_dir=workdir / "plots", num_plots=args.num_samples, fusion=fusion)
-    if args.natural_eval_utterances != 0:
-        report.update(evaluate_natural(model, result.state.params, cache, eval_config, args.beam_width,
-                                       progress=not args.no_progress, fusion=fusion,
-                                       num_utterances=args.natural_eval_utterances))
+    if natural is not None:
+        report.update(evaluate_natural(model, result.state.params, cache, eval_config, natural, args.beam_width,
+                                       fusion=fusion), natural_cer_curve=curve)
     if fusion:
         report.update({k: v for k, v in fusion.items() if k != "lm"}, lm_workdir=args.lm)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result.state.params))
@@ -258,6 +290,8 @@ def main(argv=None):
     (workdir / "report.json").write_text(strict_json(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if not k.endswith("_examples")}, indent=1))
     barrier("report written")
+    if lock is not None:
+        lock.release()
     return report
 
 

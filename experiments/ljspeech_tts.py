@@ -69,7 +69,7 @@ def main(argv=None):
     cache = load_data(args)
     config = model_config(args, len(cache.table))
     model = FastSpeech2(config)
-    write_run_config(workdir, {"model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
+    lock = write_run_config(workdir, {"model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
                                "stats": cache.stats}, cache.table, primary=is_primary())
     pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
     train = make_batch_iterator(cache, "train", pipeline)
@@ -101,6 +101,8 @@ def main(argv=None):
     (workdir / "report.json").write_text(strict_json(report, indent=1))
     print(strict_json(report, indent=1))
     barrier("report written")
+    if lock is not None:
+        lock.release()
     return report
 
 

@@ -99,7 +99,7 @@ def main(argv=None):
     voices = [v.id for v in corpus.voices]
     known = args.num_voices - args.held_out
     config = model_config(args, len(cache.table), known)
-    write_run_config(workdir, {"task": "hyperspeech", "model": dataclasses.asdict(config), "args": vars(args),
+    lock = write_run_config(workdir, {"task": "hyperspeech", "model": dataclasses.asdict(config), "args": vars(args),
                                "features": cache.config, "stats": cache.stats, "voices": voices,
                                "training_voices": voices[:known]}, cache.table)
     rows = {split: cache.indices(split) for split in ("train", "validation", "test")}
@@ -167,6 +167,7 @@ def main(argv=None):
         "adapt_utterances": args.adapt_utterances, "adapt_steps": args.adapt_steps}}
     (workdir / "report.json").write_text(strict_json(report, indent=1))
     print(strict_json(report["summary"], indent=1))
+    lock.release()
     return report
 
 

@@ -95,7 +95,8 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, me
     if strategy == "lora":
         extra["lora_rank"] = args.lora_rank
     config = model_config(args, cache.n_mels, **extra)
-    write_workdir_config(workdir, config, args, cache, strategy=strategy, labelled_utterances=int(labelled.size))
+    lock = write_workdir_config(workdir, config, args, cache, strategy=strategy,
+                                labelled_utterances=int(labelled.size))
     model = CTCASR(config)
     batch = next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=2, num_buckets=1), verbose=False))
     features = normalize_features(batch["mel"], batch["frame_mask"], cache.stats)
@@ -110,6 +111,8 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, me
     wall = time.perf_counter() - started
     report = evaluate(model, result.state.params, cache, eval_config, splits=("test",), beam_width=args.beam_width,
                       plot_dir=workdir / "plots", num_plots=args.num_samples)
+    if lock is not None:
+        lock.release()
     return {"strategy": strategy, "trainable_params": count_parameters(params, mask),
             "total_params": count_parameters(params), "steps": int(result.state.step), "wall_seconds": wall,
             "test_cer": report["test_cer_greedy"], "test_wer": report["test_wer_greedy"],

@@ -92,7 +92,7 @@ def main(argv=None):
     train_ids = encode(splits["train"][: args.max_sentences])
     val_ids = encode(splits["validation"])
     print(f"text: {len(train_ids)} training and {len(val_ids)} validation sentences")
-    write_run_config(workdir, {"task": "lm", "model": dataclasses.asdict(config), "args": vars(args)},
+    lock = write_run_config(workdir, {"task": "lm", "model": dataclasses.asdict(config), "args": vars(args)},
                      tokenizer.table)
     model = TextLM(config)
     lengths = tuple(n for n in (64, 128) if n < config.max_len) + (config.max_len,)
@@ -117,6 +117,7 @@ def main(argv=None):
     }
     (workdir / "report.json").write_text(strict_json(report, indent=1))
     print(json.dumps(report, indent=1))
+    lock.release()
     return report
 
 

@@ -100,6 +100,22 @@ class TrainingDivergedError(MMSpeechError):
     """Training stopped: too many consecutive steps had a non-finite loss or gradient (all of them skipped)."""
 
 
+class WorkdirBusyError(MMSpeechError):
+    """Another process holds the workdir's lock (a second writer would mix two runs' logs and checkpoints)."""
+
+
+class NotAWorkdirError(MMSpeechError):
+    """A --workdir that cannot be one: a file, a directory of other files (no marker), an unwritable location."""
+
+
+class WorkdirDamagedError(MMSpeechError):
+    """A workdir file (config.json, symbols.json) is truncated or not what it should be."""
+
+
+class CheckpointDamagedError(MMSpeechError):
+    """No checkpoint step of a workdir restores (each damaged one was reported and kept)."""
+
+
 class WorkdirMismatchError(MMSpeechError):
     """A workdir holds checkpoints of another model than the one a command would resume there (nothing is changed)."""
 

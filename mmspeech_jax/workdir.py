@@ -1,13 +1,15 @@
-"""A training workdir as the inference tools read it: `config.json` and the latest complete checkpoint's params;
-`strict_json` for what the trainer and the experiments write into it."""
+"""A training workdir as the inference tools read it: `config.json` and the newest checkpoint whose parameters
+restore (a damaged step is reported in one line, kept, and the one before it used); `strict_json` for what the
+trainer and the experiments write into it."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
-from mmspeech_jax.errors import CorpusNotFoundError, WorkdirMismatchError
+from mmspeech_jax.errors import CheckpointDamagedError, CorpusNotFoundError, WorkdirDamagedError, WorkdirMismatchError
 
 # The config.json entries a resumed run must share with the run that wrote the checkpoints (flags such as --steps
 # may change between the two; the model may not).
@@ -57,15 +59,28 @@ def check_resumable(workdir, record: dict) -> None:
                                    f"flags that made it to resume, or pass a new --workdir (nothing was changed)")
 
 
-def write_run_config(workdir, record: dict, table, *, primary: bool = True) -> None:
-    """A training run's `config.json` (`record`) and `symbols.json` (`table`, a SymbolTable), after
-    `check_resumable`. Every process calls it (each checks, so all stop together); only the primary writes."""
-    check_resumable(workdir, record)
+def write_run_config(workdir, record: dict, table, *, primary: bool = True):
+    """Claims the workdir (`workdir_lock.claim_workdir`: the lock, refused in one line while another process holds
+    it; the marker), then writes a training run's `config.json` (`record`) and `symbols.json` (`table`, a
+    SymbolTable) after `check_resumable`. Every process calls it (each checks, so all stop together); only the
+    primary claims and writes. Returns the held `WorkdirLock` (None on other processes): the caller releases it
+    when its run is done."""
+    from mmspeech_jax.workdir_lock import check_workdir_path, claim_workdir, holds
+
+    check_workdir_path(workdir)
+    newly = primary and not holds(workdir)
+    lock = claim_workdir(workdir, str(record.get("task", "tts"))) if primary else None
+    try:
+        check_resumable(workdir, record)
+    except Exception:
+        if newly:
+            lock.release()
+        raise
     if primary:
         workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(json.dumps(record, indent=1))
         table.save(workdir / "symbols.json")
+    return lock
 
 
 def read_workdir_config(workdir) -> dict:
@@ -73,24 +88,52 @@ def read_workdir_config(workdir) -> dict:
     path = Path(workdir) / "config.json"
     if not path.is_file():
         raise CorpusNotFoundError(f"{workdir} is not a training workdir (no config.json)")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkdirDamagedError(f"{path} is damaged (not JSON: {exc}); restore it from a backup or retrain") from None
+    if not isinstance(config, dict):
+        raise WorkdirDamagedError(f"{path} is damaged (a JSON {type(config).__name__}, not an object)")
+    return config
 
 
-def restore_params(workdir: Path):
-    """Latest complete periodic checkpoint's params (plain dicts of arrays) and its step."""
+def damaged_step_line(step: int, directory, exc: BaseException) -> str:
+    """The one line that reports a checkpoint step that does not restore (the step is kept as it is)."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return f"mmspeech: checkpoint step {step} in {directory} does not restore ({detail}); it is kept, and the step " \
+           f"before it is tried"
+
+
+def restore_params(workdir: Path, report=lambda line: print(line, file=sys.stderr)):
+    """The parameters (plain dicts of arrays, on this process's first device) of the newest periodic checkpoint
+    whose parameters restore, and its step. Only the parameters are read (not the optimizer state), so a damaged
+    optimizer file does not matter. A step that does not restore is reported through `report` (one line) and the
+    one before it is tried; `CheckpointDamagedError` when none restores, `CorpusNotFoundError` when there is none.
+    Works whatever mesh (and however many hosts) wrote the checkpoint."""
+    import jax
     import orbax.checkpoint as ocp
 
-    directory = (workdir / "checkpoints" / "periodic").absolute()
+    directory = (Path(workdir) / "checkpoints" / "periodic").absolute()
     manager = ocp.CheckpointManager(directory) if directory.is_dir() else None
-    step = manager.latest_step() if manager else None
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True) if manager else []
+    if not steps:
         raise CorpusNotFoundError(f"no complete checkpoint in {directory}; train first")
-    # Restore onto this process's first device, whatever mesh (and however many hosts) wrote the checkpoint.
-    import jax
-
-    metadata = ocp.StandardCheckpointHandler().metadata(directory / str(step) / "state").tree
     here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-    manager.close()
-    return restored["state"]["train"]["params"], step
+    try:
+        for step in steps:
+            try:
+                metadata = ocp.StandardCheckpointHandler().metadata(directory / str(step) / "state").tree
+                params_meta = metadata["train"]["params"]
+                target = {"train": {"params": jax.tree_util.tree_map(
+                    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), params_meta)}}
+                restore_args = jax.tree_util.tree_map(
+                    lambda m: ocp.ArrayRestoreArgs(global_shape=m.shape, dtype=m.dtype, sharding=here), target)
+                restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+                    target, restore_args=restore_args, partial_restore=True)))
+                return restored["state"]["train"]["params"], step
+            except Exception as exc:  # noqa: BLE001 - any failure of one step: report it, try the previous one
+                report(damaged_step_line(step, directory, exc))
+    finally:
+        manager.close()
+    raise CheckpointDamagedError(f"no checkpoint in {directory} restores (steps {', '.join(map(str, steps))} "
+                                 f"all failed); retrain, or restore the workdir from a backup")

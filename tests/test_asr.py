@@ -84,6 +84,12 @@ def test_tensorboard_shows_the_validation_transcripts_at_each_evaluation(tiny_as
     expected = {f"reference: {e['reference']}\n\ngreedy: {e['greedy']}" for e in report["validation_examples"]}
     assert set(texts) == expected
     assert all(image.shape[0] > 100 and image.shape[1] > 400 and image.std() > 10 for image in images)
+    # The natural evaluation set's greedy CER at each evaluation: in TensorBoard and in the report's curve; at the
+    # last evaluation (the final parameters) it is the report's own figure.
+    natural = found[("validation/natural_cer_greedy", 4)].simple_value
+    assert [point["step"] for point in report["natural_cer_curve"]] == [4]
+    assert natural == pytest.approx(report["natural_cer_curve"][0]["natural_cer_greedy"], rel=1e-6)
+    assert natural == pytest.approx(report["natural_cer_greedy"], rel=1e-6)
 
 
 def test_ctc_posteriogram_shows_blank_reference_and_chosen_symbols():

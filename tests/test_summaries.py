@@ -16,7 +16,7 @@ from tensorboardX.proto import event_pb2
 
 from mmspeech_jax.errors import SummaryError
 from mmspeech_jax.audio.io import peak_normalized
-from mmspeech_jax.train.summaries import Audio, Image, Text, figure_pixels, write_summaries
+from mmspeech_jax.train.summaries import Audio, Image, Scalar, Text, figure_pixels, write_summaries
 from mmspeech_jax.train.trainer import TrainerConfig, fit
 from tests.test_trainer import Endless
 
@@ -46,11 +46,14 @@ def test_written_images_audio_and_text_read_back(tmp_path):
     t = np.arange(1600) / 16000
     wave = 0.5 * np.sin(2 * np.pi * 440 * t)
     writer = SummaryWriter(str(tmp_path))
-    write_summaries(writer, 7, {"a/plot": Image(pixels), "a/speech": Audio(wave, 16000), "a/text": Text("ref: hi")})
+    write_summaries(writer, 7, {"a/plot": Image(pixels), "a/speech": Audio(wave, 16000), "a/text": Text("ref: hi"),
+                                "a/cer": Scalar(np.float32(0.125))})
     writer.close()
     found = read_summaries(tmp_path)
     # tensorboardX files text under the text plugin's tag suffix
-    assert set(found) == {("validation/a/plot", 7), ("validation/a/speech", 7), ("validation/a/text/text_summary", 7)}
+    assert set(found) == {("validation/a/plot", 7), ("validation/a/speech", 7), ("validation/a/text/text_summary", 7),
+                          ("validation/a/cer", 7)}
+    assert found["validation/a/cer", 7].simple_value == 0.125
     np.testing.assert_array_equal(decoded_image(found["validation/a/plot", 7]), pixels)  # PNG: lossless
     audio = found["validation/a/speech", 7].audio
     samples, rate = soundfile.read(io.BytesIO(audio.encoded_audio_string))
@@ -64,6 +67,8 @@ def test_written_images_audio_and_text_read_back(tmp_path):
     (lambda: Image(np.zeros((4, 4), np.uint8)), "an Image needs (H, W, 3) uint8 RGB pixels, got (4, 4) uint8"),
     (lambda: Image(np.zeros((0, 4, 3), np.uint8)), "got (0, 4, 3) uint8"),
     (lambda: Audio(np.zeros((2, 100)), 16000), "Audio needs a non-empty (S,) waveform, got shape (2, 100)"),
+    (lambda: Scalar(float("nan")), "Scalar needs a finite number, got nan"),
+    (lambda: Scalar("0.5"), "Scalar needs a finite number"),
     (lambda: Audio(np.zeros(0), 16000), "got shape (0,)"),
     (lambda: Audio(np.array([0.0, np.nan]), 16000), "Audio samples must be finite and within [-1, 1]"),
     (lambda: Audio(np.array([0.0, 1.5]), 16000), "Audio samples must be finite and within [-1, 1]"),
@@ -78,7 +83,7 @@ def test_bad_values_are_refused_in_one_line(make, message):
 
 
 def test_unknown_kind_is_refused(tmp_path):
-    with pytest.raises(SummaryError, match="summary 'x' is a float; an evaluation hook returns Image, Audio or Text"):
+    with pytest.raises(SummaryError, match="summary 'x' is a float; an evaluation hook returns Image, Audio, Text or Scalar"):
         write_summaries(SummaryWriter(str(tmp_path)), 1, {"x": 0.5})
 
 

@@ -81,7 +81,17 @@ class SymbolTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SymbolTable":
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """Reads `symbols.json`; a missing or damaged file is a one-line `WorkdirDamagedError`."""
+        from mmspeech_jax.errors import WorkdirDamagedError
+
+        path = Path(path)
+        if not path.is_file():
+            raise WorkdirDamagedError(f"{path} is missing: the symbol table a model was trained with must stay "
+                                      f"beside its checkpoints")
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise WorkdirDamagedError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
 
     def check_compatible(self, other: "SymbolTable") -> None:
         """Raises `CorpusMismatchError` unless both tables assign the same ids."""

@@ -5,10 +5,13 @@ resume needs.
 Two managers: `periodic/` (every N steps, keep the last `keep`) and `best/` (lowest validation loss, keep 1).
 Orbax writes each checkpoint to a temporary directory and commits it by renaming, so a run killed mid-save
 (even with SIGKILL) leaves no checkpoint that `latest_step()` would return: a partial checkpoint is never loaded.
+A committed step that was damaged afterwards (a truncated or deleted file) is reported in one line and moved aside
+to `<step>.damaged` (kept, never deleted); the resume continues from the newest step that restores.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jax
@@ -46,12 +49,44 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.periodic.latest_step()
 
-    def restore(self, abstract_state, abstract_rng, step: int | None = None, *, best: bool = False):
-        """Returns (state, rng, data) of `step` (default: latest periodic, or the best with best=True), or None."""
+    def restore(self, abstract_state, abstract_rng, step: int | None = None, *, best: bool = False,
+                report=lambda line: print(line, file=sys.stderr)):
+        """Returns (state, rng, data) of `step` (default: the newest periodic step that restores, or the best with
+        best=True), or None when there is none. By default a step that does not restore — and holds this model,
+        else `WorkdirMismatchError` — is reported through `report`, moved aside to `<step>.damaged` and the step
+        before it is tried."""
         manager = self.best if best else self.periodic
-        step = step if step is not None else (manager.best_step() if best else manager.latest_step())
-        if step is None:
-            return None
+        if step is not None or best:
+            step = step if step is not None else manager.best_step()
+            return None if step is None else self._restore(manager, step, abstract_state, abstract_rng)
+        from mmspeech_jax.workdir import damaged_step_line
+
+        for step in sorted(manager.all_steps(), reverse=True):
+            where = Path(manager.directory) / str(step)
+            try:
+                stored = ocp.StandardCheckpointHandler().metadata(where / "state").tree
+            except Exception as exc:  # noqa: BLE001 - unreadable metadata: a damaged step
+                report(damaged_step_line(step, manager.directory, exc))
+                self._set_aside(manager, where)
+                continue
+            check_params_fit(stored["train"]["params"], abstract_state.params, where)  # another model: stop here
+            check_state_fits(stored["train"], abstract_state, where)
+            try:
+                return self._restore(manager, step, abstract_state, abstract_rng)
+            except Exception as exc:  # noqa: BLE001 - the model fits, the data does not read: a damaged step
+                report(damaged_step_line(step, manager.directory, exc))
+                self._set_aside(manager, where)
+        return None
+
+    @staticmethod
+    def _set_aside(manager, where: Path) -> None:
+        target, n = where.with_name(f"{where.name}.damaged"), 1
+        while target.exists():
+            target, n = where.with_name(f"{where.name}.damaged-{n}"), n + 1
+        where.rename(target)
+        manager.reload()
+
+    def _restore(self, manager, step: int, abstract_state, abstract_rng):
         stored = ocp.StandardCheckpointHandler().metadata(Path(manager.directory) / str(step) / "state").tree
         check_params_fit(stored["train"]["params"], abstract_state.params, Path(manager.directory) / str(step))
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
@@ -91,6 +126,18 @@ def check_params_fit(stored, params, where) -> None:
             raise WorkdirMismatchError(f"the checkpoint {where} holds another model: parameter {name} is {there} "
                                        f"there and {now} in this model ({differ} parameters differ); use a new "
                                        f"workdir or the flags that made it (nothing was changed)")
+
+
+def check_state_fits(stored, state, where) -> None:
+    """The whole stored train state (optimizer included) has this run's number of arrays and their shapes (Orbax
+    metadata names custom nodes differently, so the shapes are compared as a sorted list), else
+    `WorkdirMismatchError` (another optimizer: not a damaged step)."""
+    old = sorted(tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(stored))
+    new = sorted(tuple(jax.numpy.shape(leaf)) for leaf in jax.tree_util.tree_leaves(state))
+    if old != new:
+        raise WorkdirMismatchError(f"the checkpoint {where} holds another training state ({len(old)} arrays there, "
+                                   f"{len(new)} now: another optimizer?); use a new workdir or the flags that made "
+                                   f"it (nothing was changed)")
 
 
 def _barriers(prefix: str):

@@ -1,4 +1,5 @@
-"""What an evaluation hook hands the trainer to show in TensorBoard besides scalars: images, audio and text.
+"""What an evaluation hook hands the trainer to show in TensorBoard besides the losses: images, audio, text and
+scalars of its own (a CER measured by decoding, say).
 
     def on_eval(params, step):          # numpy params of the state just evaluated
         return {"sample_0/mel": Image(figure_pixels(fig)), "sample_0/audio": Audio(wave, 22050),
@@ -56,6 +57,17 @@ class Text:
             raise SummaryError(f"Text needs a str, got {type(self.text).__name__}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Scalar:
+    value: float
+
+    def __post_init__(self):
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)) \
+                or not np.isfinite(self.value):
+            raise SummaryError(f"Scalar needs a finite number, got {self.value!r}")
+        object.__setattr__(self, "value", float(self.value))
+
+
 def figure_pixels(fig, dpi: int = 80) -> np.ndarray:
     """A matplotlib figure -> its (H, W, 3) uint8 RGB rendering (tight layout, as `plots.save_figure` writes it);
     the figure is closed."""
@@ -70,7 +82,8 @@ def figure_pixels(fig, dpi: int = 80) -> np.ndarray:
 
 
 def write_summaries(writer, step: int, summaries: dict, prefix: str = "validation/") -> None:
-    """Each value of `summaries` (tag -> Image | Audio | Text) to a tensorboardX `SummaryWriter` at `step`."""
+    """Each value of `summaries` (tag -> Image | Audio | Text | Scalar) to a tensorboardX `SummaryWriter` at
+    `step`."""
     for tag, value in summaries.items():
         name = prefix + tag
         if isinstance(value, Image):
@@ -79,6 +92,8 @@ def write_summaries(writer, step: int, summaries: dict, prefix: str = "validatio
             writer.add_audio(name, value.samples, step, sample_rate=value.sample_rate)
         elif isinstance(value, Text):
             writer.add_text(name, value.text, step)
+        elif isinstance(value, Scalar):
+            writer.add_scalar(name, value.value, step)
         else:
             raise SummaryError(f"summary {tag!r} is a {type(value).__name__}; an evaluation hook returns "
-                               f"Image, Audio or Text values")
+                               f"Image, Audio, Text or Scalar values")

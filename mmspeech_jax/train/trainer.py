@@ -143,7 +143,11 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     from tensorboardX import SummaryWriter
 
     primary = is_primary()
-    writer = SummaryWriter(str(workdir / "tensorboard")) if primary else _NoLog()
+    if primary:
+        drop_logged_after(workdir / "metrics.jsonl", int(state.step))
+    # purge_step: TensorBoard hides what an interrupted run logged after the step this one resumes from
+    writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=int(state.step) + 1 if restored else None) \
+        if primary else _NoLog()
     log = open(workdir / "metrics.jsonl", "a") if primary else _NoLog()
     start_step, started = int(state.step), time.perf_counter()
     stopped_early = False
@@ -204,7 +208,9 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                 if config.patience is not None and book["evals_without_improvement"] > config.patience:
                     stopped_early = True
                     book = {**book, "stopped": True}  # a restart of the same command stays stopped
-            if step % config.checkpoint_every == 0 or step == config.steps or stopped_early:
+            # A skipped step never rotates out a checkpoint taken before it (a diverging run would otherwise replace
+            # the healthy checkpoints with its own); the next finite step saves again.
+            if (step % config.checkpoint_every == 0 or step == config.steps or stopped_early) and consecutive == 0:
                 checkpointer.save(step, state, rng, {"iterator": train_batches.get_state(), "book": book})
             if stopped_early:
                 print(f"early stopping at step {step}: no validation improvement in {config.patience + 1} evaluations")
@@ -219,6 +225,28 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         state = host_copy(state)
     return FitResult(state, book["best_val_loss"], stopped_early or book.get("stopped", False), (int(state.step) - start_step) / max(wall, 1e-9),
                      wall, train_step._cache_size())
+
+
+def drop_logged_after(path: Path, step: int) -> None:
+    """Removes the lines of `metrics.jsonl` logged after `step` (an interrupted run's steps past its last
+    checkpoint, which the resumed run logs again), atomically (temporary file, then rename)."""
+    if not path.is_file():
+        return
+    import json
+
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(json, line) <= step]
+    if len(kept) != len(lines):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(kept))
+        partial.replace(path)
+
+
+def _logged_step(json, line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return float("inf")  # a torn last line (killed mid-write): dropped
 
 
 class _NoLog:

@@ -1,0 +1,124 @@
+"""A damaged checkpoint is never a dead end: training resumes from, and inference reads, the newest step that
+restores; the damaged step is reported in one line and kept (moved aside), never deleted. Damaged workdir files
+are one-line errors."""
+
+import dataclasses
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mmspeech_jax.errors import CheckpointDamagedError, WorkdirDamagedError, WorkdirMismatchError
+from mmspeech_jax.text.symbols import SymbolTable, character_table
+from mmspeech_jax.train.trainer import TrainerConfig, fit
+from mmspeech_jax.workdir import read_workdir_config, restore_params
+from tests.test_trainer import Endless
+
+CONFIG = TrainerConfig(steps=3, eval_every=1000, checkpoint_every=1, keep_checkpoints=3, progress=False)
+
+
+def loss_fn(params, batch, rng, train, step, counts=None):
+    return jnp.sum((params["w"] * batch["x"][:3] - 1.0) ** 2), {}
+
+
+def train(workdir, steps, optimizer=None):
+    return fit(workdir, {"w": jnp.ones((3,))}, optimizer or optax.adam(0.1), loss_fn, Endless(),
+               dataclasses.replace(CONFIG, steps=steps))
+
+
+def damage_metadata(step_dir):
+    (step_dir / "state" / "_METADATA").unlink()
+
+
+def damage_data(step_dir):
+    for path in sorted(step_dir.joinpath("state").rglob("*")):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[:5])  # truncated
+
+
+@pytest.mark.parametrize("damage", [damage_metadata, damage_data], ids=["metadata", "data"])
+def test_damaged_latest_step_falls_back_and_is_kept(tmp_path, damage, capsys):
+    reference = train(tmp_path / "ref", 5)  # uninterrupted
+    workdir = tmp_path / "w"
+    train(workdir, 3)
+    periodic = workdir / "checkpoints" / "periodic"
+    expected_step2, _ = restore_params(workdir)
+    damage(periodic / "3")
+    capsys.readouterr()
+    # Inference: step 2, with one line naming step 3.
+    params, step = restore_params(workdir)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mmspeech:")]
+    assert step == 2 and len(lines) == 1 and "checkpoint step 3" in lines[0] and "does not restore" in lines[0]
+    assert params["w"].shape == (3,)
+    # Training: resumes from step 2, keeps the damaged step aside, and ends as the uninterrupted run does.
+    result = train(workdir, 5)
+    err = capsys.readouterr().err
+    assert "checkpoint step 3" in err and (periodic / "3.damaged").is_dir()
+    assert int(result.state.step) == 5
+    np.testing.assert_array_equal(np.asarray(result.state.params["w"]), np.asarray(reference.state.params["w"]))
+
+
+def test_no_step_restores_is_one_line(tmp_path, capsys):
+    train(tmp_path, 2)
+    for step_dir in (tmp_path / "checkpoints" / "periodic").iterdir():
+        damage_metadata(step_dir)
+    with pytest.raises(CheckpointDamagedError, match="steps 2, 1 all failed") as error:
+        restore_params(tmp_path)
+    assert "\n" not in str(error.value)
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("mmspeech:")]) == 2
+
+
+def test_another_optimizer_is_a_mismatch_not_damage(tmp_path):
+    train(tmp_path, 2)
+    with pytest.raises(WorkdirMismatchError, match="another training state"):
+        train(tmp_path, 4, optax.sgd(0.1))  # no moments: fewer arrays
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "periodic").iterdir()) == ["1", "2"]  # nothing moved
+
+
+def test_damaged_config_and_symbols_are_one_line_errors(tmp_path):
+    (tmp_path / "config.json").write_text('{"task": "as')
+    with pytest.raises(WorkdirDamagedError, match="config.json is damaged"):
+        read_workdir_config(tmp_path)
+    with pytest.raises(WorkdirDamagedError, match="symbols.json is missing"):
+        SymbolTable.load(tmp_path / "symbols.json")
+    character_table().save(tmp_path / "symbols.json")
+    text = (tmp_path / "symbols.json").read_text()
+    (tmp_path / "symbols.json").write_text(text[: len(text) // 2])
+    with pytest.raises(WorkdirDamagedError, match="symbols.json is damaged"):
+        SymbolTable.load(tmp_path / "symbols.json")
+
+
+def test_a_diverging_resume_never_rotates_out_the_healthy_checkpoints(tmp_path):
+    from mmspeech_jax.errors import TrainingDivergedError
+
+    config = dataclasses.replace(CONFIG, steps=4, keep_checkpoints=2)
+    fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(), config)
+    healthy, _ = restore_params(tmp_path)
+
+    def diverging(params, batch, rng, train, step, counts=None):  # NaN from step 5 (1-based) on
+        loss, parts = loss_fn(params, batch, rng, train, step)
+        return loss * jnp.where(step >= 4, jnp.nan, 1.0), parts
+
+    with pytest.raises(TrainingDivergedError):
+        fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), diverging, Endless(),
+            dataclasses.replace(config, steps=50, max_consecutive_skipped=3))
+    periodic = tmp_path / "checkpoints" / "periodic"
+    assert sorted(int(p.name) for p in periodic.iterdir()) == [3, 4]  # the healthy ones, not steps 5 and 6
+    params, step = restore_params(tmp_path)
+    assert step == 4
+    np.testing.assert_array_equal(np.asarray(params["w"]), np.asarray(healthy["w"]))
+
+
+def test_resumed_logs_do_not_repeat_the_steps_after_the_checkpoint(tmp_path):
+    config = dataclasses.replace(CONFIG, steps=2, log_every=1, checkpoint_every=2)
+    fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(), config)
+    metrics = tmp_path / "metrics.jsonl"
+    with open(metrics, "a") as f:  # what a run killed at step 5, after its checkpoint at 2, had logged
+        f.write("".join(json.dumps({"step": s, "split": "train", "loss": 9.0}) + "\n" for s in (3, 4, 5)))
+        f.write('{"step": 6, "spl')  # torn by the kill
+    fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(), dataclasses.replace(config, steps=4))
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert all(json.loads(line)["loss"] != 9.0 for line in metrics.read_text().splitlines())
