@@ -42,7 +42,7 @@ from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, ma
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.transcribe import load_lm_scorer
-from mmspeech_jax.workdir import strict_json, write_run_config
+from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
 
 
 def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> None:
@@ -287,7 +287,7 @@ def main(argv=None):
                   wall_seconds=result.wall_seconds, steps_per_second=result.steps_per_second,
                   best_val_loss=result.best_val_loss, stopped_early=result.stopped_early,
                   compilations=result.compilations, bucket_shapes=shapes, skipped_updates=int(result.state.skipped))
-    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if not k.endswith("_examples")}, indent=1))
     barrier("report written")
     if lock is not None:

@@ -35,7 +35,7 @@ from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, ma
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json, write_run_config
+from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
 
 
 def parse_args(argv=None):
@@ -98,7 +98,7 @@ def main(argv=None):
     if args.asr_workdir:
         report["intelligibility"] = intelligibility(workdir, Path(args.asr_workdir), cache,
                                                     args.intelligibility_sentences)
-    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(strict_json(report, indent=1))
     barrier("report written")
     if lock is not None:

@@ -49,7 +49,7 @@ from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merg
 from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json, write_run_config
+from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
 
 STRATEGIES = ("zero_shot", "full", "plain_adapters", "hyper")
 
@@ -165,7 +165,7 @@ def main(argv=None):
         "steps": int(result.state.step), "wall_seconds": result.wall_seconds, "best_val_loss": result.best_val_loss,
         "compilations": result.compilations, "training_voices": voices[:known], "held_out_voices": voices[known:],
         "adapt_utterances": args.adapt_utterances, "adapt_steps": args.adapt_steps}}
-    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(strict_json(report["summary"], indent=1))
     lock.release()
     return report

@@ -34,7 +34,7 @@ from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merg
 from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json
+from mmspeech_jax.workdir import atomic_write_text, strict_json
 
 STRATEGY_ROWS = ("scratch", "full", "freeze_bottom", "adapters", "lora")
 
@@ -148,7 +148,7 @@ def main(argv=None):
     rows = [finetune(args, cache, s, pretrained, labelled, workdir / s, mesh) for s in args.strategies.split(",")]
     text = table(rows, args, pretrain_row)
     report = {"pretrain": pretrain_row, "labelled_utterances": int(labelled.size), "rows": rows, "table": text}
-    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(text)
     if args.record:
         from benchmarks.measure import machine, record

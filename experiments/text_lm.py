@@ -36,7 +36,7 @@ from mmspeech_jax.text.tokenizer import CharacterTokenizer
 from mmspeech_jax.train.init import init_params as compiled_init
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import strict_json, write_run_config
+from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
 
 
 def parse_args(argv=None):
@@ -115,7 +115,7 @@ def main(argv=None):
         "steps": int(result.state.step), "wall_seconds": result.wall_seconds,
         "steps_per_second": result.steps_per_second, "compilations": result.compilations,
     }
-    (workdir / "report.json").write_text(strict_json(report, indent=1))
+    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(json.dumps(report, indent=1))
     lock.release()
     return report

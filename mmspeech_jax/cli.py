@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 from mmspeech_jax.errors import MMSpeechError
-from mmspeech_jax.workdir import strict_json
+from mmspeech_jax.output_paths import check_output_dir, check_output_file
+from mmspeech_jax.workdir import atomic_write_text, strict_json
 
 
 def _text_lines(path: str) -> list[str]:
@@ -37,9 +38,10 @@ def _text_lines(path: str) -> list[str]:
 
 
 def _check_report_path(args) -> None:
-    """--out of `transcribe` / `evaluate-tts`: never replace an existing file unless --overwrite."""
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise MMSpeechError(f"{args.out} exists; pass --overwrite to replace it")
+    """--out of `transcribe` / `evaluate-tts`, before any model loads: a file in an existing writable folder, never
+    an existing file unless --overwrite (`output_paths.check_output_file`)."""
+    if args.out:
+        check_output_file(args.out, overwrite=args.overwrite, what="--out")
 
 
 def _voiced(tts, args):
@@ -63,6 +65,8 @@ def _synthesize(args) -> int:
         check_audio_output(args.out, overwrite=args.overwrite)
     if args.text_file is not None and not args.out_dir:
         raise MMSpeechError("--text-file needs --out-dir DIR")
+    if args.text_file is not None:
+        check_output_dir(args.out_dir, what="--out-dir")
     # Everything the user typed is checked before the model loads.
     controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
     lines = None if args.text_file is None else _text_lines(args.text_file)
@@ -91,6 +95,10 @@ def _export(args) -> int:
     workdir = Path(args.workdir)
     if args.stablehlo:
         from mmspeech_jax.serialized import export_workdir
+        from mmspeech_jax.workdir import read_workdir_config
+
+        if read_workdir_config(workdir).get("task") == "lm":
+            raise MMSpeechError("--stablehlo exports speech models; export a language model's parameters without it")
 
         print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames)}")
         return 0
@@ -98,7 +106,7 @@ def _export(args) -> int:
     check_new_outputs(args.out, PARAMETER_FILES)  # before the checkpoint loads
     params, step = restore_params(workdir)
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
-                            config["features"]["mel"], args.out, task=config.get("task", "tts"))
+                            config.get("features", {}).get("mel"), args.out, task=config.get("task", "tts"))
     print(f"exported step {step} to {out}")
     return 0
 
@@ -127,7 +135,7 @@ def _transcribe(args) -> int:
             results.append({"path": path, "error": str(exc)})
             print(f"mmspeech: {exc}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text("".join(strict_json(r) + "\n" for r in results))
+        atomic_write_text(args.out, "".join(strict_json(r) + "\n" for r in results))
     return 1 if failures else 0
 
 
@@ -159,7 +167,7 @@ def _evaluate_tts(args) -> int:
     summary = {k: report[k] for k in ("synthesized", "ground_truth", "ground_truth_vocoded")}
     print(strict_json(summary, indent=1))
     if args.out:
-        Path(args.out).write_text(strict_json(report, indent=1))
+        atomic_write_text(args.out, strict_json(report, indent=1))
     return 0
 
 

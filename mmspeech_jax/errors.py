@@ -100,6 +100,11 @@ class TrainingDivergedError(MMSpeechError):
     """Training stopped: too many consecutive steps had a non-finite loss or gradient (all of them skipped)."""
 
 
+class OutputPathError(MMSpeechError, ValueError):
+    """An output path cannot be written (a folder where a file goes, a missing or read-only folder, a file that
+    exists): reported before any work starts."""
+
+
 class WorkdirBusyError(MMSpeechError):
     """Another process holds the workdir's lock (a second writer would mix two runs' logs and checkpoints)."""
 

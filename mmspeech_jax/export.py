@@ -62,14 +62,23 @@ def export_parameters(params, model_config: dict, symbols: dict, mel_config: dic
 
     out_dir = check_new_outputs(out_dir, PARAMETER_FILES)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in flatten(params).items()}, str(out_dir / "model.safetensors"))
-    (out_dir / "config.json").write_text(json.dumps({"task": task, "model": model_config, "mel": mel_config}, indent=1))
-    (out_dir / "symbols.json").write_text(json.dumps(symbols, indent=1))
+    import os
+
+    from mmspeech_jax.workdir import atomic_write_text
+
+    partial = out_dir / f".model.safetensors.tmp{os.getpid()}"
+    save_file({k: np.ascontiguousarray(v) for k, v in flatten(params).items()}, str(partial))
+    os.chmod(partial, 0o644)  # safetensors writes 0600; the export is for others to read, like its siblings
+    os.replace(partial, out_dir / "model.safetensors")
+    atomic_write_text(out_dir / "config.json", json.dumps({"task": task, "model": model_config, "mel": mel_config},
+                                                          indent=1))
+    atomic_write_text(out_dir / "symbols.json", json.dumps(symbols, indent=1))
     return out_dir
 
 
 def load_exported(directory):
-    """-> (module, params pytree, SymbolTable, MelConfig) from an `export_parameters` directory."""
+    """-> (module, params pytree, SymbolTable, MelConfig or None for a text LM) from an `export_parameters`
+    directory."""
     from safetensors.numpy import load_file
 
     from mmspeech_jax.audio.features import MelConfig
@@ -83,6 +92,10 @@ def load_exported(directory):
         from mmspeech_jax.models.hyperspeech import HyperSpeech, HyperSpeechConfig
 
         model = HyperSpeech(HyperSpeechConfig.from_dict(config["model"]))
+    elif task == "lm":
+        from mmspeech_jax.models.text_lm import TextLM, TextLMConfig
+
+        model = TextLM(TextLMConfig.from_dict(config["model"]))
     elif task == "asr":
         from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig
 
@@ -90,4 +103,5 @@ def load_exported(directory):
     else:
         model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
     params = unflatten(load_file(str(directory / "model.safetensors")))
-    return model, params, SymbolTable.load(directory / "symbols.json"), MelConfig(**config["mel"])
+    mel = MelConfig(**config["mel"]) if config.get("mel") is not None else None
+    return model, params, SymbolTable.load(directory / "symbols.json"), mel

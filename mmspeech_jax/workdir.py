@@ -16,6 +16,20 @@ from mmspeech_jax.errors import CheckpointDamagedError, CorpusNotFoundError, Wor
 RESUME_KEYS = ("task", "model")
 
 
+def atomic_write_text(path, text: str) -> Path:
+    """Writes `text` to `path` through a temporary file in the same folder and a rename, so a reader (or a run
+    killed mid-write) sees the old file or the new one, never half of one. Permissions: 0644 less the umask's
+    usual bits, like the files around it."""
+    import os
+
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    partial.write_text(text)
+    os.chmod(partial, 0o644)
+    os.replace(partial, path)
+    return path
+
+
 def strict_json(obj, **kwargs) -> str:
     """`json.dumps` that writes NaN and +-inf as null (Python's json module would write `NaN`/`Infinity`, which jq,
     JavaScript and most JSON readers reject): a skipped bf16 step's NaN loss, a best loss that was never measured."""
@@ -78,7 +92,7 @@ def write_run_config(workdir, record: dict, table, *, primary: bool = True):
         raise
     if primary:
         workdir = Path(workdir)
-        (workdir / "config.json").write_text(json.dumps(record, indent=1))
+        atomic_write_text(workdir / "config.json", json.dumps(record, indent=1))
         table.save(workdir / "symbols.json")
     return lock
 

@@ -171,3 +171,6 @@ def test_export_loads_in_a_new_process(workdir, tmp_path):
 
     names = set(load_file(str(out / "model.safetensors")))
     assert "encoder/block_0/attention/qkv/kernel" in names and "postnet/conv_0/kernel" in names
+    # every exported file is readable by others alike (safetensors alone used to write 0600)
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {"0o644"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind

@@ -96,3 +96,21 @@ def test_experiment_trains_and_the_transcriber_loads_it(tmp_path):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "config.json").write_text(json.dumps({"task": "asr"}))
         load_lm_scorer(tmp_path / "other")
+
+
+def test_export_of_the_lm_loads_and_gives_the_same_logits(tiny_lm_workdir, tmp_path, capsys):
+    from mmspeech_jax.cli import main as cli
+    from mmspeech_jax.export import load_exported
+    from mmspeech_jax.workdir import read_workdir_config, restore_params
+
+    out = tmp_path / "exported"
+    assert cli(["export", "--workdir", str(tiny_lm_workdir), "--out", str(out)]) == 0
+    model, params, table, mel = load_exported(out)
+    assert isinstance(model, TextLM) and mel is None and len(table) == CONFIG.vocab_size
+    tokens, mask = encode_sentences([[5, 6, 7, 8]], 16)
+    original, _ = restore_params(tiny_lm_workdir)
+    reference = TextLM(TextLMConfig.from_dict(read_workdir_config(tiny_lm_workdir)["model"]))
+    np.testing.assert_allclose(np.asarray(model.apply({"params": params}, tokens, mask)),
+                               np.asarray(reference.apply({"params": original}, tokens, mask)), atol=1e-6)
+    assert cli(["export", "--workdir", str(tiny_lm_workdir), "--out", str(tmp_path / "s"), "--stablehlo"]) == 2
+    assert "language model" in capsys.readouterr().err

@@ -140,7 +140,10 @@ def check_audio_output(path: str | os.PathLike, *, overwrite: bool = False) -> P
         raise AudioFormatError(f"{path}: unsupported output format '.{ext}', use .wav or .flac")
     if path.exists() and not overwrite:
         raise AudioFileExistsError(f"refusing to overwrite existing file {path} (pass overwrite=True)")
-    return path
+    from mmspeech_jax.output_paths import check_output_file
+
+    # a folder at the path, or a parent that is a file or read-only (save_audio creates missing folders)
+    return check_output_file(path, overwrite=True, what="audio output", create_parents=True)
 
 
 def save_audio(

@@ -76,7 +76,9 @@ class SymbolTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False))
+        from mmspeech_jax.workdir import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1, ensure_ascii=False))
         return path
 
     @classmethod
