@@ -122,3 +122,52 @@ def test_resumed_logs_do_not_repeat_the_steps_after_the_checkpoint(tmp_path):
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert all(json.loads(line)["loss"] != 9.0 for line in metrics.read_text().splitlines())
+
+
+def test_wall_time_and_compilations_add_up_across_resumes(tmp_path):
+    config = dataclasses.replace(CONFIG, steps=2)
+    first = fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(), config)
+    assert first.compilations == 1 and first.wall_seconds == pytest.approx(first.run_wall_seconds)
+    second = fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(),
+                 dataclasses.replace(config, steps=4))
+    assert second.compilations == 2  # one per process that trained
+    assert second.wall_seconds > second.run_wall_seconds and second.wall_seconds >= first.run_wall_seconds
+    again = fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(),
+                dataclasses.replace(config, steps=4))  # a rerun of the finished command trains nothing
+    assert again.compilations == 2 and again.wall_seconds >= second.wall_seconds - 0.5
+
+
+def test_fault_injection_every_file_of_the_latest_step(tmp_path, capsys):
+    """Each file of the newest step deleted, then truncated to half (one copy of the workdir per case): inference
+    and resumed training both either read that step or fall back to the one before with one line; never a
+    traceback. Counted cases are recorded in benchmarks/RESULTS.md (reliability table)."""
+    import shutil
+
+    original = tmp_path / "original"
+    fit(original, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(), CONFIG)
+    newest = original / "checkpoints" / "periodic" / "3"
+    files = sorted(p.relative_to(newest) for p in newest.rglob("*") if p.is_file())
+    assert len(files) >= 8
+    cases = fell_back = 0
+    for relative in files:
+        for damage in ("delete", "truncate"):
+            workdir = tmp_path / f"case{cases}"
+            shutil.copytree(original, workdir)
+            target = workdir / "checkpoints" / "periodic" / "3" / relative
+            if damage == "delete":
+                target.unlink()
+            else:
+                target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+            capsys.readouterr()
+            params, step = restore_params(workdir)
+            lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mmspeech:")]
+            assert step in (2, 3) and len(lines) == (step == 2), (relative, damage, lines)
+            assert np.all(np.isfinite(np.asarray(params["w"])))
+            if cases % 4 == 0:  # resumed training on a quarter of the cases (each compiles a step)
+                result = fit(workdir, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(),
+                             dataclasses.replace(CONFIG, steps=4))
+                assert int(result.state.step) == 4
+            fell_back += step == 2
+            cases += 1
+    assert cases == 2 * len(files) and fell_back >= 4
+    print(f"fault injection: {cases} cases, {fell_back} fell back to the previous step, all held")

@@ -64,12 +64,16 @@ class TrainerConfig:
 
 @dataclasses.dataclass
 class FitResult:
+    """`wall_seconds` and `compilations` add up every run that trained this workdir (resumes included, as far as
+    their checkpoints go); `run_wall_seconds` and `steps_per_second` are this call's."""
+
     state: TrainState
     best_val_loss: float
     stopped_early: bool
     steps_per_second: float
     wall_seconds: float
     compilations: int
+    run_wall_seconds: float = 0.0
 
 
 def _scalars(metrics) -> dict[str, float]:
@@ -150,6 +154,13 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
         if primary else _NoLog()
     log = open(workdir / "metrics.jsonl", "a") if primary else _NoLog()
     start_step, started = int(state.step), time.perf_counter()
+    # Totals of the runs before this one, as of the checkpoint it resumed from (kept in the checkpoint's book).
+    prior = {"wall_seconds": float(book.get("wall_seconds", 0.0)), "compilations": int(book.get("compilations", 0))}
+
+    def saved_book():
+        return {**book, "wall_seconds": prior["wall_seconds"] + time.perf_counter() - started,
+                "compilations": prior["compilations"] + train_step._cache_size()}
+
     stopped_early = False
     skipped, consecutive, noticed = int(state.skipped), 0, False
     bar = tqdm(total=config.steps, initial=start_step, desc="training", unit="step",
@@ -201,8 +212,8 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                         writer.flush()
                 if val.get("loss", float("inf")) < book["best_val_loss"]:
                     book = {"best_val_loss": val["loss"], "evals_without_improvement": 0}
-                    checkpointer.save_best(step, state, rng, {"iterator": train_batches.get_state(), "book": book},
-                                           val["loss"])
+                    checkpointer.save_best(step, state, rng, {"iterator": train_batches.get_state(),
+                                                              "book": saved_book()}, val["loss"])
                 else:
                     book = {**book, "evals_without_improvement": book["evals_without_improvement"] + 1}
                 if config.patience is not None and book["evals_without_improvement"] > config.patience:
@@ -211,7 +222,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
             # A skipped step never rotates out a checkpoint taken before it (a diverging run would otherwise replace
             # the healthy checkpoints with its own); the next finite step saves again.
             if (step % config.checkpoint_every == 0 or step == config.steps or stopped_early) and consecutive == 0:
-                checkpointer.save(step, state, rng, {"iterator": train_batches.get_state(), "book": book})
+                checkpointer.save(step, state, rng, {"iterator": train_batches.get_state(), "book": saved_book()})
             if stopped_early:
                 print(f"early stopping at step {step}: no validation improvement in {config.patience + 1} evaluations")
                 break
@@ -223,8 +234,9 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     wall = time.perf_counter() - started
     if jax.process_count() > 1:
         state = host_copy(state)
-    return FitResult(state, book["best_val_loss"], stopped_early or book.get("stopped", False), (int(state.step) - start_step) / max(wall, 1e-9),
-                     wall, train_step._cache_size())
+    return FitResult(state, book["best_val_loss"], stopped_early or book.get("stopped", False),
+                     (int(state.step) - start_step) / max(wall, 1e-9), prior["wall_seconds"] + wall,
+                     prior["compilations"] + train_step._cache_size(), wall)
 
 
 def drop_logged_after(path: Path, step: int) -> None:
