@@ -28,8 +28,7 @@ from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args,
                                trainer_config)
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
-from mmspeech_jax.data import FeatureConfig, PipelineConfig, embedded_feature_cache, make_batch_iterator
-from mmspeech_jax.data.synthetic_corpus import natural_eval_config
+from mmspeech_jax.data import PipelineConfig, make_batch_iterator, natural_eval_feature_cache
 from mmspeech_jax.decoding.ctc import decode_batch, prefix_beam_search
 from mmspeech_jax.evaluate.asr import error_rates
 from mmspeech_jax.evaluate.plots import ctc_example_figure, save_figure
@@ -239,13 +238,6 @@ def evaluate(model, params, cache, eval_config, splits=("validation", "test"), b
     return report
 
 
-def natural_cache(num_utterances: int | None = None, progress: bool = False):
-    """The natural evaluation set's feature cache (hand-written sentences no corpus contains, spoken by espeak-ng
-    en-us; its first `num_utterances`; generated and cached on first use)."""
-    return embedded_feature_cache(natural_eval_config(num_utterances=num_utterances), FeatureConfig(),
-                                  progress=progress)
-
-
 def evaluate_natural(model, params, cache, eval_config, natural, beam_width: int = 8,
                      fusion: dict | None = None) -> dict:
     """`evaluate` on the natural evaluation set's cache `natural` with the training cache's feature statistics;
@@ -263,7 +255,7 @@ def main(argv=None):
     cache = load_data(args)
     config = model_config(args, cache.n_mels)
     lock = write_workdir_config(workdir, config, args, cache)
-    natural = natural_cache(args.natural_eval_utterances, not args.no_progress) \
+    natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress) \
         if args.natural_eval_utterances != 0 and is_primary() else None
     curve = []
     model, result, eval_config, shapes = train(args, cache, config, workdir, mesh=mesh, natural=natural, curve=curve)

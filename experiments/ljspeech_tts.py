@@ -23,7 +23,7 @@ from mmspeech_jax.audio.io import peak_normalized, save_audio
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
                                initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
                                trainer_config)
-from mmspeech_jax.data import PipelineConfig, make_batch_iterator
+from mmspeech_jax.data import PipelineConfig, make_batch_iterator, natural_eval_feature_cache
 from mmspeech_jax.evaluate.alignment import boundary_error_ms, path_log_probability
 from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import save_figure, tts_example_figure
@@ -50,6 +50,9 @@ def parse_args(argv=None):
                    help="a trained ASR workdir (experiments.ljspeech_asr): also report the CER/WER of synthesized "
                         "test sentences, next to the same ASR on their ground-truth recordings")
     p.add_argument("--intelligibility_sentences", type=int, default=20)
+    p.add_argument("--natural_eval_utterances", type=int, default=None,
+                   help="with --asr_workdir: also the closed loop on the first N sentences of the natural "
+                        "evaluation set (default: all 219; 0: skip)")
     add_distributed_args(p)
     # The vocabulary is the feature cache's, not known before the data loads; any size checks the other fields.
     return parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2))
@@ -97,7 +100,11 @@ def main(argv=None):
                   bucket_shapes=len(train.shapes), skipped_updates=int(result.state.skipped))
     if args.asr_workdir:
         report["intelligibility"] = intelligibility(workdir, Path(args.asr_workdir), cache,
-                                                    args.intelligibility_sentences)
+                                                    cache.indices("test")[: args.intelligibility_sentences])
+        if args.natural_eval_utterances != 0:
+            natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress)
+            report["intelligibility_natural"] = intelligibility(workdir, Path(args.asr_workdir), natural,
+                                                                natural.indices("test"))
     atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(strict_json(report, indent=1))
     barrier("report written")
@@ -106,18 +113,20 @@ def main(argv=None):
     return report
 
 
-def intelligibility(workdir: Path, asr_workdir: Path, cache, count: int) -> dict:
-    """The closed loop on `count` test sentences: this TTS -> Griffin-Lim -> the ASR, CER/WER, next to the ASR on
-    the true recordings and on the true mels through the same Griffin-Lim."""
+def intelligibility(workdir: Path, asr_workdir: Path, cache, rows) -> dict:
+    """The closed loop on the sentences of `cache` at `rows`: this TTS -> Griffin-Lim -> the ASR, CER/WER, next
+    to the ASR on the true recordings and on the true mels through the same Griffin-Lim; `cer_ratio`: synthesized
+    over true-recording CER (issue #27's target: at most 1.5)."""
     from mmspeech_jax.evaluate.intelligibility import evaluate_tts
     from mmspeech_jax.synthesize import Synthesizer
     from mmspeech_jax.transcribe import Transcriber
 
-    rows = cache.indices("test")[:count]
     texts = [cache.texts[int(i)] for i in rows]
     result = evaluate_tts(Synthesizer.from_workdir(workdir), Transcriber.from_workdir(asr_workdir), texts,
                           {cache.texts[int(i)]: cache[int(i)]["mel"] for i in rows})
-    return {"synthesized": result["synthesized"], "ground_truth": result["ground_truth"],
+    truth = result["ground_truth"]
+    ratio = result["synthesized"]["cer"] / truth["cer"] if truth and truth["cer"] > 0 else None
+    return {"synthesized": result["synthesized"], "ground_truth": truth, "cer_ratio": ratio,
             "ground_truth_vocoded": result["ground_truth_vocoded"],
             "examples": [{k: line.get(k) for k in ("text", "transcript", "ground_truth_transcript",
                                                    "ground_truth_vocoded_transcript")}

@@ -197,6 +197,22 @@ def test_evaluate_tts_closed_loop(tiny_tts_workdir, tiny_asr_workdir, tiny_run_c
     assert "\u2603" in capsys.readouterr().err or "error" in report["lines"][2]
 
 
+def test_tts_experiment_closed_loop_on_the_natural_set(tiny_tts_workdir, tiny_asr_workdir, tiny_run_cache,
+                                                       monkeypatch):
+    """ljspeech_tts --asr_workdir's natural-set loop: every sentence synthesized and its true recording
+    transcribed; cer_ratio is synthesized over true-recording CER."""
+    from experiments.ljspeech_tts import intelligibility
+    from mmspeech_jax.data import natural_eval_feature_cache
+
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
+    natural = natural_eval_feature_cache(3)
+    result = intelligibility(tiny_tts_workdir, tiny_asr_workdir, natural, natural.indices("test"))
+    assert result["synthesized"]["utterances"] == result["ground_truth"]["utterances"] == 3
+    assert {e["text"] for e in result["examples"]} == {natural.texts[i] for i in natural.indices("test")}
+    if result["ground_truth"]["cer"] > 0:
+        assert result["cer_ratio"] == pytest.approx(result["synthesized"]["cer"] / result["ground_truth"]["cer"])
+
+
 @pytest.mark.slow  # ~1-2 min: pretraining + four fine-tuning runs
 def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
     import experiments.ljspeech_asr
