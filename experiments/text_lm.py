@@ -1,6 +1,6 @@
 """A character-level Transformer language model on the zoo's English text (the text modality; shallow fusion).
 
-    python -m experiments.text_lm                            # base preset, ./workdir/text_lm (~10 min on 2 cores)
+    python -m experiments.text_lm                            # base preset, ./workdir/text_lm (~9 min on 2 cores)
     python -m experiments.text_lm --preset tiny --steps 20 --workdir /tmp/lm
 
 Text: the natural English sentences of `data/english_text.py` (WordNet examples, fortune cookies) whose normalized
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--template_sentences", type=int, default=20000,
                    help="generator sentences (numbers, dates, money, ...) added to the natural text")
     p.add_argument("--max_sentences", type=int, default=None, help="use only the first N training sentences")
-    add_trainer_args(p, steps=800, learning_rate=2e-3, eval_every=200)
+    add_trainer_args(p, steps=600, learning_rate=2e-3, eval_every=200)
     p.set_defaults(batch_size=64)
     return parse_checked(p, argv, model_config=model_config)
 

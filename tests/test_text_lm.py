@@ -114,3 +114,17 @@ def test_export_of_the_lm_loads_and_gives_the_same_logits(tiny_lm_workdir, tmp_p
                                np.asarray(reference.apply({"params": original}, tokens, mask)), atol=1e-6)
     assert cli(["export", "--workdir", str(tiny_lm_workdir), "--out", str(tmp_path / "s"), "--stablehlo"]) == 2
     assert "language model" in capsys.readouterr().err
+
+
+def test_text_batches_group_similar_lengths_and_visit_each_sentence_once_per_epoch():
+    rng = np.random.default_rng(0)
+    sentences = [[1] * int(n) for n in rng.integers(1, 120, size=800)]
+    run = TextBatches(sentences, 16, lengths=(32, 64, 128), seed=1, group=10)
+    epoch = [next(run) for _ in range(50)]  # 800 / 16 batches
+    seen = sorted(int(m.sum()) - 2 for b in epoch for m in b["mask"])  # each row's length
+    assert seen == sorted(len(s) for s in sentences)
+    spread = [np.ptp(b["mask"].sum(axis=1)) for b in epoch]
+    assert np.median(spread) < 20  # random batches of 16 from 1..119 would spread ~100
+    assert run.get_state() == {"epoch": 0, "position": 50}
+    next(run)
+    assert run.get_state() == {"epoch": 1, "position": 1}
