@@ -67,3 +67,18 @@ def test_each_prefix_is_scored_once():
     prefix_beam_search(log_probs, beam_width=4, prune_log_prob=-np.inf, lm=lm, lm_weight=0.5)
     scored = [p for call in calls for p in call]
     assert len(scored) == len(set(scored))
+
+
+def test_memoized_scorer_scores_each_prefix_once_across_searches():
+    from mmspeech_jax.decoding.ctc import memoized
+
+    rng = np.random.default_rng(3)
+    log_probs = rng.normal(size=(10, 5))
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    lm, _, calls = bigram_lm(5, 2)
+    plain = [prefix_beam_search(log_probs, beam_width=4, lm=lm, lm_weight=w) for w in (0.3, 0.9)]
+    calls.clear()
+    shared = memoized(lm)
+    assert [prefix_beam_search(log_probs, beam_width=4, lm=shared, lm_weight=w) for w in (0.3, 0.9)] == plain
+    scored = [p for call in calls for p in call]
+    assert len(scored) == len(set(scored))  # the second search re-used the first one's scores

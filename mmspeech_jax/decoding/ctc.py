@@ -102,6 +102,20 @@ def prefix_beam_search(log_probs, length: int | None = None, beam_width: int = 8
     return list(max(beams.items(), key=lambda item: score(item) + lm_weight * ends[item[0]][blank_id])[0])
 
 
+def memoized(lm):
+    """`lm` with a memory: each prefix is scored once across every search that uses the returned scorer (e.g. one
+    utterance decoded with several fusion weights)."""
+    remembered: dict[tuple, np.ndarray] = {}
+
+    def score(prefixes):
+        missing = [p for p in prefixes if p not in remembered]
+        if missing:
+            remembered.update(zip(missing, np.asarray(lm(missing), np.float64)))
+        return np.stack([remembered[p] for p in prefixes])
+
+    return score
+
+
 def decode_batch(log_probs, lengths, method: str = "greedy", beam_width: int = 8, blank_id: int = 0, lm=None,
                  lm_weight: float = 0.0, length_bonus: float = 0.0):
     """(B, T, V) log-probs + (B,) lengths -> list of B id lists (`lm`, `lm_weight`, `length_bonus`: shallow
