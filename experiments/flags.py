@@ -61,7 +61,7 @@ def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> a
     import math
 
     from mmspeech_jax.data import PipelineConfig
-    from mmspeech_jax.errors import ConfigError, NotAWorkdirError
+    from mmspeech_jax.errors import ConfigError, NotAWorkdirError, WorkdirBusyError
 
     args = p.parse_args(argv)
     try:
@@ -72,10 +72,11 @@ def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> a
             model_config(args)
         mesh_config_from_flag(getattr(args, "mesh", None))
         if getattr(args, "workdir", None):  # a file, or no permission: refused before any data loads
-            from mmspeech_jax.workdir_lock import check_workdir_path
+            from mmspeech_jax.workdir_lock import check_workdir_free, check_workdir_path
 
             check_workdir_path(args.workdir, require_marker=False)
-    except (ConfigError, NotAWorkdirError) as exc:
+            check_workdir_free(args.workdir)  # a second writer stops here, before any data loads
+    except (ConfigError, NotAWorkdirError, WorkdirBusyError) as exc:
         p.error(str(exc))
     if args.batch_size % args.micro_batches:
         p.error(f"--batch_size {args.batch_size} does not split into --micro_batches {args.micro_batches}")

@@ -44,6 +44,13 @@ def _check_report_path(args) -> None:
         check_output_file(args.out, overwrite=args.overwrite, what="--out")
 
 
+def _reading(model, workdir):
+    """Says on stderr which checkpoint step of `workdir` the loaded `model` holds (a damaged newer step is skipped
+    by `restore_params` with its own line), then returns the model."""
+    print(f"reading {workdir}: checkpoint step {model.checkpoint_step}", file=sys.stderr)
+    return model
+
+
 def _voiced(tts, args):
     """`tts` bound to --speaker / --reference (validated: one-line errors)."""
     from mmspeech_jax.synthesize import VoicedSynthesizer
@@ -70,7 +77,7 @@ def _synthesize(args) -> int:
     # Everything the user typed is checked before the model loads.
     controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
     lines = None if args.text_file is None else _text_lines(args.text_file)
-    tts = _voiced(Synthesizer.from_workdir(args.workdir), args)  # a bad voice fails here, before any line
+    tts = _voiced(_reading(Synthesizer.from_workdir(args.workdir), args.workdir), args)  # a bad voice fails here
     if lines is None:
         audio, rate = tts.synthesize(args.text, controls)
         print(save_audio(args.out, audio, rate, overwrite=args.overwrite))
@@ -121,6 +128,7 @@ def _transcribe(args) -> int:
         raise MMSpeechError("--lm fuses the language model into the beam search: give --beam-width 2 or more")
     asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width,
                                    lm_workdir=args.lm, lm_weight=args.lm_weight, length_bonus=args.length_bonus)
+    _reading(asr, args.workdir)
     if asr.lm is not None:
         print(f"language model {args.lm}: lm_weight {asr.lm_weight}, length_bonus {asr.length_bonus}",
               file=sys.stderr)
@@ -158,7 +166,8 @@ def _evaluate_tts(args) -> int:
 
     _check_report_path(args)
     texts = [line for line in _text_lines(args.text_file) if line]
-    tts, asr = _voiced(Synthesizer.from_workdir(args.tts), args), Transcriber.from_workdir(args.asr)
+    tts = _voiced(_reading(Synthesizer.from_workdir(args.tts), args.tts), args)
+    asr = _reading(Transcriber.from_workdir(args.asr), args.asr)
     ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))
     report = evaluate_tts(tts, asr, texts, ground_truth)
     for line in report["lines"]:

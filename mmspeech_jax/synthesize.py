@@ -66,12 +66,14 @@ class Synthesizer:
     def from_workdir(cls, workdir) -> "Synthesizer":
         workdir = Path(workdir)
         config = read_workdir_config(workdir)
-        params, _ = restore_params(workdir)
+        params, step = restore_params(workdir)
         model = (HyperSpeech(HyperSpeechConfig.from_dict(config["model"])) if config.get("task") == "hyperspeech"
                  else FastSpeech2(FastSpeech2Config.from_dict(config["model"])))
-        return cls(model, params,
-                   SymbolTable.load(workdir / "symbols.json"), MelConfig(**config["features"]["mel"]),
-                   config["features"]["tokenizer"])
+        tts = cls(model, params,
+                  SymbolTable.load(workdir / "symbols.json"), MelConfig(**config["features"]["mel"]),
+                  config["features"]["tokenizer"])
+        tts.checkpoint_step = step  # the newest step whose parameters restored (`workdir.restore_params`)
+        return tts
 
     def reference_mel(self, path) -> np.ndarray:
         """An audio file -> log-mel (T, M) to condition a HyperSpeech model on its voice. Unreadable, empty, too

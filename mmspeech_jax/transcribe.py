@@ -80,9 +80,11 @@ class Transcriber:
             tuned = json.loads((workdir / "report.json").read_text())
         lm_weight = tuned.get("lm_weight", DEFAULT_LM_WEIGHT) if lm_weight is None else lm_weight
         length_bonus = tuned.get("length_bonus", DEFAULT_LENGTH_BONUS) if length_bonus is None else length_bonus
-        params, _ = restore_params(workdir)
-        return cls(CTCASR(CTCASRConfig.from_dict(config["model"])), params, config["stats"],
-                   MelConfig(**config["features"]["mel"]), method, beam_width, lm, lm_weight, length_bonus)
+        params, step = restore_params(workdir)
+        asr = cls(CTCASR(CTCASRConfig.from_dict(config["model"])), params, config["stats"],
+                  MelConfig(**config["features"]["mel"]), method, beam_width, lm, lm_weight, length_bonus)
+        asr.checkpoint_step = step  # the newest step whose parameters restored (`workdir.restore_params`)
+        return asr
 
     def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,). A list that is empty or

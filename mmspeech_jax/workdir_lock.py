@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 from mmspeech_jax.errors import NotAWorkdirError, WorkdirBusyError
 
 LOCK_NAME, MARKER_NAME = ".lock", ".mmspeech_workdir"
+MIN_FREE_BYTES = 64 * 2**20  # room for checkpoints and logs: a nearly full disk is refused at once
 _HELD: dict[str, "WorkdirLock"] = {}  # resolved lock path -> this process's held lock
 
 
@@ -84,7 +86,29 @@ def check_workdir_path(workdir, *, require_marker: bool = True) -> Path:
         parent = next((p for p in workdir.absolute().parents if p.exists()), None)
         if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise NotAWorkdirError(f"cannot create workdir {workdir}: {parent} is not a writable directory")
+    existing = workdir if workdir.is_dir() else next(p for p in workdir.absolute().parents if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise NotAWorkdirError(f"workdir {workdir}: only {free / 2**20:.0f} MB free on its file system (at least "
+                               f"{MIN_FREE_BYTES // 2**20} MB needed for checkpoints and logs)")
     return workdir
+
+
+def check_workdir_free(workdir) -> None:
+    """Refuses at once (`WorkdirBusyError`, naming the holder) a workdir another process holds; takes nothing. The
+    experiments call it when they parse their flags, so a second writer stops before loading any data."""
+    path = Path(workdir) / LOCK_NAME
+    if holds(workdir) or not path.is_file():
+        return
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkdirBusyError(f"workdir {workdir} is in use by {holder}; wait for it to finish or pass another "
+                                   f"--workdir (nothing was changed)") from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def claim_workdir(workdir, task: str) -> WorkdirLock:
@@ -100,11 +124,9 @@ def claim_workdir(workdir, task: str) -> WorkdirLock:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
         handle.close()
-        raise WorkdirBusyError(f"workdir {workdir} is in use by {holder}; wait for it to finish or pass another "
-                               f"--workdir (nothing was changed)") from None
+        check_workdir_free(workdir)  # raises the one line naming the holder
+        raise WorkdirBusyError(f"workdir {workdir} is in use by another process (nothing was changed)") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

@@ -119,8 +119,9 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
                 "--out", str(out)])
     assert code == 1
     captured = capsys.readouterr()
-    errors = [line for line in captured.err.splitlines() if line]
+    errors = [line for line in captured.err.splitlines() if line and not line.startswith("reading ")]
     assert len(errors) == 1 and "broken.wav" in errors[0]
+    assert f"reading {tiny_asr_workdir}: checkpoint step 4" in captured.err  # says which step it reads
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in rows] == [str(stereo), str(broken), str(flac)]
     assert "text" in rows[0] and "error" in rows[1] and "text" in rows[2]

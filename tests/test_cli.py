@@ -70,6 +70,8 @@ def test_synthesize_text_and_errors(workdir, tmp_path, capsys):
     assert out.read_bytes() == before and "refusing to overwrite" in capsys.readouterr().err
     assert cli(["synthesize", "--workdir", str(workdir), "--text", "   ", "--out", str(tmp_path / "e.wav")]) == 2
     err = capsys.readouterr().err
+    assert f"reading {workdir}: checkpoint step" in err  # which step it reads, then the one-line error
+    err = "".join(line + "\n" for line in err.splitlines() if not line.startswith("reading "))
     assert err.count("\n") == 1 and "empty" in err
     assert cli(["synthesize", "--workdir", str(tmp_path / "nope"), "--text", "Hi.", "--out", str(tmp_path / "x.wav")]) == 2
 

@@ -20,6 +20,11 @@ RUN = ["--preset", "tiny", "--corpus_size", "24", "--num_voices", "4", "--held_o
        "--no_progress", "--mesh", "4x2"]  # the 8 simulated devices
 
 
+def errors_only(err: str) -> str:
+    """stderr without the CLI's `reading WORKDIR: checkpoint step N` line."""
+    return "".join(line + "\n" for line in err.splitlines() if not line.startswith("reading "))
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_run_cache):
     import experiments.multispeaker_tts as experiment
@@ -92,17 +97,17 @@ def test_synthesize_with_speaker_or_reference_and_one_line_errors(run, tmp_path,
     assert cli(base + ["--out", str(tmp_path / "b.wav"), "--reference", str(reference)]) == 0
     capsys.readouterr()
     assert cli(base + ["--out", str(tmp_path / "c.wav"), "--speaker", "7"]) == 2
-    err = capsys.readouterr().err
+    err = errors_only(capsys.readouterr().err)
     assert err.count("\n") == 1 and "unknown speaker id 7" in err
     assert cli(base + ["--out", str(tmp_path / "d.wav")]) == 2
     assert "needs a voice" in capsys.readouterr().err
     sf.write(tmp_path / "short.wav", np.zeros(2000, np.float32), 22050)
     assert cli(base + ["--out", str(tmp_path / "e.wav"), "--reference", str(tmp_path / "short.wav")]) == 2
-    err = capsys.readouterr().err
+    err = errors_only(capsys.readouterr().err)
     assert err.count("\n") == 1 and "at least" in err
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
     assert cli(base + ["--out", str(tmp_path / "f.wav"), "--reference", str(tmp_path / "junk.wav")]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+    assert errors_only(capsys.readouterr().err).count("\n") == 1
     assert not any((tmp_path / n).exists() for n in ("c.wav", "d.wav", "e.wav", "f.wav"))
     # A reference log-mel handed to the Python API directly is checked as one.
     from mmspeech_jax.errors import FeatureError

@@ -101,3 +101,66 @@ def test_experiment_refuses_a_workdir_that_is_a_file_before_loading_data(tmp_pat
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--workdir", str(a_file)])
     assert exit_info.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_two_experiments_in_one_workdir_the_second_is_refused_the_first_unharmed(tmp_path, capsys):
+    """The issue's race: the same command started twice into one workdir. The first (a subprocess) holds the lock
+    from its config write to its end; the second stops with exit status 2 and one line, writing nothing."""
+    import time
+
+    from experiments import text_lm
+
+    workdir = tmp_path / "lm"
+    argv = ["--preset", "tiny", "--workdir", str(workdir), "--no_progress", "--template_sentences", "20",
+            "--max_sentences", "200", "--batch_size", "8", "--eval_every", "1000"]
+    first = subprocess.Popen([sys.executable, "-m", "experiments.text_lm", *argv, "--steps", "400"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not ((workdir / "config.json").is_file() and "pid" in _text(workdir / ".lock")):
+        assert first.poll() is None and time.time() < deadline, first.communicate()[1][-2000:]
+        time.sleep(0.2)
+    config_before = (workdir / "config.json").read_text()
+    started = time.time()
+    with pytest.raises(SystemExit) as exit_info:
+        text_lm.run_command(text_lm.main, argv + ["--steps", "400", "--seed", "1"])
+    assert exit_info.value.code == 2 and time.time() - started < 5  # refused at parse time, before any data
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse's usage, then its one error line
+    assert f"is in use by pid {first.pid}" in last and last.startswith("usage") is False
+    assert (workdir / "config.json").read_text() == config_before  # the first run's config, untouched
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["steps"] == 400 and json.loads(config_before)["args"]["seed"] == 0
+
+
+def _text(path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def test_a_read_only_workdir_is_refused(tmp_path, monkeypatch):
+    """Real permissions where the tests do not run as root; as root (CI here), which may write anywhere, the
+    permission answer is stubbed to what a non-root user would get (this user's python is not reachable by others,
+    so the check cannot run as another user)."""
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    if os.geteuid() == 0:
+        import mmspeech_jax.workdir_lock as workdir_lock
+
+        monkeypatch.setattr(workdir_lock.os, "access", lambda path, mode: str(path) != str(workdir))
+    else:
+        os.chmod(workdir, 0o555)
+    with pytest.raises(NotAWorkdirError, match="is not writable"):
+        write_run_config(workdir, {"task": "asr", "model": {}}, character_table())
+    assert not (workdir / ".lock").exists()
+
+
+def test_too_little_free_space_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import collections
+
+    import mmspeech_jax.workdir_lock as workdir_lock
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(workdir_lock.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 5 * 2**20))
+    with pytest.raises(NotAWorkdirError, match="only 5 MB free"):
+        write_run_config(tmp_path / "w", {"task": "asr", "model": {}}, character_table())
+    assert not (tmp_path / "w").exists()
