@@ -123,11 +123,18 @@ def restore_params(workdir: Path, report=lambda line: print(line, file=sys.stder
     whose parameters restore, and its step. Only the parameters are read (not the optimizer state), so a damaged
     optimizer file does not matter. A step that does not restore is reported through `report` (one line) and the
     one before it is tried; `CheckpointDamagedError` when none restores, `CorpusNotFoundError` when there is none.
-    Works whatever mesh (and however many hosts) wrote the checkpoint."""
+    After a run that stopped for divergence (`checkpoints/DIVERGED.json`) the best checkpoint (lowest validation
+    loss) is read instead, and `report` says so. Works whatever mesh (and however many hosts) wrote the checkpoint."""
     import jax
     import orbax.checkpoint as ocp
 
     directory = (Path(workdir) / "checkpoints" / "periodic").absolute()
+    diverged = Path(workdir) / "checkpoints" / "DIVERGED.json"
+    best = directory.parent / "best"
+    if diverged.is_file() and best.is_dir() and any(p.name.isdigit() for p in best.iterdir()):
+        report(f"mmspeech: the last training run in {workdir} diverged ({diverged.read_text().strip()}); reading its "
+               f"best checkpoint")
+        directory = best
     manager = ocp.CheckpointManager(directory) if directory.is_dir() else None
     steps = sorted(manager.all_steps(), reverse=True) if manager else []
     if not steps:

@@ -171,3 +171,35 @@ def test_fault_injection_every_file_of_the_latest_step(tmp_path, capsys):
             cases += 1
     assert cases == 2 * len(files) and fell_back >= 4
     print(f"fault injection: {cases} cases, {fell_back} fell back to the previous step, all held")
+
+
+def test_after_a_divergence_the_best_checkpoint_is_read_and_resumed(tmp_path, capsys):
+    """A healthy run with evaluations, then a resume whose updates blow the parameters up (finite) before the loss
+    turns NaN: the newest periodic checkpoint holds diverged parameters; inference and the next resume read the
+    best one, saying so; the first healthy save clears the mark."""
+    from mmspeech_jax.errors import TrainingDivergedError
+    from mmspeech_jax.train.trainer import diverged_marker
+
+    evaluation = lambda: iter([{"x": np.full((4,), 2.0, np.float32)}])
+    config = dataclasses.replace(CONFIG, steps=4, eval_every=2, checkpoint_every=2)
+    fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(), config, eval_batches=evaluation)
+    healthy, healthy_step = restore_params(tmp_path)
+
+    def exploding(params, batch, rng, train, step, counts=None):  # NaN from the 6th step on
+        loss, parts = loss_fn(params, batch, rng, train, step)
+        return jnp.where(step >= 5, jnp.nan, loss), parts
+
+    with pytest.raises(TrainingDivergedError):  # lr 1e6: the 5th update is finite and huge, and checkpointed
+        fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(1e6), exploding, Endless(),
+            dataclasses.replace(config, steps=40, eval_every=1000, checkpoint_every=1, max_consecutive_skipped=3),
+            eval_batches=evaluation)
+    assert diverged_marker(tmp_path).is_file()
+    newest = max(int(p.name) for p in (tmp_path / "checkpoints" / "periodic").iterdir() if p.name.isdigit())
+    capsys.readouterr()
+    params, step = restore_params(tmp_path)
+    assert "diverged" in capsys.readouterr().err and step <= healthy_step < newest
+    assert np.abs(np.asarray(params["w"])).max() < 10
+    result = fit(tmp_path, {"w": jnp.ones((3,))}, optax.adam(0.1), loss_fn, Endless(),
+                 dataclasses.replace(config, steps=8), eval_batches=evaluation)
+    assert "resuming from the best checkpoint" in capsys.readouterr().out
+    assert int(result.state.step) == 8 and not diverged_marker(tmp_path).exists()

@@ -133,7 +133,15 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     rng = make_key()
     book = {"best_val_loss": float("inf"), "evals_without_improvement": 0}
     try:
-        restored = checkpointer.restore(state, rng)
+        diverged = diverged_marker(workdir)
+        restored = None
+        if diverged.is_file() and checkpointer.best.latest_step() is not None:
+            # The last run diverged: its newest periodic checkpoint may hold diverged (if finite) parameters.
+            restored = checkpointer.restore(state, rng, best=True)
+            print(f"the last run diverged ({diverged.read_text().strip()}); resuming from the best checkpoint, "
+                  f"step {int(restored[0].step)}")
+        if restored is None:
+            restored = checkpointer.restore(state, rng)
     except (ValueError, KeyError, TypeError) as exc:  # Orbax: another tree or other shapes than this run's state
         checkpointer.close()
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -179,6 +187,11 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
             skipped = now_skipped
             if config.max_consecutive_skipped is not None and consecutive >= config.max_consecutive_skipped:
                 log.write(strict_json({"step": step, "split": "train", **_scalars(metrics)}) + "\n")
+                if primary:  # the inference tools and the next resume read the best checkpoint instead
+                    from mmspeech_jax.workdir import atomic_write_text
+
+                    atomic_write_text(diverged_marker(workdir), strict_json(
+                        {"first_skipped_step": step - consecutive + 1, "stopped_at_step": step}) + "\n")
                 raise TrainingDivergedError(
                     f"steps {step - consecutive + 1}-{step}: {consecutive} consecutive steps had a non-finite loss or "
                     f"gradient and were skipped, so the parameters are still those after step {step - consecutive} "
@@ -223,6 +236,9 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
             # the healthy checkpoints with its own); the next finite step saves again.
             if (step % config.checkpoint_every == 0 or step == config.steps or stopped_early) and consecutive == 0:
                 checkpointer.save(step, state, rng, {"iterator": train_batches.get_state(), "book": saved_book()})
+                if primary and diverged_marker(workdir).is_file():
+                    checkpointer.wait()
+                    diverged_marker(workdir).unlink()  # a healthy checkpoint is the newest again
             if stopped_early:
                 print(f"early stopping at step {step}: no validation improvement in {config.patience + 1} evaluations")
                 break
@@ -237,6 +253,12 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     return FitResult(state, book["best_val_loss"], stopped_early or book.get("stopped", False),
                      (int(state.step) - start_step) / max(wall, 1e-9), prior["wall_seconds"] + wall,
                      prior["compilations"] + train_step._cache_size(), wall)
+
+
+def diverged_marker(workdir) -> Path:
+    """`checkpoints/DIVERGED.json`: written when a run stops for divergence (first skipped step, stop step); while
+    it exists, resuming and the inference tools read the best checkpoint, not the newest periodic one."""
+    return Path(workdir) / "checkpoints" / "DIVERGED.json"
 
 
 def drop_logged_after(path: Path, step: int) -> None:
