@@ -102,10 +102,6 @@ def _export(args) -> int:
     workdir = Path(args.workdir)
     if args.stablehlo:
         from mmspeech_jax.serialized import export_workdir
-        from mmspeech_jax.workdir import read_workdir_config
-
-        if read_workdir_config(workdir).get("task") == "lm":
-            raise MMSpeechError("--stablehlo exports speech models; export a language model's parameters without it")
 
         print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames)}")
         return 0
