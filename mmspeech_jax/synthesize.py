@@ -64,8 +64,13 @@ class Synthesizer:
 
     @classmethod
     def from_workdir(cls, workdir) -> "Synthesizer":
+        """A TTS or HyperSpeech training workdir -> its synthesizer; any other workdir (ASR, LM) is a one-line
+        `ConfigError` before anything loads."""
         workdir = Path(workdir)
         config = read_workdir_config(workdir)
+        task = config.get("task", "tts")
+        if task not in ("tts", "hyperspeech"):
+            raise ConfigError(f"{workdir} is not a TTS workdir (config.json task is {task!r})")
         params, step = restore_params(workdir)
         model = (HyperSpeech(HyperSpeechConfig.from_dict(config["model"])) if config.get("task") == "hyperspeech"
                  else FastSpeech2(FastSpeech2Config.from_dict(config["model"])))

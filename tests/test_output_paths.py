@@ -1,6 +1,7 @@
 """Output paths are checked before any work: one line for a folder where a file goes, a missing or read-only
 folder, an existing file, a parent that is a file."""
 
+import json
 import os
 
 import pytest
@@ -60,3 +61,14 @@ def test_cli_checks_outputs_before_any_model_loads(tmp_path, capsys):
         assert cli(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "workdir" not in err, (argv, err)
+
+
+def test_synthesize_with_a_workdir_of_another_task_is_one_line(tmp_path, capsys):
+    for task in ("asr", "lm"):
+        workdir = tmp_path / task
+        workdir.mkdir()
+        (workdir / "config.json").write_text(json.dumps({"task": task, "model": {"conv_kernels": None}}))
+        assert cli(["synthesize", "--workdir", str(workdir), "--text", "Hi.", "--out", str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert f"is not a TTS workdir (config.json task is '{task}')" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.wav").exists()
