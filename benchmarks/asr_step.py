@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from benchmarks.measure import (add_epoch_compilations_flag, epoch_compilations, epoch_compilations_sentence,
-                                machine, median_seconds, mfu_peak, record, step_flops, time_train_step)
+                                machine, median_seconds, mfu_peak, record, step_flops, time_train_step,
+                                xla_flags_prefix)
 from benchmarks.synthetic import asr_batch as synthetic_batch
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.layers.winograd import ALGORITHMS as CONV_ALGORITHMS
@@ -154,7 +155,7 @@ def main():
     args = parser.parse_args()
     r = run(args.preset, args.batch_size, args.steps, args.compute_dtype, args.recurrence, args.conv_algorithm)
     peak, peak_sentence = mfu_peak(args.compute_dtype)
-    command = (f"python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
+    command = (f"{xla_flags_prefix()}python -m benchmarks.asr_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
                f"--compute_dtype {args.compute_dtype} --recurrence {args.recurrence} "
                f"--conv_algorithm {args.conv_algorithm}" + (" --profile" if args.profile else "")
                + ("" if args.epoch_compilations else " --no-epoch_compilations"))

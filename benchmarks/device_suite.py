@@ -5,20 +5,27 @@
 
 Runs, most important first, each in its own process with its own time limit, skipping any whose limit no longer
 fits in `--budget_s`:
-  1. `tts_step`: the `ljspeech` preset, batch 48, bf16 (the issue's MFU target), 20 timed steps;
-  2. `recurrence`: the aligner's and the CTC's recurrences over frames, sequential, unrolled and blocked, batch 48;
-  3. `step_trace`: a profiler trace of the step of 1 (what limits it);
-  4. `asr_step`: `conformer_s`, batch 16, bf16;
+  1. `tts_step`: the `ljspeech` preset, batch 48, bf16 (the issue's MFU target), 10 timed steps, with XLA's GPU
+     autotuning off (`XLA_FLAGS=--xla_gpu_autotune_level=0`);
+  2. `asr_step`: `conformer_s`, batch 16, bf16, autotuning off;
+  3. `tts_step` as 1 with XLA's default autotuning (what a user's run compiles);
+  4. `step_trace`: a profiler trace of the step of 1 (what limits it);
   5. `tts_step` as 1 with the sequential recurrences (1 runs the blocked ones, "auto" off the CPU);
-  6. `tts_step` at batch 48 in float32 (for the bf16 speed-up).
+  6. `tts_step` as 1 in float32 (for the bf16 speed-up);
+  7. `recurrence`: the aligner's and the CTC's recurrences over frames, sequential, unrolled and blocked, batch 48.
+Why this order: on the first lease (2026-12-04, H200) the step of 3 did not finish compiling in 220 s (blocked
+recurrences) nor in 115 s (sequential), with XLA's autotuner timing kernels throughout, and no step time came back;
+7 was measured then. Every run streams its output (progress lines with seconds included) into suite.log as it goes,
+so a run stopped at its limit still says which phase it was in.
 Writes into OUT: `suite.log` (every command's output), `entries.md` (the benchmark entries, ready to append to
 benchmarks/RESULTS.md) and the trace files of `step_trace`. Needs only jax, flax, optax, chex and numpy (the
-model zoo imports without its data layer), which the GPU image has.
+model zoo imports without its data layer; `tests/test_imports.py`), which the GPU image has.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -33,28 +40,36 @@ BUDGET_S = 450
 SMOKE_LIMIT_SCALE = 2
 
 
-def plan(smoke: bool, out: Path) -> list[tuple[str, list[str], int]]:
-    """(name, argv after `python -m`, time limit in seconds) of each run, in order."""
+def plan(smoke: bool, out: Path) -> list[tuple[str, list[str], int, dict]]:
+    """(name, argv after `python -m`, time limit in seconds, environment variables to add) of each run, in order."""
     if smoke:
         tts = ["--preset", "tiny", "--batch_size", "2", "--steps", "1"]
         asr = ["--preset", "tiny", "--batch_size", "2", "--steps", "1"]
         trace = ["--model", "tts", "--preset", "tiny", "--batch_size", "2", "--steps", "1"]
     else:
-        tts = ["--preset", "ljspeech", "--batch_size", "48", "--steps", "20"]
+        tts = ["--preset", "ljspeech", "--batch_size", "48", "--steps", "10"]
         asr = ["--preset", "conformer_s", "--batch_size", "16", "--steps", "20"]
         trace = ["--model", "tts", "--preset", "ljspeech", "--batch_size", "48", "--steps", "3"]
     fast = ["--no-epoch_compilations"]  # compile counts do not depend on the device; the CPU entries have them
+    no_autotune = {"XLA_FLAGS": "--xla_gpu_autotune_level=0"}
     recurrence = ["--batch_size", "2" if smoke else "48"]
     runs = [
-        ("tts bf16", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", *fast], 210),
-        ("recurrences", ["benchmarks.recurrence", *recurrence], 120),
-        ("tts trace", ["benchmarks.step_trace", *trace, "--compute_dtype", "bfloat16", "--out", str(out)], 120),
-        ("asr bf16", ["benchmarks.asr_step", *asr, "--compute_dtype", "bfloat16", *fast], 150),
-        ("tts bf16 sequential", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", "--recurrence",
-                                 "sequential", *fast], 180),
-        ("tts f32", ["benchmarks.tts_step", *tts, "--compute_dtype", "float32", *fast], 150),
+        ("tts bf16, autotuning off", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", *fast], 240,
+         no_autotune),
+        ("asr bf16, autotuning off", ["benchmarks.asr_step", *asr, "--compute_dtype", "bfloat16", *fast], 120,
+         no_autotune),
+        ("tts bf16", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", *fast], 300, {}),
+        ("tts trace, autotuning off", ["benchmarks.step_trace", *trace, "--compute_dtype", "bfloat16", "--out",
+                                       str(out)], 150, no_autotune),
+        ("tts bf16 sequential, autotuning off", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16",
+                                                 "--recurrence", "sequential", *fast], 180, no_autotune),
+        ("tts f32, autotuning off", ["benchmarks.tts_step", *tts, "--compute_dtype", "float32", *fast], 180,
+         no_autotune),
+        ("recurrences", ["benchmarks.recurrence", *recurrence], 120, {}),
     ]
-    return [(name, argv, limit * SMOKE_LIMIT_SCALE) for name, argv, limit in runs] if smoke else runs
+    if smoke:
+        return [(name, argv, limit * SMOKE_LIMIT_SCALE, env) for name, argv, limit, env in runs]
+    return runs
 
 
 def entry_of(output: str) -> str:
@@ -78,6 +93,27 @@ def environment() -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_streamed(argv: list[str], limit: float, stem: Path, env: dict | None = None) -> tuple[int | None, str, str]:
+    """Run `python -m argv` with its stdout and stderr written to `stem`.out/.err as it goes (unbuffered), so a run
+    killed at its time limit still leaves what it printed, progress lines included. (exit status or None when it
+    timed out, stdout, stderr); the two files are removed afterwards (their text goes into suite.log). `env`: variables
+    added to this process's environment."""
+    out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
+    with out_path.open("w") as out, err_path.open("w") as err:
+        child = subprocess.Popen([sys.executable, "-u", "-m", *argv], stdout=out, stderr=err, text=True,
+                                 env={**os.environ, **(env or {})})
+        try:
+            returncode = child.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            returncode = None
+    stdout, stderr = out_path.read_text(), err_path.read_text()
+    out_path.unlink()
+    err_path.unlink()
+    return returncode, stdout, stderr
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -90,22 +126,20 @@ def main():
     log.write_text(environment())
     entries.write_text("")
     print(log.read_text(), flush=True)
-    for name, argv, limit in plan(args.smoke, args.out):
+    for index, (name, argv, limit, env) in enumerate(plan(args.smoke, args.out)):
         elapsed = time.monotonic() - start
         if elapsed + limit > args.budget_s:
             line = f"== {name}: skipped ({elapsed:.0f} s spent, its {limit} s limit would pass the budget)\n"
         else:
             t0 = time.monotonic()
-            try:
-                done = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=limit)
-                output, status = done.stdout + done.stderr, f"exit {done.returncode}"
-                if done.returncode == 0:
-                    with entries.open("a") as f:
-                        f.write(entry_of(done.stdout) + "\n")
-            except subprocess.TimeoutExpired as error:
-                output = (error.stdout or b"").decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
-                status = f"timed out after {limit} s"
-            line = f"== {name}: {status} in {time.monotonic() - t0:.0f} s: python -m {' '.join(argv)}\n{output}\n"
+            returncode, stdout, stderr = run_streamed(argv, limit, args.out / f"run{index}", env)
+            status = f"exit {returncode}" if returncode is not None else f"timed out after {limit} s"
+            if returncode == 0:
+                with entries.open("a") as f:
+                    f.write(entry_of(stdout) + "\n")
+            setting = "".join(f"{k}={v} " for k, v in env.items())
+            line = (f"== {name}: {status} in {time.monotonic() - t0:.0f} s: {setting}python -m {' '.join(argv)}\n"
+                    f"{stdout}{stderr}\n")
         with log.open("a") as f:
             f.write(line)
         print(line, flush=True)

@@ -6,6 +6,7 @@ benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,22 @@ from benchmarks.cpu import cpu_description
 
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+_STARTED = time.perf_counter()  # when the benchmark process imported this module; read-only
+
+
+def xla_flags_prefix() -> str:
+    """`XLA_FLAGS=... ` when the variable is set (it changes what is measured, e.g. GPU autotuning off), else "":
+    the start of an entry's Command line, so the entry says how it was run."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "").strip()
+    return f"XLA_FLAGS='{flags}' " if flags else ""
+
+
+def progress(message: str) -> None:
+    """One line on stderr, flushed at once, with the seconds since the process began: a benchmark stopped by a
+    time limit (the device suite's) still says which phase it was in."""
+    print(f"[{time.perf_counter() - _STARTED:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def record(entry: str) -> None:
@@ -91,16 +108,19 @@ def time_train_step(step_fn, state, batch, steps: int) -> dict:
     step = jax.jit(step_fn, donate_argnums=0)
     rng = jax.random.key(0, impl="rbg")  # as the trainer
     batch = jax.device_put(batch)  # on the device once: the steps time compute, not the host-to-device copy
+    progress("compiling the train step")
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
     compile_seconds = time.perf_counter() - start
+    progress(f"compiled in {compile_seconds:.1f} s")
     flops = compiled_flops(compiled)
     times = []
-    for _ in range(steps):
+    for i in range(steps):
         start = time.perf_counter()
         state, metrics = compiled(state, batch, rng)
         jax.block_until_ready(metrics["loss"])
         times.append(time.perf_counter() - start)
+        progress(f"step {i + 1}/{steps}: {times[-1] * 1e3:.1f} ms")
     return {"compile_s": compile_seconds, "flops": flops, "step_s": float(np.median(times)), "state": state}
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jax
 
-from benchmarks.measure import machine
+from benchmarks.measure import machine, xla_flags_prefix
 
 SCOPE_KEYS = ("tf_op", "long_name", "name_scope", "scope")  # where a trace's op events may carry the JAX scope
 
@@ -161,7 +161,7 @@ def main():
             raise SystemExit(f"the profiler wrote no perfetto_trace.json.gz under {trace_dir}")
         (args.out / "perfetto_trace.json.gz").write_bytes(found[-1].read_bytes())
     summary = (f"### {args.model.upper()} train step trace — {preset_name}, batch {args.batch_size}, "
-               f"{args.compute_dtype}\n\nCommand: `python -m benchmarks.step_trace --model {args.model} --preset "
+               f"{args.compute_dtype}\n\nCommand: `{xla_flags_prefix()}python -m benchmarks.step_trace --model {args.model} --preset "
                f"{preset_name} --batch_size {args.batch_size} --compute_dtype {args.compute_dtype} --steps "
                f"{args.steps} --out DIR`  \nMachine: {machine()}\n\n"
                + summarize(json.load(gzip.open(args.out / "perfetto_trace.json.gz")), args.steps))

@@ -28,7 +28,8 @@ import jax
 import numpy as np
 
 from benchmarks.measure import (add_epoch_compilations_flag, epoch_compilations, epoch_compilations_sentence,
-                                machine, median_seconds, mfu_peak, record, step_flops, time_train_step)
+                                machine, median_seconds, mfu_peak, progress, record, step_flops,
+                                time_train_step, xla_flags_prefix)
 from benchmarks.synthetic import tts_batch
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import with_alignment_prior
@@ -84,6 +85,7 @@ def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_b
 
 def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner", micro_batches: int = 1,
         recurrence: str = "auto", **config_changes):
+    progress(f"building {preset_name}, batch {batch_size}")
     model, tx, train_step, state, batch = build(preset_name, batch_size, durations, micro_batches, recurrence,
                                                 **config_changes)
     abstract_state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)  # survives donation
@@ -91,6 +93,7 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     state, median, compile_seconds, flops = timed["state"], timed["step_s"], timed["compile_s"], timed["flops"]
     model_flops = flops  # the step that ran computes its convolutions directly: its count is the model's
     if model.config.conv_algorithm != "direct":
+        progress("compiling the direct-convolution step for its FLOP count")
         direct = FastSpeech2(dataclasses.replace(model.config, conv_algorithm="direct"))
         model_flops = step_flops(make_train_step(make_fastspeech2_loss_fn(direct), tx, micro_batches),
                                  abstract_state, batch)
@@ -99,6 +102,7 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     # Shapes are static, so the cost depends on max_frames, not on what the (untrained) duration predictor says.
     tokens = np.asarray(np.random.default_rng(1).integers(1, 141, (1, 150)), np.int32)
     generate = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, 1024, method=FastSpeech2.generate))
+    progress("compiling and timing generate()")
     gen_seconds = median_seconds(generate, state.params, tokens, tokens > 0, repeats=5)
     audio_seconds = 1024 * 256 / 22050
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract_state.params))
@@ -130,8 +134,9 @@ def main():
     r = run(args.preset, args.batch_size, args.steps, args.durations, args.micro_batches, args.recurrence,
             remat=args.remat,
             compute_dtype=args.compute_dtype, conv_algorithm=args.conv_algorithm)
+    progress("measuring the matmul peak")
     peak, peak_sentence = mfu_peak(args.compute_dtype)
-    command = (f"python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
+    command = (f"{xla_flags_prefix()}python -m benchmarks.tts_step --preset {args.preset} --batch_size {args.batch_size} --steps {args.steps} "
                f"--durations {args.durations} --micro_batches {args.micro_batches} --compute_dtype {args.compute_dtype} "
                f"--conv_algorithm {args.conv_algorithm} --recurrence {args.recurrence}"
                + (" --remat" if args.remat else "") + ("" if args.epoch_compilations else " --no-epoch_compilations"))
@@ -151,6 +156,7 @@ def main():
             f"{peak_sentence} "
             f"The paper's 160 k-step LJSpeech schedule at this step time: {160_000 * r['step_s'] / 3600:.2f} h.\n\n")
     if args.epoch_compilations:
+        progress("counting compilations over one epoch")
         text += epoch_compilations_sentence(*tts_epoch_compilations())
     print(text)
     if args.record:

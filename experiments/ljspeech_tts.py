@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 import jax
@@ -33,7 +34,7 @@ from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
-from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
+from mmspeech_jax.train.summaries import Audio, Image, Scalar, figure_pixels
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
 
@@ -53,6 +54,10 @@ def parse_args(argv=None):
     p.add_argument("--natural_eval_utterances", type=int, default=None,
                    help="with --asr_workdir: also the closed loop on the first N sentences of the natural "
                         "evaluation set (default: all 219; 0: skip)")
+    p.add_argument("--natural_curve_sentences", type=int, default=40,
+                   help="with --asr_workdir: after each evaluation, synthesize the first N natural evaluation "
+                        "sentences with the current parameters and transcribe them; the CER goes to TensorBoard "
+                        "(natural_synthesized_cer) and to the report's natural_cer_curve (0: off)")
     add_distributed_args(p)
     # The vocabulary is the feature cache's, not known before the data loads; any size checks the other fields.
     return parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2))
@@ -85,10 +90,16 @@ def main(argv=None):
                                 total_steps=args.steps)
     tx = make_optimizer(optimizer)
     loss_fn = make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3)
+    curve, closed_loop = [], None
+    if args.asr_workdir and args.natural_curve_sentences and is_primary():
+        closed_loop = natural_closed_loop(model, cache.table, MelConfig(**cache.config["mel"]),
+                                          cache.config["tokenizer"], Path(args.asr_workdir),
+                                          args.natural_curve_sentences)
     result = fit(workdir, params, tx, loss_fn, train,
                  trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare, args.num_samples),
+                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare, args.num_samples,
+                                                   closed_loop=closed_loop, curve=curve),
                  learning_rate=learning_rate_schedule(optimizer))
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
@@ -105,6 +116,8 @@ def main(argv=None):
             natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress)
             report["intelligibility_natural"] = intelligibility(workdir, Path(args.asr_workdir), natural,
                                                                 natural.indices("test"))
+        if curve:
+            report["natural_cer_curve"] = curve
     atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
     print(strict_json(report, indent=1))
     barrier("report written")
@@ -133,6 +146,29 @@ def intelligibility(workdir: Path, asr_workdir: Path, cache, rows) -> dict:
                          for line in result["lines"][:3]]}
 
 
+def natural_closed_loop(model, table, mel_config: MelConfig, tokenizer_kind: str, asr_workdir: Path, count: int):
+    """params -> the ASR's CER (float) on the first `count` natural evaluation sentences synthesized with those
+    parameters (Griffin-Lim, then `asr_workdir`'s greedy transcriber): the quality-versus-training-time curve of
+    issue #27, cheap enough to run at every evaluation. Sentences the model cannot synthesize yet (an untrained
+    duration predictor can ask for more frames than are generated at once) are left out of the rate and counted
+    in the second value returned, (cer, failed sentences)."""
+    from mmspeech_jax.data.english_text import evaluation_sentences
+    from mmspeech_jax.evaluate.intelligibility import evaluate_tts
+    from mmspeech_jax.synthesize import Synthesizer
+    from mmspeech_jax.transcribe import Transcriber
+
+    texts = list(evaluation_sentences()[:count])
+    synthesizer = Synthesizer(model, None, table, mel_config, tokenizer_kind)
+    transcriber = Transcriber.from_workdir(asr_workdir)
+
+    def score(params) -> tuple[float, int]:
+        synthesizer.params = params
+        result = evaluate_tts(synthesizer, transcriber, texts)
+        return result["synthesized"]["cer"], sum("error" in line for line in result["lines"])
+
+    return score
+
+
 def inference_functions(model):
     """jitted (forward(params, batch) -> (outputs, aux) with the aligner's durations, generate(params, tokens,
     token_mask, max_frames) -> (mel, frame_mask, durations) from the predicted durations)."""
@@ -153,14 +189,20 @@ def sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg):
     return fig, peak_normalized(wave)
 
 
-def eval_summaries(model, cache, eval_config, prepare, count: int, positions=None, generate=None):
-    """The trainer's `on_eval` hook (None when count is 0): after each evaluation, for the first `count` validation
-    utterances (those `evaluate` plots at the end; `positions` narrows the split as in `make_batch_iterator`), the
-    figure of `sample_views` as an Image and its generated speech as Audio, so TensorBoard shows the alignment and
-    the voice taking shape during training. `generate(params, model_batch, max_frames) -> (mel, frame_mask, ...)`:
-    FastSpeech2's from the batch's tokens when None (a conditioned model passes its own)."""
-    if count == 0:
+def eval_summaries(model, cache, eval_config, prepare, count: int, positions=None, generate=None,
+                   closed_loop=None, curve: list | None = None):
+    """The trainer's `on_eval` hook (None when count is 0 and there is no `closed_loop`): after each evaluation, for
+    the first `count` validation utterances (those `evaluate` plots at the end; `positions` narrows the split as in
+    `make_batch_iterator`), the figure of `sample_views` as an Image and its generated speech as Audio, so
+    TensorBoard shows the alignment and the voice taking shape during training. `generate(params, model_batch,
+    max_frames) -> (mel, frame_mask, ...)`: FastSpeech2's from the batch's tokens when None (a conditioned model
+    passes its own). `closed_loop(params) -> (cer, failed)` (`natural_closed_loop`): its CER as the Scalar
+    `natural_synthesized_cer`, also appended to `curve` as {"step", "seconds" (since the hook was made: this
+    process's training time, compilation and earlier evaluations included), "natural_synthesized_cer",
+    "unsynthesizable"}."""
+    if count == 0 and closed_loop is None:
         return None
+    started = time.perf_counter()
     batch = next(iter(make_batch_iterator(cache, "validation", eval_config, positions=positions, verbose=False,
                                           **WHOLE_SPLIT)))
     model_batch, rows = prepare(batch), np.flatnonzero(batch["example_mask"])[:count]
@@ -172,9 +214,18 @@ def eval_summaries(model, cache, eval_config, prepare, count: int, positions=Non
     mel_cfg = MelConfig(**cache.config["mel"])
 
     def on_eval(params, step):
+        seconds = time.perf_counter() - started
+        summaries = {}
+        if closed_loop is not None:
+            cer, failed = closed_loop(params)
+            summaries["natural_synthesized_cer"] = Scalar(cer)
+            if curve is not None:
+                curve.append({"step": int(step), "seconds": round(seconds, 1), "natural_synthesized_cer": cer,
+                              "unsynthesizable": failed})
+        if not rows.size:
+            return summaries
         _, aux = jax.device_get(forward(params, model_batch))
         mel_gen, gen_mask = jax.device_get(generate(params, model_batch, batch["mel"].shape[1] * 2)[:2])
-        summaries = {}
         for r in rows:
             uid = cache.ids[int(batch["index"][r])]
             fig, wave = sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg)

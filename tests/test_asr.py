@@ -330,3 +330,31 @@ def test_batch_check_names_what_does_not_fit():
     refused(lambda b: b.pop("example_mask"), "ASR batch lacks example_mask")
     with pytest.raises(FeatureError, match="'mel' has shape"):
         model_inputs({**good, "mel": np.zeros((2, 20, 40), np.float32)}, stats)  # the trainer's path checks too
+
+
+def test_tts_experiment_records_the_natural_cer_curve(tiny_asr_workdir, tiny_run_cache, tmp_path, monkeypatch):
+    """ljspeech_tts --asr_workdir --natural_curve_sentences N: after each evaluation the first N natural sentences
+    are synthesized with the current parameters and transcribed; the curve's last point equals the same closed loop
+    run independently on the finished workdir (Synthesizer.from_workdir, Transcriber.from_workdir), and TensorBoard
+    holds the same value."""
+    from experiments.ljspeech_tts import main as train
+    from mmspeech_jax.data.english_text import evaluation_sentences
+    from mmspeech_jax.evaluate.intelligibility import evaluate_tts
+    from mmspeech_jax.synthesize import Synthesizer
+    from mmspeech_jax.transcribe import Transcriber
+    from tests.conftest import TINY_RUN_ARGS
+    from tests.test_summaries import read_summaries
+
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
+    workdir = tmp_path / "tts"
+    report = train(TINY_RUN_ARGS + ["--workdir", str(workdir), "--num_samples", "0", "--asr_workdir",
+                                    str(tiny_asr_workdir), "--intelligibility_sentences", "1",
+                                    "--natural_eval_utterances", "0", "--natural_curve_sentences", "2"])
+    curve = report["natural_cer_curve"]
+    assert [point["step"] for point in curve] == [4]  # --eval_every 4 --steps 4
+    expected = evaluate_tts(Synthesizer.from_workdir(workdir), Transcriber.from_workdir(tiny_asr_workdir),
+                            list(evaluation_sentences()[:2]))
+    assert curve[0]["natural_synthesized_cer"] == pytest.approx(expected["synthesized"]["cer"], abs=1e-9)
+    assert curve[0]["unsynthesizable"] == sum("error" in line for line in expected["lines"])
+    logged = read_summaries(workdir / "tensorboard")[("validation/natural_synthesized_cer", 4)]
+    assert logged.simple_value == pytest.approx(curve[0]["natural_synthesized_cer"], rel=1e-6)

@@ -85,8 +85,9 @@ def test_plan_puts_the_mfu_target_first_and_fits_the_device_budget():
     assert first[first.index("--preset") + 1] == "ljspeech" and first[first.index("--batch_size") + 1] == "48"
     assert first[first.index("--compute_dtype") + 1] == "bfloat16"
     # The lease is 15 min with a start of a few minutes: one command of at most 10 min (the run tool's limit).
-    assert all(limit <= 600 for _, _, limit in runs)
-    assert sum(limit for _, _, limit in runs[:3]) <= BUDGET_S  # the step, the recurrences and the trace always run
+    assert all(limit <= 600 for _, _, limit, _ in runs)
+    assert sum(limit for _, _, limit, _ in runs[:2]) <= BUDGET_S  # the TTS and the ASR step always run
+    assert runs[0][3] == {"XLA_FLAGS": "--xla_gpu_autotune_level=0"} and runs[2][3] == {}
     assert BUDGET_S + 60 <= 600 - 60  # with a minute for the environment, inside one `run` call and its margin
 
 
@@ -102,13 +103,29 @@ def test_device_suite_smoke_on_cpu(tmp_path):
                            "--budget_s", "2000"], capture_output=True, text=True, timeout=2400)
     assert done.returncode == 0, done.stderr[-2000:]
     log = (tmp_path / "suite.log").read_text()
-    assert log.count(": exit 0 in ") == 6, log[-3000:]
+    assert log.count(": exit 0 in ") == 7, log[-3000:]
+    assert log.count("XLA_FLAGS=--xla_gpu_autotune_level=0 python -m") == 5  # the variable reached the runs
     entries = (tmp_path / "entries.md").read_text()
-    assert entries.count("### FastSpeech2 train step") == 3 and entries.count("### CTC ASR train step") == 1
+    assert entries.count("### FastSpeech2 train step") == 4 and entries.count("### CTC ASR train step") == 1
+    assert entries.count("Command: `XLA_FLAGS='--xla_gpu_autotune_level=0' python -m") == 5
     assert "### Recurrences over frames" in entries
     assert "### TTS train step trace" in entries
     for name in ("perfetto_trace.json.gz", "step_hlo.txt.gz", "trace_summary.md"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_a_run_stopped_at_its_limit_keeps_what_it_printed(tmp_path):
+    """run_streamed writes the child's output as it goes: a run killed at its time limit still returns its
+    progress lines (on 2026-12-04 a GPU run that timed out left nothing)."""
+    from benchmarks.device_suite import run_streamed
+
+    script = tmp_path / "slow_child.py"
+    script.write_text("import sys, time\nprint('phase one', flush=True)\nprint('on stderr', file=sys.stderr)\n"
+                      "time.sleep(60)\nprint('never')\n")
+    returncode, out, err = run_streamed(["slow_child"], 3, tmp_path / "run0", {"PYTHONPATH": str(tmp_path)})
+    assert returncode is None
+    assert out == "phase one\n" and err == "on stderr\n"
+    assert not list(tmp_path.glob("run0.*"))  # its files went into the returned text
 
 
 def test_device_suite_skips_runs_that_would_pass_its_budget(tmp_path):

@@ -32,7 +32,7 @@ from mmspeech_jax.layers.winograd import ALGORITHMS as CONV_ALGORITHMS
 from mmspeech_jax.losses.ctc import ctc_feasible, ctc_total
 from mmspeech_jax.losses.recurrence import ALGORITHMS as RECURRENCES
 from mmspeech_jax.losses.ratios import ratio
-from mmspeech_jax.text.normalize import PUNCTUATION
+from mmspeech_jax.text.alphabet import PUNCTUATION
 from mmspeech_jax.text.symbols import character_table
 
 ENCODERS = ("conformer", "transformer")

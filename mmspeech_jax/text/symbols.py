@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from mmspeech_jax.errors import CorpusMismatchError, UnknownSymbolError
-from mmspeech_jax.text.normalize import PUNCTUATION
+from mmspeech_jax.text.alphabet import PUNCTUATION
 
 PAD = "<pad>"
 
