@@ -128,6 +128,8 @@ def restore_params(workdir: Path, report=lambda line: print(line, file=sys.stder
     import jax
     import orbax.checkpoint as ocp
 
+    from mmspeech_jax.train.checkpoint_bytes import unreadable_reason
+
     directory = (Path(workdir) / "checkpoints" / "periodic").absolute()
     diverged = Path(workdir) / "checkpoints" / "DIVERGED.json"
     best = directory.parent / "best"
@@ -143,6 +145,9 @@ def restore_params(workdir: Path, report=lambda line: print(line, file=sys.stder
     try:
         for step in steps:
             try:
+                problem = unreadable_reason(directory / str(step) / "state", prefix="train.params.")
+                if problem:  # found without Orbax: it would spill tracebacks (train/checkpoint_bytes.py)
+                    raise CheckpointDamagedError(problem)
                 metadata = ocp.StandardCheckpointHandler().metadata(directory / str(step) / "state").tree
                 params_meta = metadata["train"]["params"]
                 target = {"train": {"params": jax.tree_util.tree_map(

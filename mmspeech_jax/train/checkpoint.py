@@ -17,7 +17,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from mmspeech_jax.errors import WorkdirMismatchError
+from mmspeech_jax.errors import CheckpointDamagedError, WorkdirMismatchError
+from mmspeech_jax.train.checkpoint_bytes import unreadable_reason
 
 
 class Checkpointer:
@@ -58,14 +59,18 @@ class Checkpointer:
         manager = self.best if best else self.periodic
         if step is not None or best:
             step = step if step is not None else manager.best_step()
-            return None if step is None else self._restore(manager, step, abstract_state, abstract_rng)
+            if step is None:
+                return None
+            check_bytes(Path(manager.directory) / str(step))
+            return self._restore(manager, step, abstract_state, abstract_rng)
         from mmspeech_jax.workdir import damaged_step_line
 
         for step in sorted(manager.all_steps(), reverse=True):
             where = Path(manager.directory) / str(step)
             try:
+                check_bytes(where)
                 stored = ocp.StandardCheckpointHandler().metadata(where / "state").tree
-            except Exception as exc:  # noqa: BLE001 - unreadable metadata: a damaged step
+            except Exception as exc:  # noqa: BLE001 - unreadable bytes or metadata: a damaged step
                 report(damaged_step_line(step, manager.directory, exc))
                 self._set_aside(manager, where)
                 continue
@@ -138,6 +143,15 @@ def check_state_fits(stored, state, where) -> None:
         raise WorkdirMismatchError(f"the checkpoint {where} holds another training state ({len(old)} arrays there, "
                                    f"{len(new)} now: another optimizer?); use a new workdir or the flags that made "
                                    f"it (nothing was changed)")
+
+
+def check_bytes(step_dir: Path) -> None:
+    """`CheckpointDamagedError` (one line) when a stored byte of the step's `state` or `data` item does not read:
+    found without Orbax, whose concurrent restore would spill TensorStore tracebacks (`checkpoint_bytes.py`)."""
+    for item in ("state", "data"):
+        problem = unreadable_reason(step_dir / item)
+        if problem:
+            raise CheckpointDamagedError(f"{step_dir.name}/{item}: {problem}")
 
 
 def _barriers(prefix: str):
