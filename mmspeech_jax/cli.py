@@ -96,7 +96,7 @@ def _synthesize(args) -> int:
 
 
 def _export(args) -> int:
-    from mmspeech_jax.export import PARAMETER_FILES, check_new_outputs, export_parameters
+    from mmspeech_jax.export import PARAMETER_FILES, check_new_outputs, export_parameters, inference_fields
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
     workdir = Path(args.workdir)
@@ -109,7 +109,8 @@ def _export(args) -> int:
     check_new_outputs(args.out, PARAMETER_FILES)  # before the checkpoint loads
     params, step = restore_params(workdir)
     out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
-                            config.get("features", {}).get("mel"), args.out, task=config.get("task", "tts"))
+                            config.get("features", {}).get("mel"), args.out, task=config.get("task", "tts"),
+                            inference=inference_fields(config, step))
     print(f"exported step {step} to {out}")
     return 0
 

@@ -6,7 +6,11 @@
 
 Names are the Flax parameter paths joined by '/', e.g. "encoder/block_0/attention/qkv/kernel". config.json records
 the workdir's task: "tts" (FastSpeech2), "hyperspeech" (HyperSpeech: `method=model.generate` then also takes the
-speaker / reference arguments) or "asr" (CTCASR); `load_exported` rebuilds the matching module.
+speaker / reference arguments), "asr" (CTCASR) or "lm" (TextLM); `load_exported` rebuilds the matching module.
+Its "inference" entry holds what inference needs beyond the parameters (`inference_fields`): the tokenizer kind
+and the corpus statistics (feature mean/std for the ASR's input normalization, F0 and energy statistics), and the
+step the parameters come from, so `Synthesizer.from_export` / `Transcriber.from_export` (and the CLI given an
+export directory as `--workdir`) need nothing else.
 """
 
 from __future__ import annotations
@@ -56,8 +60,44 @@ def check_new_outputs(out_dir, names) -> Path:
     return out_dir
 
 
-def export_parameters(params, model_config: dict, symbols: dict, mel_config: dict, out_dir, task: str = "tts") -> Path:
-    """Writes model.safetensors, config.json and symbols.json into `out_dir` (refuses to overwrite any of them)."""
+def inference_fields(workdir_config: dict, step: int) -> dict:
+    """What an export's config.json carries for inference, from a training workdir's config.json: the tokenizer
+    kind ("espeak", "arpabet", "characters"; None for a text LM), the corpus statistics (`stats`: the ASR's feature
+    mean/std, F0 and energy statistics; None when the workdir has none) and the checkpoint step."""
+    return {"tokenizer": workdir_config.get("features", {}).get("tokenizer"), "stats": workdir_config.get("stats"),
+            "step": int(step)}
+
+
+def is_export(directory) -> bool:
+    """True when `directory` holds an export (model.safetensors) rather than a training workdir (checkpoints/)."""
+    directory = Path(directory)
+    return (directory / "model.safetensors").is_file() and not (directory / "checkpoints").is_dir()
+
+
+def read_export_config(directory) -> dict:
+    """config.json of an export, with its "inference" entry; one-line errors: `NotAWorkdirError` when a file is
+    missing, `WorkdirDamagedError` when config.json is not JSON, `ConfigError` for an export written before
+    exports carried their inference fields (re-export it from its workdir)."""
+    from mmspeech_jax.errors import ConfigError, NotAWorkdirError, WorkdirDamagedError
+
+    directory = Path(directory)
+    missing = [name for name in PARAMETER_FILES if not (directory / name).is_file()]
+    if missing:
+        raise NotAWorkdirError(f"{directory} is not a complete export (missing {', '.join(missing)})")
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkdirDamagedError(f"{directory / 'config.json'} is damaged (not JSON: {exc})") from None
+    if not isinstance(config, dict) or "inference" not in config:
+        raise ConfigError(f"{directory} was exported without its inference fields (tokenizer, statistics); "
+                          "export it again from its workdir with `mmspeech export`")
+    return config
+
+
+def export_parameters(params, model_config: dict, symbols: dict, mel_config: dict, out_dir, task: str = "tts",
+                      inference: dict | None = None) -> Path:
+    """Writes model.safetensors, config.json and symbols.json into `out_dir` (refuses to overwrite any of them).
+    `inference`: `inference_fields(...)` of the workdir, stored as config.json's "inference"."""
     from safetensors.numpy import save_file
 
     out_dir = check_new_outputs(out_dir, PARAMETER_FILES)
@@ -70,8 +110,8 @@ def export_parameters(params, model_config: dict, symbols: dict, mel_config: dic
     save_file({k: np.ascontiguousarray(v) for k, v in flatten(params).items()}, str(partial))
     os.chmod(partial, 0o644)  # safetensors writes 0600; the export is for others to read, like its siblings
     os.replace(partial, out_dir / "model.safetensors")
-    atomic_write_text(out_dir / "config.json", json.dumps({"task": task, "model": model_config, "mel": mel_config},
-                                                          indent=1))
+    atomic_write_text(out_dir / "config.json", json.dumps({"task": task, "model": model_config, "mel": mel_config,
+                                                           "inference": inference}, indent=1))
     atomic_write_text(out_dir / "symbols.json", json.dumps(symbols, indent=1))
     return out_dir
 

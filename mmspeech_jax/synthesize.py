@@ -66,7 +66,11 @@ class Synthesizer:
     def from_workdir(cls, workdir) -> "Synthesizer":
         """A TTS or HyperSpeech training workdir -> its synthesizer; any other workdir (ASR, LM) is a one-line
         `ConfigError` before anything loads."""
+        from mmspeech_jax.export import is_export
+
         workdir = Path(workdir)
+        if is_export(workdir):
+            return cls.from_export(workdir)
         config = read_workdir_config(workdir)
         task = config.get("task", "tts")
         if task not in ("tts", "hyperspeech"):
@@ -78,6 +82,21 @@ class Synthesizer:
                   SymbolTable.load(workdir / "symbols.json"), MelConfig(**config["features"]["mel"]),
                   config["features"]["tokenizer"])
         tts.checkpoint_step = step  # the newest step whose parameters restored (`workdir.restore_params`)
+        return tts
+
+    @classmethod
+    def from_export(cls, directory) -> "Synthesizer":
+        """An `mmspeech export` directory of a TTS or HyperSpeech workdir -> its synthesizer, from the export's files
+        alone (one-line errors for an incomplete export, another task, or an export made before exports carried
+        their tokenizer)."""
+        from mmspeech_jax.export import load_exported, read_export_config
+
+        config = read_export_config(directory)
+        if config.get("task", "tts") not in ("tts", "hyperspeech"):
+            raise ConfigError(f"{directory} is not a TTS export (config.json task is {config.get('task')!r})")
+        model, params, table, mel_config = load_exported(directory)
+        tts = cls(model, params, table, mel_config, config["inference"]["tokenizer"])
+        tts.checkpoint_step = config["inference"].get("step")
         return tts
 
     def reference_mel(self, path) -> np.ndarray:

@@ -38,11 +38,21 @@ DEFAULT_LM_WEIGHT, DEFAULT_LENGTH_BONUS = 0.5, 1.0
 
 
 def load_lm_scorer(lm_workdir):
-    """A `python -m experiments.text_lm` workdir -> the beam search's scorer (`text_lm.lm_scorer`). One-line errors
-    for a workdir that is not a language model's or whose symbols differ from the character table."""
+    """A `python -m experiments.text_lm` workdir, or its `mmspeech export`, -> the beam search's scorer
+    (`text_lm.lm_scorer`). One-line errors for a workdir that is not a language model's or whose symbols differ from
+    the character table."""
+    from mmspeech_jax.export import is_export, load_exported, read_export_config
     from mmspeech_jax.models.text_lm import TextLM, TextLMConfig, lm_scorer
 
     lm_workdir = Path(lm_workdir)
+    if is_export(lm_workdir):
+        config = read_export_config(lm_workdir)
+        if config.get("task") != "lm":
+            raise ConfigError(f"{lm_workdir} is not a language-model export (config.json task is "
+                              f"{config.get('task')!r})")
+        model, params, table, _ = load_exported(lm_workdir)
+        character_table().check_compatible(table)
+        return lm_scorer(model, params)
     config = read_workdir_config(lm_workdir)
     if config.get("task") != "lm":
         raise ConfigError(f"{lm_workdir} is not a language-model workdir (config.json task is {config.get('task')!r})")
@@ -69,7 +79,11 @@ class Transcriber:
                      lm_weight: float | None = None, length_bonus: float | None = None) -> "Transcriber":
         """`lm_workdir`: fuse that language model; weights left None come from the ASR workdir's report.json
         (what `experiments.ljspeech_asr --lm` chose on validation), else the defaults."""
+        from mmspeech_jax.export import is_export
+
         workdir = Path(workdir)
+        if is_export(workdir):
+            return cls.from_export(workdir, method, beam_width, lm_workdir, lm_weight, length_bonus)
         config = read_workdir_config(workdir)
         if config.get("task") != "asr":
             raise ConfigError(f"{workdir} is not an ASR workdir (config.json task is {config.get('task')!r})")
@@ -84,6 +98,26 @@ class Transcriber:
         asr = cls(CTCASR(CTCASRConfig.from_dict(config["model"])), params, config["stats"],
                   MelConfig(**config["features"]["mel"]), method, beam_width, lm, lm_weight, length_bonus)
         asr.checkpoint_step = step  # the newest step whose parameters restored (`workdir.restore_params`)
+        return asr
+
+    @classmethod
+    def from_export(cls, directory, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
+                    lm_weight: float | None = None, length_bonus: float | None = None) -> "Transcriber":
+        """An `mmspeech export` directory of an ASR workdir -> its transcriber, from the export's files alone (the
+        feature statistics travel in its config.json). `lm_workdir` (a workdir or an LM export) as in
+        `from_workdir`; the fusion weights default to DEFAULT_LM_WEIGHT / DEFAULT_LENGTH_BONUS."""
+        from mmspeech_jax.export import load_exported, read_export_config
+
+        config = read_export_config(directory)
+        if config.get("task") != "asr":
+            raise ConfigError(f"{directory} is not an ASR export (config.json task is {config.get('task')!r})")
+        model, params, table, mel_config = load_exported(directory)
+        character_table().check_compatible(table)
+        lm = load_lm_scorer(lm_workdir) if lm_workdir is not None else None
+        asr = cls(model, params, config["inference"]["stats"], mel_config, method, beam_width, lm,
+                  DEFAULT_LM_WEIGHT if lm_weight is None else lm_weight,
+                  DEFAULT_LENGTH_BONUS if length_bonus is None else length_bonus)
+        asr.checkpoint_step = config["inference"].get("step")
         return asr
 
     def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -358,3 +358,28 @@ def test_tts_experiment_records_the_natural_cer_curve(tiny_asr_workdir, tiny_run
     assert curve[0]["unsynthesizable"] == sum("error" in line for line in expected["lines"])
     logged = read_summaries(workdir / "tensorboard")[("validation/natural_synthesized_cer", 4)]
     assert logged.simple_value == pytest.approx(curve[0]["natural_synthesized_cer"], rel=1e-6)
+
+
+def test_asr_and_lm_exports_stand_alone(tiny_asr_workdir, tiny_lm_workdir, tmp_path, capsys):
+    """An ASR export carries the feature statistics its input normalization needs (Transcriber on an export used
+    to fail with `TypeError: 'NoneType' object is not subscriptable`): from_export gives the workdir's
+    log-probabilities, and beam search fused with an LM export gives the transcripts of the fused workdirs; the CLI
+    takes both exports."""
+    from mmspeech_jax.transcribe import Transcriber
+
+    asr_out, lm_out = tmp_path / "asr", tmp_path / "lm"
+    assert cli(["export", "--workdir", str(tiny_asr_workdir), "--out", str(asr_out)]) == 0
+    assert cli(["export", "--workdir", str(tiny_lm_workdir), "--out", str(lm_out)]) == 0
+    mel = np.random.default_rng(3).normal(-4.0, 1.5, (180, 80)).astype(np.float32)
+    trained = Transcriber.from_workdir(tiny_asr_workdir)
+    exported = Transcriber.from_export(asr_out)
+    np.testing.assert_allclose(exported.log_probs([mel])[0], trained.log_probs([mel])[0], atol=1e-5)
+    fused = dict(method="beam", beam_width=2, lm_weight=0.5, length_bonus=0.75)
+    expected = Transcriber.from_workdir(tiny_asr_workdir, lm_workdir=tiny_lm_workdir, **fused).transcribe_features([mel])
+    assert Transcriber.from_export(asr_out, lm_workdir=lm_out, **fused).transcribe_features([mel]) == expected
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.random.default_rng(0).normal(size=22050).astype(np.float32) * 0.1, 22050)
+    capsys.readouterr()
+    assert cli(["transcribe", "--workdir", str(asr_out), str(wav), "--lm", str(lm_out), "--beam-width", "2",
+                "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert "text" in json.loads((tmp_path / "r.jsonl").read_text())

@@ -176,3 +176,45 @@ def test_export_loads_in_a_new_process(workdir, tmp_path):
     # every exported file is readable by others alike (safetensors alone used to write 0600)
     assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {"0o644"}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_a_tts_export_stands_alone(workdir, tmp_path, capsys):
+    """Synthesizer.from_export (and the CLI given the export as --workdir) synthesizes what the workdir does, from
+    the export's files alone: the tokenizer kind travels in its config.json."""
+    import json
+
+    out = tmp_path / "exported"
+    assert cli(["export", "--workdir", str(workdir), "--out", str(out)]) == 0
+    inference = json.loads((out / "config.json").read_text())["inference"]
+    workdir_config = json.loads((workdir / "config.json").read_text())
+    assert inference["tokenizer"] == workdir_config["features"]["tokenizer"] and inference["step"] == 4
+    assert inference["stats"] == workdir_config["stats"]
+    expected, rate = Synthesizer.from_workdir(workdir).synthesize("Hello there.")
+    exported = Synthesizer.from_export(out)
+    audio, exported_rate = exported.synthesize("Hello there.")
+    assert exported_rate == rate and exported.checkpoint_step == 4
+    np.testing.assert_allclose(audio, expected, atol=1e-5)
+    capsys.readouterr()
+    assert cli(["synthesize", "--workdir", str(out), "--text", "Hello there.", "--out", str(tmp_path / "a.wav")]) == 0
+    assert f"reading {out}: checkpoint step 4" in capsys.readouterr().err
+    saved, _ = sf.read(tmp_path / "a.wav")
+    assert saved.shape == expected.shape
+
+
+def test_an_export_without_its_inference_fields_is_one_line(workdir, tmp_path):
+    """An export written before exports carried their tokenizer and statistics: one line saying to re-export."""
+    import json
+
+    from mmspeech_jax.errors import ConfigError, NotAWorkdirError
+
+    out = tmp_path / "old"
+    assert cli(["export", "--workdir", str(workdir), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["inference"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="export it again") as error:
+        Synthesizer.from_export(out)
+    assert "\n" not in str(error.value)
+    (out / "symbols.json").unlink()
+    with pytest.raises(NotAWorkdirError, match="missing symbols.json"):
+        Synthesizer.from_export(out)
