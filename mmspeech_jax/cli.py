@@ -178,6 +178,8 @@ def _evaluate_tts(args) -> int:
 
 
 def main(argv=None) -> int:
+    """The `mmspeech` command line (argv: list of str, default sys.argv[1:]) -> exit status: 0 done, 1 some inputs
+    failed (each reported in one line), 2 a user error (one line on stderr, no traceback)."""
     parser = argparse.ArgumentParser(prog="mmspeech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -24,6 +24,7 @@ from mmspeech_jax.errors import OutputExistsError
 
 
 def flatten(params, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dict of arrays -> {"a/b/c": array}: names are the dict paths joined by '/' (safetensors keys)."""
     out = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
@@ -35,6 +36,7 @@ def flatten(params, prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """Inverse of `flatten`: {"a/b/c": array} -> nested dict."""
     tree: dict = {}
     for name, value in flat.items():
         node = tree

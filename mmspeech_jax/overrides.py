@@ -18,6 +18,7 @@ from mmspeech_jax.errors import ConfigError
 
 
 def parse_value(text: str) -> Any:
+    """A `--set` value: JSON when it parses (numbers, true/false, null, lists, objects), else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -47,6 +47,10 @@ REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 
 class Synthesizer:
+    """Text -> speech with a trained FastSpeech2 or HyperSpeech: normalization and tokenization, `generate` at padded
+    shapes (tokens to multiples of 32, frames to a ladder, so a session compiles a few times), Griffin-Lim.
+    `from_workdir` (a training workdir or an export) and `from_export` build one; `mel(text)` -> (T, M) float32,
+    `synthesize(text)` -> (audio (S,) float32, sample rate)."""
     def __init__(self, model: FastSpeech2 | HyperSpeech, params, table: SymbolTable, mel_config: MelConfig,
                  tokenizer_kind: str):
         self.model, self.params, self.mel_config = model, params, mel_config
@@ -173,8 +177,10 @@ class VoicedSynthesizer:
         self.tts, self.speaker, self.reference = tts, speaker, reference
 
     def synthesize(self, text: str, controls: Controls = Controls(), *, griffin_lim_iters: int = 60):
+        """text -> (float32 audio (S,), sample_rate) in the bound voice."""
         return self.tts.synthesize(text, controls, speaker=self.speaker, reference=self.reference,
                                    griffin_lim_iters=griffin_lim_iters)
 
     def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
+        """A log-mel (T, M) -> (float32 audio (S,), sample_rate) by Griffin-Lim."""
         return self.tts.vocode(log_mel, griffin_lim_iters=griffin_lim_iters)

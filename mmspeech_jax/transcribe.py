@@ -62,6 +62,9 @@ def load_lm_scorer(lm_workdir):
 
 
 class Transcriber:
+    """Speech -> text with a trained CTC recognizer: log-mel as the training features, normalized by the corpus
+    statistics, one jitted forward pass at padded shapes, greedy or beam decoding (with an optional LM fused).
+    `from_workdir` (a training workdir or an export) and `from_export` build one."""
     def __init__(self, model: CTCASR, params, stats: dict, mel_config: MelConfig, method: str = "greedy",
                  beam_width: int = 8, lm=None, lm_weight: float = DEFAULT_LM_WEIGHT,
                  length_bonus: float = DEFAULT_LENGTH_BONUS):
@@ -137,6 +140,7 @@ class Transcriber:
         return log_probs, out_mask.sum(-1)
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
+        """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method."""
         log_probs, lengths = self.log_probs(mels)
         ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
                            length_bonus=self.length_bonus if self.lm is not None else 0.0)
@@ -160,4 +164,5 @@ class Transcriber:
         return padded_log_mel_and_energy(np.asarray(audio, np.float32), self.mel_config)[0]
 
     def transcribe_file(self, path) -> str:
+        """An audio file (any rate, mono or stereo) -> its transcript; audio errors are one line."""
         return self.transcribe_features([self.mel(path)])[0]

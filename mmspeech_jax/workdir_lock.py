@@ -41,9 +41,11 @@ class WorkdirLock:
 
     @property
     def held(self) -> bool:
+        """Whether this process still holds the lock."""
         return self._handle is not None
 
     def release(self) -> None:
+        """Release the lock (idempotent); the lock file stays."""
         if self._handle is not None:
             _HELD.pop(str(self.path.resolve()), None)
             fcntl.flock(self._handle, fcntl.LOCK_UN)

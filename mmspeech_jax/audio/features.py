@@ -54,6 +54,7 @@ class MelConfig:
 
     @property
     def num_bins(self) -> int:
+        """Frequency bins of the one-sided STFT: n_fft // 2 + 1."""
         return self.n_fft // 2 + 1
 
 
@@ -82,6 +83,7 @@ def hz_to_mel_slaney(f_hz):
 
 
 def mel_to_hz_slaney(mels):
+    """Slaney-scale mels (any shape, float64) -> Hz: linear below 1 kHz, logarithmic above (librosa's `htk=False`)."""
     mels = np.asarray(mels, dtype=np.float64)
     min_log_hz, min_log_mel, logstep = 1000.0, 15.0, np.log(6.4) / 27.0
     linear = 200.0 * mels / 3.0

@@ -47,6 +47,7 @@ class AudioInfo:
 
     @property
     def seconds(self) -> float:
+        """Duration in seconds: num_samples / sample_rate."""
         return self.num_samples / self.sample_rate
 
 

@@ -30,6 +30,8 @@ from mmspeech_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class PitchConfig:
+    """YIN F0 settings (`yin`): frame grid (sample rate, hop, window), search range in Hz, the aperiodicity threshold
+    below which a frame is voiced, and the silence level (dBFS) under which a frame is unvoiced. Checked when built."""
     sample_rate: int = 22050
     hop_samples: int = 256
     frame_samples: int = 1024  # ~46 ms: integration window W = frame - sr/fmin ~ 30 ms, as in the paper
@@ -58,10 +60,12 @@ class PitchConfig:
 
     @property
     def min_lag(self) -> int:
+        """Smallest lag searched, in samples (the period of fmax_hz; at least 2)."""
         return max(2, int(math.floor(self.sample_rate / self.fmax_hz)))
 
     @property
     def max_lag(self) -> int:
+        """Largest lag searched, in samples (the period of fmin_hz)."""
         return int(math.ceil(self.sample_rate / self.fmin_hz))
 
 

@@ -18,6 +18,8 @@ from mmspeech_jax import config_checks
 
 @dataclasses.dataclass(frozen=True)
 class SpecAugmentConfig:
+    """SpecAugment masks: `freq_masks` bands of up to `freq_width` mel bins and `time_masks` spans of up to
+    `time_width_ratio` of each utterance's valid frames, filled with `fill`. Checked when built."""
     freq_masks: int = 2
     freq_width: int = 27
     time_masks: int = 2
@@ -41,6 +43,8 @@ def _band_mask(key, count: int, max_width, extent, size: int, batch: int):
 
 
 def spec_augment(features, frame_mask, rng, config: SpecAugmentConfig = SpecAugmentConfig()):
+    """features (B, T, M) float, frame_mask (B, T) bool (True = valid), rng -> (B, T, M) with the masked bands and spans
+    set to `config.fill`. Spans lie inside each row's valid frames; a pure function of its inputs (jit-able)."""
     b, t, m = features.shape
     k_freq, k_time = jax.random.split(rng)
     lengths = frame_mask.sum(-1).astype(jnp.float32)

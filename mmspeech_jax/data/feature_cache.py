@@ -46,6 +46,8 @@ _PAD_QUANTUM_FRAMES = 64  # audio is padded to a multiple of 64 hops (~0.74 s) -
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
+    """What the feature cache computes: log-mel (`MelConfig`), F0 (`PitchConfig`, on the same frame grid), the tokenizer
+    kind and the longest utterance kept (seconds). Checked when built."""
     mel: MelConfig = MelConfig()
     pitch: PitchConfig = PitchConfig()
     tokenizer: str = "espeak"
@@ -60,6 +62,7 @@ class FeatureConfig:
             raise ConfigError("FeatureConfig: mel and pitch must share sample_rate and hop_samples (one frame grid)")
 
     def to_json(self) -> dict:
+        """The config as a JSON-able dict, with the cache format version (the cache's fingerprint input)."""
         return {"format": CACHE_FORMAT_VERSION, **dataclasses.asdict(self)}
 
 
@@ -289,6 +292,7 @@ def build_feature_cache(utterances: Sequence[SourceUtterance], out_dir, config: 
 
 
 def cache_fingerprint(source_fingerprint: str, config: FeatureConfig) -> str:
+    """12 hex digits identifying a cache: the source corpus's fingerprint and the feature config."""
     payload = json.dumps({"source": source_fingerprint, "features": config.to_json()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -327,21 +331,26 @@ class FeatureCache:
 
     @property
     def num_frames(self) -> np.ndarray:
+        """(U,) int: mel frames of each utterance."""
         return np.diff(self._frames)
 
     @property
     def num_tokens(self) -> np.ndarray:
+        """(U,) int: tokens of each utterance."""
         return np.diff(self._tokens)
 
     @property
     def num_chars(self) -> np.ndarray:
+        """(U,) int: transcript characters (the ASR's targets) of each utterance."""
         return np.diff(self._chars)
 
     @property
     def n_mels(self) -> int:
+        """Mel channels of the cached log-mels."""
         return int(self.config["mel"]["n_mels"])
 
     def indices(self, split: str) -> np.ndarray:
+        """(K,) int64: the utterance indices of `split` ("train", "validation" or "test"), in cache order."""
         return np.asarray([i for i, s in enumerate(self.splits) if s == split], np.int64)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:

@@ -45,12 +45,15 @@ def plot_item(item: dict, symbols, title: str, path) -> Path:
 
 
 def plot_cache(cache, out_dir, indices) -> list[Path]:
+    """One PNG per utterance index of `cache` (log-mel with phoneme boundaries, F0, energy) into `out_dir`; returns
+    the paths."""
     symbols = cache.table.symbols
     return [plot_item(cache[int(i)], symbols, f"{cache.ids[int(i)]}: {cache.texts[int(i)]}",
                       Path(out_dir) / f"{cache.ids[int(i)]}.png") for i in indices]
 
 
 def main(argv=None):
+    """`python -m mmspeech_jax.data.inspect`: plot the first `--num` utterances of a split of the embedded corpus."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="plots", help="output directory for the PNG files")
     parser.add_argument("--num", type=int, default=4, help="how many utterances to plot")

@@ -37,6 +37,7 @@ def ljspeech_builder(data_dir: str | os.PathLike):
 
 
 def is_prepared(data_dir: str | os.PathLike) -> bool:
+    """True when `data_dir` holds a prepared TFDS `ljspeech` (nothing is downloaded to find out)."""
     return Path(data_dir).is_dir() and ljspeech_builder(data_dir).is_prepared()
 
 
@@ -70,6 +71,7 @@ def split_indices(num_records: int, split: str) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class LJSpeechRecord:
+    """One LJSpeech clip: id, audio (S,) float32 in [-1, 1] at `sample_rate`, the transcript and its normalized text."""
     id: str
     audio: np.ndarray  # (S,) float32 in [-1, 1]
     sample_rate: int

@@ -46,6 +46,8 @@ BATCH_KEYS = ("tokens", "token_mask", "token_lengths", "mel", "frame_mask", "fra
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
+    """Batching: batch size, K bucket shapes, shuffling seed, epochs (None: endless), padding multiples of the frame
+    and token axes, Grain worker threads and prefetch depth. Checked when built."""
     batch_size: int = 16
     num_buckets: int = 4
     seed: int = 0
@@ -66,6 +68,7 @@ class PipelineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BucketShape:
+    """One padded batch shape: frames (T), tokens (N) and transcript characters (L)."""
     frames: int
     tokens: int
     chars: int
@@ -193,6 +196,7 @@ class BatchIterator:
 
     @property
     def num_shapes(self) -> int:
+        """How many bucket shapes the batches take (the most compilations a jitted step needs)."""
         return len(self.shapes)
 
     def __iter__(self):
@@ -202,9 +206,11 @@ class BatchIterator:
         return next(self._iterator)
 
     def get_state(self) -> dict:
+        """The iterator's position (a JSON-able dict) for an exact resume with `set_state`."""
         return self._iterator.get_state()
 
     def set_state(self, state: dict) -> None:
+        """Continue from a position returned by `get_state`."""
         self._iterator.set_state(state)
 
 

@@ -62,6 +62,9 @@ MULTISPEAKER_VOICES = (
 
 @dataclasses.dataclass(frozen=True)
 class CorpusConfig:
+    """The embedded corpus: how many utterances, the seed, the espeak-ng voices, utterance length bounds (seconds),
+    split fractions, generation shards, the share of natural English, and which text ("training" stream or the
+    natural "evaluation" set). Everything that changes the audio is in its fingerprint. Checked when built."""
     name: str = "espeak-en"
     num_utterances: int = 13000  # ~10.4 h at the mix of natural and template sentences
     seed: int = 0
@@ -100,12 +103,14 @@ class CorpusConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "CorpusConfig":
+        """Inverse of `to_json` (the corpus's config.json)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         return cls(**{**values, "voices": tuple(Voice(**v) for v in values["voices"])})
 
     @property
     def fingerprint(self) -> str:
+        """12 hex digits of the config's JSON (the text sources' fingerprint included): names the corpus directory."""
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -127,6 +132,9 @@ def multispeaker_config(num_voices: int = len(MULTISPEAKER_VOICES), **overrides)
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
+    """One corpus utterance: id, split, speaker index and voice, sentence kind, the transcript as written and the
+    normalized text spoken, its wav path (relative to the corpus root) and length, and the espeak phonemes with the
+    sample at which each starts (the ground truth aligners are measured against)."""
     id: str
     split: str
     speaker: int
@@ -143,22 +151,26 @@ class Utterance:
 
     @property
     def seconds(self) -> float:
+        """Duration in seconds."""
         return self.num_samples / self.sample_rate
 
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
+    """A generated corpus on disk: its root directory, its config (JSON dict) and its utterances in order."""
     root: Path
     config: dict
     utterances: tuple[Utterance, ...]
 
     def split(self, name: str) -> tuple[Utterance, ...]:
+        """The utterances of one split ("train", "validation", "test"); `ConfigError` for another name."""
         if name not in SPLITS:
             raise ConfigError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
         return tuple(u for u in self.utterances if u.split == name)
 
     @property
     def voices(self) -> tuple[str, ...]:
+        """The voice ids, in speaker-index order."""
         return tuple(Voice(**v).id for v in self.config["voices"])
 
     def audio(self, utterance: Utterance) -> np.ndarray:
@@ -173,6 +185,7 @@ def default_cache_dir() -> Path:
 
 
 def corpus_dir(config: CorpusConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where a corpus with this config lives: <cache dir>/corpora/<name>-<fingerprint>."""
     return Path(cache_dir or default_cache_dir()) / "corpora" / f"{config.name}-{config.fingerprint}"
 
 

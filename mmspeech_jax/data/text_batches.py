@@ -32,6 +32,7 @@ class TextBatches:
 
     @property
     def shapes(self) -> tuple[tuple[int, int], ...]:
+        """The (batch size, length) shapes batches take: one per length rung."""
         return tuple((self.batch_size, length) for length in self.lengths)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
@@ -51,6 +52,8 @@ class TextBatches:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def batch(self, indices) -> dict[str, np.ndarray]:
+        """Sentences at `indices` -> {"tokens": (B, L) int32, "token_mask": (B, L) bool}, padded to the smallest length
+        rung that holds the longest (rows past the sentences are empty, mask False)."""
         from mmspeech_jax.models.text_lm import encode_sentences
 
         sentences = [self.id_lists[i] for i in indices]
@@ -79,7 +82,9 @@ class TextBatches:
             yield self.batch(range(start, min(start + self.batch_size, len(self.id_lists))))
 
     def get_state(self) -> dict:
+        """The position (epoch, batch) for an exact resume."""
         return {"epoch": self.epoch, "position": self.position}
 
     def set_state(self, state: dict) -> None:
+        """Continue from a position returned by `get_state`."""
         self.epoch, self.position = int(state["epoch"]), int(state["position"])

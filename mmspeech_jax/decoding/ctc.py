@@ -23,6 +23,8 @@ def collapse(path, blank_id: int = 0) -> list[int]:
 
 
 def greedy_decode(log_probs, length: int | None = None, blank_id: int = 0) -> list[int]:
+    """log_probs (T, V) of one utterance, its valid length -> label ids: the best label per frame, repeats merged,
+    blanks (`blank_id`) removed."""
     log_probs = np.asarray(log_probs)
     length = log_probs.shape[0] if length is None else int(length)
     return collapse(np.argmax(log_probs[:length], axis=-1), blank_id)

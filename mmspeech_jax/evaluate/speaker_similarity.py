@@ -49,6 +49,8 @@ class SpeakerClassifierModel(nn.Module):
 
 @dataclasses.dataclass
 class SpeakerClassifier:
+    """A trained speaker classifier (module + params): call it on mels (B, T, M) and masks (B, T) for (unit-norm
+    embeddings (B, E), voice probabilities (B, S))."""
     model: SpeakerClassifierModel
     params: dict
 
@@ -61,9 +63,11 @@ class SpeakerClassifier:
         return np.asarray(embedding), np.asarray(jax.nn.softmax(logits, axis=-1))
 
     def embed(self, mels, masks) -> np.ndarray:
+        """mels (B, T, M), masks (B, T) -> unit-norm embeddings (B, E)."""
         return self(mels, masks)[0]
 
     def probabilities(self, mels, masks) -> np.ndarray:
+        """mels (B, T, M), masks (B, T) -> voice probabilities (B, S)."""
         return self(mels, masks)[1]
 
 

@@ -22,6 +22,8 @@ from mmspeech_jax.layers.ids import table_ids
 
 
 class SpeakerEmbedding(nn.Module):
+    """Speaker table: speaker (B,) int, -1 = none -> (vectors (B, E), available (B,) bool); rows without a speaker
+    are zero. An id outside [-1, num_speakers) raises (eager) or gives NaN (under jit)."""
     num_speakers: int
     dim: int
 
@@ -35,6 +37,8 @@ class SpeakerEmbedding(nn.Module):
 
 
 class ReferenceEncoder(nn.Module):
+    """Reference-audio encoder: mel (B, T, M), mask (B, T) -> (vector (B, E), available (B,)): stride-2 convolutions,
+    then attention pooling over the valid frames; padding never changes the result."""
     dim: int
     channels: tuple[int, ...] = (64, 128, 128)
     dtype: jnp.dtype = jnp.float32
@@ -57,6 +61,8 @@ class ReferenceEncoder(nn.Module):
 
 
 class VectorEncoder(nn.Module):
+    """An external condition vector (B, C) (image, text or speaker embedding) -> (B, E) by one projection, zero where
+    `available` (B,) is False."""
     dim: int
 
     @nn.compact

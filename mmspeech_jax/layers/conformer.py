@@ -28,6 +28,8 @@ from mmspeech_jax.layers.dropout import Dropout
 
 @dataclasses.dataclass(frozen=True)
 class ConformerBlockConfig:
+    """One Conformer block: width, heads, feed-forward width, depthwise kernel, dropout rates, optional adapter width
+    and LoRA rank (0: none), remat. Checked when built."""
     dim: int = 256
     heads: int = 4
     ffn_dim: int = 1024
@@ -46,6 +48,8 @@ class ConformerBlockConfig:
 
 
 class FeedForward(nn.Module):
+    """Conformer (macaron) feed-forward: x (B, T, D) -> (B, T, D): LayerNorm, Dense to `hidden`, swish, dropout,
+    Dense back, dropout. The block adds half of it."""
     dim: int
     hidden: int
     dropout: float
@@ -119,6 +123,8 @@ class DepthwiseConv1D(nn.Module):
 
 
 class ConvolutionModule(nn.Module):
+    """Conformer convolution module: x (B, T, D), mask (B, T) -> (B, T, D): LayerNorm, pointwise GLU, depthwise
+    convolution (padding zeroed first, so it never leaks into valid frames), LayerNorm, swish, pointwise, dropout."""
     dim: int
     kernel: int
     dropout: float
@@ -149,6 +155,8 @@ class Adapter(nn.Module):
 
 
 class ConformerBlock(nn.Module):
+    """x (B, T, D), mask (B, T) bool (True = valid) -> (B, T, D): half feed-forward, relative-position self-attention,
+    convolution module, half feed-forward, final LayerNorm (stateless: no BatchNorm); padded frames are zero."""
     config: ConformerBlockConfig
     dtype: jnp.dtype = jnp.float32
 

@@ -192,6 +192,8 @@ class GatedCrossAttention(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class BottleneckFusionConfig:
+    """`BottleneckFusion`: width, heads, shared bottleneck tokens, layers, feed-forward multiplier, dropout. Checked
+    when built."""
     dim: int = 256
     heads: int = 2
     bottlenecks: int = 4

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 
 
 class AdapterHypernetwork(nn.Module):
+    """Generates bottleneck-adapter weights: condition (B, C) -> per site (`sites` of them) down (B, dim, bottleneck)
+    and up (B, bottleneck, dim) matrices with biases, from (condition, learned site embedding) through a small MLP."""
     sites: int
     dim: int
     bottleneck: int

@@ -37,6 +37,7 @@ PHASES = {1: ((0, (0, 1, 2)),), 2: ((0, (0, 2)), (1, (1,)))}  # stride -> ((phas
 
 
 def output_size(size: int, stride: int) -> int:
+    """Output length of a 3-tap valid correlation with `stride` over `size` inputs."""
     return (size - 3) // stride + 1
 
 

@@ -72,6 +72,8 @@ class StridedConv2d(nn.Module):
 
 
 class Conv2dSubsampling(nn.Module):
+    """ASR frontend: features (B, T, M), mask (B, T) -> (B, T / factor, dim), mask (B, T / factor): two stride-2
+    (factor 4) or one stride-2 and one stride-1 (factor 2) 3x3 convolutions with ReLU, then a projection."""
     dim: int
     channels: int | None = None  # None: dim
     factor: int = 4

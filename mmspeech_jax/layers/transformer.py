@@ -19,6 +19,8 @@ from mmspeech_jax.layers.winograd import ALGORITHMS, Conv1D
 
 @dataclasses.dataclass(frozen=True)
 class FFTBlockConfig:
+    """One FFT block (FastSpeech2's encoder/decoder layer): width, heads, convolution filters and kernels, dropout,
+    attention dropout, remat and the convolution algorithm. Checked when built."""
     dim: int = 256
     heads: int = 2
     conv_filters: int = 1024
@@ -43,6 +45,8 @@ class FFTBlockConfig:
 
 
 class FFTBlock(nn.Module):
+    """x (B, T, D), mask (B, T) bool (True = valid) -> (B, T, D): pre-LN self-attention, then a pre-LN two-layer
+    convolutional feed-forward, each with a residual; padded positions are zero."""
     config: FFTBlockConfig
     dtype: jnp.dtype = jnp.float32
 

@@ -109,6 +109,8 @@ def direct_conv1d(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def uses_winograd(kernel_size: int, dtype, algorithm: str = "auto") -> bool:
+    """Whether a convolution with this kernel size and dtype runs as Winograd under `algorithm`: "winograd" for kernel
+    sizes 3 and 5, "direct" never, "auto" for float32 on the CPU backend only."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"convolution algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "direct" or kernel_size not in OUTPUT_TILE:

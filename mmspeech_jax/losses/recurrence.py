@@ -35,6 +35,8 @@ SEMIRINGS = ("log", "max")
 
 
 def resolve(algorithm: str) -> str:
+    """"auto" -> the recurrence run on this backend ("sequential" on the CPU, "blocked" elsewhere); any other valid
+    name unchanged; ValueError for an unknown one."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"recurrence algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "auto":

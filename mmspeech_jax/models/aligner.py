@@ -33,6 +33,8 @@ from mmspeech_jax.losses.recurrence import NEG, UNROLL, banded_recurrence, resol
 
 @dataclasses.dataclass(frozen=True)
 class AlignerConfig:
+    """The built-in aligner: projection width, text and mel encoder widths, softmax temperature of the distances,
+    the beta-binomial prior's scale, and the recurrence used for MAS and forward-sum. Checked when built."""
     dim: int = 80
     text_hidden: int = 256
     mel_hidden: int = 256

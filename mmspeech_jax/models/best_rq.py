@@ -33,6 +33,8 @@ from mmspeech_jax.models.ctc_asr import CTCASRConfig, frontend_and_encoder
 
 @dataclasses.dataclass(frozen=True)
 class BestRQConfig:
+    """BEST-RQ pretraining: codebook size and dimension, the frozen quantizer's seed, the probability that a frame
+    starts a masked span, the span length in frames and the std of the noise masked frames get. Checked when built."""
     codebook_size: int = 1024
     codebook_dim: int = 16
     quantizer_seed: int = 1234

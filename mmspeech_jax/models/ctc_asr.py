@@ -40,6 +40,9 @@ ENCODERS = ("conformer", "transformer")
 
 @dataclasses.dataclass(frozen=True)
 class CTCASRConfig:
+    """CTC speech recognizer: vocabulary, mel channels, encoder kind ("conformer" or "transformer"), width, heads,
+    feed-forward width, layers, depthwise kernel, frontend channels and subsampling factor, dropout, SpecAugment,
+    adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked when built."""
     vocab_size: int = len(character_table())
     n_mels: int = 80
     encoder: str = "conformer"
@@ -80,6 +83,7 @@ class CTCASRConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CTCASRConfig":
+        """Inverse of `dataclasses.asdict` (config.json)."""
         data = dict(data)
         if data.get("spec_augment") is not None:
             data["spec_augment"] = SpecAugmentConfig(**data["spec_augment"])
@@ -87,6 +91,7 @@ class CTCASRConfig:
 
     @property
     def block(self) -> ConformerBlockConfig:
+        """The `ConformerBlockConfig` of each encoder block."""
         return ConformerBlockConfig(dim=self.dim, heads=self.heads, ffn_dim=self.ffn_dim, conv_kernel=self.conv_kernel,
                                     dropout=self.dropout, attention_dropout=self.attention_dropout,
                                     adapter_dim=self.adapter_dim, lora_rank=self.lora_rank, remat=self.remat)
@@ -120,6 +125,10 @@ def frontend_and_encoder(c: CTCASRConfig):
 
 
 class CTCASR(nn.Module):
+    """Conformer-CTC (or Transformer-CTC) recognizer. `model.apply({"params": p}, features, frame_mask, train=...)`:
+    features (B, T, M) float32 (normalized log-mel), frame_mask (B, T) bool (True = valid) -> (log-probabilities
+    (B, T', V) float32 over the character table, blank = 0; mask (B, T')), T' = T / subsampling. `encode` returns
+    the hidden states instead."""
     config: CTCASRConfig
 
     def setup(self):

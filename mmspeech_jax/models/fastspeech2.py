@@ -42,6 +42,10 @@ from mmspeech_jax.models.variance_adaptor import (
 
 @dataclasses.dataclass(frozen=True)
 class FastSpeech2Config:
+    """FastSpeech2: vocabulary, mel channels, width, heads, encoder/decoder layers, convolution filters and kernels,
+    dropout, variance predictors and their level (token or frame), postnet, speakers, the built-in aligner (None:
+    durations come with the batch), attention dropout, compute dtype, remat, convolution algorithm. Checked when
+    built; `preset(name, vocab_size)` gives the named sizes."""
     vocab_size: int
     n_mels: int = 80
     dim: int = 256
@@ -96,6 +100,7 @@ class FastSpeech2Config:
 
     @property
     def block(self) -> FFTBlockConfig:
+        """The `FFTBlockConfig` of each encoder and decoder block."""
         return FFTBlockConfig(self.dim, self.heads, self.conv_filters, self.conv_kernels, self.dropout,
                               self.attention_dropout, self.remat, self.conv_algorithm)
 
@@ -200,6 +205,11 @@ class Postnet(nn.Module):
 
 
 class FastSpeech2(nn.Module):
+    """FastSpeech2 with its own aligner. Training: `model.apply({"params": p}, model_inputs(batch, config),
+    train=True, rngs={"dropout": key})` -> (outputs {"mel", "mel_post": (B, T, M), ...}, aux {durations, predictions,
+    alignments}); `model_inputs` adds the aligner's prior and checks the batch. Inference: `method=FastSpeech2.generate`
+    with tokens (B, N) int32 (0 = padding), token_mask (B, N) bool and a static max_frames -> (mel (B, max_frames, M),
+    frame_mask, durations (B, N)). Parts: `encode`, `align`, `adapt`, `decode`."""
     config: FastSpeech2Config
 
     def setup(self):
@@ -239,6 +249,9 @@ class FastSpeech2(nn.Module):
 
     def adapt(self, h, token_mask, max_frames: int, *, train: bool = False, durations=None, pitch=None,
               energy=None, controls: Controls = Controls()):
+        """Variance adaptor: encoder output h (B, N, D), token_mask (B, N) -> length-regulated frames (B, max_frames, D)
+        with pitch and energy added, and the predictions; given durations/pitch/energy (training) they are used
+        instead of the predictions. `controls` scale speed, pitch and energy at inference."""
         return self.variance_adaptor(h, token_mask, max_frames, train=train, durations=durations, pitch=pitch,
                                      energy=energy, controls=controls)
 

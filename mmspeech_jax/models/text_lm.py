@@ -29,6 +29,8 @@ BOUNDARY_ID = 0
 
 @dataclasses.dataclass(frozen=True)
 class TextLMConfig:
+    """The character language model: vocabulary (the character table), width, heads, layers, MLP width, longest
+    sequence and dropout. Checked when built."""
     vocab_size: int = len(character_table())
     dim: int = 192
     heads: int = 4
@@ -45,6 +47,7 @@ class TextLMConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TextLMConfig":
+        """Inverse of `dataclasses.asdict` (config.json); unknown keys are ignored."""
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 

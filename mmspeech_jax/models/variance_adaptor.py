@@ -57,6 +57,7 @@ def token_average(values, durations, max_frames: int | None = None):
 
 @dataclasses.dataclass(frozen=True)
 class VariancePredictorConfig:
+    """A duration/pitch/energy predictor: hidden width, kernel size and dropout. Checked when built."""
     hidden: int = 256
     kernel_size: int = 3
     dropout: float = 0.5
@@ -99,6 +100,8 @@ class ScalarEmbedding(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class VarianceAdaptorConfig:
+    """The variance adaptor: its predictors' config, the level of pitch and energy ("token": averaged per phoneme,
+    or "frame") and the predictors' convolution algorithm. Checked when built."""
     predictor: VariancePredictorConfig = VariancePredictorConfig()
     level: str = "token"  # "token" (phoneme-averaged pitch/energy) or "frame"
     conv_algorithm: str = "auto"  # the predictors' convolutions (layers/winograd.py)

@@ -75,17 +75,21 @@ class Voice:
 
     @property
     def language(self) -> str:
+        """The espeak-ng language part of the voice name (before any '+variant')."""
         return self.name.split("+")[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class PhonemeEvent:
+    """One phoneme of espeak-ng's output: its mnemonic and the sample at which it starts."""
     mnemonic: str
     start_sample: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Synthesis:
+    """espeak-ng's output for one text: audio (S,) int16 at `sample_rate`, and its phoneme events in time order
+    (pauses included)."""
     audio: np.ndarray  # (S,) int16
     sample_rate: int
     events: tuple[PhonemeEvent, ...]  # in time order, pauses included

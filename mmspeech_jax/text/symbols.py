@@ -46,35 +46,43 @@ class SymbolTable:
 
     @property
     def pad_id(self) -> int:
+        """The padding id, always 0 (also the CTC blank and the LM's sentence boundary)."""
         return 0
 
     def id(self, symbol: str) -> int:
+        """The id of one symbol; `UnknownSymbolError` (one line) when it is not in the table."""
         try:
             return self._index[symbol]
         except KeyError:
             raise UnknownSymbolError(f"symbol {symbol!r} is not in the {self.name} table ({self.version})") from None
 
     def ids(self, symbols) -> list[int]:
+        """Ids of a sequence of symbols (each as `id`)."""
         return [self.id(s) for s in symbols]
 
     def lookup(self, ids) -> list[str]:
+        """Symbols of a sequence of ids."""
         return [self.symbols[int(i)] for i in ids]
 
     @property
     def fingerprint(self) -> str:
+        """16 hex digits of the table's name, version and symbols."""
         return hashlib.sha256("\n".join((self.name, self.version) + self.symbols).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:
+        """The table as symbols.json holds it (with its fingerprint)."""
         return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint, "symbols": list(self.symbols)}
 
     @classmethod
     def from_json(cls, data: dict) -> "SymbolTable":
+        """Inverse of `to_json`; `CorpusMismatchError` when the stored fingerprint disagrees (an edited file)."""
         table = cls(data["name"], data["version"], tuple(data["symbols"]))
         if "fingerprint" in data and data["fingerprint"] != table.fingerprint:
             raise CorpusMismatchError(f"symbol table {table.name}: fingerprint mismatch (file edited or corrupt)")
         return table
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write symbols.json atomically to `path`; returns the path."""
         path = Path(path)
         from mmspeech_jax.workdir import atomic_write_text
 

@@ -33,6 +33,7 @@ class Tokenizer:
         self.max_chars = max_chars
 
     def normalize(self, text: str) -> str:
+        """`normalize_text` with this tokenizer's length limit (one-line errors for empty, unsupported or too long text)."""
         return normalize_text(text, max_chars=self.max_chars)
 
     def tokens(self, text: str, *, normalized: bool = False) -> list[str]:
@@ -52,6 +53,7 @@ class Tokenizer:
 
 
 class CharacterTokenizer(Tokenizer):
+    """Characters of the normalized text (33 symbols: a-z, apostrophe, space, , . ? ! and padding)."""
     kind = "characters"
     table = character_table()
 
@@ -59,10 +61,13 @@ class CharacterTokenizer(Tokenizer):
         return list(normalized)
 
     def decode_text(self, ids) -> str:
+        """Ids -> the text they spell."""
         return "".join(self.decode(ids))
 
 
 class ArpabetTokenizer(Tokenizer):
+    """CMUdict ARPAbet phonemes with stress, each clause followed by its mark; out-of-vocabulary words by the
+    documented fallback (`cmudict_g2p`)."""
     kind = "arpabet"
     table = arpabet_table()
 

@@ -22,6 +22,8 @@ from mmspeech_jax.train.checkpoint_bytes import unreadable_reason
 
 
 class Checkpointer:
+    """The run's Orbax checkpoints under `directory`: `periodic/` (every save, the last `keep`) and `best/` (lowest
+    validation loss). Each step holds the TrainState, the PRNG key and a JSON dict (pipeline position, bookkeeping)."""
     def __init__(self, directory, keep: int = 3):
         directory = Path(directory).absolute()
         # Each manager names its cross-process barriers with its own prefix: both save step N at the end of a
@@ -42,12 +44,15 @@ class Checkpointer:
                                   data=ocp.args.JsonSave(data))
 
     def save(self, step: int, state, rng, data: dict) -> None:
+        """Save (state, rng, data) as periodic step `step` (asynchronously; `wait` for it)."""
         self.periodic.save(step, args=self._args(state, rng, data), force=True)
 
     def save_best(self, step: int, state, rng, data: dict, val_loss: float) -> None:
+        """Save as a best-checkpoint candidate scored by `val_loss` (only the lowest is kept)."""
         self.best.save(step, args=self._args(state, rng, data), metrics={"val_loss": float(val_loss)}, force=True)
 
     def latest_step(self) -> int | None:
+        """The newest committed periodic step, or None."""
         return self.periodic.latest_step()
 
     def restore(self, abstract_state, abstract_rng, step: int | None = None, *, best: bool = False,
@@ -104,10 +109,12 @@ class Checkpointer:
         return restored["state"]["train"], rng, restored["data"]
 
     def wait(self) -> None:
+        """Block until every save in flight is committed."""
         self.periodic.wait_until_finished()
         self.best.wait_until_finished()
 
     def close(self) -> None:
+        """Wait for the saves, then release both managers."""
         self.wait()
         self.periodic.close()
         self.best.close()

@@ -21,6 +21,8 @@ from mmspeech_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
+    """Multi-process run: the coordinator's host:port (None: one process), the number of processes and this one's id.
+    Checked when built."""
     coordinator_address: str | None = None  # "host:port" of process 0; None: a single process
     num_processes: int = 1
     process_id: int = 0

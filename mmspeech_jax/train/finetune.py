@@ -57,6 +57,7 @@ def masked_optimizer(tx: optax.GradientTransformation, mask) -> optax.GradientTr
 
 
 def count_parameters(params, mask=None) -> int:
+    """Parameters (elements) in `params`, or only in the leaves where the boolean pytree `mask` is True."""
     leaves = jax.tree_util.tree_leaves(params)
     flags = [True] * len(leaves) if mask is None else jax.tree_util.tree_leaves(mask)
     return int(sum(int(np.prod(leaf.shape)) for leaf, flag in zip(leaves, flags) if flag))

@@ -17,6 +17,9 @@ from mmspeech_jax import config_checks
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
+    """AdamW: peak learning rate, warm-up and total steps, schedule ("cosine" or "noam"), decoupled weight decay
+    (not on biases, norms or embeddings), betas, epsilon, global-norm clipping and optax-level gradient
+    accumulation. Checked when built."""
     learning_rate: float = 1e-3
     warmup_steps: int = 400
     total_steps: int = 10000
@@ -39,6 +42,8 @@ class OptimizerConfig:
 
 
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
+    """The schedule of `config`: step (int) -> learning rate. Cosine: linear warm-up from lr / warmup to lr, then
+    cosine decay to 1 % of lr at total_steps; noam: lr * min((step + 1) / warmup, sqrt(warmup / (step + 1)))."""
     warmup = max(config.warmup_steps, 1)
     if config.schedule == "noam":
         return lambda step: config.learning_rate * jax.numpy.minimum(
@@ -62,6 +67,8 @@ def schedule_count(opt_state):
 
 
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
+    """The optax transformation of `config`: global-norm clipping, then AdamW with the schedule and the decay mask
+    (wrapped in `optax.MultiSteps` when accumulation_steps > 1)."""
     tx = optax.chain(
         optax.clip_by_global_norm(config.clip_norm),
         optax.adamw(learning_rate_schedule(config), config.b1, config.b2, config.eps,

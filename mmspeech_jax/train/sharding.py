@@ -34,6 +34,8 @@ AXES = ("data", "fsdp")
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
+    """A (data, fsdp) device mesh: devices along "data" (-1: all that fsdp leaves), along "fsdp", and the smallest
+    parameter leaf that is sharded. Checked when built."""
     data: int = -1  # devices along "data"; -1: all the devices fsdp leaves
     fsdp: int = 1
     min_shard_size: int = 1024  # smaller parameter leaves stay replicated
@@ -45,6 +47,7 @@ class MeshConfig:
 
 
 def make_mesh(config: MeshConfig = MeshConfig(), devices=None) -> Mesh:
+    """The `jax.sharding.Mesh` of `config` over `devices` (default: all); `ConfigError` when they cannot form it."""
     devices = list(jax.devices() if devices is None else devices)
     if config.fsdp < 1 or len(devices) % config.fsdp:
         raise ConfigError(f"MeshConfig.fsdp={config.fsdp} does not divide the {len(devices)} devices")
@@ -73,6 +76,7 @@ def state_shardings(state, mesh: Mesh, min_shard_size: int = MeshConfig.min_shar
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Batches split along their leading axis over both mesh axes."""
     return NamedSharding(mesh, P(AXES))
 
 

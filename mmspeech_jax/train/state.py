@@ -9,6 +9,8 @@ import optax
 
 @flax.struct.dataclass
 class TrainState:
+    """What a train step carries: the update count, the parameters, the optimizer state and the count of skipped
+    (non-finite) updates. A pytree (jit, donate, checkpoint it as a whole)."""
     step: jax.Array  # int32 scalar: optimizer updates applied
     params: optax.Params
     opt_state: optax.OptState

@@ -74,6 +74,9 @@ def accumulated_gradients(loss_fn, params, batch, rng, step, micro_batches: int 
 
 
 def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: int = 1, unroll: bool | None = None):
+    """loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts), tx -> a pure step (state, batch, rng) ->
+    (state, metrics) to jit: gradients (summed exactly over `micro_batches`), the update, or a skipped update when a
+    gradient is not finite (counted in `state.skipped`); metrics: loss, its parts, grad_norm, skipped."""
     if micro_batches < 1:
         raise ConfigError(f"micro_batches must be >= 1, got {micro_batches}")
 
@@ -94,6 +97,7 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: in
 
 
 def make_eval_step(loss_fn):
+    """loss_fn -> (state, batch, rng) -> {"loss", parts} in eval mode (no dropout), to jit."""
     def eval_step(state: TrainState, batch, rng):
         loss, parts = loss_fn(state.params, batch, rng, False, state.step)
         return {"loss": loss, **_without_counts(parts)}

@@ -21,6 +21,7 @@ from mmspeech_jax.errors import SummaryError
 
 @dataclasses.dataclass(frozen=True)
 class Image:
+    """A TensorBoard image: (H, W, 3) uint8 RGB pixels, checked when made."""
     pixels: np.ndarray  # (H, W, 3) uint8 RGB
 
     def __post_init__(self):
@@ -32,6 +33,7 @@ class Image:
 
 @dataclasses.dataclass(frozen=True)
 class Audio:
+    """A TensorBoard audio clip: (S,) float samples in [-1, 1] and an integer sample rate, checked when made."""
     samples: np.ndarray  # (S,) float, in [-1, 1]
     sample_rate: int
 
@@ -50,6 +52,7 @@ class Audio:
 
 @dataclasses.dataclass(frozen=True)
 class Text:
+    """A TensorBoard text entry."""
     text: str
 
     def __post_init__(self):
@@ -59,6 +62,7 @@ class Text:
 
 @dataclasses.dataclass(frozen=True)
 class Scalar:
+    """A TensorBoard scalar (finite; stored as float)."""
     value: float
 
     def __post_init__(self):

@@ -35,6 +35,9 @@ from mmspeech_jax.workdir import strict_json
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
+    """`fit`'s schedule: steps, seed, logging, evaluation and checkpoint intervals, checkpoints kept, early-stopping
+    patience, progress bar, the persistent compilation cache, micro-batches and the divergence stop. Checked when
+    built."""
     steps: int = 1000
     seed: int = 0
     log_every: int = 10
