@@ -58,7 +58,7 @@ def tts_epoch_compilations(preset_name: str = "tiny", num_utterances: int = 400)
 
     def make_step(batch):
         params = model.init({"params": jax.random.PRNGKey(0)}, batch, train=False)["params"]
-        return make_train_step(make_fastspeech2_loss_fn(model), tx), TrainState.create(params, tx)
+        return make_train_step(make_fastspeech2_loss_fn(model, binarization_start=0), tx), TrainState.create(params, tx)
 
     def make_batch(shape, frame_range, token_range, seed):
         return synthetic_batch(16, 141, seed=seed, n_max=shape.tokens, t_max=shape.frames, n_range=token_range,
@@ -80,7 +80,7 @@ def build(preset_name: str, batch_size: int, durations: str = "aligner", micro_b
     batch = synthetic_batch(batch_size, 141)
     params = init_params(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False)
     tx = make_optimizer(OptimizerConfig(total_steps=1000))
-    return model, tx, make_train_step(make_fastspeech2_loss_fn(model), tx, micro_batches), TrainState.create(params, tx), batch
+    return model, tx, make_train_step(make_fastspeech2_loss_fn(model, binarization_start=0), tx, micro_batches), TrainState.create(params, tx), batch
 
 
 def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner", micro_batches: int = 1,
@@ -95,7 +95,8 @@ def run(preset_name: str, batch_size: int, steps: int, durations: str = "aligner
     if model.config.conv_algorithm != "direct":
         progress("compiling the direct-convolution step for its FLOP count")
         direct = FastSpeech2(dataclasses.replace(model.config, conv_algorithm="direct"))
-        model_flops = step_flops(make_train_step(make_fastspeech2_loss_fn(direct), tx, micro_batches),
+        model_flops = step_flops(make_train_step(make_fastspeech2_loss_fn(direct, binarization_start=0), tx,
+                                                           micro_batches),
                                  abstract_state, batch)
     frames = int(batch["frame_lengths"].sum())
     # Inference: one 150-token sentence, generate() with a static 1024-frame output (11.9 s of audio at hop 256).

@@ -42,3 +42,14 @@ def lengths_match_masks(arrays: dict[str, np.ndarray], pairs: dict[str, str], mo
             r = int(wrong[0])
             raise FeatureError(f"{model} batch row {r}: {lengths} {int(arrays[lengths][r])} but {mask} has "
                                f"{int(arrays[mask][r].sum())} valid positions")
+
+
+def token_shapes(tokens, token_mask, model: str) -> None:
+    """tokens and token_mask must both be (B, N), static shapes (works on tracers under jit): else `FeatureError`
+    in one line, instead of an `IndexError` deep inside the embedding (a single sentence passed as 1-D ids)."""
+    shape, mask_shape = tuple(np.shape(tokens)), tuple(np.shape(token_mask))
+    if len(shape) != 2:
+        hint = " (one sentence: add a batch axis, tokens[None])" if len(shape) == 1 else ""
+        raise FeatureError(f"{model}: tokens must be (B, N) integer ids, got shape {shape}{hint}")
+    if mask_shape != shape:
+        raise FeatureError(f"{model}: token_mask must have the tokens' shape {shape}, got {mask_shape}")

@@ -48,7 +48,7 @@ def test_training_reduces_the_loss_and_compiles_per_shape(setup):
 def test_non_finite_batch_skips_the_update(setup):
     model, params, _, first = setup
     tx = make_optimizer(OptimizerConfig(warmup_steps=1, total_steps=10))
-    step = jax.jit(make_train_step(make_fastspeech2_loss_fn(model), tx))
+    step = jax.jit(make_train_step(make_fastspeech2_loss_fn(model, binarization_start=1000), tx))
     state = TrainState.create(params, tx)
     bad = {**first, "mel": first["mel"].copy()}
     bad["mel"][0, 0, 0] = np.nan
@@ -116,7 +116,7 @@ def test_frame_level_variance_with_external_durations(small_cache):
     np.testing.assert_array_equal(np.asarray(outputs["frame_mask"]), first["frame_mask"])  # durations sum to lengths
     assert aux["pitch"].shape == first["frame_mask"].shape and "log_alignment" not in aux
     tx = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2, total_steps=25))
-    loss_fn = make_fastspeech2_loss_fn(model)
+    loss_fn = make_fastspeech2_loss_fn(model, binarization_start=1000)
     step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
     evaluate = jax.jit(make_eval_step(loss_fn))
     state = TrainState.create(params, tx)
@@ -192,3 +192,28 @@ def test_batch_checks_catch_lengths_and_durations_that_disagree():
     bad["durations"][0, 0] += 1
     with pytest.raises(FeatureError, match="row 0: durations sum to 13 frames"):
         model_inputs(bad, external)  # the trainer's path checks too
+
+
+def test_library_traps_are_one_line_errors():
+    """Issue #30's traps for notebook users: 1-D token ids (was an IndexError inside the embedding), a training
+    batch without the aligner's log_prior (the aligner trained silently without its prior), and a loss function
+    built without choosing when the binarization loss starts (a hidden default of step 1000)."""
+    from mmspeech_jax.errors import FeatureError
+
+    model = FastSpeech2(preset("tiny", 20))
+    tokens = np.arange(1, 9, dtype=np.int32)[None]
+    batch = {"tokens": tokens, "token_mask": tokens > 0, "token_lengths": np.array([8], np.int32),
+             "mel": np.zeros((1, 32, 80), np.float32), "frame_mask": np.ones((1, 32), bool),
+             "frame_lengths": np.array([32], np.int32), "pitch": np.zeros((1, 32), np.float32),
+             "energy": np.zeros((1, 32), np.float32)}
+    params = model.init(jax.random.PRNGKey(0), model_inputs(batch, model.config), train=False)["params"]
+    with pytest.raises(FeatureError, match=r"tokens must be \(B, N\).*tokens\[None\]"):
+        model.apply({"params": params}, tokens[0], tokens[0] > 0, 64, method=FastSpeech2.generate)
+    with pytest.raises(FeatureError, match="token_mask must have the tokens' shape"):
+        model.apply({"params": params}, tokens, (tokens > 0)[:, :4], 64, method=FastSpeech2.generate)
+    with pytest.raises(FeatureError, match="no log_prior.*model_inputs"):
+        model.apply({"params": params}, batch, train=False)
+    outputs, _ = model.apply({"params": params}, model_inputs(batch, model.config), train=False)  # the fix works
+    assert outputs["mel"].shape == (1, 32, 80)
+    with pytest.raises(TypeError, match="binarization_start"):
+        make_fastspeech2_loss_fn(model)

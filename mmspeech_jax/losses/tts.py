@@ -38,9 +38,10 @@ def duration_loss(log_duration, durations, mask):
     return masked_mse(log_duration, log_duration_target(durations), mask)
 
 
-def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int = 1000, binarization_weight: float = 1.0,
+def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int, binarization_weight: float = 1.0,
                      aligner_weight: float = 1.0, counts: dict | None = None, recurrence: str = "auto"):
-    """Total FastSpeech2 + aligner loss and its parts. `step` (int32 scalar) switches the binarization loss on;
+    """Total FastSpeech2 + aligner loss and its parts. `step` (int32 scalar) switches the binarization loss on from
+    `binarization_start` (no default: the experiments use a third of their steps; choose it for your schedule);
     `recurrence`: how the forward-sum runs over frames (`AlignerConfig.recurrence`).
 
     `counts`: the whole step's counts under gradient accumulation (`losses/ratios.py`); `parts["counts"]` holds
@@ -76,9 +77,12 @@ def fastspeech2_loss(outputs, aux, batch, step, *, binarization_start: int = 100
     return total, {**parts, "counts": local}
 
 
-def make_fastspeech2_loss_fn(model, **loss_kwargs):
+def make_fastspeech2_loss_fn(model, *, binarization_start: int, **loss_kwargs):
     """`loss_fn(params, batch, rng, train, step) -> (loss, parts)` for the generic step functions; the forward-sum
-    runs as the model's aligner config says (FastSpeech2, or HyperSpeech's backbone)."""
+    runs as the model's aligner config says (FastSpeech2, or HyperSpeech's backbone). `binarization_start`: the
+    step from which the aligner's binarization loss counts (required: the experiments use steps // 3, and a fixed
+    default silently mismatched other schedules); `loss_kwargs` go to `fastspeech2_loss`."""
+    loss_kwargs["binarization_start"] = binarization_start
     config = getattr(model.config, "backbone", model.config)
     if config.aligner is not None:
         loss_kwargs.setdefault("recurrence", config.aligner.recurrence)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmspeech_jax import config_checks
-from mmspeech_jax.batch_checks import batch_arrays, lengths_match_masks
+from mmspeech_jax.batch_checks import batch_arrays, lengths_match_masks, token_shapes
 from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.dropout import Dropout
 from mmspeech_jax.layers.ids import check_ids, table_ids
@@ -138,6 +138,14 @@ def model_inputs(batch: dict, config: FastSpeech2Config) -> dict:
     return with_alignment_prior(inputs, config.aligner.prior_scale)
 
 
+def check_has_prior(batch: dict) -> None:
+    """The training forward pass with the aligner on needs the batch's `log_prior` (B, T, N): without it the aligner
+    used to train silently without its prior. `FeatureError` (one line) naming the fix."""
+    if "log_prior" not in batch:
+        raise FeatureError("the batch has no log_prior for the aligner: pass it through "
+                           "fastspeech2.model_inputs(batch, config) (or aligner.with_alignment_prior) first")
+
+
 def check_batch(batch: dict, config: FastSpeech2Config) -> None:
     """A host batch (NumPy arrays, e.g. one built in a notebook or by an external aligner) is one the model can
     train on, else `FeatureError` with one line naming the key and the first bad row: every key present; tokens
@@ -229,6 +237,7 @@ class FastSpeech2(nn.Module):
 
     def encode(self, tokens, token_mask, speaker=None, *, train: bool = False, adapters: dict | None = None):
         """tokens (B, N) int, token_mask (B, N) -> (B, N, D). `adapters`: one per encoder block (`FFTStack`)."""
+        token_shapes(tokens, token_mask, "FastSpeech2")
         x = (self.embed_tokens(tokens) * token_mask[..., None]).astype(self.config.compute_dtype)
         h = self.encoder(x, token_mask, train=train, adapters=adapters)
         if self.config.num_speakers and speaker is not None:
@@ -268,7 +277,8 @@ class FastSpeech2(nn.Module):
         h = self.encode(tokens, token_mask, batch.get("speaker"), train=train)
         aux = {}
         if self.config.aligner is not None:
-            log_soft, hard, durations = self.align(tokens, token_mask, batch["mel"], frame_mask, batch.get("log_prior"))
+            check_has_prior(batch)
+            log_soft, hard, durations = self.align(tokens, token_mask, batch["mel"], frame_mask, batch["log_prior"])
             aux.update(log_alignment=log_soft, hard_alignment=hard)
         else:
             durations = batch["durations"]

@@ -34,7 +34,7 @@ from mmspeech_jax.layers.adapter import PlainAdapters, adapter_at, adapter_forwa
 from mmspeech_jax.layers.conditioning import ReferenceEncoder, SpeakerEmbedding, VectorEncoder, combine_conditions
 from mmspeech_jax.layers.fusion import FiLM, ConcatFusion, CrossAttentionFusion, GatedCrossAttention
 from mmspeech_jax.layers.hypernetwork import AdapterHypernetwork
-from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, variance_targets
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, check_has_prior, variance_targets
 from mmspeech_jax.models.variance_adaptor import Controls
 
 FUSIONS = ("film", "concat", "sum", "cross_attention", "gated_cross_attention")
@@ -161,8 +161,9 @@ class HyperSpeech(nn.Module):
         condition, _ = self.condition(speaker, reference, reference_mask, batch.get("condition_vector"))
         aux = {}
         if c.backbone.aligner is not None:
+            check_has_prior(batch)
             log_soft, hard, durations = self.backbone.align(tokens, token_mask, batch["mel"], frame_mask,
-                                                            batch.get("log_prior"))
+                                                            batch["log_prior"])
             aux.update(log_alignment=log_soft, hard_alignment=hard)
         else:
             durations = batch["durations"]
