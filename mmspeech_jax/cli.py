@@ -120,6 +120,8 @@ def _transcribe(args) -> int:
 
     if args.beam_width < 1:
         raise MMSpeechError(f"--beam-width must be >= 1 (1: greedy), got {args.beam_width}")
+    if args.batch_size < 1:
+        raise MMSpeechError(f"--batch-size must be >= 1, got {args.batch_size}")
     _check_report_path(args)
     if args.lm and args.beam_width < 2:
         raise MMSpeechError("--lm fuses the language model into the beam search: give --beam-width 2 or more")
@@ -129,16 +131,20 @@ def _transcribe(args) -> int:
     if asr.lm is not None:
         print(f"language model {args.lm}: lm_weight {asr.lm_weight}, length_bonus {asr.length_bonus}",
               file=sys.stderr)
-    results, failures = [], 0
+    results, failures, ready = [], 0, []  # ready: (row index, log-mel) of the files that read
     for path in args.audio:
         try:
-            text = asr.transcribe_file(path)
-            results.append({"path": path, "text": text})
-            print(f"{path}\t{text}")
+            ready.append((len(results), asr.mel(path)))
+            results.append({"path": path})
         except MMSpeechError as exc:
             failures += 1
             results.append({"path": path, "error": str(exc)})
             print(f"mmspeech: {exc}", file=sys.stderr)
+    for start in range(0, len(ready), args.batch_size):
+        batch = ready[start:start + args.batch_size]
+        for (row, _), decoded in zip(batch, asr.transcribe_mels([mel for _, mel in batch], args.timestamps)):
+            results[row].update(decoded)
+            print(f"{results[row]['path']}\t{decoded['text']}")
     if args.out:
         atomic_write_text(args.out, "".join(strict_json(r) + "\n" for r in results))
     return 1 if failures else 0
@@ -212,6 +218,9 @@ def main(argv=None) -> int:
                    help="default: what the ASR workdir's report.json chose on validation, else 0.5")
     t.add_argument("--length-bonus", type=float, default=None,
                    help="per-symbol bonus with --lm; default: the ASR report's, else 1.0")
+    t.add_argument("--batch-size", type=int, default=16, help="files run through the model at once (default 16)")
+    t.add_argument("--timestamps", action="store_true",
+                   help="also give each character's and word's start and end in seconds (in --out's JSONL rows)")
     t.add_argument("--overwrite", action="store_true")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")

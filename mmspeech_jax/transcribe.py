@@ -28,6 +28,7 @@ from mmspeech_jax.audio.io import load_audio, resample
 from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.errors import ConfigError, EmptyAudioError, FeatureError
+from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
 from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
 from mmspeech_jax.text.symbols import SymbolTable, character_table
 from mmspeech_jax.workdir import read_workdir_config, restore_params
@@ -162,6 +163,34 @@ class Transcriber:
         if sample_rate != self.mel_config.sample_rate:
             audio = resample(np.asarray(audio, np.float32), sample_rate, self.mel_config.sample_rate)
         return padded_log_mel_and_energy(np.asarray(audio, np.float32), self.mel_config)[0]
+
+    def transcribe(self, items, batch_size: int = 16, timestamps: bool = False) -> list[dict]:
+        """Audio files and/or (waveform (S,) float, sample_rate) pairs -> one {"text": str} per item, in order, run
+        through the model `batch_size` at a time (padded to the longest of each batch). With `timestamps`, also
+        "chars" and "words": [{"char"/"word", "start", "end"}] in seconds (`decoding/timestamps.py`: the best CTC
+        path of the decoded text). An unreadable item raises its one-line error before any is decoded."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        mels = [self.mel(item) if isinstance(item, (str, Path)) else self.mel_from_audio(*item) for item in items]
+        return [row for start in range(0, len(mels), batch_size)
+                for row in self.transcribe_mels(mels[start:start + batch_size], timestamps)]
+
+    def transcribe_mels(self, mels: list[np.ndarray], timestamps: bool = False) -> list[dict]:
+        """Log-mels [(T_i, M)] (one batch) -> [{"text"} (+ "chars", "words" with `timestamps`)], as `transcribe`."""
+        from mmspeech_jax.decoding.timestamps import frame_times
+        from mmspeech_jax.decoding.timestamps import timestamps as label_times
+
+        log_probs, lengths = self.log_probs(mels)
+        ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
+                           length_bonus=self.length_bonus if self.lm is not None else 0.0)
+        rows = [{"text": "".join(self.table.lookup(seq)).strip()} for seq in ids]
+        if timestamps:
+            factor = self.model.config.subsampling
+            seconds, offset = frame_times(factor, SUBSAMPLING_FACTORS[factor][0],
+                                          self.mel_config.hop_samples / self.mel_config.sample_rate)
+            for row, seq, lp, length in zip(rows, ids, log_probs, lengths):
+                row.update(label_times(lp, int(length), seq, self.table.symbols, seconds, offset))
+        return rows
 
     def transcribe_file(self, path) -> str:
         """An audio file (any rate, mono or stereo) -> its transcript; audio errors are one line."""

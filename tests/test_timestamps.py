@@ -1,0 +1,105 @@
+"""CTC timestamps (`decoding/timestamps.py`): the forced alignment against a brute-force search over every CTC path,
+the word grouping, the frame-to-seconds mapping against the frontend's receptive field, and the Transcriber's
+batched API and `mmspeech transcribe --timestamps`."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mmspeech_jax.decoding.ctc import collapse
+from mmspeech_jax.decoding.timestamps import forced_alignment, frame_times, label_spans, timestamps
+from mmspeech_jax.layers.subsampling import FACTORS, subsampled_length
+
+
+def brute_force_best_path(log_probs, labels):
+    """The most probable path (frame symbols) among all V^T that collapse to `labels`, and its score."""
+    t, v = log_probs.shape
+    best, best_path = -np.inf, None
+    for path in itertools.product(range(v), repeat=t):
+        if collapse(path) == list(labels):
+            score = sum(log_probs[i, s] for i, s in enumerate(path))
+            if score > best:
+                best, best_path = score, path
+    return best_path, best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forced_alignment_is_the_best_path_that_spells_the_labels(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        t, v = int(rng.integers(1, 7)), 3
+        log_probs = np.log(rng.dirichlet(np.ones(v), size=t))
+        labels = [int(x) for x in rng.integers(1, v, int(rng.integers(0, 4)))]  # repeats included
+        expected_path, expected_score = brute_force_best_path(log_probs, labels)
+        frame_labels = forced_alignment(log_probs, t, labels)
+        if expected_path is None:  # e.g. [1, 1] in 2 frames: a blank must separate the repeats
+            assert frame_labels is None
+            continue
+        path = [0 if i < 0 else labels[i] for i in frame_labels]
+        assert collapse(path) == labels
+        assert sum(log_probs[i, s] for i, s in enumerate(path)) == pytest.approx(expected_score, abs=1e-9)
+        spans = label_spans(frame_labels, len(labels))
+        assert all(a <= b for a, b in spans) and all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1))
+
+
+def test_only_valid_frames_count():
+    log_probs = np.log(np.full((6, 3), 1 / 3))
+    assert forced_alignment(log_probs, 3, [1, 1, 2]) is None  # needs 4 frames; the padding may not be used
+    assert forced_alignment(log_probs, 4, [1, 1, 2]).tolist() == [0, -1, 1, 2]
+
+
+def test_words_are_runs_between_spaces():
+    symbols = ["<pad>", "a", "b", " "]
+    log_probs = np.log(np.full((9, 4), 0.01))
+    for frame, symbol in enumerate([1, 0, 2, 3, 3, 0, 1, 1, 0]):  # the best path spells "ab a"
+        log_probs[frame, symbol] = 0.97
+    out = timestamps(log_probs, 9, [1, 2, 3, 1], symbols, frame_seconds=0.1, offset_seconds=0.05)
+    assert [c["char"] for c in out["chars"]] == ["a", "b", " ", "a"]
+    assert out["chars"][0] == {"char": "a", "start": 0.05, "end": 0.15}
+    assert out["words"] == [{"word": "ab", "start": 0.05, "end": 0.35}, {"word": "a", "start": 0.65, "end": 0.85}]
+
+
+@pytest.mark.parametrize("factor", sorted(FACTORS))
+def test_frame_times_follow_the_receptive_field(factor):
+    """Output frame j of two valid 3-tap convolutions (strides s1, s2) reads input frames [j*s1*s2, (j*s2+2)*s1+2]:
+    its centre, in seconds, is what frame_times gives for the centre of j's span."""
+    s1, s2 = FACTORS[factor]
+    hop = 256 / 22050
+    seconds, offset = frame_times(factor, s1, hop)
+    for j in range(int(subsampled_length(100, factor))):
+        first_conv = range(j * s2, j * s2 + 3)
+        inputs = [i * s1 + k for i in first_conv for k in range(3)]
+        centre = (min(inputs) + max(inputs)) / 2 * hop
+        assert offset + (j + 0.5) * seconds == pytest.approx(centre)
+
+
+def test_transcriber_batches_and_timestamps(tiny_asr_workdir, tmp_path, capsys):
+    """`transcribe(items, batch_size)` gives what one item at a time gives; timestamps lie inside the audio, in
+    order, and their words spell the text; the CLI writes them with --timestamps."""
+    from mmspeech_jax.cli import main as cli
+    from mmspeech_jax.transcribe import Transcriber
+
+    rng = np.random.default_rng(0)
+    waves = [(rng.normal(size=int(22050 * s)).astype(np.float32) * 0.1, 22050) for s in (0.6, 1.4, 1.0)]
+    asr = Transcriber.from_workdir(tiny_asr_workdir)
+    batched = asr.transcribe(waves, batch_size=2, timestamps=True)
+    single = [asr.transcribe([w], batch_size=1)[0] for w in waves]
+    assert [r["text"] for r in batched] == [r["text"] for r in single]
+    for row, (wave, rate) in zip(batched, waves):
+        assert [w["word"] for w in row["words"]] == row["text"].split()
+        times = [t for c in row["chars"] for t in (c["start"], c["end"])]
+        assert times == sorted(times) and (not times or (times[0] >= 0 and times[-1] <= wave.size / rate + 0.1))
+    paths = []
+    for i, (wave, rate) in enumerate(waves):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        sf.write(paths[-1], wave, rate)
+    out = tmp_path / "r.jsonl"
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), *paths, "--timestamps", "--batch-size", "2",
+                "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == paths and all("words" in r and "chars" in r for r in rows)
+    assert [r["text"] for r in rows] == [r["text"] for r in batched]
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), paths[0], "--batch-size", "0"]) == 2
