@@ -58,13 +58,14 @@ class Synthesizer:
         self.tokenizer.table.check_compatible(table)
         self.conditioned = isinstance(model, HyperSpeech)
         if self.conditioned:
-            self._generate = jax.jit(
-                lambda p, t, m, n, c, s, r, rm: model.apply({"params": p}, t, m, n, s, r, rm, controls=c,
-                                                            method=HyperSpeech.generate), static_argnums=(3, 4))
+            generate = lambda p, t, m, n, c, v, s, r, rm: model.apply(
+                {"params": p}, t, m, n, s, r, rm, controls=c, variance=v, method=HyperSpeech.generate)
         else:
-            self._generate = jax.jit(
-                lambda p, t, m, n, c: model.apply({"params": p}, t, m, n, controls=c, method=FastSpeech2.generate),
-                static_argnums=(3, 4))
+            generate = lambda p, t, m, n, c, v: model.apply({"params": p}, t, m, n, controls=c, variance=v,
+                                                            method=FastSpeech2.generate)
+        jitted = jax.jit(generate, static_argnums=(3, 4, 5))
+        self._generate = lambda p, t, m, n, c, *condition: jitted(p, t, m, n, c, False, *condition)
+        self._generate_variance = lambda p, t, m, n, c, *condition: jitted(p, t, m, n, c, True, *condition)
 
     @classmethod
     def from_workdir(cls, workdir) -> "Synthesizer":
@@ -155,6 +156,48 @@ class Synthesizer:
             frames = frame_rung(total)
             mel, frame_mask, durations = self._generate(self.params, tokens, mask, frames, controls, *condition)
         return np.asarray(mel[0, : max(int(frame_mask[0].sum()), 2)])
+
+    def synthesize_batch(self, texts: list[str], batch_size: int = 8, controls: Controls = Controls(), *,
+                         speaker: int | None = None, reference: np.ndarray | None = None,
+                         griffin_lim_iters: int = 60) -> list[dict]:
+        """Texts -> one dict per text, in order: "audio" (S,) float32 and "sample_rate" (Griffin-Lim), "mel" (T, M),
+        "symbols" (the N tokens spoken), "durations" (N,) int frames per token, "pitch" and "energy" (the model's
+        predictions, z-scored by the corpus statistics: (N,) at token level, (T,) at frame level). The model runs
+        `batch_size` texts at a time, padded to the longest (tokens to a multiple of 32, frames to the ladder rung
+        that holds every row's predicted length). A text that does not normalize or tokenize raises its one-line
+        error before any is synthesized."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        condition = self.condition_inputs(speaker, reference)
+        encoded = [self.tokenizer.encode(text) for text in texts]
+        results = []
+        for start in range(0, len(encoded), batch_size):
+            ids = encoded[start:start + batch_size]
+            n = -(-max(i.size for i in ids) // 32) * 32
+            tokens = np.zeros((len(ids), n), np.int32)
+            for row, row_ids in enumerate(ids):
+                tokens[row, : row_ids.size] = row_ids
+            batch_condition = tuple(np.repeat(np.asarray(c), len(ids), axis=0) for c in condition)
+            frames = frame_rung(max(i.size for i in ids) * FRAMES_PER_TOKEN_BOUND / controls.speed)
+            out = self._generate_variance(self.params, tokens, tokens > 0, frames, controls, *batch_condition)
+            total = int(np.asarray(out[2]).sum(-1).max())
+            if total > frames:  # as `mel`: never a truncated row
+                if total > FRAME_LADDER[-1]:
+                    raise TextTooLongError(f"the model predicts {total} frames for a text of this batch, more than "
+                                           f"the {FRAME_LADDER[-1]} synthesized at once: split the text")
+                frames = frame_rung(total)
+                out = self._generate_variance(self.params, tokens, tokens > 0, frames, controls, *batch_condition)
+            mel, frame_mask, durations, variance = jax.device_get(out)
+            token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
+            for row, row_ids in enumerate(ids):
+                t = max(int(frame_mask[row].sum()), 2)
+                cut = lambda x: np.asarray(x[row, : row_ids.size] if token_level else x[row, :t])
+                audio, rate = self.vocode(np.asarray(mel[row, :t]), griffin_lim_iters=griffin_lim_iters)
+                results.append({"audio": audio, "sample_rate": rate, "mel": np.asarray(mel[row, :t]),
+                                "symbols": self.tokenizer.table.lookup(row_ids),
+                                "durations": np.asarray(durations[row, : row_ids.size]),
+                                "pitch": cut(variance["pitch"]), "energy": cut(variance["energy"])})
+        return results
 
     def synthesize(self, text: str, controls: Controls = Controls(), *, speaker: int | None = None,
                    reference: np.ndarray | None = None, griffin_lim_iters: int = 60):

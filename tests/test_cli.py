@@ -218,3 +218,20 @@ def test_an_export_without_its_inference_fields_is_one_line(workdir, tmp_path):
     (out / "symbols.json").unlink()
     with pytest.raises(NotAWorkdirError, match="missing symbols.json"):
         Synthesizer.from_export(out)
+
+
+def test_batch_synthesis_matches_one_at_a_time(workdir):
+    """synthesize_batch: each text's mel equals `mel(text)` alone (padding to the batch's longest changes nothing
+    valid), its durations sum to its frames, and pitch/energy come per token."""
+    tts = Synthesizer.from_workdir(workdir)
+    texts = ["Hello there.", "A much longer sentence, with a clause, to pad the others.", "Yes."]
+    batch = tts.synthesize_batch(texts, batch_size=2, griffin_lim_iters=4)
+    assert len(batch) == 3
+    for text, row in zip(texts, batch):
+        np.testing.assert_allclose(row["mel"], tts.mel(text), atol=1e-4)
+        n = len(tts.tokenizer.encode(text))
+        assert len(row["symbols"]) == n and row["durations"].shape == row["pitch"].shape == row["energy"].shape == (n,)
+        assert int(row["durations"].sum()) == row["mel"].shape[0] or row["mel"].shape[0] == 2  # 2: the floor
+        assert row["audio"].dtype == np.float32 and row["sample_rate"] == 22050
+    with pytest.raises(Exception, match="batch_size must be >= 1"):
+        tts.synthesize_batch(texts, batch_size=0)

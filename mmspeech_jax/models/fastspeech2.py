@@ -289,9 +289,14 @@ class FastSpeech2(nn.Module):
         aux.update(variance, durations=durations, pitch_target=pitch, energy_target=energy)
         return {"mel": mel, "mel_post": mel_post, "frame_mask": out_mask}, aux
 
-    def generate(self, tokens, token_mask, max_frames: int, speaker=None, controls: Controls = Controls()):
-        """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)) with T = max_frames (static)."""
+    def generate(self, tokens, token_mask, max_frames: int, speaker=None, controls: Controls = Controls(),
+                 variance: bool = False):
+        """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)) with T = max_frames (static). With
+        `variance` (static), a fourth element {"pitch", "energy"}: the predictions, z-scored, (B, N) at token level
+        or (B, T) at frame level."""
         h = self.encode(tokens, token_mask, speaker, train=False)
         frames, frame_mask, aux = self.adapt(h, token_mask, max_frames, train=False, controls=controls)
         _, mel_post = self.decode(frames, frame_mask, train=False)
+        if variance:
+            return mel_post, frame_mask, aux["durations"], {"pitch": aux["pitch"], "energy": aux["energy"]}
         return mel_post, frame_mask, aux["durations"]

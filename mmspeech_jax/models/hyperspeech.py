@@ -176,12 +176,15 @@ class HyperSpeech(nn.Module):
         return {"mel": mel, "mel_post": mel_post, "frame_mask": out_mask}, aux
 
     def generate(self, tokens, token_mask, max_frames: int, speaker=None, reference_mel=None, reference_mask=None,
-                 vector=None, controls: Controls = Controls()):
-        """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)), T = max_frames (static)."""
+                 vector=None, controls: Controls = Controls(), variance: bool = False):
+        """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)), T = max_frames (static); with
+        `variance`, a fourth element {"pitch", "energy"} as `FastSpeech2.generate`'s."""
         condition, _ = self.condition(speaker, reference_mel, reference_mask, vector)
         frames, frame_mask, aux, decoder = self._conditioned_frames(tokens, token_mask, condition, max_frames,
                                                                     train=False, controls=controls)
         _, mel_post = self.backbone.decode(frames, frame_mask, train=False, adapters=decoder)
+        if variance:
+            return mel_post, frame_mask, aux["durations"], {"pitch": aux["pitch"], "energy": aux["energy"]}
         return mel_post, frame_mask, aux["durations"]
 
 
