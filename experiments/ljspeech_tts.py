@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="workdir/ljspeech_tts")
     p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
     add_data_args(p)
-    # 1 600 steps: what fits the 30-minute budget on 2 cores at the English corpus's ~1.25 steps/s (RESULTS.md)
-    add_trainer_args(p, steps=1600, learning_rate=1.5e-3, eval_every=200)
+    # 2 400 steps: what fits the 30-minute budget on 2 cores (about 1.9 steps/s on the English corpus; RESULTS.md)
+    add_trainer_args(p, steps=2400, learning_rate=1.5e-3, eval_every=200)
     p.set_defaults(batch_size=8)  # twice the updates of batch 16 in the same CPU time: faster to intelligible
     p.add_argument("--num_samples", type=int, default=3, help="validation utterances to plot and synthesize")
     p.add_argument("--asr_workdir", default=None,
