@@ -91,7 +91,8 @@ def test_presets():
         config = preset(name, 141)
         batch = {"tokens": jnp.ones((1, 8), jnp.int32), "token_mask": jnp.ones((1, 8), bool),
                  "mel": jnp.zeros((1, 32, 80)), "frame_mask": jnp.ones((1, 32), bool),
-                 "pitch": jnp.zeros((1, 32)), "energy": jnp.zeros((1, 32))}
+                 "pitch": jnp.zeros((1, 32)), "energy": jnp.zeros((1, 32)),
+                 "log_prior": jnp.zeros((1, 32, 8))}  # the aligner's prior (model_inputs adds it to real batches)
         shapes = jax.eval_shape(lambda: FastSpeech2(config).init(
             {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, batch, train=False))
         counts[name] = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes))
