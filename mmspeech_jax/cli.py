@@ -183,32 +183,33 @@ def _evaluate_tts(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """The `mmspeech` command line (argv: list of str, default sys.argv[1:]) -> exit status: 0 done, 1 some inputs
-    failed (each reported in one line), 2 a user error (one line on stderr, no traceback)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The `mmspeech` argument parser: one sub-command each for synthesize, export, transcribe and evaluate-tts;
+    every option has its help text (`tests/test_cli.py` checks)."""
     parser = argparse.ArgumentParser(prog="mmspeech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synthesize", help="text to wav with a trained TTS workdir")
-    s.add_argument("--workdir", required=True)
-    s.add_argument("--text")
-    s.add_argument("--text-file")
-    s.add_argument("--out")
-    s.add_argument("--out-dir")
-    s.add_argument("--speed", type=float, default=1.0)
-    s.add_argument("--pitch-shift", type=float, default=0.0)
+    s.add_argument("--workdir", required=True, help="a TTS or HyperSpeech training workdir, or its export")
+    s.add_argument("--text", help="one sentence to speak (with --out)")
+    s.add_argument("--text-file", help="a UTF-8 file, one sentence per line (with --out-dir: 0001.wav, 0002.wav, ...)")
+    s.add_argument("--out", help="the wav file to write for --text (never overwritten without --overwrite)")
+    s.add_argument("--out-dir", help="the folder for --text-file's wavs")
+    s.add_argument("--speed", type=float, default=1.0, help="speaking rate: > 1 faster, < 1 slower (default 1)")
+    s.add_argument("--pitch-shift", type=float, default=0.0,
+                   help="added to the predicted pitch, in standard deviations of the corpus's log-F0 (default 0)")
     s.add_argument("--speaker", type=int, help="multi-speaker workdirs: a training voice's id")
     s.add_argument("--reference", help="multi-speaker workdirs: an audio file whose voice to speak in (0.5-30 s)")
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e = sub.add_parser("export", help="parameters as safetensors + config.json + symbols.json")
-    e.add_argument("--workdir", required=True)
-    e.add_argument("--out", required=True)
+    e.add_argument("--workdir", required=True, help="the training workdir to export (its newest step that restores)")
+    e.add_argument("--out", required=True, help="the export folder (refused when it already holds an export's files)")
     e.add_argument("--stablehlo", action="store_true",
                    help="write jax.export artifacts that run without the model code (see mmspeech_jax/serialized.py)")
     e.add_argument("--max-tokens", type=int, default=256, help="--stablehlo: padded token length")
     e.add_argument("--max-frames", type=int, default=1024, help="--stablehlo: padded frame length")
     t = sub.add_parser("transcribe", help="speech to text with a trained ASR workdir")
-    t.add_argument("--workdir", required=True)
+    t.add_argument("--workdir", required=True, help="an ASR training workdir, or its export")
     t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")
     t.add_argument("--out", help="also write one JSON object per file to this JSONL file")
     t.add_argument("--beam-width", type=int, default=1, help="1: greedy; >1: CTC prefix beam search")
@@ -221,7 +222,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=16, help="files run through the model at once (default 16)")
     t.add_argument("--timestamps", action="store_true",
                    help="also give each character's and word's start and end in seconds (in --out's JSONL rows)")
-    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")
     v.add_argument("--asr", required=True, help="ASR workdir")
@@ -229,10 +230,16 @@ def main(argv=None) -> int:
     v.add_argument("--out", help="full report (per line) as JSON")
     v.add_argument("--no-ground-truth", action="store_true",
                    help="skip transcribing the corpus recordings of sentences that have one")
-    v.add_argument("--overwrite", action="store_true")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v.add_argument("--speaker", type=int, help="multi-speaker TTS workdirs: a training voice's id")
     v.add_argument("--reference", help="multi-speaker TTS workdirs: audio of the voice to speak in")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """The `mmspeech` command line (argv: list of str, default sys.argv[1:]) -> exit status: 0 done, 1 some inputs
+    failed (each reported in one line), 2 a user error (one line on stderr, no traceback)."""
+    args = build_parser().parse_args(argv)
     try:
         return {"synthesize": _synthesize, "export": _export, "transcribe": _transcribe,
                 "evaluate-tts": _evaluate_tts}[args.command](args)

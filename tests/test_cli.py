@@ -235,3 +235,17 @@ def test_batch_synthesis_matches_one_at_a_time(workdir):
         assert row["audio"].dtype == np.float32 and row["sample_rate"] == 22050
     with pytest.raises(Exception, match="batch_size must be >= 1"):
         tts.synthesize_batch(texts, batch_size=0)
+
+
+def test_every_cli_option_has_help_text():
+    """Issue #30: `mmspeech synthesize --help` described almost no option."""
+    import argparse
+
+    from mmspeech_jax.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"synthesize", "export", "transcribe", "evaluate-tts"}
+    bare = [f"{name} {action.option_strings or action.dest}" for name, sub in commands.items()
+            for action in sub._actions if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert not bare, bare
