@@ -70,6 +70,28 @@ def test_lazy_names_resolve_to_their_modules():
     for package in (mmspeech_jax.audio, mmspeech_jax.text):
         for name in package.__all__:
             assert getattr(package, name) is not None
+
+
+def test_subpackages_re_export_their_public_names():
+    """models, layers, losses and train name every public class and function of their modules (except names two
+    modules define, which the package docstring lists), each the module's own object."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    for name in ("models", "layers", "losses", "train"):
+        package = importlib.import_module(f"mmspeech_jax.{name}")
+        defined = {}
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                    defined.setdefault(node.name, []).append(path.stem)
+        unique = {n: m[0] for n, m in defined.items() if len(m) == 1}
+        assert set(package.__all__) == set(unique), name
+        for public, module in unique.items():
+            assert getattr(package, public) is getattr(importlib.import_module(f"{package.__name__}.{module}"), public)
+        for clash in (n for n, m in defined.items() if len(m) > 1):
+            assert f"`{clash}`" in package.__doc__
         try:
             package.no_such_name
         except AttributeError as error:
