@@ -249,3 +249,58 @@ def test_every_cli_option_has_help_text():
     bare = [f"{name} {action.option_strings or action.dest}" for name, sub in commands.items()
             for action in sub._actions if not isinstance(action, argparse._HelpAction) and not action.help]
     assert not bare, bare
+
+
+HAND_WRITTEN_LM = r'''
+import json, sys
+import numpy as np
+from safetensors.numpy import load_file
+
+out, ids = sys.argv[1], np.array(json.loads(sys.argv[2]))
+p = {k: v.astype(np.float64) for k, v in load_file(out + "/model.safetensors").items()}
+config = json.load(open(out + "/config.json"))["model"]
+heads = config["heads"]
+
+def norm(x, name):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-6) * p[name + "/scale"] + p[name + "/bias"]
+
+def dense(x, name):
+    return x @ p[name + "/kernel"] + p[name + "/bias"]
+
+gelu = lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+n, d = len(ids), p["embed/embedding"].shape[1]
+x = p["embed/embedding"][ids] + p["positions"][:n]
+for i in range(config["layers"]):
+    b = f"block_{i}"
+    qkv = dense(norm(x, b + "/attention_norm"), b + "/qkv").reshape(n, 3, heads, d // heads)
+    q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+    scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(d // heads)
+    scores = np.where(np.tril(np.ones((n, n), bool))[None], scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    x = x + dense(np.einsum("hqk,khd->qhd", weights, v).reshape(n, d), b + "/out")
+    x = x + dense(gelu(dense(norm(x, b + "/mlp_norm"), b + "/mlp_in")), b + "/mlp_out")
+np.save(sys.argv[3], dense(norm(x, "final_norm"), "logits"))
+print("mmspeech_jax" in sys.modules)
+'''
+
+
+def test_a_hand_written_forward_pass_reads_the_export_alone(tiny_lm_workdir, tmp_path):
+    """docs/parameters.md's text-LM layout, followed by hand in NumPy float64 in a process that imports nothing of
+    this package, gives the model's logits (float32) from the exported safetensors and config.json alone."""
+    import json
+
+    from mmspeech_jax.export import load_exported
+
+    out = tmp_path / "lm"
+    assert cli(["export", "--workdir", str(tiny_lm_workdir), "--out", str(out)]) == 0
+    ids = [0, 5, 9, 2, 17, 3, 3, 11]
+    result = subprocess.run([sys.executable, "-c", HAND_WRITTEN_LM, str(out), json.dumps(ids),
+                             str(tmp_path / "logits.npy")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip() == "False"  # nothing of mmspeech_jax was imported
+    model, params, _, _ = load_exported(out)
+    tokens = np.array([ids], np.int32)
+    expected = np.asarray(model.apply({"params": params}, tokens, tokens >= 0, train=False))[0]
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-4, atol=1e-4)
