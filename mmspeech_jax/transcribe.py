@@ -142,10 +142,7 @@ class Transcriber:
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
         """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method."""
-        log_probs, lengths = self.log_probs(mels)
-        ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
-                           length_bonus=self.length_bonus if self.lm is not None else 0.0)
-        return ["".join(self.table.lookup(seq)).strip() for seq in ids]
+        return [row["text"] for row in self.transcribe_mels(mels)]
 
     def mel(self, path) -> np.ndarray:
         """An audio file -> log-mel as the training features (resampled, mixed to mono). Audio errors: one line."""
