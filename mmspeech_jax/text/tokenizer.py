@@ -7,10 +7,14 @@ the character tokenizer keeps spaces.
 
 Errors: empty text -> `EmptyTextError`; a character the normalizer cannot map -> `UnsupportedCharacterError`;
 too long -> `TextTooLongError`; a symbol outside the table (e.g. a phoneme a newer espeak invents) ->
-`UnknownSymbolError`. Nothing is dropped silently.
+`UnknownSymbolError`, except that the espeak tokenizer's `encode` maps the few mnemonics espeak emits only in rare
+phrase contexts to their nearest table symbol (`symbol_fallback`) and says so with a `SymbolSubstitutionWarning`.
+Nothing is dropped or changed silently.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -18,6 +22,7 @@ from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.text.cmudict_g2p import word_to_arpabet
 from mmspeech_jax.text.espeak import Voice, espeak_engine
 from mmspeech_jax.text.normalize import DEFAULT_MAX_CHARS, normalize_text, split_clauses
+from mmspeech_jax.text.symbol_fallback import SymbolSubstitutionWarning, substitute
 from mmspeech_jax.text.symbols import SymbolTable, arpabet_table, character_table, espeak_table
 
 TOKENIZERS = ("characters", "arpabet", "espeak")
@@ -98,6 +103,16 @@ class EspeakTokenizer(Tokenizer):
                 out += phonemes
             out.append(mark)
         return out
+
+    def encode(self, text: str, *, normalized: bool = False) -> np.ndarray:
+        """Text -> (N,) int32 ids; a phoneme outside the table becomes its `symbol_fallback.nearest_symbol`, with
+        one `SymbolSubstitutionWarning` naming every substitution (`UnknownSymbolError` when none is near)."""
+        symbols, made = substitute(self.tokens(text, normalized=normalized), self.table)
+        if made:
+            pairs = ", ".join(f"{a!r} -> {b!r}" for a, b in made)
+            warnings.warn(SymbolSubstitutionWarning(f"phonemes outside the {self.table.name} table "
+                                                    f"({self.table.version}) replaced: {pairs}"), stacklevel=2)
+        return np.asarray(self.table.ids(symbols), dtype=np.int32)
 
 
 def make_tokenizer(kind: str, **kwargs) -> Tokenizer:
