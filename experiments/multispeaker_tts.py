@@ -58,7 +58,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="workdir/multispeaker_tts")
     p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
-    p.add_argument("--corpus_size", type=int, default=1600, help="utterances of the multi-voice corpus")
+    p.add_argument("--corpus_size", type=int, default=multispeaker_config().num_utterances,
+                   help="utterances of the multi-voice corpus (default: as many as the single-voice default, ~10 h)")
     p.add_argument("--num_voices", type=int, default=8)
     p.add_argument("--held_out", type=int, default=2, help="the last voices, kept out of multi-speaker training")
     p.add_argument("--fusion", default="film", choices=FUSIONS)

@@ -134,6 +134,21 @@ def test_full_default_corpus_within_budget(tmp_path):
     assert len(symbols) >= 90  # broad phonetic coverage
 
 
+@pytest.mark.slow
+def test_full_default_multivoice_corpus_within_budget(tmp_path):
+    """The multispeaker_tts default (issue #27): as large as the single-voice one, every voice an equal share."""
+    import time
+
+    start = time.time()
+    corpus = sc.generate_corpus(sc.multispeaker_config(), tmp_path, progress=False)
+    elapsed = time.time() - start
+    assert len(corpus.utterances) >= 13000 and elapsed < 300
+    assert sum(u.seconds for u in corpus.utterances) >= 10 * 3600
+    per_voice = np.bincount([u.speaker for u in corpus.utterances], minlength=len(sc.MULTISPEAKER_VOICES))
+    assert per_voice.min() == per_voice.max() == len(corpus.utterances) // len(sc.MULTISPEAKER_VOICES)
+    assert len({w for u in corpus.utterances for w in u.text.split()}) >= 10000  # English, not a template language
+
+
 def test_generation_works_from_a_program_on_stdin(tmp_path):
     """Workers are `python -m` subprocesses, so any caller works (stdin programs broke multiprocessing spawn)."""
     import subprocess
