@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from mmspeech_jax.host_memory import keep_freed_memory
 from benchmarks.measure import machine, record
 
 
@@ -70,4 +71,5 @@ def main():
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
     main()

@@ -11,6 +11,7 @@ import time
 
 import jax
 
+from mmspeech_jax.host_memory import keep_freed_memory
 from benchmarks.tts_step import synthetic_batch
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
 from mmspeech_jax.train.init import init_params
@@ -43,4 +44,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
     main()

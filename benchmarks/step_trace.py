@@ -27,6 +27,7 @@ from pathlib import Path
 
 import jax
 
+from mmspeech_jax.host_memory import keep_freed_memory
 from benchmarks.measure import machine, xla_flags_prefix
 
 SCOPE_KEYS = ("tf_op", "long_name", "name_scope", "scope")  # where a trace's op events may carry the JAX scope
@@ -170,4 +171,5 @@ def main():
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
     main()

@@ -27,6 +27,7 @@ import datetime
 import jax
 import numpy as np
 
+from mmspeech_jax.host_memory import keep_freed_memory
 from benchmarks.measure import (add_epoch_compilations_flag, epoch_compilations, epoch_compilations_sentence,
                                 machine, median_seconds, mfu_peak, progress, record, step_flops,
                                 time_train_step, xla_flags_prefix)
@@ -165,4 +166,5 @@ def main():
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
     main()

@@ -100,9 +100,11 @@ def run_command(main, argv=None) -> None:
     """What `python -m experiments.X` runs: `main(argv)`, where a user error found after parsing (a mesh the devices
     cannot form, a corpus that does not hold a voice's utterances, ...: any `MMSpeechError`) prints one line,
     `X: error: ...`, and exits with status 2 like argparse's own errors, instead of a traceback. Bugs still
-    raise with their traceback."""
+    raise with their traceback. First, before JAX starts its CPU backend, `host_memory.keep_freed_memory()`."""
     from mmspeech_jax.errors import MMSpeechError
+    from mmspeech_jax.host_memory import keep_freed_memory
 
+    keep_freed_memory()
     try:
         main(argv)
     except MMSpeechError as exc:

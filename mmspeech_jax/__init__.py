@@ -1,11 +1,11 @@
-"""mmspeech_jax: a pure-JAX functional model zoo for multimodal speech."""
+"""mmspeech_jax: a pure-JAX functional model zoo for multimodal speech.
+
+Importing it changes nothing in the process. Entry points (`python -m experiments.*`, the `mmspeech` CLI, the
+benchmarks) call `mmspeech_jax.host_memory.keep_freed_memory()` first; programs of your own that train on the CPU
+may call it too, before their first JAX computation (host_memory.py says why).
+"""
 
 from mmspeech_jax import errors
-from mmspeech_jax.host_memory import keep_freed_memory
-
-# Before JAX's CPU backend starts: reuse step temporaries' pages instead of faulting them in again every step
-# (host_memory.py; MMSPEECH_HOST_MEMORY=system turns it off).
-HOST_MEMORY_KEPT = keep_freed_memory()
 
 __version__ = "0.1.0"
-__all__ = ["errors", "__version__", "HOST_MEMORY_KEPT"]
+__all__ = ["errors", "__version__"]

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from mmspeech_jax.errors import MMSpeechError
+from mmspeech_jax.host_memory import keep_freed_memory
 from mmspeech_jax.output_paths import check_output_dir, check_output_file
 from mmspeech_jax.workdir import atomic_write_text, strict_json
 
@@ -238,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """The `mmspeech` command line (argv: list of str, default sys.argv[1:]) -> exit status: 0 done, 1 some inputs
-    failed (each reported in one line), 2 a user error (one line on stderr, no traceback)."""
+    failed (each reported in one line), 2 a user error (one line on stderr, no traceback). Calls
+    `host_memory.keep_freed_memory()` first (before JAX's CPU backend starts)."""
+    keep_freed_memory()
     args = build_parser().parse_args(argv)
     try:
         return {"synthesize": _synthesize, "export": _export, "transcribe": _transcribe,
