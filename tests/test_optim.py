@@ -16,7 +16,7 @@ from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, ma
     ("learning_rate", 0.0), ("learning_rate", -1e-3), ("learning_rate", float("nan")), ("learning_rate", float("inf")),
     ("eps", 0.0), ("clip_norm", 0.0), ("clip_norm", float("nan")), ("weight_decay", -1e-4),
     ("b1", 1.0), ("b2", -0.1), ("b2", float("nan")), ("warmup_steps", -1), ("total_steps", -5),
-    ("total_steps", 2.5), ("accumulation_steps", 0), ("accumulation_steps", True), ("learning_rate", "1e-3"),
+    ("total_steps", 2.5), ("learning_rate", "1e-3"),
     ("schedule", "linear"),
 ])
 def test_bad_fields_raise_one_line_config_errors_naming_the_field(field, value):
@@ -95,3 +95,15 @@ def test_one_adamw_step_matches_a_numpy_reference_with_clipping_and_decoupled_de
     for group, name in [("dense", "kernel"), ("dense", "bias"), ("norm", "scale")]:
         np.testing.assert_allclose(np.asarray(p32[group][name]), ref[group][name], rtol=1e-5, atol=1e-6,
                                    err_msg=f"{group}/{name}")
+
+
+def test_one_gradient_accumulation_knob():
+    """Accumulation is TrainerConfig.micro_batches only (issue #30): the optimizer config has no second knob."""
+    import dataclasses
+
+    from mmspeech_jax.train.trainer import TrainerConfig
+
+    assert not [f.name for f in dataclasses.fields(OptimizerConfig) if "accum" in f.name or "micro" in f.name]
+    assert "micro_batches" in {f.name for f in dataclasses.fields(TrainerConfig)}
+    with pytest.raises(TypeError):
+        OptimizerConfig(accumulation_steps=2)

@@ -18,8 +18,8 @@ from mmspeech_jax import config_checks
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW: peak learning rate, warm-up and total steps, schedule ("cosine" or "noam"), decoupled weight decay
-    (not on biases, norms or embeddings), betas, epsilon, global-norm clipping and optax-level gradient
-    accumulation. Checked when built."""
+    (not on biases, norms or embeddings), betas, epsilon and global-norm clipping. Checked when built. Gradient
+    accumulation has one knob, `TrainerConfig.micro_batches` (exact over masked counts, train/step.py), not here."""
     learning_rate: float = 1e-3
     warmup_steps: int = 400
     total_steps: int = 10000
@@ -29,13 +29,12 @@ class OptimizerConfig:
     b2: float = 0.98
     eps: float = 1e-9
     clip_norm: float = 1.0
-    accumulation_steps: int = 1
 
     def __post_init__(self):
         """Each field checked on its own, with a one-line message naming it (NaN and inf included)."""
         config_checks.choice(self, "schedule", ("cosine", "noam"))
         # total_steps 0: nothing is trained (a resumed run evaluated again); the schedule is then the warm-up's.
-        config_checks.integers(self, warmup_steps=0, total_steps=0, accumulation_steps=1)
+        config_checks.integers(self, warmup_steps=0, total_steps=0)
         config_checks.positive(self, "learning_rate", "eps", "clip_norm")
         config_checks.number(self, "weight_decay", 0)
         config_checks.fraction(self, "b1", "b2")
@@ -68,12 +67,10 @@ def schedule_count(opt_state):
 
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
     """The optax transformation of `config`: global-norm clipping, then AdamW with the schedule and the decay mask
-    (wrapped in `optax.MultiSteps` when accumulation_steps > 1)."""
+    (one update per call: accumulation is the train step's `micro_batches`)."""
     tx = optax.chain(
         optax.clip_by_global_norm(config.clip_norm),
         optax.adamw(learning_rate_schedule(config), config.b1, config.b2, config.eps,
                     weight_decay=config.weight_decay, mask=decay_mask),
     )
-    if config.accumulation_steps > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=config.accumulation_steps)
     return tx
