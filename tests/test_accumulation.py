@@ -68,7 +68,7 @@ def test_accumulation_on_a_mesh_equals_one_device(small_cache):
     mesh = make_mesh(MeshConfig(data=2, fsdp=4, min_shard_size=64))
     state = TrainState.create(params, TX)
     sharding = state_shardings(state, mesh, min_shard_size=64)
-    train_step, _ = make_sharded_steps(loss_fn, TX, sharding, mesh, micro_batches=2)
+    train_step, _, _ = make_sharded_steps(loss_fn, TX, sharding, mesh, micro_batches=2)
     got = train_step(jax.device_put(state, sharding), shard_batch(batch, mesh), jax.random.key(0, impl="rbg"))
     assert_same_step(got, whole)
 

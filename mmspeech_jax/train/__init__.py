@@ -11,7 +11,7 @@ _SOURCES = {
     "Text": "summaries", "TrainState": "state", "TrainerConfig": "trainer", "accumulated_gradients": "step",
     "barrier": "distributed", "batch_sharding": "sharding", "check_bytes": "checkpoint",
     "check_params_fit": "checkpoint", "check_state_fits": "checkpoint", "count_parameters": "finetune",
-    "decay_mask": "optim", "diverged_marker": "trainer", "drop_logged_after": "trainer", "figure_pixels": "summaries",
+    "decay_mask": "optim", "diverged_marker": "trainer", "evaluate_split": "evaluation", "make_eval_counts": "step", "drop_logged_after": "trainer", "figure_pixels": "summaries",
     "fit": "trainer", "host_copy": "distributed", "init_params": "init", "initialize": "distributed",
     "is_primary": "distributed", "leaf_spec": "sharding", "learning_rate_schedule": "optim", "make_eval_step": "step",
     "make_mesh": "sharding", "make_optimizer": "optim", "make_sharded_steps": "sharding", "make_train_step": "step",

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
-from mmspeech_jax.train.step import make_eval_step, make_train_step
+from mmspeech_jax.train.step import make_eval_counts, make_eval_step, make_train_step
 
 AXES = ("data", "fsdp")
 
@@ -95,12 +95,15 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 
 
 def make_sharded_steps(loss_fn, tx, state_sharding, mesh: Mesh, micro_batches: int = 1):
-    """(train_step, eval_step) jitted with explicit shardings; the train step donates its state and accumulates
-    gradients over `micro_batches` (train/step.py)."""
+    """(train_step, eval_step, eval_counts) jitted with explicit shardings; the train step donates its state and
+    accumulates gradients over `micro_batches` (train/step.py)."""
     replicated = NamedSharding(mesh, P())
     batch = batch_sharding(mesh)
     train_step = jax.jit(make_train_step(loss_fn, tx, micro_batches), in_shardings=(state_sharding, batch, replicated),
                          out_shardings=(state_sharding, replicated), donate_argnums=0)
-    eval_step = jax.jit(make_eval_step(loss_fn), in_shardings=(state_sharding, batch, replicated),
-                        out_shardings=replicated)
-    return train_step, eval_step
+    jitted_eval = jax.jit(make_eval_step(loss_fn), in_shardings=(state_sharding, batch, replicated, replicated),
+                          out_shardings=replicated)
+    eval_step = lambda state, batch_, rng, counts=None: jitted_eval(state, batch_, rng, counts)
+    eval_counts = jax.jit(make_eval_counts(loss_fn), in_shardings=(state_sharding, batch, replicated),
+                          out_shardings=replicated)
+    return train_step, eval_step, eval_counts

@@ -97,9 +97,21 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, micro_batches: in
 
 
 def make_eval_step(loss_fn):
-    """loss_fn -> (state, batch, rng) -> {"loss", parts} in eval mode (no dropout), to jit."""
-    def eval_step(state: TrainState, batch, rng):
-        loss, parts = loss_fn(state.params, batch, rng, False, state.step)
+    """loss_fn -> eval_step(state, batch, rng, counts=None) -> {"loss", parts} in eval mode (no dropout), to jit.
+    With `counts` (the whole evaluation set's counts, `make_eval_counts` summed over its batches) every ratio divides
+    by the set's count, so the sum of the outputs over the set's batches is the set's exact loss and parts
+    (losses/ratios.py; `train/evaluation.py`); without, the batch's own masked means."""
+    def eval_step(state: TrainState, batch, rng, counts=None):
+        loss, parts = loss_fn(state.params, batch, rng, False, state.step, counts=counts)
         return {"loss": loss, **_without_counts(parts)}
 
     return eval_step
+
+
+def make_eval_counts(loss_fn):
+    """loss_fn -> (state, batch, rng) -> the batch's `parts["counts"]` ({name: scalar}; {} when the loss reports
+    none), to jit: only the mask sums survive XLA's dead-code elimination, so it costs little next to `eval_step`."""
+    def eval_counts(state: TrainState, batch, rng):
+        return loss_fn(state.params, batch, rng, False, state.step)[1].get("counts", {})
+
+    return eval_counts

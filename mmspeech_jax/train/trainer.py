@@ -29,7 +29,8 @@ from mmspeech_jax.train.optim import schedule_count
 from mmspeech_jax.train.sharding import make_sharded_steps, shard_batch, state_shardings
 from mmspeech_jax.train.state import TrainState
 from mmspeech_jax.train.summaries import write_summaries
-from mmspeech_jax.train.step import make_eval_step, make_train_step
+from mmspeech_jax.train.evaluation import evaluate_split
+from mmspeech_jax.train.step import make_eval_counts, make_eval_step, make_train_step
 from mmspeech_jax.workdir import strict_json
 
 
@@ -121,11 +122,11 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
     if mesh is not None:
         sharding = state_shardings(state, mesh)
         state = jax.device_put(state, sharding)  # restore below follows these shardings
-        train_step, eval_step = make_sharded_steps(loss_fn, tx, sharding, mesh, config.micro_batches)
+        train_step, eval_step, eval_counts = make_sharded_steps(loss_fn, tx, sharding, mesh, config.micro_batches)
         put = lambda batch: shard_batch(batch, mesh)
     else:
         train_step = jax.jit(make_train_step(loss_fn, tx, config.micro_batches), donate_argnums=0)
-        eval_step = jax.jit(make_eval_step(loss_fn))
+        eval_step, eval_counts = jax.jit(make_eval_step(loss_fn)), jax.jit(make_eval_counts(loss_fn))
         put = lambda batch: batch
     # rbg keys: dropout masks are ~40 % cheaper to draw than with threefry on CPU (benchmarks/RESULTS.md)
     make_key = lambda: jax.random.key(config.seed, impl="rbg")
@@ -211,12 +212,8 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                 for key, value in scalars.items():
                     writer.add_scalar(f"train/{key}", value, step)
             if eval_batches is not None and (step % config.eval_every == 0 or step == config.steps):
-                sums, count = {}, 0
-                for batch in eval_batches():
-                    for key, value in _scalars(eval_step(state, put(prepare(batch)), rng)).items():
-                        sums[key] = sums.get(key, 0.0) + value
-                    count += 1
-                val = {k: v / max(count, 1) for k, v in sums.items()}
+                val, _ = evaluate_split(eval_step, eval_counts, state,
+                                        lambda: (put(prepare(batch)) for batch in eval_batches()), rng)
                 log.write(strict_json({"step": step, "split": "validation", **val}) + "\n")
                 log.flush()
                 for key, value in val.items():
