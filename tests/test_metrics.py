@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 
 from mmspeech_jax.evaluate.alignment import boundary_error_ms
 from mmspeech_jax.evaluate.mcd import MCD_CONSTANT, dtw_path, f0_rmse, mcd_dtw, mel_cepstrum
@@ -29,6 +30,28 @@ def test_dtw_matches_brute_force():
         total, path = dtw_path(cost)
         np.testing.assert_allclose(total, best, rtol=1e-12)
         np.testing.assert_allclose(sum(cost[i, j] for i, j in path), best, rtol=1e-12)
+
+
+def double_loop_dtw_total(cost):
+    """The textbook O(I * J) recursion, cell by cell, as the reference for the anti-diagonal version."""
+    rows, cols = cost.shape
+    acc = np.full((rows + 1, cols + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, rows + 1):
+        for j in range(1, cols + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    return acc[rows, cols]
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 7), (7, 1), (40, 55), (63, 17)])
+def test_dtw_matches_the_double_loop_on_larger_matrices(rows, cols):
+    cost = np.random.default_rng(rows * 100 + cols).random((rows, cols))
+    total, path = dtw_path(cost)
+    np.testing.assert_allclose(total, double_loop_dtw_total(cost), rtol=1e-12)
+    np.testing.assert_allclose(sum(cost[i, j] for i, j in path), total, rtol=1e-12)
+    assert path[0] == (0, 0) and path[-1] == (rows - 1, cols - 1)
+    steps = np.diff(np.asarray(path), axis=0)
+    assert {tuple(s) for s in steps} <= {(1, 1), (1, 0), (0, 1)}
 
 
 def test_mcd_zero_for_identical_and_time_stretched():

@@ -19,13 +19,19 @@ def mel_cepstrum(log_mel: np.ndarray, order: int = 24) -> np.ndarray:
 
 
 def dtw_path(cost: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
-    """Minimum-cost monotonic path from (0, 0) to (I-1, J-1). Returns (total cost, path)."""
+    """Minimum-cost monotonic path from (0, 0) to (I-1, J-1) of an (I, J) float cost matrix, steps diagonal,
+    vertical, horizontal. Returns (total cost, path as (i, j) pairs). Exact (not fastdtw's approximation); the
+    accumulated costs are computed one anti-diagonal at a time (all cells with i + j = k depend only on the two
+    previous anti-diagonals), so the Python loop runs I + J times, not I * J."""
+    cost = np.asarray(cost, np.float64)
     rows, cols = cost.shape
     acc = np.full((rows + 1, cols + 1), np.inf)
     acc[0, 0] = 0.0
-    for i in range(1, rows + 1):
-        for j in range(1, cols + 1):
-            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    for k in range(2, rows + cols + 1):  # 1-based cell (i, j) with i + j = k
+        i = np.arange(max(1, k - cols), min(rows, k - 1) + 1)
+        j = k - i
+        best = np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
+        acc[i, j] = cost[i - 1, j - 1] + best
     path, i, j = [], rows, cols
     while (i, j) != (0, 0):
         path.append((i - 1, j - 1))
