@@ -104,7 +104,7 @@ def _export(args) -> int:
     if args.stablehlo:
         from mmspeech_jax.serialized import export_workdir
 
-        print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames)}")
+        print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames, args.platforms)}")
         return 0
     config = read_workdir_config(workdir)
     check_new_outputs(args.out, PARAMETER_FILES)  # before the checkpoint loads
@@ -208,7 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stablehlo", action="store_true",
                    help="write jax.export artifacts that run without the model code (see mmspeech_jax/serialized.py)")
     e.add_argument("--max-tokens", type=int, default=256, help="--stablehlo: padded token length")
-    e.add_argument("--max-frames", type=int, default=1024, help="--stablehlo: padded frame length")
+    e.add_argument("--max-frames", type=int, default=1024,
+                   help="--stablehlo: padded frame length (text_to_mel's `truncated` output flags longer speech)")
+    e.add_argument("--platforms", default="cpu", metavar="LIST",
+                   help="--stablehlo: comma-separated backends to lower for in one artifact: cpu, cuda, rocm, tpu "
+                        "(no such device needed to export)")
     t = sub.add_parser("transcribe", help="speech to text with a trained ASR workdir")
     t.add_argument("--workdir", required=True, help="an ASR training workdir, or its export")
     t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")

@@ -1,11 +1,12 @@
 """Serialized inference without the model code: `jax.export` (StableHLO) artifacts of a trained workdir.
 
-    mmspeech export --workdir W --out DIR --stablehlo [--max-tokens 256] [--max-frames 1024]
+    mmspeech export --workdir W --out DIR --stablehlo [--max-tokens 256] [--max-frames 1024] [--platforms cpu,cuda,tpu]
 
 writes into DIR, by the workdir's task:
   tts / hyperspeech  text_to_mel.jax      tokens (B, max_tokens) int32, token_mask (B, max_tokens) bool
                                           [hyperspeech: + speaker (B,) int32 (-1 none), reference_mel (B, R, M),
-                                          reference_mask (B, R)]  ->  mel (B, max_frames, M), frame_mask, durations
+                                          reference_mask (B, R)]  ->  mel (B, max_frames, M), frame_mask,
+                                          durations (B, max_tokens) int32, truncated (B,) bool
                      griffin_lim.jax      log_mel (max_frames, M) -> waveform (S,)   (60 iterations, fixed seed)
   asr                features_to_log_probs.jax   log_mel (B, max_frames, M), frame_mask (B, max_frames)
                                           -> CTC log-probabilities (B, T', V), output mask (B, T')
@@ -13,13 +14,19 @@ writes into DIR, by the workdir's task:
 plus manifest.json (each artifact's inputs, shapes and dtypes; the symbol table for turning text into tokens or
 log-probabilities into characters; the mel config). Parameters are baked into the artifacts as constants.
 
+`truncated` is True for a row whose predicted durations sum to more than max_frames: its mel holds only the first
+max_frames frames. Check it (or export with a larger --max-frames); the artifact never cuts speech silently.
+
+`--platforms` (default: cpu) lowers one artifact for several backends at once (`jax.export` multi-platform
+lowering: "cpu", "cuda", "rocm", "tpu"); the loading process picks its own. Lowering needs no device of that kind.
+
 The batch dimension B is symbolic (any batch size runs); lengths are fixed at export time (pad to them, pass the
 mask): the position tables and Griffin-Lim's framing are built for a concrete length. A process that imports only
 jax and numpy runs them:
 
     import jax, numpy as np
     fn = jax.export.deserialize(open("DIR/text_to_mel.jax", "rb").read())
-    mel, frame_mask, durations = fn.call(tokens, token_mask)
+    mel, frame_mask, durations, truncated = fn.call(tokens, token_mask)
 """
 
 from __future__ import annotations
@@ -39,22 +46,48 @@ ARTIFACTS = {"tts": ("text_to_mel", "griffin_lim"), "hyperspeech": ("text_to_mel
              "asr": ("features_to_log_probs",)}  # by the workdir's task
 
 
-def _serialize(fn, *specs) -> bytes:
-    return export.export(jax.jit(fn))(*specs).serialize()
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def check_platforms(platforms) -> tuple[str, ...]:
+    """A sequence of platform names (or one comma-separated string) -> a tuple of unique known names, in order;
+    `ConfigError` (one line) for an unknown or empty one."""
+    names = [p.strip() for p in platforms.split(",")] if isinstance(platforms, str) else list(platforms)
+    unknown = [p for p in names if p not in PLATFORMS]
+    if not names or unknown:
+        raise ConfigError(f"platforms must be among {', '.join(PLATFORMS)} (comma-separated), got "
+                          f"{', '.join(map(repr, unknown)) if unknown else 'none'}")
+    return tuple(dict.fromkeys(names))
+
+
+def _serialize(fn, platforms, *specs) -> bytes:
+    return export.export(jax.jit(fn), platforms=platforms)(*specs).serialize()
+
+
+def _with_truncation(generate, max_frames: int):
+    """generate(...) -> (mel, frame_mask, durations) becomes ... -> (mel, frame_mask, durations, truncated (B,))."""
+    def fn(tokens, token_mask, *rest):
+        mel, frame_mask, durations = generate(tokens, token_mask, *rest)[:3]
+        total = jnp.sum(jnp.where(token_mask, durations, 0), axis=-1)
+        return mel, frame_mask, durations, total > max_frames
+
+    return fn
 
 
 def _spec(shape, dtype) -> dict:
     return {"shape": ["B" if not isinstance(d, int) else d for d in shape], "dtype": jnp.dtype(dtype).name}
 
 
-def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 1024) -> Path:
-    """Writes the task's artifacts and manifest.json into `out_dir` (refuses to overwrite any of those files)."""
+def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 1024, platforms=("cpu",)) -> Path:
+    """Writes the task's artifacts, lowered for each of `platforms`, and manifest.json into `out_dir` (refuses to
+    overwrite any of those files)."""
     from mmspeech_jax.audio.features import MelConfig
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
     for name, value in (("max_tokens", max_tokens), ("max_frames", max_frames)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer (the padded length exported), got {value!r}")
+    platforms = check_platforms(platforms)
     workdir = Path(workdir)
     config = read_workdir_config(workdir)
     task = config.get("task", "tts")
@@ -65,7 +98,8 @@ def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 10
     mel_config = MelConfig(**config["features"]["mel"])
     m = mel_config.n_mels
     (b,) = export.symbolic_shape("B")
-    artifacts, manifest = {}, {"task": task, "step": int(step), "mel": config["features"]["mel"],
+    artifacts, manifest = {}, {"task": task, "step": int(step), "platforms": list(platforms),
+                               "mel": config["features"]["mel"],
                                "symbols": json.loads((workdir / "symbols.json").read_text()), "artifacts": {}}
     if task == "asr":
         from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
@@ -73,7 +107,7 @@ def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 10
         model, stats = CTCASR(CTCASRConfig.from_dict(config["model"])), config["stats"]
         fn = lambda mel, mask: model.apply({"params": params}, normalize_features(mel, mask, stats), mask, train=False)
         inputs = [((b, max_frames, m), jnp.float32), ((b, max_frames), jnp.bool_)]
-        artifacts["features_to_log_probs"] = (fn, inputs, ["log_mel", "frame_mask"])
+        artifacts["features_to_log_probs"] = (fn, inputs, ["log_mel", "frame_mask"], ["log_probs", "output_mask"])
     else:
         from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 
@@ -92,14 +126,15 @@ def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 10
             model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
             fn = lambda t, k: model.apply({"params": params}, t, k, max_frames, method=FastSpeech2.generate)
             inputs, names = [((b, max_tokens), jnp.int32), ((b, max_tokens), jnp.bool_)], ["tokens", "token_mask"]
-        artifacts["text_to_mel"] = (fn, inputs, names)
+        artifacts["text_to_mel"] = (_with_truncation(fn, max_frames), inputs, names,
+                                    ["mel", "frame_mask", "durations", "truncated"])
         vocoder = lambda mel: log_mel_to_waveform(mel, jax.random.PRNGKey(0), mel_config)
-        artifacts["griffin_lim"] = (vocoder, [((max_frames, m), jnp.float32)], ["log_mel"])
+        artifacts["griffin_lim"] = (vocoder, [((max_frames, m), jnp.float32)], ["log_mel"], ["waveform"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (fn, inputs, names) in artifacts.items():
-        blob = _serialize(fn, *[jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in inputs])
+    for name, (fn, inputs, names, outputs) in artifacts.items():
+        blob = _serialize(fn, platforms, *[jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in inputs])
         (out_dir / f"{name}.jax").write_bytes(blob)
-        manifest["artifacts"][name] = {"file": f"{name}.jax",
+        manifest["artifacts"][name] = {"file": f"{name}.jax", "outputs": outputs,
                                        "inputs": {n: _spec(s, d) for n, (s, d) in zip(names, inputs)}}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out_dir

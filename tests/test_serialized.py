@@ -47,11 +47,54 @@ def test_tts_artifacts_match_the_model(tiny_tts_workdir, tmp_path):
     ids = tts.tokenizer.encode("Hello there.")
     tokens = np.zeros((3, 32), np.int32)  # batch 3: the batch dimension is symbolic
     tokens[:, : ids.size] = ids
-    mel, frame_mask, _ = run_without_model_code(out, "text_to_mel", [tokens, tokens > 0], tmp_path)
+    mel, frame_mask, durations, truncated = run_without_model_code(out, "text_to_mel", [tokens, tokens > 0], tmp_path)
     assert mel.shape == (3, 256, 80)
+    assert manifest["artifacts"]["text_to_mel"]["outputs"] == ["mel", "frame_mask", "durations", "truncated"]
+    total = (durations * (tokens > 0)).sum(-1)
+    np.testing.assert_array_equal(truncated, total > 256)
+    assert not truncated.any() and frame_mask.sum(-1).tolist() == total.tolist()
     np.testing.assert_allclose(mel[1, : expected.shape[0]], expected, rtol=1e-4, atol=1e-4)
     (wave,) = run_without_model_code(out, "griffin_lim", [mel[0]], tmp_path)
     assert wave.ndim == 1 and wave.size > 0 and np.all(np.isfinite(wave))
+
+
+def test_multi_platform_artifacts_run_on_the_cpu_and_flag_truncation(tiny_tts_workdir, tiny_asr_workdir, tmp_path):
+    """--platforms cpu,cuda,tpu lowers each artifact for all three in one file (no GPU or TPU here); the CPU runs
+    it. A max_frames shorter than the predicted speech sets `truncated` instead of cutting silently."""
+    from jax import export
+
+    from mmspeech_jax.synthesize import Synthesizer
+
+    out = tmp_path / "multi"
+    assert cli(["export", "--workdir", str(tiny_tts_workdir), "--out", str(out), "--stablehlo", "--max-tokens", "32",
+                "--max-frames", "8", "--platforms", "cpu,cuda,tpu"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["platforms"] == ["cpu", "cuda", "tpu"]
+    for name in ("text_to_mel", "griffin_lim"):
+        assert export.deserialize((out / f"{name}.jax").read_bytes()).platforms == ("cpu", "cuda", "tpu")
+    ids = Synthesizer.from_workdir(tiny_tts_workdir).tokenizer.encode("Hello there, how are you today?")
+    tokens = np.zeros((2, 32), np.int32)
+    tokens[0, : ids.size] = ids
+    tokens[1, :1] = ids[:1]
+    mel, frame_mask, durations, truncated = run_without_model_code(out, "text_to_mel", [tokens, tokens > 0], tmp_path)
+    total = (durations * (tokens > 0)).sum(-1)
+    assert total[0] > 8  # the sentence needs more than 8 frames ...
+    np.testing.assert_array_equal(truncated, total > 8)  # ... and says so
+    assert frame_mask.shape == (2, 8) and frame_mask[0].all()
+    asr_out = tmp_path / "multi_asr"
+    assert cli(["export", "--workdir", str(tiny_asr_workdir), "--out", str(asr_out), "--stablehlo",
+                "--max-frames", "64", "--platforms", "cpu,cuda"]) == 0
+    log_probs, out_mask = run_without_model_code(asr_out, "features_to_log_probs",
+                                                 [np.zeros((1, 64, 80), np.float32) - 4, np.ones((1, 64), bool)],
+                                                 tmp_path)
+    assert np.all(np.isfinite(log_probs[out_mask]))
+
+
+def test_unknown_platform_is_refused_in_one_line(tmp_path, capsys):
+    assert cli(["export", "--workdir", str(tmp_path / "no_workdir"), "--out", str(tmp_path / "new"), "--stablehlo",
+                "--platforms", "cpu,gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'gpu'" in err and "no_workdir" not in err, err
 
 
 def test_asr_artifact_matches_the_model(tiny_asr_workdir, tmp_path):
