@@ -43,6 +43,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["mmspeech_jax", "mmspeech_jax.*", "experiments", "experiments.*"]),
     package_data={"mmspeech_jax": ["text/*.txt", "data/*.txt"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest>=8.0", "pytest-xdist>=3.5"]},
+    # dev: the test runner, and what executes notebooks/ in `make test` (tests/test_notebooks.py).
+    extras_require={"dev": ["pytest>=8.0", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10",
+                            "ipykernel>=6.29"]},
     entry_points={"console_scripts": ["mmspeech=mmspeech_jax.cli:main"]},
 )
