@@ -12,9 +12,10 @@ and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any 
     audio, rate = tts.synthesize("Hello there.", reference=tts.reference_mel("someone.wav"))
 
 Shapes are padded to a small ladder (tokens to a multiple of 32, frames to 256 / 512 / ... / 8192), so a session
-compiles a handful of times, not once per sentence. The frame rung is a guess from the token count, checked against
-the predicted durations: an utterance longer than its rung is generated again at the rung that holds it, never cut
-short; one longer than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
+compiles a handful of times, not once per sentence. A batch runs first at the bottom rung, which gives the predicted
+durations (they do not depend on the padded length) and is the result when every row fits; otherwise it runs once
+more at the rung that holds the longest row (`generate_fitting`), never cut short; one longer than the top rung
+(95 s at 22.05 kHz) raises `TextTooLongError`.
 """
 
 from __future__ import annotations
@@ -37,12 +38,27 @@ from mmspeech_jax.text.tokenizer import make_tokenizer
 from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_LADDER = (256, 512, 1024, 2048, 4096, 8192)  # 8192 frames: 95 s at 22.05 kHz / hop 256
-FRAMES_PER_TOKEN_BOUND = 12  # generous upper bound on frames per token at speed 1 (a first guess, checked after)
 
 
 def frame_rung(frames: float) -> int:
     """The smallest padded frame length of the ladder that holds `frames` (the top one if none does)."""
     return next((f for f in FRAME_LADDER if f >= frames), FRAME_LADDER[-1])
+
+
+def generate_fitting(generate, tokens, token_mask, hop_seconds: float):
+    """`generate(tokens, token_mask, max_frames) -> (mel, frame_mask, durations, ...)` run at the smallest ladder
+    rung that holds every row's predicted length: first at the bottom rung (the durations do not depend on
+    max_frames, and a short batch is done there), then, if a row needs more, once at the rung that holds it. Never
+    returns a truncated row: past the top rung, `TextTooLongError`. (It used to guess 12 frames per token first,
+    decoding 2-3x the frames a sentence needs; benchmarks/inference.py.)"""
+    out = generate(tokens, token_mask, FRAME_LADDER[0])
+    total = int(np.asarray(out[2]).sum(-1).max())
+    if total <= FRAME_LADDER[0]:
+        return out
+    if total > FRAME_LADDER[-1]:
+        raise TextTooLongError(f"the model predicts {total} frames ({total * hop_seconds:.0f} s) for this text, more "
+                               f"than the {FRAME_LADDER[-1]} synthesized at once: split the text")
+    return generate(tokens, token_mask, frame_rung(total))
 REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 
@@ -54,6 +70,7 @@ class Synthesizer:
     def __init__(self, model: FastSpeech2 | HyperSpeech, params, table: SymbolTable, mel_config: MelConfig,
                  tokenizer_kind: str):
         self.model, self.params, self.mel_config = model, params, mel_config
+        self._hop_seconds = mel_config.hop_samples / mel_config.sample_rate
         self.tokenizer = make_tokenizer(tokenizer_kind)
         self.tokenizer.table.check_compatible(table)
         self.conditioned = isinstance(model, HyperSpeech)
@@ -145,16 +162,9 @@ class Synthesizer:
         tokens = np.zeros((1, n), np.int32)
         tokens[0, : ids.size] = ids
         mask = tokens > 0
-        frames = frame_rung(ids.size * FRAMES_PER_TOKEN_BOUND / controls.speed)
-        mel, frame_mask, durations = self._generate(self.params, tokens, mask, frames, controls, *condition)
-        total = int(np.asarray(durations[0]).sum())  # the predicted length; the padded one may be shorter
-        if total > frames:  # never return a truncated utterance: rerun at the rung that holds it (same durations)
-            if total > FRAME_LADDER[-1]:
-                seconds = total * self.mel_config.hop_samples / self.mel_config.sample_rate
-                raise TextTooLongError(f"the model predicts {total} frames ({seconds:.0f} s) for this text, more than "
-                                       f"the {FRAME_LADDER[-1]} synthesized at once: split the text")
-            frames = frame_rung(total)
-            mel, frame_mask, durations = self._generate(self.params, tokens, mask, frames, controls, *condition)
+        mel, frame_mask, _ = generate_fitting(
+            lambda t, m, frames: self._generate(self.params, t, m, frames, controls, *condition), tokens, mask,
+            self._hop_seconds)
         return np.asarray(mel[0, : max(int(frame_mask[0].sum()), 2)])
 
     def synthesize_batch(self, texts: list[str], batch_size: int = 8, controls: Controls = Controls(), *,
@@ -178,15 +188,9 @@ class Synthesizer:
             for row, row_ids in enumerate(ids):
                 tokens[row, : row_ids.size] = row_ids
             batch_condition = tuple(np.repeat(np.asarray(c), len(ids), axis=0) for c in condition)
-            frames = frame_rung(max(i.size for i in ids) * FRAMES_PER_TOKEN_BOUND / controls.speed)
-            out = self._generate_variance(self.params, tokens, tokens > 0, frames, controls, *batch_condition)
-            total = int(np.asarray(out[2]).sum(-1).max())
-            if total > frames:  # as `mel`: never a truncated row
-                if total > FRAME_LADDER[-1]:
-                    raise TextTooLongError(f"the model predicts {total} frames for a text of this batch, more than "
-                                           f"the {FRAME_LADDER[-1]} synthesized at once: split the text")
-                frames = frame_rung(total)
-                out = self._generate_variance(self.params, tokens, tokens > 0, frames, controls, *batch_condition)
+            out = generate_fitting(
+                lambda t, m, frames: self._generate_variance(self.params, t, m, frames, controls, *batch_condition),
+                tokens, tokens > 0, self._hop_seconds)
             mel, frame_mask, durations, variance = jax.device_get(out)
             token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
             for row, row_ids in enumerate(ids):

@@ -85,7 +85,7 @@ def test_text_file_keeps_going_past_a_bad_line(workdir, tmp_path, capsys):
 
 
 def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(workdir):
-    """The duration predictor set to say 40 frames per token (above the first guess of 12): the mel has every
+    """The duration predictor set to say 40 frames per token (more than the bottom rung holds): the mel has every
     predicted frame (the old synthesizer cut it at the 256-frame rung), equal to a direct run at a longer length;
     past the top rung it is refused in one line."""
     import copy
@@ -107,7 +107,7 @@ def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(work
         return params
 
     tts.params = with_frames_per_token(40)
-    assert 40 * ids.size > FRAME_LADDER[0] >= 12 * ids.size  # the first guess is the shortest rung, too short
+    assert 40 * ids.size > FRAME_LADDER[0]  # the first pass, at the bottom rung, is too short
     mel = tts.mel(text)
     assert mel.shape[0] == 40 * ids.size
     tokens = np.zeros((1, 32), np.int32)
@@ -119,6 +119,28 @@ def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(work
     with pytest.raises(TextTooLongError) as info:
         tts.mel(text)
     assert "split the text" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("frames_per_row, rungs", [((10, 200), [256]), ((10, 300), [256, 512]),
+                                                   ((700, 1500), [256, 2048])])
+def test_generate_fitting_runs_the_bottom_rung_then_the_one_that_holds_the_batch(frames_per_row, rungs):
+    """A stand-in generator whose rows need `frames_per_row` frames: the first pass is at the bottom rung and is kept
+    when every row fits; otherwise exactly one more pass, at the smallest rung holding the longest row."""
+    from mmspeech_jax.synthesize import generate_fitting
+
+    calls = []
+
+    def generate(tokens, token_mask, max_frames):
+        calls.append(max_frames)
+        durations = np.zeros(tokens.shape, np.int32)
+        durations[:, 0] = frames_per_row
+        frame_mask = np.arange(max_frames)[None] < np.minimum(frames_per_row, max_frames)[:, None]
+        return np.zeros((len(frames_per_row), max_frames, 2)), frame_mask, durations
+
+    tokens = np.ones((len(frames_per_row), 32), np.int32)
+    mel, frame_mask, durations = generate_fitting(generate, tokens, tokens > 0, 0.01)
+    assert calls == rungs and mel.shape[1] == rungs[-1]
+    assert frame_mask.sum(-1).tolist() == list(frames_per_row)  # nothing cut
 
 
 def test_bad_arguments_fail_in_one_line_before_the_model_loads(tmp_path, capsys):

@@ -1,0 +1,266 @@
+"""Inference throughput: batch synthesis (text ids -> mel) and transcription (features -> CTC log-probabilities),
+mmspeech_jax against ESPnet's forward passes on the same CPU, model sizes and inputs.
+
+    python -m benchmarks.inference                       # mmspeech_jax: prints a table
+    python -m benchmarks.inference --record              # ... and appends it to benchmarks/RESULTS.md
+    /tmp/espnet/bin/python -m benchmarks.inference --toolkit espnet   # ESPnet (environment: benchmarks/espnet_step.py)
+    python -m benchmarks.inference --first_call          # first-call latency, with and without the persistent
+                                                         # compilation cache (fresh processes)
+
+Models: FastSpeech2 at ESPnet's LJSpeech size (our `ljspeech` preset; ESPnet2 `FastSpeech2` with
+egs2/ljspeech train_fastspeech2.yaml, as `benchmarks/espnet_step.py`) and Conformer-CTC at ESPnet's
+LibriSpeech-100 size (our `conformer_s`; ESPnet2 `ConformerEncoder` + `CTC`), randomly initialised. Random
+duration predictors would predict nothing, so in both toolkits the duration predictor's output layer is set to the
+constant log(1 + 5): every token lasts 5 frames, and both produce the same number of frames.
+
+Inputs (`benchmarks/synthetic.py`, seeded): TTS 32 token sequences of 60-150 ids; ASR 32 utterances of 500-1500
+frames of 80-dim features. Audio seconds: frames x 256 / 22 050 (the zoo's hop), the same for both toolkits.
+mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (batches of `--batch_size`, tokens padded to a
+multiple of 32, `synthesize.generate_fitting`: the bottom frame rung first, then the rung that holds the batch) and
+transcribes batches of `--batch_size` padded to the batch's longest multiple of 256 frames; ESPnet synthesizes one
+sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32,
+no gradients, every core; the first pass over the inputs is a warm-up (compilation for JAX), then the median of
+`--repeats` passes. Griffin-Lim and vocoders are not timed (mel out only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.synthetic import asr_batch, tts_batch
+
+TTS_VOCAB = 141
+ASR_VOCAB = 33
+FRAMES_PER_TOKEN = 5
+HOP_SECONDS = 256 / 22050
+NUM_SENTENCES = 32
+
+
+def tts_inputs() -> list[np.ndarray]:
+    b = tts_batch(NUM_SENTENCES, TTS_VOCAB, seed=3)
+    return [b["tokens"][i, : b["token_lengths"][i]] for i in range(NUM_SENTENCES)]
+
+
+def asr_inputs() -> tuple[np.ndarray, np.ndarray]:
+    b = asr_batch(NUM_SENTENCES, seed=3)
+    return b["features"], b["frame_mask"].sum(1)
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """(median seconds of `repeats` calls after one warm-up call, the last result)."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
+
+
+# --- mmspeech_jax ------------------------------------------------------------------------------------------------
+def jax_tts(batch_size: int):
+    """() -> frames synthesized, over all sentences, as `Synthesizer.synthesize_batch` batches them."""
+    import jax
+
+    from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
+    from mmspeech_jax.synthesize import generate_fitting
+
+    model = FastSpeech2(preset("ljspeech", TTS_VOCAB))
+    probe = np.ones((1, 32), np.int32)
+    params = jax.jit(lambda k: model.init(k, probe, probe > 0, 256, method=FastSpeech2.generate)["params"])(
+        jax.random.key(0))
+    out = params["variance_adaptor"]["duration_predictor"]["out"]
+    out["kernel"], out["bias"] = out["kernel"] * 0, out["bias"] * 0 + np.log(1.0 + FRAMES_PER_TOKEN)
+    generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
+                       static_argnums=3)
+    sentences = tts_inputs()
+
+    def run():
+        frames = 0
+        for start in range(0, len(sentences), batch_size):
+            ids = sentences[start:start + batch_size]
+            n = -(-max(i.size for i in ids) // 32) * 32
+            tokens = np.zeros((len(ids), n), np.int32)
+            for row, row_ids in enumerate(ids):
+                tokens[row, : row_ids.size] = row_ids
+            mel, frame_mask, durations = generate_fitting(lambda t, m, f: generate(params, t, m, f), tokens,
+                                                          tokens > 0, HOP_SECONDS)
+            frames += int(np.asarray(frame_mask).sum())
+        return frames
+
+    params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
+    return run, params_m
+
+
+def jax_asr(batch_size: int):
+    """() -> output frames, over all utterances, in padded batches of `batch_size`."""
+    import jax
+
+    from mmspeech_jax.models.ctc_asr import CTCASR, preset
+
+    model = CTCASR(preset("conformer_s", vocab_size=ASR_VOCAB, spec_augment=None))
+    features, lengths = asr_inputs()
+    features = np.pad(features, ((0, 0), (0, -features.shape[1] % 256), (0, 0)))  # room for the last rung
+    params = jax.jit(lambda k: model.init(k, features[:1, :256], np.ones((1, 256), bool))["params"])(
+        jax.random.key(0))
+    forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+
+    def run():
+        frames = 0
+        for start in range(0, len(lengths), batch_size):
+            t = int(-(-lengths[start:start + batch_size].max() // 256) * 256)
+            x = features[start:start + batch_size, :t]
+            mask = np.arange(t)[None] < lengths[start:start + batch_size, None]
+            log_probs, out_mask = forward(params, x, mask)
+            frames += int(np.asarray(out_mask).sum())
+        return frames
+
+    params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
+    return run, params_m
+
+
+# --- ESPnet ------------------------------------------------------------------------------------------------------
+def espnet_tts(batch_size: int):
+    """() -> frames synthesized, one sentence per call (ESPnet2 FastSpeech2.inference)."""
+    import torch
+
+    from benchmarks.espnet_step import tts_model_and_inputs
+
+    model, _, _ = tts_model_and_inputs(torch, 2)
+    model.eval()
+    with torch.no_grad():
+        model.duration_predictor.linear.weight.zero_()
+        model.duration_predictor.linear.bias.fill_(float(np.log(1.0 + FRAMES_PER_TOKEN)))
+    sentences = [torch.from_numpy(s.astype(np.int64)) for s in tts_inputs()]
+
+    def run():
+        frames = 0
+        with torch.no_grad():
+            for text in sentences:
+                frames += int(model.inference(text)["feat_gen"].shape[0])
+        return frames
+
+    return run, sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def espnet_asr(batch_size: int):
+    """() -> encoder output frames, in padded batches of `batch_size` (ESPnet2 ConformerEncoder + CTC)."""
+    import torch
+
+    from benchmarks.espnet_step import asr_model_and_inputs
+
+    model, _, _ = asr_model_and_inputs(torch, 2)
+    model.eval()
+    features, lengths = asr_inputs()
+
+    def run():
+        frames = 0
+        with torch.no_grad():
+            for start in range(0, len(lengths), batch_size):
+                lens = torch.from_numpy(lengths[start:start + batch_size].astype(np.int64))
+                x = torch.from_numpy(np.ascontiguousarray(features[start:start + batch_size, : int(lens.max())]))
+                h, h_lens, _ = model["encoder"](x, lens)
+                model["ctc"].log_softmax(h)
+                frames += int(h_lens.sum())
+        return frames
+
+    return run, sum(p.numel() for p in model.parameters()) / 1e6
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+def measure(toolkit: str, batch_size: int, repeats: int) -> list[dict]:
+    rows = []
+    if toolkit == "espnet":
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+    builders = {"jax": (jax_tts, jax_asr), "espnet": (espnet_tts, espnet_asr)}[toolkit]
+    _, asr_lengths = asr_inputs()
+    audio = {"tts": lambda frames: frames * HOP_SECONDS, "asr": lambda _: float(asr_lengths.sum()) * HOP_SECONDS}
+    for task, build in zip(("tts", "asr"), builders):
+        run, params_m = build(batch_size)
+        seconds, frames = timed(run, repeats)
+        rows.append({"toolkit": toolkit, "task": task, "params_m": round(params_m, 1), "batch_size": batch_size,
+                     "seconds": seconds, "items_per_s": NUM_SENTENCES / seconds,
+                     "audio_s_per_s": audio[task](frames) / seconds, "frames": frames})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+FIRST_CALL = r"""
+import sys, time
+start = time.perf_counter()
+from mmspeech_jax.train.trainer import use_compilation_cache
+use_compilation_cache(sys.argv[1])
+from benchmarks.inference import jax_asr, jax_tts, timed
+for build in (jax_tts, jax_asr):
+    run, _ = build(16)
+    t = time.perf_counter(); run(); first = time.perf_counter() - t
+    t = time.perf_counter(); run(); second = time.perf_counter() - t
+    print(build.__name__, round(first, 2), round(second, 2), flush=True)
+"""
+
+
+def first_call() -> list[tuple[str, str, float, float]]:
+    """[(task, cache state, first pass seconds, second pass seconds)] from two fresh processes sharing one empty
+    persistent compilation cache: the first fills it, the second reads it."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for state in ("empty cache", "warm cache"):
+            out = subprocess.run([sys.executable, "-c", FIRST_CALL, cache], capture_output=True, text=True,
+                                 check=True).stdout
+            for line in out.strip().splitlines():
+                name, first, second = line.split()
+                rows.append(({"jax_tts": "tts", "jax_asr": "asr"}[name], state, float(first), float(second)))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--toolkit", choices=["jax", "espnet"], default="jax")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--first_call", action="store_true", help="time the first pass in fresh processes instead")
+    p.add_argument("--espnet_json", default=None, metavar="FILE",
+                   help="ESPnet's rows (the JSON lines `--toolkit espnet` printed) to put beside ours")
+    p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = p.parse_args()
+    if args.toolkit == "jax":
+        from mmspeech_jax.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
+    if args.first_call:
+        rows = first_call()
+        text = ("| task | persistent compilation cache | first pass over the 32 inputs | second pass |\n"
+                "| --- | --- | --- | --- |\n"
+                + "\n".join(f"| {t} | {s} | {a:.2f} s | {b:.2f} s |" for t, s, a, b in rows))
+    else:
+        rows = measure(args.toolkit, args.batch_size, args.repeats)
+        if args.espnet_json:
+            rows += [json.loads(line) for line in open(args.espnet_json) if line.startswith("{")]
+        text = ("| toolkit | task | params | batch | 32 inputs | inputs/s | audio s/s |\n"
+                "| --- | --- | --- | --- | --- | --- | --- |\n"
+                + "\n".join(f"| {r['toolkit']} | {r['task']} | {r['params_m']} M | "
+                            f"{r['batch_size'] if r['toolkit'] == 'jax' or r['task'] == 'asr' else 1} | "
+                            f"{r['seconds']:.2f} s | {r['items_per_s']:.2f} | {r['audio_s_per_s']:.1f} |"
+                            for r in sorted(rows, key=lambda r: (r['task'], r['toolkit']))))
+    print(text)
+    if args.record:
+        from benchmarks.measure import machine, record
+
+        command = "python -m benchmarks.inference" + (" --first_call" if args.first_call else "")
+        record(f"### Inference throughput — {datetime.date.today()}\n\nCommand: `{command}`  \n"
+               f"Machine: {machine()}\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
