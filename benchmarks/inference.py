@@ -16,7 +16,8 @@ constant log(1 + 5): every token lasts 5 frames, and both produce the same numbe
 Inputs (`benchmarks/synthetic.py`, seeded): TTS 32 token sequences of 60-150 ids; ASR 32 utterances of 500-1500
 frames of 80-dim features. Audio seconds: frames x 256 / 22 050 (the zoo's hop), the same for both toolkits.
 mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (batches of `--batch_size`, tokens padded to a
-multiple of 32, `synthesize.generate_fitting`: the bottom frame rung first, then the rung that holds the batch) and
+multiple of 32, sorted by length, `synthesize.generate_fitting`: an 8-frame pass for the durations, then the
+ladder rung that holds the batch) and
 transcribes batches of `--batch_size` padded to the batch's longest multiple of 256 frames; ESPnet synthesizes one
 sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32,
 no gradients, every core; the first pass over the inputs is a warm-up (compilation for JAX), then the median of
@@ -82,7 +83,7 @@ def jax_tts(batch_size: int):
     out["kernel"], out["bias"] = out["kernel"] * 0, out["bias"] * 0 + np.log(1.0 + FRAMES_PER_TOKEN)
     generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
                        static_argnums=3)
-    sentences = tts_inputs()
+    sentences = sorted(tts_inputs(), key=len)  # as synthesize_batch: similar lengths share a batch
 
     def run():
         frames = 0

@@ -12,10 +12,9 @@ and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any 
     audio, rate = tts.synthesize("Hello there.", reference=tts.reference_mel("someone.wav"))
 
 Shapes are padded to a small ladder (tokens to a multiple of 32, frames to 256 / 512 / ... / 8192), so a session
-compiles a handful of times, not once per sentence. A batch runs first at the bottom rung, which gives the predicted
-durations (they do not depend on the padded length) and is the result when every row fits; otherwise it runs once
-more at the rung that holds the longest row (`generate_fitting`), never cut short; one longer than the top rung
-(95 s at 22.05 kHz) raises `TextTooLongError`.
+compiles a handful of times, not once per sentence. A batch runs first with a decoder of 8 frames, which gives the
+predicted durations (they do not depend on the padded length), then at the rung that holds the longest row
+(`generate_fitting`), never cut short; one longer than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
 """
 
 from __future__ import annotations
@@ -37,7 +36,10 @@ from mmspeech_jax.text.symbols import SymbolTable
 from mmspeech_jax.text.tokenizer import make_tokenizer
 from mmspeech_jax.workdir import read_workdir_config, restore_params
 
-FRAME_LADDER = (256, 512, 1024, 2048, 4096, 8192)  # 8192 frames: 95 s at 22.05 kHz / hop 256
+# Padded frame lengths, each at most 1.5x the one below (a batch pads to at most 1.5x its longest row); 8192 frames:
+# 95 s at 22.05 kHz / hop 256.
+FRAME_LADDER = (256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
+PROBE_FRAMES = 8  # the first pass only predicts durations: its decoder runs on this many frames
 
 
 def frame_rung(frames: float) -> int:
@@ -47,18 +49,17 @@ def frame_rung(frames: float) -> int:
 
 def generate_fitting(generate, tokens, token_mask, hop_seconds: float):
     """`generate(tokens, token_mask, max_frames) -> (mel, frame_mask, durations, ...)` run at the smallest ladder
-    rung that holds every row's predicted length: first at the bottom rung (the durations do not depend on
-    max_frames, and a short batch is done there), then, if a row needs more, once at the rung that holds it. Never
-    returns a truncated row: past the top rung, `TextTooLongError`. (It used to guess 12 frames per token first,
-    decoding 2-3x the frames a sentence needs; benchmarks/inference.py.)"""
-    out = generate(tokens, token_mask, FRAME_LADDER[0])
-    total = int(np.asarray(out[2]).sum(-1).max())
-    if total <= FRAME_LADDER[0]:
-        return out
+    rung that holds every row's predicted length: a first pass at `PROBE_FRAMES` frames gives the durations (they do
+    not depend on max_frames; the decoder's work there is negligible), the second runs at the rung that holds the
+    longest row. Never returns a truncated row: past the top rung, `TextTooLongError`. (It used to guess 12 frames
+    per token first, decoding 2-3x the frames a sentence needs; benchmarks/inference.py.)"""
+    total = int(np.asarray(generate(tokens, token_mask, PROBE_FRAMES)[2]).sum(-1).max())
     if total > FRAME_LADDER[-1]:
         raise TextTooLongError(f"the model predicts {total} frames ({total * hop_seconds:.0f} s) for this text, more "
                                f"than the {FRAME_LADDER[-1]} synthesized at once: split the text")
     return generate(tokens, token_mask, frame_rung(total))
+
+
 REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 
@@ -173,16 +174,19 @@ class Synthesizer:
         """Texts -> one dict per text, in order: "audio" (S,) float32 and "sample_rate" (Griffin-Lim), "mel" (T, M),
         "symbols" (the N tokens spoken), "durations" (N,) int frames per token, "pitch" and "energy" (the model's
         predictions, z-scored by the corpus statistics: (N,) at token level, (T,) at frame level). The model runs
-        `batch_size` texts at a time, padded to the longest (tokens to a multiple of 32, frames to the ladder rung
-        that holds every row's predicted length). A text that does not normalize or tokenize raises its one-line
+        `batch_size` texts at a time, texts of similar length together (sorted by token count; results come back
+        in the input order), padded to the longest (tokens to a multiple of 32, frames to the ladder rung that holds
+        every row's predicted length). A text that does not normalize or tokenize raises its one-line
         error before any is synthesized."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         condition = self.condition_inputs(speaker, reference)
         encoded = [self.tokenizer.encode(text) for text in texts]
-        results = []
-        for start in range(0, len(encoded), batch_size):
-            ids = encoded[start:start + batch_size]
+        order = sorted(range(len(encoded)), key=lambda k: encoded[k].size)  # similar lengths share a batch
+        results = [None] * len(encoded)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = [encoded[k] for k in rows]
             n = -(-max(i.size for i in ids) // 32) * 32
             tokens = np.zeros((len(ids), n), np.int32)
             for row, row_ids in enumerate(ids):
@@ -197,10 +201,10 @@ class Synthesizer:
                 t = max(int(frame_mask[row].sum()), 2)
                 cut = lambda x: np.asarray(x[row, : row_ids.size] if token_level else x[row, :t])
                 audio, rate = self.vocode(np.asarray(mel[row, :t]), griffin_lim_iters=griffin_lim_iters)
-                results.append({"audio": audio, "sample_rate": rate, "mel": np.asarray(mel[row, :t]),
-                                "symbols": self.tokenizer.table.lookup(row_ids),
-                                "durations": np.asarray(durations[row, : row_ids.size]),
-                                "pitch": cut(variance["pitch"]), "energy": cut(variance["energy"])})
+                results[rows[row]] = {"audio": audio, "sample_rate": rate, "mel": np.asarray(mel[row, :t]),
+                                      "symbols": self.tokenizer.table.lookup(row_ids),
+                                      "durations": np.asarray(durations[row, : row_ids.size]),
+                                      "pitch": cut(variance["pitch"]), "energy": cut(variance["energy"])}
         return results
 
     def synthesize(self, text: str, controls: Controls = Controls(), *, speaker: int | None = None,

@@ -107,7 +107,7 @@ def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(work
         return params
 
     tts.params = with_frames_per_token(40)
-    assert 40 * ids.size > FRAME_LADDER[0]  # the first pass, at the bottom rung, is too short
+    assert 40 * ids.size > FRAME_LADDER[0]  # more than the bottom rung holds
     mel = tts.mel(text)
     assert mel.shape[0] == 40 * ids.size
     tokens = np.zeros((1, 32), np.int32)
@@ -121,12 +121,14 @@ def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(work
     assert "split the text" in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("frames_per_row, rungs", [((10, 200), [256]), ((10, 300), [256, 512]),
-                                                   ((700, 1500), [256, 2048])])
-def test_generate_fitting_runs_the_bottom_rung_then_the_one_that_holds_the_batch(frames_per_row, rungs):
-    """A stand-in generator whose rows need `frames_per_row` frames: the first pass is at the bottom rung and is kept
-    when every row fits; otherwise exactly one more pass, at the smallest rung holding the longest row."""
-    from mmspeech_jax.synthesize import generate_fitting
+@pytest.mark.parametrize("frames_per_row, rungs", [((10, 200), [8, 256]), ((10, 300), [8, 384]),
+                                                   ((700, 1500), [8, 1536]), ((3, 5000), [8, 6144])])
+def test_generate_fitting_probes_durations_then_runs_the_rung_that_holds_the_batch(frames_per_row, rungs):
+    """A stand-in generator whose rows need `frames_per_row` frames: a probe pass of 8 frames for the durations,
+    then exactly one pass at the smallest rung (each at most 1.5x the one below) holding the longest row."""
+    from mmspeech_jax.synthesize import FRAME_LADDER, generate_fitting
+
+    assert all(b <= 1.5 * a for a, b in zip(FRAME_LADDER, FRAME_LADDER[1:]))
 
     calls = []
 
