@@ -64,7 +64,8 @@ def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> N
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_training_args(p, "workdir/ljspeech_asr", steps=1200)
+    # 2 200 steps: 4.8 % CER on the natural evaluation set in ~27 minutes from nothing on 2 cores (RESULTS.md)
+    add_training_args(p, "workdir/ljspeech_asr", steps=2200)
     add_distributed_args(p)
     return parse_checked(p, argv, model_config=lambda a: model_config(a, MelConfig().n_mels))
 
