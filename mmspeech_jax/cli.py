@@ -109,9 +109,13 @@ def _export(args) -> int:
     config = read_workdir_config(workdir)
     check_new_outputs(args.out, PARAMETER_FILES)  # before the checkpoint loads
     params, step = restore_params(workdir)
-    out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
-                            config.get("features", {}).get("mel"), args.out, task=config.get("task", "tts"),
-                            inference=inference_fields(config, step))
+    if config.get("task") == "vocoder":  # the generator alone: what inference runs (no symbols)
+        out = export_parameters(params["generator"], config["model"], {}, config["model"]["mel"], args.out,
+                                task="vocoder", inference=inference_fields(config, step))
+    else:
+        out = export_parameters(params, config["model"], json.loads((workdir / "symbols.json").read_text()),
+                                config.get("features", {}).get("mel"), args.out, task=config.get("task", "tts"),
+                                inference=inference_fields(config, step))
     print(f"exported step {step} to {out}")
     return 0
 

@@ -147,3 +147,18 @@ def load_exported(directory):
     params = unflatten(load_file(str(directory / "model.safetensors")))
     mel = MelConfig(**config["mel"]) if config.get("mel") is not None else None
     return model, params, SymbolTable.load(directory / "symbols.json"), mel
+
+
+def load_exported_vocoder(directory):
+    """-> (VocoderConfig, generator params pytree, step) from the export of a vocoder workdir (`mmspeech export`:
+    the generator's parameters only); a one-line `ConfigError` for an export of another task."""
+    from safetensors.numpy import load_file
+
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.models.vocoder import VocoderConfig
+
+    config = read_export_config(directory)
+    if config.get("task") != "vocoder":
+        raise ConfigError(f"{directory} is not a vocoder export (config.json task is {config.get('task')!r})")
+    params = unflatten(load_file(str(Path(directory) / "model.safetensors")))
+    return VocoderConfig.from_dict(config["model"]), params, config["inference"].get("step")

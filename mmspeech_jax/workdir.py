@@ -76,7 +76,7 @@ def check_resumable(workdir, record: dict) -> None:
 def write_run_config(workdir, record: dict, table, *, primary: bool = True):
     """Claims the workdir (`workdir_lock.claim_workdir`: the lock, refused in one line while another process holds
     it; the marker), then writes a training run's `config.json` (`record`) and `symbols.json` (`table`, a
-    SymbolTable) after `check_resumable`. Every process calls it (each checks, so all stop together); only the
+    SymbolTable; None for a model without one, the vocoders) after `check_resumable`. Every process calls it (each checks, so all stop together); only the
     primary claims and writes. Returns the held `WorkdirLock` (None on other processes): the caller releases it
     when its run is done."""
     from mmspeech_jax.workdir_lock import check_workdir_path, claim_workdir, holds
@@ -93,7 +93,8 @@ def write_run_config(workdir, record: dict, table, *, primary: bool = True):
     if primary:
         workdir = Path(workdir)
         atomic_write_text(workdir / "config.json", json.dumps(record, indent=1))
-        table.save(workdir / "symbols.json")
+        if table is not None:
+            table.save(workdir / "symbols.json")
     return lock
 
 

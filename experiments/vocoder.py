@@ -1,0 +1,240 @@
+"""Neural vocoders on the embedded corpus (or LJSpeech): an iSTFT vocoder (Vocos-style) or HiFi-GAN, trained by the
+shared trainer on random waveform crops, scored by copy synthesis against Griffin-Lim.
+
+    python -m experiments.vocoder                                  # iSTFT "cpu" preset, reconstruction losses only
+    python -m experiments.vocoder --generator hifigan --preset v2 --workdir workdir/hifigan
+    python -m experiments.vocoder --preset paper --adversarial_start 0 --discriminator_scale 1   # the paper's GAN
+    python -m experiments.vocoder --steps 20 --workdir /tmp/voc --eval_utterances 4              # a smoke run
+
+Default (CPU-sized): the ~1.0 M-parameter iSTFT vocoder, mel L1 + multi-resolution STFT losses (no adversarial
+phase: on 2 CPU cores one adversarial step costs ~2.2 s against ~0.13 s, benchmarks/RESULTS.md), batch 16 crops of
+32 frames. `--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
+`--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).
+
+Writes config.json (task "vocoder"), checkpoints/, tensorboard/ (losses; validation audio and spectrograms),
+metrics.jsonl, samples/ (vocoded and Griffin-Lim wavs of validation utterances), plots/ (true vs vocoded mel PNGs)
+and report.json: copy synthesis of `--eval_utterances` validation utterances (PESQ-WB, STOI, log-mel L1, real-time
+factor) for the vocoder and for Griffin-Lim on the same utterances. `mmspeech synthesize --vocoder WORKDIR` then
+speaks through it, and `mmspeech vocode` turns a mel or a wav into audio with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments.flags import add_data_args, add_trainer_args, parse_checked, run_command, trainer_config
+from mmspeech_jax.models.discriminators import DiscriminatorConfig
+from mmspeech_jax.models.hifigan import HiFiGANConfig, PRESETS as HIFIGAN_PRESETS
+from mmspeech_jax.models.istft_vocoder import ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS
+from mmspeech_jax.models.vocoder import (VocoderConfig, init_vocoder_params, make_vocoder_loss_fn,
+                                         make_vocoder_optimizer, phases)
+from mmspeech_jax.overrides import apply_overrides
+from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule
+from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
+
+# The papers' AdamW settings: Vocos (lr 5e-4, betas 0.8/0.9), HiFi-GAN (2e-4, 0.8/0.99); torch's default decay.
+OPTIMIZER = {"istft": dict(b1=0.8, b2=0.9), "hifigan": dict(b1=0.8, b2=0.99)}
+LEARNING_RATE = {"istft": 5e-4, "hifigan": 2e-4}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="workdir/vocoder")
+    add_data_args(p)
+    p.add_argument("--generator", default="istft", choices=["istft", "hifigan"], help="the generator to train")
+    p.add_argument("--preset", default=None,
+                   help="istft: cpu (default) or paper; hifigan: v1, v2 (default) or v3")
+    p.add_argument("--adversarial_start", default="never", metavar="STEP|never",
+                   help="step at which the adversarial phase begins (0: from the start); never: reconstruction only")
+    p.add_argument("--adversarial", default="lsgan", choices=["lsgan", "hinge"], help="adversarial loss")
+    p.add_argument("--discriminators", default="mpd,mrd", help="comma-separated: mpd, msd, mrd")
+    p.add_argument("--discriminator_scale", type=float, default=0.25,
+                   help="discriminator width multiplier (1: the papers'; default 0.25 for CPU runs)")
+    p.add_argument("--segment_frames", type=int, default=32, help="crop length in frames (32 x 256 = 8192 samples)")
+    p.add_argument("--eval_utterances", type=int, default=60,
+                   help="validation utterances scored by copy synthesis at the end (vocoder and Griffin-Lim)")
+    p.add_argument("--num_samples", type=int, default=4, help="validation wavs and plots written at the end")
+    add_trainer_args(p, steps=10000, learning_rate=5e-4, eval_every=1000)
+    return parse_checked(p, argv, model_config=model_config)
+
+
+def _preset(args) -> str:
+    return args.preset or ("cpu" if args.generator == "istft" else "v2")
+
+
+def model_config(args) -> VocoderConfig:
+    """The `VocoderConfig` of the flags (generator, preset, phases, discriminators) with `--set` overrides."""
+    from mmspeech_jax.errors import ConfigError
+
+    presets = ISTFT_PRESETS if args.generator == "istft" else HIFIGAN_PRESETS
+    if _preset(args) not in presets:
+        raise ConfigError(f"--preset {_preset(args)!r}: the {args.generator} presets are {', '.join(presets)}")
+    start = args.adversarial_start
+    if start != "never" and not (start.isdigit()):
+        raise ConfigError(f"--adversarial_start must be a step (>= 0) or 'never', got {start!r}")
+    generator = {"istft": ISTFTVocoderConfig(**ISTFT_PRESETS[_preset(args)]) if args.generator == "istft"
+                 else ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]),
+                 "hifigan": HiFiGANConfig(**HIFIGAN_PRESETS[_preset(args)]) if args.generator == "hifigan"
+                 else HiFiGANConfig(**HIFIGAN_PRESETS["v2"])}
+    config = VocoderConfig(generator=args.generator, **generator, adversarial=args.adversarial,
+                           adversarial_start=None if start == "never" else int(start),
+                           discriminator=DiscriminatorConfig(kinds=tuple(args.discriminators.split(",")),
+                                                             channel_scale=args.discriminator_scale))
+    return apply_overrides(config, args.overrides)
+
+
+def optimizer_configs(args, config: VocoderConfig) -> tuple[OptimizerConfig, OptimizerConfig]:
+    """(generator, discriminator) AdamW configs: the papers' betas, decay 0.01, cosine schedule over the run."""
+    shared = dict(warmup_steps=min(500, args.steps // 20), total_steps=args.steps, weight_decay=0.01, eps=1e-8,
+                  clip_norm=1000.0, **OPTIMIZER[config.generator])
+    return OptimizerConfig(learning_rate=args.learning_rate, **shared), \
+        OptimizerConfig(learning_rate=args.learning_rate, **shared)
+
+
+def crop_sources(args):
+    """(train, validation) `CropSource`s of the data the flags select."""
+    from mmspeech_jax.data import CorpusConfig
+    from mmspeech_jax.data.waveform_crops import corpus_crop_source, loaded_crop_source
+
+    if args.data in ("auto", "ljspeech"):
+        from mmspeech_jax.data.ljspeech import is_prepared
+
+        if is_prepared(args.data_dir):
+            from mmspeech_jax.data.feature_cache import ljspeech_utterances
+
+            print(f"data: LJSpeech from {args.data_dir}")
+            utterances = ljspeech_utterances(args.data_dir)
+            split = lambda name: [utterances[k] for k in range(len(utterances)) if utterances._index[k][0] == name]
+            return loaded_crop_source(split("train"), 22050), loaded_crop_source(split("validation"), 22050)
+    from mmspeech_jax.data.synthetic_corpus import generate_corpus
+
+    print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
+    corpus = generate_corpus(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
+    return corpus_crop_source(corpus, "train"), corpus_crop_source(corpus, "validation")
+
+
+def main(argv=None):
+    from mmspeech_jax.data.waveform_crops import WaveformCrops
+    from mmspeech_jax.train.trainer import fit
+
+    args = parse_args(argv)
+    workdir = Path(args.workdir)
+    config = model_config(args)
+    g_opt, d_opt = optimizer_configs(args, config)
+    lock = write_run_config(workdir, {"task": "vocoder", "model": config.to_dict(), "args": vars(args),
+                                      "optimizer": {"generator": g_opt.__dict__, "discriminator": d_opt.__dict__}},
+                            None)
+    train_source, val_source = crop_sources(args)
+    mel = config.mel
+    crops = lambda source, seed: WaveformCrops(source, args.batch_size, args.segment_frames, mel.hop_samples,
+                                               mel.n_fft, seed)
+    train_batches, val_crops = crops(train_source, args.seed), crops(val_source, args.seed)
+    val_batches = val_crops.fixed_batches(max_rows=4 * args.batch_size)
+    print(f"crops: {len(train_source.lengths) - train_batches.skipped} training utterances "
+          f"({train_batches.skipped} shorter than a crop left out), {len(val_batches)} validation batches")
+    params = init_vocoder_params(config, jax.random.PRNGKey(args.seed))
+    tx = make_vocoder_optimizer(g_opt, d_opt)
+    on_eval = eval_summaries(config, val_source, min(2, args.num_samples))
+    result = None
+    for last_step, adversarial in phases(config, args.steps):
+        print(f"phase: {'adversarial' if adversarial else 'reconstruction (warm-up)'} up to step {last_step}")
+        result = fit(workdir, params, tx, make_vocoder_loss_fn(config, adversarial), train_batches,
+                     trainer_config(args, steps=last_step), eval_batches=lambda: iter(val_batches),
+                     on_eval=on_eval, learning_rate=learning_rate_schedule(g_opt))
+    report = evaluate(config, result.state.params["generator"], val_source, workdir, args.eval_utterances,
+                      args.num_samples)
+    report.update({"steps": int(result.state.step), "wall_seconds": result.wall_seconds,
+                   "steps_per_second": result.steps_per_second, "compilations": result.compilations,
+                   "generator": config.generator, "preset": _preset(args),
+                   "generator_params": _count(result.state.params["generator"]),
+                   "discriminator_params": _count(result.state.params["discriminator"]),
+                   "adversarial_start": config.adversarial_start})
+    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=1))
+    lock.release()
+    return report
+
+
+def _count(params) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+
+
+def _utterance(source, i: int) -> np.ndarray:
+    return np.asarray(source.read(i, 0, int(source.lengths[i])), np.float32)
+
+
+def mel_figure(true_mel, vocoded_mel, title: str):
+    """True vs vocoded log-mel (T, M) -> a matplotlib figure."""
+    from mmspeech_jax.evaluate.plots import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 1, figsize=(10, 4.8))
+    for ax, mel_, name in zip(axes, (true_mel, vocoded_mel), ("true log-mel", "log-mel of the vocoded audio")):
+        ax.imshow(np.asarray(mel_).T, origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(f"{name}  {title}", fontsize=9, loc="left")
+    return fig
+
+
+def eval_summaries(config: VocoderConfig, source, count: int):
+    """The trainer's `on_eval` hook: the first `count` validation utterances vocoded (TensorBoard audio, and the true
+    vs vocoded log-mel as an image)."""
+    from mmspeech_jax.audio.features import log_mel_spectrogram
+    from mmspeech_jax.audio.io import peak_normalized
+    from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+    from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
+    from mmspeech_jax.vocode import Vocoder
+
+    recordings = [_utterance(source, i) for i in range(min(count, len(source.lengths)))]
+    mels = [padded_log_mel_and_energy(r, config.mel)[0] for r in recordings]
+
+    def on_eval(params, step):
+        vocoder = Vocoder(config, params["generator"])
+        summaries = {}
+        for k, (mel_, audio) in enumerate(zip(mels, vocoder.batch(mels))):
+            vocoded = np.asarray(log_mel_spectrogram(audio, config.mel))
+            summaries[f"utterance_{k}/vocoded"] = Audio(peak_normalized(audio), config.mel.sample_rate)
+            summaries[f"utterance_{k}/mel"] = Image(figure_pixels(mel_figure(mel_, vocoded, f"step {step}")))
+        return summaries
+
+    return on_eval
+
+
+def evaluate(config: VocoderConfig, generator_params, source, workdir: Path, utterances: int,
+             num_samples: int) -> dict:
+    """Copy synthesis of the first `utterances` validation utterances by the vocoder and by Griffin-Lim (60
+    iterations, the CLI's default): `evaluate/vocoder_quality.copy_synthesis` for each; wavs and plots of the first
+    `num_samples`."""
+    from mmspeech_jax.audio.features import log_mel_spectrogram
+    from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
+    from mmspeech_jax.audio.io import peak_normalized, save_audio
+    from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+    from mmspeech_jax.evaluate.plots import save_figure
+    from mmspeech_jax.evaluate.vocoder_quality import copy_synthesis
+    from mmspeech_jax.vocode import Vocoder
+
+    vocoder = Vocoder(config, generator_params)
+    recordings = [_utterance(source, i) for i in range(min(utterances, len(source.lengths)))]
+    griffin_lim = lambda m: np.asarray(log_mel_to_waveform(m, jax.random.PRNGKey(0), config.mel))
+    report = {"vocoder": copy_synthesis(vocoder, recordings, config.mel),
+              "griffin_lim": copy_synthesis(griffin_lim, recordings, config.mel)}
+    for k, recording in enumerate(recordings[:num_samples]):
+        mel_ = padded_log_mel_and_energy(recording, config.mel)[0]
+        audio = vocoder(mel_)
+        save_audio(workdir / "samples" / f"val_{k}_vocoder.wav", peak_normalized(audio), config.mel.sample_rate,
+                   overwrite=True)
+        save_audio(workdir / "samples" / f"val_{k}_griffin_lim.wav", peak_normalized(griffin_lim(mel_)),
+                   config.mel.sample_rate, overwrite=True)
+        save_figure(mel_figure(mel_, np.asarray(log_mel_spectrogram(audio, config.mel)), f"validation {k}"),
+                    workdir / "plots" / f"val_{k}.png")
+    summary = {f"{name}_{key}": report[name][key] for name in report
+               for key in ("pesq_wb", "stoi", "log_mel_l1", "real_time_factor")}
+    return {**summary, "copy_synthesis": report}
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -1,0 +1,114 @@
+"""An iSTFT vocoder in the style of Vocos: a ConvNeXt backbone at frame rate predicts each frame's STFT magnitude and
+phase, and an inverse STFT makes the waveform (no upsampling layers, so it runs at the cost of a frame-rate model).
+
+log_mel (B, T, M) float32 -> complex spectrum (B, T, n_fft // 2 + 1) -> audio (B, (T - 1) * hop) float32.
+
+The spectrum follows the zoo's STFT conventions (`audio/features.py`: periodic Hann window, frame t centred on sample
+t * hop), and the inverse is `audio/griffin_lim.istft` (windowed overlap-add divided by the summed squared window),
+so a perfect head would reproduce `features.stft(audio)` and the audio exactly. Magnitude = exp(x) clipped at 100,
+phase = atan2-free (cos p, sin p) of a predicted angle p, as Vocos does.
+
+Reference: Siuzdak (2024), "Vocos: Closing the gap between time-domain and Fourier-based neural vocoders for
+high-quality audio synthesis", §3; ConvNeXt blocks: Liu et al. (2022), "A ConvNet for the 2020s".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mmspeech_jax import config_checks
+from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.griffin_lim import istft
+
+
+@dataclasses.dataclass(frozen=True)
+class ISTFTVocoderConfig:
+    """The iSTFT vocoder: mel channels, backbone width, ConvNeXt MLP width and depth, depthwise kernel, the STFT it
+    predicts (n_fft, hop, window; the sample rate only names it) and the compute dtype ("float32" or "bfloat16";
+    parameters and the inverse STFT stay float32). Checked when built."""
+    n_mels: int = 80
+    dim: int = 512
+    intermediate: int = 1536
+    layers: int = 8
+    kernel: int = 7
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_samples: int = 256
+    win_samples: int = 1024
+    compute_dtype: str = "float32"
+
+    def __post_init__(self):
+        config_checks.integers(self, n_mels=1, dim=1, intermediate=1, layers=1, kernel=1, sample_rate=1, n_fft=2,
+                               hop_samples=1, win_samples=1)
+        config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
+        self.stft_config  # checks n_fft, hop and window together
+
+    @property
+    def stft_config(self) -> MelConfig:
+        """The STFT of the head as a `MelConfig` (its mel fields unused)."""
+        return MelConfig(sample_rate=self.sample_rate, n_fft=self.n_fft, hop_samples=self.hop_samples,
+                         win_samples=self.win_samples, fmax_hz=self.sample_rate / 2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ISTFTVocoderConfig":
+        """Inverse of `dataclasses.asdict` (config.json); unknown keys are ignored."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+PRESETS = {
+    "cpu": dict(dim=160, intermediate=480, layers=5),  # ~1.0 M parameters: the default CPU run
+    "paper": dict(),  # Vocos' mel-conditioned model: ~13.5 M
+}
+
+
+class ConvNeXtBlock(nn.Module):
+    """x (B, T, D) -> (B, T, D): depthwise conv, LayerNorm, pointwise MLP (GELU), layer scale, residual."""
+    dim: int
+    intermediate: int
+    kernel: int
+    layer_scale: float
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Conv(self.dim, (self.kernel,), padding="SAME", feature_group_count=self.dim, dtype=self.dtype,
+                    name="depthwise")(x)
+        h = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(h)
+        h = nn.Dense(self.intermediate, dtype=self.dtype, name="pointwise_in")(h)
+        h = nn.Dense(self.dim, dtype=self.dtype, name="pointwise_out")(nn.gelu(h))
+        gamma = self.param("layer_scale", nn.initializers.constant(self.layer_scale), (self.dim,))
+        return x + h * gamma.astype(h.dtype)
+
+
+class ISTFTVocoder(nn.Module):
+    """log_mel (B, T, n_mels) float32 -> audio (B, (T - 1) * hop) float32; `spectrum` gives the complex64 head output
+    (B, T, n_fft // 2 + 1). See the module docstring."""
+    config: ISTFTVocoderConfig
+
+    def spectrum(self, log_mel):
+        """log_mel (B, T, n_mels) -> the predicted complex STFT (B, T, n_fft // 2 + 1) complex64."""
+        c = self.config
+        chex.assert_rank(log_mel, 3)
+        chex.assert_axis_dimension(log_mel, 2, c.n_mels)
+        dtype = jnp.dtype(c.compute_dtype)
+        x = nn.Conv(c.dim, (c.kernel,), padding="SAME", dtype=dtype, name="embed")(log_mel.astype(dtype))
+        x = nn.LayerNorm(epsilon=1e-6, dtype=dtype, name="embed_norm")(x)
+        for i in range(c.layers):
+            x = ConvNeXtBlock(c.dim, c.intermediate, c.kernel, 1.0 / c.layers, dtype, name=f"block_{i}")(x)
+        x = nn.LayerNorm(epsilon=1e-6, dtype=dtype, name="final_norm")(x)
+        bins = c.n_fft // 2 + 1
+        out = nn.Dense(2 * bins, dtype=dtype, name="head")(x).astype(jnp.float32)
+        magnitude = jnp.minimum(jnp.exp(out[..., :bins]), 1e2)
+        angle = out[..., bins:]
+        return (magnitude * jnp.cos(angle) + 1j * magnitude * jnp.sin(angle)).astype(jnp.complex64)
+
+    @nn.compact
+    def __call__(self, log_mel):
+        spec = self.spectrum(log_mel)
+        audio = istft(spec, self.config.stft_config)
+        chex.assert_shape(audio, (log_mel.shape[0], (log_mel.shape[1] - 1) * self.config.hop_samples))
+        return audio

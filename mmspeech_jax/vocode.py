@@ -1,0 +1,94 @@
+"""Log-mel -> waveform with a trained neural vocoder (`experiments/vocoder.py`), batched at a few padded shapes.
+
+    vocoder = Vocoder.from_workdir("workdir/vocoder")        # a training workdir or an `mmspeech export` of one
+    audio = vocoder(log_mel)                                 # (T, M) float32 natural-log mel -> (S,) float32
+    audios = vocoder.batch([mel_1, mel_2, ...], batch_size=8)
+
+Output length S = (T - 1) * hop, the zoo's frame convention (the same as Griffin-Lim's). Frames are padded at the
+end with the log floor (silence) to a rung of 128 frames (~1.5 s), so a session compiles once per rung and batch
+size, and the padding's samples are cut; a mel whose shape or values are wrong is a one-line `FeatureError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmspeech_jax.audio.features import check_log_mel
+from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.models.vocoder import VocoderConfig, generate
+
+FRAME_RUNG = 128
+
+
+def padded_frames(frames: int) -> int:
+    """The padded frame count of a `frames`-frame mel: the next multiple of FRAME_RUNG."""
+    return -(-int(frames) // FRAME_RUNG) * FRAME_RUNG
+
+
+class Vocoder:
+    """A trained generator: `__call__(log_mel (T, M)) -> (S,)`, `batch(list) -> list`, `sample_rate`. Build it with
+    `from_workdir` (training workdir or export) or from a `VocoderConfig` and the generator's parameters."""
+
+    def __init__(self, config: VocoderConfig, generator_params):
+        self.config, self.params = config, generator_params
+        self.sample_rate = config.mel.sample_rate
+        self._generate = jax.jit(lambda p, m: generate(config, p, m))
+        self.checkpoint_step = None
+
+    @classmethod
+    def from_workdir(cls, workdir) -> "Vocoder":
+        """A vocoder training workdir (the newest checkpoint's generator) or its export; any other workdir is a
+        one-line `ConfigError` before parameters load."""
+        from mmspeech_jax.export import is_export, load_exported_vocoder
+        from mmspeech_jax.workdir import read_workdir_config, restore_params
+
+        workdir = Path(workdir)
+        if is_export(workdir):
+            config, params, step = load_exported_vocoder(workdir)
+        else:
+            record = read_workdir_config(workdir)
+            if record.get("task") != "vocoder":
+                raise ConfigError(f"{workdir} is not a vocoder workdir (config.json task is {record.get('task')!r})")
+            config = VocoderConfig.from_dict(record["model"])
+            params, step = restore_params(workdir)
+            params = params["generator"]
+        vocoder = cls(config, params)
+        vocoder.checkpoint_step = step
+        return vocoder
+
+    def check_mel_config(self, mel_config) -> None:
+        """A one-line `ConfigError` unless `mel_config` (a `MelConfig`) is the features this vocoder inverts."""
+        if mel_config != self.config.mel:
+            raise ConfigError(f"the vocoder inverts {self.config.mel}, the model gives {mel_config}; train the "
+                              f"vocoder on the same features")
+
+    def __call__(self, log_mel) -> np.ndarray:
+        """log_mel (T, M) float32 -> audio (S,) float32, S = (T - 1) * hop."""
+        return self.batch([log_mel], batch_size=1)[0]
+
+    def batch(self, log_mels, batch_size: int = 8) -> list[np.ndarray]:
+        """Many log-mels (each (T_i, M)) -> their audio, in order; vocoded in batches of similar length."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        mels = [check_log_mel(m, self.config.mel.n_mels, f"log-mel {i}") for i, m in enumerate(log_mels)]
+        for i, mel in enumerate(mels):
+            if mel.shape[0] < 2:
+                raise ConfigError(f"log-mel {i}: a vocoder needs at least 2 frames, got {mel.shape[0]}")
+        order = np.argsort([m.shape[0] for m in mels], kind="stable")
+        floor = float(np.log(self.config.mel.log_floor))
+        out = [None] * len(mels)
+        for start in range(0, len(order), batch_size):
+            rows = order[start: start + batch_size]
+            frames = padded_frames(max(mels[i].shape[0] for i in rows))
+            block = np.full((batch_size if len(order) > batch_size else len(rows), frames, self.config.mel.n_mels),
+                            floor, np.float32)
+            for r, i in enumerate(rows):
+                block[r, : mels[i].shape[0]] = mels[i]
+            audio = np.asarray(self._generate(self.params, jnp.asarray(block)))
+            for r, i in enumerate(rows):
+                out[i] = audio[r, : (mels[i].shape[0] - 1) * self.config.hop_samples].astype(np.float32)
+        return out
