@@ -31,6 +31,9 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.16",  # the viewer: `tensorboard --logdir WORKDIR/tensorboard`
     "jiwer>=3.0",
     "safetensors>=0.4",
+    # The vocoders' copy-synthesis scores: PESQ (ITU-T P.862.2) and STOI.
+    "pesq>=0.0.4",
+    "pystoi>=0.4",
 ]
 
 setuptools.setup(

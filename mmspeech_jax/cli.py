@@ -1,7 +1,9 @@
-"""The `mmspeech` command: synthesize, export, transcribe, evaluate-tts.
+"""The `mmspeech` command: synthesize, vocode, export, transcribe, evaluate-tts.
 
     mmspeech synthesize --workdir W --text "Hello." --out hello.wav
     mmspeech synthesize --workdir W --text-file lines.txt --out-dir wavs/
+    mmspeech synthesize --workdir W --text-file lines.txt --out-dir wavs/ --vocoder VOCODER_WORKDIR
+    mmspeech vocode --vocoder VOCODER_WORKDIR mel.npy speech.wav --out-dir wavs/
     mmspeech synthesize --workdir W_multi --text "Hello." --out a.wav --speaker 2   (or --reference voice.wav)
     mmspeech export --workdir W --out exported/
     mmspeech export --workdir W --out serialized/ --stablehlo      (jax.export artifacts: no model code needed)
@@ -78,21 +80,32 @@ def _synthesize(args) -> int:
     # Everything the user typed is checked before the model loads.
     controls = Controls(speed=args.speed, pitch_shift=args.pitch_shift)
     lines = None if args.text_file is None else _text_lines(args.text_file)
-    tts = _voiced(_reading(Synthesizer.from_workdir(args.workdir), args.workdir), args)  # a bad voice fails here
+    if args.batch_size < 1:
+        raise MMSpeechError(f"--batch-size must be >= 1, got {args.batch_size}")
+    synthesizer = _reading(Synthesizer.from_workdir(args.workdir), args.workdir)
+    if args.vocoder:
+        from mmspeech_jax.vocode import Vocoder
+
+        synthesizer.use_vocoder(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder))
+    tts = _voiced(synthesizer, args)  # a bad voice fails here
     if lines is None:
         audio, rate = tts.synthesize(args.text, controls)
         print(save_audio(args.out, audio, rate, overwrite=args.overwrite))
         return 0
-    failures = 0
+    failures, good = 0, []  # good: (line number, text) of the lines that tokenize
     for number, line in enumerate(lines, 1):
         if not line:
             continue
         try:
-            audio, rate = tts.synthesize(line, controls)
-            print(save_audio(Path(args.out_dir) / f"{number:04d}.wav", audio, rate, overwrite=args.overwrite))
+            synthesizer.tokenizer.encode(line)
+            good.append((number, line))
         except MMSpeechError as exc:
             failures += 1
             print(f"mmspeech: line {number}: {exc}", file=sys.stderr)
+    results = tts.synthesize_batch([line for _, line in good], args.batch_size, controls) if good else []
+    for (number, _), result in zip(good, results):
+        print(save_audio(Path(args.out_dir) / f"{number:04d}.wav", result["audio"], result["sample_rate"],
+                         overwrite=args.overwrite))
     return 1 if failures else 0
 
 
@@ -118,6 +131,35 @@ def _export(args) -> int:
                                 inference=inference_fields(config, step))
     print(f"exported step {step} to {out}")
     return 0
+
+
+def _vocode(args) -> int:
+    import numpy as np
+
+    from mmspeech_jax.audio.io import load_audio, peak_normalized, save_audio
+    from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+    from mmspeech_jax.vocode import Vocoder
+
+    out_dir = check_output_dir(args.out_dir, what="--out-dir")
+    vocoder = _reading(Vocoder.from_workdir(args.vocoder), args.vocoder)
+    failures = 0
+    for path in args.inputs:
+        try:
+            if path.endswith(".npy"):
+                try:
+                    mel = np.load(path, allow_pickle=False)
+                except (OSError, ValueError) as exc:
+                    raise MMSpeechError(f"{path}: not a readable .npy array ({exc})") from None
+            else:
+                audio, _ = load_audio(path, vocoder.sample_rate)
+                mel = padded_log_mel_and_energy(audio, vocoder.config.mel)[0]
+            wave = vocoder(mel)
+            print(save_audio(Path(out_dir) / f"{Path(path).stem}.wav", peak_normalized(wave), vocoder.sample_rate,
+                             overwrite=args.overwrite))
+        except MMSpeechError as exc:
+            failures += 1
+            print(f"mmspeech: {exc}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _transcribe(args) -> int:
@@ -205,7 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="added to the predicted pitch, in standard deviations of the corpus's log-F0 (default 0)")
     s.add_argument("--speaker", type=int, help="multi-speaker workdirs: a training voice's id")
     s.add_argument("--reference", help="multi-speaker workdirs: an audio file whose voice to speak in (0.5-30 s)")
+    s.add_argument("--vocoder", default=None, metavar="VOCODER_WORKDIR",
+                   help="a neural vocoder (python -m experiments.vocoder, or its export) instead of Griffin-Lim")
+    s.add_argument("--batch-size", type=int, default=8,
+                   help="--text-file: sentences synthesized (and vocoded) together, similar lengths batched (default 8)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    c = sub.add_parser("vocode", help="a log-mel (.npy, (T, M)) or an audio file's mel to wav with a neural vocoder")
+    c.add_argument("--vocoder", required=True, help="a vocoder training workdir (python -m experiments.vocoder) or "
+                                                     "its export")
+    c.add_argument("inputs", nargs="+", help=".npy log-mels (T, M) as the TTS makes them, or audio files (copy "
+                                             "synthesis: their own mel is vocoded)")
+    c.add_argument("--out-dir", required=True, help="the folder for the wavs (named after the inputs)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e = sub.add_parser("export", help="parameters as safetensors + config.json + symbols.json")
     e.add_argument("--workdir", required=True, help="the training workdir to export (its newest step that restores)")
     e.add_argument("--out", required=True, help="the export folder (refused when it already holds an export's files)")
@@ -252,7 +305,7 @@ def main(argv=None) -> int:
     keep_freed_memory()
     args = build_parser().parse_args(argv)
     try:
-        return {"synthesize": _synthesize, "export": _export, "transcribe": _transcribe,
+        return {"synthesize": _synthesize, "vocode": _vocode, "export": _export, "transcribe": _transcribe,
                 "evaluate-tts": _evaluate_tts}[args.command](args)
     except MMSpeechError as exc:
         print(f"mmspeech: {exc}", file=sys.stderr)

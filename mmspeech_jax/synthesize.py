@@ -1,4 +1,5 @@
-"""Text -> speech with a trained FastSpeech2 workdir (or an export), Griffin-Lim as the vocoder.
+"""Text -> speech with a trained FastSpeech2 workdir (or an export), through Griffin-Lim or a neural vocoder
+(`Synthesizer.use_vocoder`).
 
     from mmspeech_jax.synthesize import Synthesizer
     tts = Synthesizer.from_workdir("workdir/ljspeech_tts")
@@ -65,7 +66,8 @@ REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 class Synthesizer:
     """Text -> speech with a trained FastSpeech2 or HyperSpeech: normalization and tokenization, `generate` at padded
-    shapes (tokens to multiples of 32, frames to a ladder, so a session compiles a few times), Griffin-Lim.
+    shapes (tokens to multiples of 32, frames to a ladder, so a session compiles a few times), Griffin-Lim or the
+    neural vocoder set by `use_vocoder`.
     `from_workdir` (a training workdir or an export) and `from_export` build one; `mel(text)` -> (T, M) float32,
     `synthesize(text)` -> (audio (S,) float32, sample rate)."""
     def __init__(self, model: FastSpeech2 | HyperSpeech, params, table: SymbolTable, mel_config: MelConfig,
@@ -74,6 +76,7 @@ class Synthesizer:
         self._hop_seconds = mel_config.hop_samples / mel_config.sample_rate
         self.tokenizer = make_tokenizer(tokenizer_kind)
         self.tokenizer.table.check_compatible(table)
+        self.vocoder = None  # `use_vocoder`: a neural vocoder instead of Griffin-Lim
         self.conditioned = isinstance(model, HyperSpeech)
         if self.conditioned:
             generate = lambda p, t, m, n, c, v, s, r, rm: model.apply(
@@ -171,7 +174,7 @@ class Synthesizer:
     def synthesize_batch(self, texts: list[str], batch_size: int = 8, controls: Controls = Controls(), *,
                          speaker: int | None = None, reference: np.ndarray | None = None,
                          griffin_lim_iters: int = 60) -> list[dict]:
-        """Texts -> one dict per text, in order: "audio" (S,) float32 and "sample_rate" (Griffin-Lim), "mel" (T, M),
+        """Texts -> one dict per text, in order: "audio" (S,) float32 and "sample_rate" (the vocoder's), "mel" (T, M),
         "symbols" (the N tokens spoken), "durations" (N,) int frames per token, "pitch" and "energy" (the model's
         predictions, z-scored by the corpus statistics: (N,) at token level, (T,) at frame level). The model runs
         `batch_size` texts at a time, texts of similar length together (sorted by token count; results come back
@@ -197,11 +200,16 @@ class Synthesizer:
                 tokens, tokens > 0, self._hop_seconds)
             mel, frame_mask, durations, variance = jax.device_get(out)
             token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
+            mels = [np.asarray(mel[row, : max(int(frame_mask[row].sum()), 2)]) for row in range(len(ids))]
+            if self.vocoder is not None:  # the whole batch through the vocoder at once
+                audios = [peak_normalized(a) for a in self.vocoder.batch(mels, batch_size=len(mels))]
+            else:
+                audios = [self.vocode(m, griffin_lim_iters=griffin_lim_iters)[0] for m in mels]
             for row, row_ids in enumerate(ids):
-                t = max(int(frame_mask[row].sum()), 2)
+                t = mels[row].shape[0]
                 cut = lambda x: np.asarray(x[row, : row_ids.size] if token_level else x[row, :t])
-                audio, rate = self.vocode(np.asarray(mel[row, :t]), griffin_lim_iters=griffin_lim_iters)
-                results[rows[row]] = {"audio": audio, "sample_rate": rate, "mel": np.asarray(mel[row, :t]),
+                audio, rate = audios[row], self.mel_config.sample_rate
+                results[rows[row]] = {"audio": audio, "sample_rate": rate, "mel": mels[row],
                                       "symbols": self.tokenizer.table.lookup(row_ids),
                                       "durations": np.asarray(durations[row, : row_ids.size]),
                                       "pitch": cut(variance["pitch"]), "energy": cut(variance["energy"])}
@@ -213,8 +221,19 @@ class Synthesizer:
         return self.vocode(self.mel(text, controls, speaker=speaker, reference=reference),
                            griffin_lim_iters=griffin_lim_iters)
 
+    def use_vocoder(self, vocoder) -> "Synthesizer":
+        """Speak through `vocoder` (a `vocode.Vocoder`, or None for Griffin-Lim) from now on; a one-line
+        `ConfigError` when it inverts other mel features than this model makes. Returns self."""
+        if vocoder is not None:
+            vocoder.check_mel_config(self.mel_config)
+        self.vocoder = vocoder
+        return self
+
     def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
-        """(T, M) log mel -> (float32 audio (S,) peak-normalized to 0.9, sample_rate), through Griffin-Lim."""
+        """(T, M) log mel -> (float32 audio (S,) peak-normalized to 0.9, sample_rate), through the neural vocoder
+        when one is set (`use_vocoder`), else Griffin-Lim (`griffin_lim_iters` iterations)."""
+        if self.vocoder is not None:
+            return peak_normalized(self.vocoder(log_mel)), self.mel_config.sample_rate
         wave = log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters)
         return peak_normalized(wave), self.mel_config.sample_rate
 
@@ -232,6 +251,12 @@ class VoicedSynthesizer:
         return self.tts.synthesize(text, controls, speaker=self.speaker, reference=self.reference,
                                    griffin_lim_iters=griffin_lim_iters)
 
+    def synthesize_batch(self, texts: list[str], batch_size: int = 8, controls: Controls = Controls(), *,
+                         griffin_lim_iters: int = 60) -> list[dict]:
+        """`Synthesizer.synthesize_batch` in the bound voice."""
+        return self.tts.synthesize_batch(texts, batch_size, controls, speaker=self.speaker, reference=self.reference,
+                                         griffin_lim_iters=griffin_lim_iters)
+
     def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
-        """A log-mel (T, M) -> (float32 audio (S,), sample_rate) by Griffin-Lim."""
+        """A log-mel (T, M) -> (float32 audio (S,), sample_rate) by the synthesizer's vocoder (or Griffin-Lim)."""
         return self.tts.vocode(log_mel, griffin_lim_iters=griffin_lim_iters)

@@ -1,0 +1,406 @@
+"""Neural vocoders: generators and their parameter counts, the inverse STFT, the losses against float64 NumPy, the
+GAN gradient routing, waveform crops against the feature cache, training (phases, resume, mesh), inference, export
+and the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mmspeech_jax.audio.features import MelConfig, log_mel_spectrogram
+from mmspeech_jax.audio.griffin_lim import istft
+from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+from mmspeech_jax.data.waveform_crops import CropSource, WaveformCrops, corpus_crop_source
+from mmspeech_jax.losses import vocoder as losses
+from mmspeech_jax.models.discriminators import DiscriminatorConfig, Discriminators
+from mmspeech_jax.models.hifigan import HiFiGANConfig, HiFiGANGenerator, PRESETS as HIFIGAN_PRESETS
+from mmspeech_jax.models.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS
+from mmspeech_jax.models.vocoder import (VocoderConfig, generate, init_vocoder_params, input_log_mel,
+                                         make_vocoder_loss_fn, make_vocoder_optimizer, phases)
+from mmspeech_jax.train.optim import OptimizerConfig
+from mmspeech_jax.train.state import TrainState
+from mmspeech_jax.train.step import make_train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MEL = MelConfig(sample_rate=8000, n_fft=64, hop_samples=16, win_samples=64, n_mels=8, fmax_hz=4000)
+TINY_RESOLUTIONS = ((64, 16, 64), (128, 32, 128))
+
+
+def tiny_config(generator="istft", **fields) -> VocoderConfig:
+    return VocoderConfig(
+        generator=generator, mel=TINY_MEL, stft_resolutions=TINY_RESOLUTIONS,
+        istft=ISTFTVocoderConfig(n_mels=8, dim=16, intermediate=32, layers=2, sample_rate=8000, n_fft=64,
+                                 hop_samples=16, win_samples=64),
+        hifigan=HiFiGANConfig(n_mels=8, upsample_rates=(4, 4), upsample_kernels=(8, 8), initial_channels=16,
+                              resblock_kernels=(3,), resblock_dilations=((1, 2),)),
+        discriminator=DiscriminatorConfig(kinds=("mpd", "msd", "mrd"), periods=(2, 3), scales=2,
+                                          resolutions=TINY_RESOLUTIONS, channel_scale=1 / 32), **fields)
+
+
+def count(params) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+
+
+# ---- float64 NumPy references ------------------------------------------------------------------------------------
+
+def np_window(n_fft, win):
+    n = np.arange(win)
+    w = np.zeros(n_fft)
+    left = (n_fft - win) // 2
+    w[left: left + win] = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)
+    return w
+
+
+def np_stft(x, n_fft, hop, win):
+    """Centred (reflect-padded) STFT of (..., S) float64 -> (..., T, F) complex128."""
+    x = np.asarray(x, np.float64)
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)], mode="reflect")
+    frames = 1 + (padded.shape[-1] - n_fft) // hop
+    idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None]
+    return np.fft.rfft(padded[..., idx] * np_window(n_fft, win), axis=-1)
+
+
+def np_istft(spec, n_fft, hop, win, length):
+    """Windowed overlap-add divided by the summed squared window, the centre padding removed (float64 loops)."""
+    w = np_window(n_fft, win)
+    frames = spec.shape[0]
+    out = np.zeros(n_fft + hop * (frames - 1))
+    norm = np.zeros_like(out)
+    for t in range(frames):
+        out[t * hop: t * hop + n_fft] += np.fft.irfft(spec[t], n=n_fft) * w
+        norm[t * hop: t * hop + n_fft] += w ** 2
+    out = out / np.where(norm > 1e-8, norm, 1.0)
+    return out[n_fft // 2: n_fft // 2 + length]
+
+
+# ---- generators ------------------------------------------------------------------------------------------------
+
+def test_preset_parameter_counts_match_the_papers():
+    """HiFi-GAN Table 1 (V1 13.92 M, V2 0.92 M, V3 1.46 M) and Vocos' mel model (13.5 M), within 2 %."""
+    mel = jnp.zeros((1, 4, 80))
+    paper = {"v1": 13.92e6, "v2": 0.92e6, "v3": 1.46e6}
+    for name, expected in paper.items():
+        shapes = jax.eval_shape(HiFiGANGenerator(HiFiGANConfig(**HIFIGAN_PRESETS[name])).init, jax.random.PRNGKey(0), mel)
+        assert abs(count(shapes) / expected - 1) < 0.02, name
+    shapes = jax.eval_shape(ISTFTVocoder(ISTFTVocoderConfig(**ISTFT_PRESETS["paper"])).init, jax.random.PRNGKey(0), mel)
+    assert abs(count(shapes) / 13.5e6 - 1) < 0.02
+    shapes = jax.eval_shape(ISTFTVocoder(ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"])).init, jax.random.PRNGKey(0), mel)
+    assert 0.8e6 < count(shapes) < 1.3e6
+
+
+@pytest.mark.parametrize("generator", ["istft", "hifigan"])
+def test_generate_gives_the_zoo_frame_convention(generator):
+    config = tiny_config(generator)
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    mel = jax.random.normal(jax.random.PRNGKey(1), (3, 10, 8))
+    audio = generate(config, params["generator"], mel)
+    assert audio.shape == (3, 9 * 16) and audio.dtype == jnp.float32
+    assert np.all(np.isfinite(np.asarray(audio)))
+
+
+def test_istft_inverts_a_float64_stft_and_matches_a_numpy_inverse():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1600)
+    spec = np_stft(x, 64, 16, 64)
+    config = ISTFTVocoderConfig(n_mels=8, sample_rate=8000, n_fft=64, hop_samples=16, win_samples=64).stft_config
+    rebuilt = np.asarray(istft(jnp.asarray(spec, jnp.complex64), config))
+    np.testing.assert_allclose(rebuilt, x[: rebuilt.size], atol=2e-5)  # a consistent spectrum: exact inverse
+    noise = rng.normal(size=spec.shape) + 1j * rng.normal(size=spec.shape)  # inconsistent: least-squares OLA
+    np.testing.assert_allclose(np.asarray(istft(jnp.asarray(noise, jnp.complex64), config)),
+                               np_istft(noise, 64, 16, 64, 16 * (spec.shape[0] - 1)), atol=1e-4)
+
+
+# ---- losses ----------------------------------------------------------------------------------------------------
+
+def test_reconstruction_losses_match_float64_numpy():
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(2, 2, 640)) * 0.3
+    convergence, log_l1 = losses.multi_resolution_stft(jnp.asarray(real, jnp.float32), jnp.asarray(fake, jnp.float32),
+                                                       TINY_RESOLUTIONS, 8000)
+    ref_c, ref_l = np.zeros(2), np.zeros(2)
+    for n_fft, hop, win in TINY_RESOLUTIONS:
+        s_r, s_f = np.abs(np_stft(real, n_fft, hop, win)), np.abs(np_stft(fake, n_fft, hop, win))
+        ref_c += np.sqrt(((s_r - s_f) ** 2).sum((1, 2))) / np.sqrt((s_r ** 2).sum((1, 2)))
+        ref_l += np.abs(np.log(np.maximum(s_r, 1e-7)) - np.log(np.maximum(s_f, 1e-7))).mean((1, 2))
+    np.testing.assert_allclose(convergence, ref_c / 2, rtol=1e-4)
+    np.testing.assert_allclose(log_l1, ref_l / 2, rtol=1e-4)
+    a, b = rng.normal(size=(2, 3, 5, 4))
+    np.testing.assert_allclose(losses.mel_l1(jnp.asarray(a), jnp.asarray(b)), np.abs(a - b).mean((1, 2)), rtol=1e-6)
+
+
+def test_adversarial_and_feature_matching_losses_match_numpy():
+    rng = np.random.default_rng(2)
+    make = lambda: [(rng.normal(size=(2, k)), [rng.normal(size=(2, k, 3)), rng.normal(size=(2, k))]) for k in (5, 7)]
+    real, fake = make(), make()
+    as_jax = lambda outs: [(jnp.asarray(s, jnp.float32), [jnp.asarray(f, jnp.float32) for f in fs]) for s, fs in outs]
+    lsgan_d = sum(((1 - r) ** 2).mean(1) + (f ** 2).mean(1) for (r, _), (f, _) in zip(real, fake))
+    hinge_d = sum(np.maximum(1 - r, 0).mean(1) + np.maximum(1 + f, 0).mean(1) for (r, _), (f, _) in zip(real, fake))
+    np.testing.assert_allclose(losses.discriminator_loss(as_jax(real), as_jax(fake), "lsgan"), lsgan_d, rtol=1e-5)
+    np.testing.assert_allclose(losses.discriminator_loss(as_jax(real), as_jax(fake), "hinge"), hinge_d, rtol=1e-5)
+    np.testing.assert_allclose(losses.generator_adversarial_loss(as_jax(fake), "lsgan"),
+                               sum(((1 - f) ** 2).mean(1) for f, _ in fake), rtol=1e-5)
+    np.testing.assert_allclose(losses.generator_adversarial_loss(as_jax(fake), "hinge"),
+                               sum(np.maximum(1 - f, 0).mean(1) for f, _ in fake), rtol=1e-5)
+    fm = sum(np.abs(a - b).reshape(2, -1).mean(1) for (_, fa), (_, fb) in zip(real, fake) for a, b in zip(fa, fb))
+    np.testing.assert_allclose(losses.feature_matching(as_jax(real), as_jax(fake)), fm, rtol=1e-5)
+
+
+# ---- the GAN loss ----------------------------------------------------------------------------------------------
+
+def tiny_batch(config, rows=2, frames=8, seed=3):
+    rng = np.random.default_rng(seed)
+    samples = frames * config.hop_samples
+    context = (rng.normal(size=(rows, samples + config.mel.n_fft)) * 0.2).astype(np.float32)
+    half = config.mel.n_fft // 2
+    return {"audio": context[:, half: half + samples], "context": context}
+
+
+@pytest.mark.parametrize("generator", ["istft", "hifigan"])
+def test_gan_gradients_reach_each_part_only_from_its_own_terms(generator):
+    """d/dG of the one scalar = d/dG of the generator's terms with D frozen; d/dD = d/dD of the discriminator's
+    loss with the generated audio frozen."""
+    config = tiny_config(generator)
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    batch = jax.tree_util.tree_map(jnp.asarray, tiny_batch(config))
+    grads = jax.grad(lambda p: make_vocoder_loss_fn(config)(p, batch, None, True, 0)[0])(params)
+    disc = Discriminators(config.discriminator)
+    d_apply = lambda p, x: disc.apply({"params": p}, x)
+    mel = lambda x: log_mel_spectrogram(x, config.mel)
+
+    def generator_terms(g):
+        fake = generate(config, g, input_log_mel(config, batch["context"]))
+        conv, log_l1 = losses.multi_resolution_stft(batch["audio"], fake, TINY_RESOLUTIONS, 8000)
+        real_out, fake_out = d_apply(params["discriminator"], batch["audio"]), d_apply(params["discriminator"], fake)
+        per_row = (45 * losses.mel_l1(mel(batch["audio"]), mel(fake)) + 15 * (conv + log_l1)
+                   + losses.generator_adversarial_loss(fake_out) + 2 * losses.feature_matching(real_out, fake_out))
+        return jnp.mean(per_row)
+
+    fake = generate(config, params["generator"], input_log_mel(config, batch["context"]))
+    d_terms = lambda d: jnp.mean(losses.discriminator_loss(d_apply(d, batch["audio"]), d_apply(d, fake)))
+    for got, want in ((grads["generator"], jax.grad(generator_terms)(params["generator"])),
+                      (grads["discriminator"], jax.grad(d_terms)(params["discriminator"]))):
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-6)
+    warm = jax.grad(lambda p: make_vocoder_loss_fn(config, adversarial=False)(p, batch, None, True, 0)[0])(params)
+    assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree_util.tree_leaves(warm["discriminator"]))
+
+
+def test_phases_and_separate_optimizers():
+    config = tiny_config()
+    assert phases(config, 10) == [(10, True)]
+    assert phases(tiny_config(adversarial_start=4), 10) == [(4, False), (10, True)]
+    assert phases(tiny_config(adversarial_start=None), 10) == [(10, False)]
+    assert phases(tiny_config(adversarial_start=20), 10) == [(10, False)]
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    g_opt, d_opt = OptimizerConfig(1e-3, 0, 10, clip_norm=1e9), OptimizerConfig(1e-1, 0, 10, clip_norm=1e9)
+    tx = make_vocoder_optimizer(g_opt, d_opt)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # Adam's first update is -lr * sign(g) (+ decay): each part moves by its own learning rate.
+    g_step = jax.tree_util.tree_leaves(updates["generator"])[0]
+    d_step = jax.tree_util.tree_leaves(updates["discriminator"])[0]
+    assert abs(float(jnp.abs(g_step).max()) - 1e-3) < 1e-5 and abs(float(jnp.abs(d_step).max()) - 1e-1) < 1e-3
+
+
+def test_config_round_trips_and_rejects_mismatched_features():
+    config = tiny_config("hifigan", adversarial_start=3)
+    assert VocoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    from mmspeech_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hop"):
+        VocoderConfig(mel=TINY_MEL)  # the default generator has 80 mels at hop 256
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+
+def test_crop_context_mel_equals_the_feature_cache_frames(small_corpus):
+    """Crops at an utterance's start, middle and end: log_mel(context, center=False) = the utterance's frames."""
+    mel_config = MelConfig()
+    source = corpus_crop_source(small_corpus, "train")
+    crops = WaveformCrops(source, 2, 16, mel_config.hop_samples, mel_config.n_fft)
+    from mmspeech_jax.data.waveform_crops import read_crop
+
+    full = np.asarray(source.read(0, 0, int(source.lengths[0])))
+    frames = padded_log_mel_and_energy(full, mel_config)[0]
+    for start in (0, int(crops._last_frame[0]) // 2, int(crops._last_frame[0])):
+        audio, context = read_crop(source, 0, start, 16, mel_config.hop_samples, mel_config.n_fft)
+        np.testing.assert_array_equal(audio, full[start * 256: start * 256 + 16 * 256])
+        mel = np.asarray(log_mel_spectrogram(context, mel_config, center=False))
+        np.testing.assert_allclose(mel, frames[start: start + 17], atol=1e-4)
+    first = crops.batch(5)
+    np.testing.assert_array_equal(first["audio"], crops.batch(5)["audio"])  # a pure function of (seed, index)
+    crops.set_state({"position": 5})
+    np.testing.assert_array_equal(next(crops)["context"], first["context"])
+    assert crops.get_state() == {"position": 6}
+
+
+def test_short_utterances_are_left_out_and_counted():
+    lengths = np.array([100, 5000, 30])
+    source = CropSource(lengths, lambda i, a, b: np.zeros(b - a, np.float32), 8000)
+    crops = WaveformCrops(source, 4, 8, 16, 64)
+    assert crops.skipped == 2 and set(np.unique(crops.batch(0)["audio"].shape)) == {4, 128}
+
+
+# ---- training --------------------------------------------------------------------------------------------------
+
+def test_fit_resumes_exactly_across_the_phase_change(tmp_path):
+    """Steps 1-2 warm-up, 3-4 adversarial: one run of 4 steps equals a run stopped after 3 and restarted."""
+    from mmspeech_jax.train.trainer import TrainerConfig, fit
+
+    config = tiny_config("istft", adversarial_start=2)
+    rng = np.random.default_rng(0)
+    source = CropSource(np.array([3000, 4000, 2500]), lambda i, a, b: rng_audio(i)[a:b], 8000)
+    tx = make_vocoder_optimizer(OptimizerConfig(1e-3, 0, 4), OptimizerConfig(1e-3, 0, 4))
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+
+    def run(workdir, steps):
+        batches = WaveformCrops(source, 2, 8, 16, 64, seed=1)
+        result = None
+        for last, adversarial in phases(config, steps):
+            result = fit(workdir, params, tx, make_vocoder_loss_fn(config, adversarial), batches,
+                         TrainerConfig(steps=last, checkpoint_every=1, eval_every=100, progress=False))
+        return result.state
+
+    straight = run(tmp_path / "straight", 4)
+    run(tmp_path / "resumed", 3)
+    resumed = run(tmp_path / "resumed", 4)
+    assert int(resumed.step) == 4
+    for a, b in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()), straight.params["discriminator"],
+                                   params["discriminator"])
+    assert max(jax.tree_util.tree_leaves(moved)) > 0  # the adversarial phase trained the discriminator
+
+
+def rng_audio(i):
+    return (np.random.default_rng(i).normal(size=5000) * 0.2).astype(np.float32)
+
+
+def test_adversarial_step_on_a_mesh_equals_one_device():
+    from mmspeech_jax.train.sharding import MeshConfig, make_mesh, make_sharded_steps, shard_batch, state_shardings
+
+    config = tiny_config("hifigan")
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    batch = tiny_batch(config, rows=8)
+    loss_fn = make_vocoder_loss_fn(config)
+    tx = optax.sgd(0.05)
+    rng = jax.random.key(0, impl="rbg")
+    reference, ref_metrics = jax.jit(make_train_step(loss_fn, tx))(TrainState.create(params, tx), batch, rng)
+    for data, fsdp in ((8, 1), (2, 4)):
+        mesh = make_mesh(MeshConfig(data=data, fsdp=fsdp))
+        state = TrainState.create(params, tx)
+        sharding = state_shardings(state, mesh)
+        step, _, _ = make_sharded_steps(loss_fn, tx, sharding, mesh)
+        new, metrics = step(jax.device_put(state, sharding), shard_batch(batch, mesh), rng)
+        np.testing.assert_allclose(float(metrics["loss"]), float(ref_metrics["loss"]), rtol=1e-5)
+        for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(new.params)),
+                        jax.tree_util.tree_leaves(jax.device_get(reference.params))):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+
+
+def test_micro_batches_give_the_whole_batch_gradient():
+    config = tiny_config("istft")
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    batch = tiny_batch(config, rows=4)
+    loss_fn = make_vocoder_loss_fn(config)
+    tx = optax.sgd(0.05)
+    rng = jax.random.key(0, impl="rbg")
+    whole, m1 = jax.jit(make_train_step(loss_fn, tx))(TrainState.create(params, tx), batch, rng)
+    split, m2 = jax.jit(make_train_step(loss_fn, tx, micro_batches=2))(TrainState.create(params, tx), batch, rng)
+    np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(split.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
+
+
+def test_bf16_compute_keeps_float32_parameters_and_stays_finite():
+    import dataclasses
+
+    config = tiny_config("hifigan")
+    config = dataclasses.replace(config, hifigan=dataclasses.replace(config.hifigan, compute_dtype="bfloat16"),
+                                 discriminator=dataclasses.replace(config.discriminator, compute_dtype="bfloat16"))
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+    loss, parts = make_vocoder_loss_fn(config)(params, tiny_batch(config), None, True, 0)
+    assert np.isfinite(float(loss)) and float(parts["discriminator"]) > 0
+
+
+# ---- quality metrics -------------------------------------------------------------------------------------------
+
+def test_pesq_and_stoi_rank_clean_above_noisy(small_corpus):
+    from mmspeech_jax.evaluate.vocoder_quality import pesq_wideband, stoi
+
+    speech = small_corpus.audio(small_corpus.utterances[0])
+    noisy = speech + np.random.default_rng(0).normal(size=speech.size).astype(np.float32) * 0.05
+    assert pesq_wideband(speech, speech, 22050) > 4.4 and stoi(speech, speech, 22050) > 0.99
+    assert pesq_wideband(speech, noisy, 22050) < 3.0 and stoi(speech, noisy, 22050) < 0.95
+
+
+# ---- the experiment, inference, export, CLI ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vocoder_run(tmp_path_factory, tiny_run_cache):
+    workdir = tmp_path_factory.mktemp("vocoder") / "run"
+    env = {**__import__("os").environ, "MMSPEECH_CACHE_DIR": str(tiny_run_cache)}
+    args = [sys.executable, "-m", "experiments.vocoder", "--workdir", str(workdir), "--steps", "4",
+            "--adversarial_start", "2", "--eval_every", "2", "--checkpoint_every", "2", "--batch_size", "2",
+            "--segment_frames", "8", "--corpus_size", "32", "--eval_utterances", "2", "--num_samples", "1",
+            "--no_progress"]
+    subprocess.run(args, env=env, cwd=ROOT, check=True, capture_output=True, timeout=900)
+    return workdir, env
+
+
+def test_experiment_writes_report_samples_and_both_phases(vocoder_run):
+    workdir, _ = vocoder_run
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["steps"] == 4 and report["adversarial_start"] == 2
+    assert report["copy_synthesis"]["vocoder"]["utterances"] == report["copy_synthesis"]["griffin_lim"]["utterances"] >= 1
+    for name in ("vocoder", "griffin_lim"):
+        assert 0 < report[f"{name}_stoi"] <= 1 and report[f"{name}_real_time_factor"] > 0
+    assert (workdir / "samples" / "val_0_vocoder.wav").is_file() and (workdir / "plots" / "val_0.png").is_file()
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r for r in logged if r["split"] == "train"}
+    assert train[2]["discriminator"] == 0 and train[4]["discriminator"] > 0  # warm-up, then adversarial
+
+
+def test_vocoder_from_workdir_export_and_batches_agree(vocoder_run, tmp_path):
+    from mmspeech_jax.cli import main
+    from mmspeech_jax.vocode import Vocoder
+
+    workdir, _ = vocoder_run
+    vocoder = Vocoder.from_workdir(workdir)
+    assert vocoder.checkpoint_step == 4
+    mels = [np.random.default_rng(k).normal(-4, 1, size=(n, 80)).astype(np.float32) for k, n in enumerate((30, 90))]
+    singles = [vocoder(m) for m in mels]
+    assert [a.shape[0] for a in singles] == [29 * 256, 89 * 256]
+    for a, b in zip(singles, vocoder.batch(mels, batch_size=2)):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # same padded rung: batching changes nothing
+    assert main(["export", "--workdir", str(workdir), "--out", str(tmp_path / "export")]) == 0
+    exported = Vocoder.from_workdir(tmp_path / "export")
+    np.testing.assert_array_equal(exported(mels[0]), singles[0])
+    from mmspeech_jax.errors import FeatureError
+
+    with pytest.raises(FeatureError, match="shape"):
+        vocoder(np.zeros((10, 79), np.float32))
+
+
+def test_cli_vocode_writes_wavs_and_reports_bad_inputs(vocoder_run, tmp_path, small_corpus, capsys):
+    import soundfile as sf
+
+    from mmspeech_jax.cli import main
+
+    workdir, _ = vocoder_run
+    np.save(tmp_path / "mel.npy", np.full((40, 80), -5.0, np.float32))
+    wav = small_corpus.root / small_corpus.utterances[0].audio_path
+    (tmp_path / "bad.npy").write_text("not an array")
+    status = main(["vocode", "--vocoder", str(workdir), str(tmp_path / "mel.npy"), str(wav), str(tmp_path / "bad.npy"),
+                   "--out-dir", str(tmp_path / "out")])
+    assert status == 1 and "bad.npy" in capsys.readouterr().err
+    audio, rate = sf.read(tmp_path / "out" / "mel.wav")
+    assert rate == 22050 and audio.size == 39 * 256
+    assert (tmp_path / "out" / f"{Path(wav).stem}.wav").is_file()
