@@ -269,7 +269,7 @@ def test_every_cli_option_has_help_text():
 
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(commands) == {"synthesize", "export", "transcribe", "evaluate-tts"}
+    assert set(commands) == {"synthesize", "vocode", "export", "transcribe", "evaluate-tts"}
     bare = [f"{name} {action.option_strings or action.dest}" for name, sub in commands.items()
             for action in sub._actions if not isinstance(action, argparse._HelpAction) and not action.help]
     assert not bare, bare

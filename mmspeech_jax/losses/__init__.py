@@ -1,4 +1,5 @@
-"""Losses: FastSpeech2 and aligner terms, CTC, exact masked ratios, the banded recurrences over frames.
+"""Losses: FastSpeech2 and aligner terms, CTC, the vocoders' (mel, multi-resolution STFT, adversarial, feature
+matching), exact masked ratios, the banded recurrences over frames.
 
 Names load on first use (PEP 562): importing the package imports none of its modules.
 """
@@ -8,10 +9,11 @@ from mmspeech_jax.lazy import lazy_names
 _SOURCES = {
     "banded_recurrence": "recurrence", "binarization_loss": "aligner", "binarization_total": "aligner",
     "ctc_feasible": "ctc", "ctc_loss": "ctc", "ctc_nll": "ctc", "ctc_nll_recurrence": "ctc", "ctc_total": "ctc",
-    "duration_loss": "tts", "fastspeech2_loss": "tts", "forward_sum_loss": "aligner",
-    "forward_sum_per_utterance": "aligner", "log_duration_target": "tts", "make_fastspeech2_loss_fn": "tts",
-    "masked_l1": "tts", "masked_mean": "tts", "masked_mse": "tts", "masked_total": "ratios", "ratio": "ratios",
-    "resolve": "recurrence", "semiring_sum": "recurrence", "shift_states": "recurrence",
+    "discriminator_loss": "vocoder", "duration_loss": "tts", "fastspeech2_loss": "tts", "feature_matching": "vocoder",
+    "forward_sum_loss": "aligner", "forward_sum_per_utterance": "aligner", "generator_adversarial_loss": "vocoder",
+    "log_duration_target": "tts", "make_fastspeech2_loss_fn": "tts", "masked_l1": "tts", "masked_mean": "tts",
+    "masked_mse": "tts", "masked_total": "ratios", "mel_l1": "vocoder", "multi_resolution_stft": "vocoder",
+    "ratio": "ratios", "resolve": "recurrence", "semiring_sum": "recurrence", "shift_states": "recurrence",
     "with_identity_frames": "recurrence",
 }
 
