@@ -11,6 +11,9 @@ phase: on 2 CPU cores one adversarial step costs ~2.2 s against ~0.13 s, benchma
 32 frames. `--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
 `--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).
 
+`--tts_workdir TTS --init_vocoder V` fine-tunes the vocoder V on FastSpeech2's teacher-forced mels of the training
+utterances (`data/teacher_forced.py`, made once into WORKDIR/teacher_forced), as ESPnet and NeMo recipes do.
+
 Writes config.json (task "vocoder"), checkpoints/, tensorboard/ (losses; validation audio and spectrograms),
 metrics.jsonl, samples/ (vocoded and Griffin-Lim wavs of validation utterances), plots/ (true vs vocoded mel PNGs)
 and report.json: copy synthesis of `--eval_utterances` validation utterances (PESQ-WB, STOI, log-mel L1, real-time
@@ -59,6 +62,14 @@ def parse_args(argv=None):
     p.add_argument("--eval_utterances", type=int, default=60,
                    help="validation utterances scored by copy synthesis at the end (vocoder and Griffin-Lim)")
     p.add_argument("--num_samples", type=int, default=4, help="validation wavs and plots written at the end")
+    p.add_argument("--tts_workdir", default=None, metavar="TTS_WORKDIR",
+                   help="train on this FastSpeech2's teacher-forced mels of the training utterances (the audio stays "
+                        "the recordings'): a vocoder fitted to what the TTS outputs (embedded corpus)")
+    p.add_argument("--tts_utterances", type=int, default=2000,
+                   help="with --tts_workdir: training utterances whose teacher-forced mels are made and used")
+    p.add_argument("--init_vocoder", default=None, metavar="VOCODER_WORKDIR",
+                   help="start from this vocoder workdir's newest parameters (same generator config), e.g. to "
+                        "fine-tune it with --tts_workdir")
     add_trainer_args(p, steps=10000, learning_rate=5e-4, eval_every=1000)
     return parse_checked(p, argv, model_config=model_config)
 
@@ -97,7 +108,7 @@ def optimizer_configs(args, config: VocoderConfig) -> tuple[OptimizerConfig, Opt
 
 
 def crop_sources(args):
-    """(train, validation) `CropSource`s of the data the flags select."""
+    """(train, validation, the embedded corpus or None for LJSpeech) for the data the flags select."""
     from mmspeech_jax.data import CorpusConfig
     from mmspeech_jax.data.waveform_crops import corpus_crop_source, loaded_crop_source
 
@@ -110,12 +121,47 @@ def crop_sources(args):
             print(f"data: LJSpeech from {args.data_dir}")
             utterances = ljspeech_utterances(args.data_dir)
             split = lambda name: [utterances[k] for k in range(len(utterances)) if utterances._index[k][0] == name]
-            return loaded_crop_source(split("train"), 22050), loaded_crop_source(split("validation"), 22050)
+            return loaded_crop_source(split("train"), 22050), loaded_crop_source(split("validation"), 22050), None
     from mmspeech_jax.data.synthetic_corpus import generate_corpus
 
     print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
     corpus = generate_corpus(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
-    return corpus_crop_source(corpus, "train"), corpus_crop_source(corpus, "validation")
+    return corpus_crop_source(corpus, "train"), corpus_crop_source(corpus, "validation"), corpus
+
+
+def teacher_forced_source(args, corpus, workdir: Path):
+    """(train `CropSource` of the first --tts_utterances training utterances, utterance -> teacher-forced mel)."""
+    from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
+    from mmspeech_jax.data.teacher_forced import build_teacher_forced_mels
+    from mmspeech_jax.data.waveform_crops import corpus_crop_source
+    from mmspeech_jax.errors import ConfigError
+
+    if corpus is None:
+        raise ConfigError("--tts_workdir needs the embedded corpus (--data embedded)")
+    cache = embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
+    rows = cache.indices("train")[: args.tts_utterances]
+    mels = build_teacher_forced_mels(args.tts_workdir, cache, rows, workdir / "teacher_forced",
+                                     progress=not args.no_progress)
+    print(f"teacher-forced mels: {len(rows)} training utterances from {args.tts_workdir} (step "
+          f"{mels.source['step']})")
+    return corpus_crop_source(corpus, "train", [cache.ids[int(r)] for r in rows]), lambda i: mels[rows[i]]
+
+
+def initial_params(args, config: VocoderConfig):
+    """Fresh parameters, or --init_vocoder's newest ones (its generator config must be this run's)."""
+    if not args.init_vocoder:
+        return init_vocoder_params(config, jax.random.PRNGKey(args.seed))
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.workdir import read_workdir_config, restore_params
+
+    record = read_workdir_config(args.init_vocoder)
+    other = VocoderConfig.from_dict(record.get("model", {})) if record.get("task") == "vocoder" else None
+    if other is None or other.generator_config != config.generator_config or other.discriminator != config.discriminator:
+        raise ConfigError(f"--init_vocoder {args.init_vocoder} is not a vocoder with this run's generator and "
+                          f"discriminators")
+    params, step = restore_params(Path(args.init_vocoder))
+    print(f"initialized from {args.init_vocoder} (step {step})")
+    return params
 
 
 def main(argv=None):
@@ -129,15 +175,18 @@ def main(argv=None):
     lock = write_run_config(workdir, {"task": "vocoder", "model": config.to_dict(), "args": vars(args),
                                       "optimizer": {"generator": g_opt.__dict__, "discriminator": d_opt.__dict__}},
                             None)
-    train_source, val_source = crop_sources(args)
+    train_source, val_source, corpus = crop_sources(args)
+    mels = None
+    if args.tts_workdir:
+        train_source, mels = teacher_forced_source(args, corpus, workdir)
     mel = config.mel
-    crops = lambda source, seed: WaveformCrops(source, args.batch_size, args.segment_frames, mel.hop_samples,
-                                               mel.n_fft, seed)
-    train_batches, val_crops = crops(train_source, args.seed), crops(val_source, args.seed)
+    crops = lambda source, seed, mels=None: WaveformCrops(source, args.batch_size, args.segment_frames,
+                                                          mel.hop_samples, mel.n_fft, seed, mels)
+    train_batches, val_crops = crops(train_source, args.seed, mels), crops(val_source, args.seed)
     val_batches = val_crops.fixed_batches(max_rows=4 * args.batch_size)
     print(f"crops: {len(train_source.lengths) - train_batches.skipped} training utterances "
           f"({train_batches.skipped} shorter than a crop left out), {len(val_batches)} validation batches")
-    params = init_vocoder_params(config, jax.random.PRNGKey(args.seed))
+    params = initial_params(args, config)
     tx = make_vocoder_optimizer(g_opt, d_opt)
     on_eval = eval_summaries(config, val_source, min(2, args.num_samples))
     result = None

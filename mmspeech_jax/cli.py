@@ -216,7 +216,12 @@ def _evaluate_tts(args) -> int:
 
     _check_report_path(args)
     texts = [line for line in _text_lines(args.text_file) if line]
-    tts = _voiced(_reading(Synthesizer.from_workdir(args.tts), args.tts), args)
+    synthesizer = _reading(Synthesizer.from_workdir(args.tts), args.tts)
+    if args.vocoder:
+        from mmspeech_jax.vocode import Vocoder
+
+        synthesizer.use_vocoder(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder))
+    tts = _voiced(synthesizer, args)
     asr = _reading(Transcriber.from_workdir(args.asr), args.asr)
     ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))
     report = evaluate_tts(tts, asr, texts, ground_truth)
@@ -295,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v.add_argument("--speaker", type=int, help="multi-speaker TTS workdirs: a training voice's id")
     v.add_argument("--reference", help="multi-speaker TTS workdirs: audio of the voice to speak in")
+    v.add_argument("--vocoder", default=None, metavar="VOCODER_WORKDIR",
+                   help="vocode the synthesized and the ground-truth mels with this neural vocoder, not Griffin-Lim")
     return parser
 
 

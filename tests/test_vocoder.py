@@ -404,3 +404,63 @@ def test_cli_vocode_writes_wavs_and_reports_bad_inputs(vocoder_run, tmp_path, sm
     audio, rate = sf.read(tmp_path / "out" / "mel.wav")
     assert rate == 22050 and audio.size == 39 * 256
     assert (tmp_path / "out" / f"{Path(wav).stem}.wav").is_file()
+
+
+def test_fine_tuning_on_teacher_forced_mels(vocoder_run, tiny_tts_workdir, tiny_run_cache, tmp_path):
+    """--tts_workdir: the TTS's teacher-forced mels (the recordings' frame count, not the recordings' mels) feed the
+    vocoder, started from --init_vocoder's parameters."""
+    from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
+    from mmspeech_jax.data.teacher_forced import TeacherForcedMels
+    from mmspeech_jax.workdir import restore_params
+
+    source, env = vocoder_run
+    workdir = tmp_path / "finetuned"
+    args = [sys.executable, "-m", "experiments.vocoder", "--workdir", str(workdir), "--steps", "2",
+            "--eval_every", "2", "--checkpoint_every", "2", "--batch_size", "2", "--segment_frames", "8",
+            "--corpus_size", "32", "--eval_utterances", "1", "--num_samples", "0", "--no_progress",
+            "--tts_workdir", str(tiny_tts_workdir), "--tts_utterances", "5", "--init_vocoder", str(source),
+            "--adversarial_start", "never"]
+    done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "initialized from" in done.stdout and "teacher-forced mels: 5 training utterances" in done.stdout
+    mels = TeacherForcedMels(workdir / "teacher_forced")
+    cache = __import__("tests.conftest", fromlist=["_with_cache_dir"])._with_cache_dir(
+        tiny_run_cache, lambda: embedded_feature_cache(CorpusConfig(num_utterances=32), progress=False))
+    assert len(mels.rows) == 5 and all(cache.splits[int(r)] == "train" for r in mels.rows)
+    for row in mels.rows:
+        true = cache[int(row)]["mel"]
+        assert mels[row].shape == true.shape and not np.allclose(mels[row], true, atol=1e-3)
+    start, _ = restore_params(source)
+    tuned, step = restore_params(workdir)
+    assert step == 2
+    moved = [float(np.abs(a - b).max()) for a, b in zip(jax.tree_util.tree_leaves(start["generator"]),
+                                                         jax.tree_util.tree_leaves(tuned["generator"]))]
+    assert 0 < max(moved) < 0.1  # trained on from the given vocoder, not from a fresh init
+
+
+def test_cli_synthesizes_a_text_file_through_the_vocoder(vocoder_run, tiny_tts_workdir, tmp_path, capsys):
+    import soundfile as sf
+
+    from mmspeech_jax.cli import main
+
+    workdir, _ = vocoder_run
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Hello there.\n\nA second sentence, a little longer than the first.\n\u0007\u0007\n")
+    status = main(["synthesize", "--workdir", str(tiny_tts_workdir), "--text-file", str(lines), "--out-dir",
+                   str(tmp_path / "wavs"), "--vocoder", str(workdir), "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert status == 1 and "line 4" in err  # the bad line is reported, the others are spoken
+    for name in ("0001.wav", "0003.wav"):
+        audio, rate = sf.read(tmp_path / "wavs" / name)
+        assert rate == 22050 and audio.size > 0 and np.abs(audio).max() > 0
+
+
+def test_a_vocoder_for_other_features_is_refused(tiny_tts_workdir):
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.synthesize import Synthesizer
+    from mmspeech_jax.vocode import Vocoder
+
+    config = tiny_config()
+    vocoder = Vocoder(config, init_vocoder_params(config, jax.random.PRNGKey(0))["generator"])
+    with pytest.raises(ConfigError, match="same features"):
+        Synthesizer.from_workdir(tiny_tts_workdir).use_vocoder(vocoder)

@@ -3,7 +3,9 @@
 Batch: {"audio": (B, S) float32, "context": (B, S + n_fft) float32} with S = segment_frames * hop: the crop starts on
 a frame boundary (sample f * hop of its utterance) and "context" adds n_fft / 2 samples on each side — the
 utterance's own samples where it has them, its reflection at its ends (the feature cache's `center=True` padding),
-so `log_mel(context, center=False)` equals the cache's frames f .. f + segment_frames of that utterance.
+so `log_mel(context, center=False)` equals the cache's frames f .. f + segment_frames of that utterance. With
+`mels` (utterance -> (T, M) frames on the same grid, e.g. FastSpeech2's teacher-forced mels), the batch also holds
+"log_mel" (B, segment_frames + 1, M): those frames, which the vocoder then takes instead of the recording's.
 
 Batch k is a pure function of (seed, k): rows drawn uniformly from the utterances, each with a uniform frame offset.
 The state is k alone (`get_state` / `set_state`, kept in the trainer's checkpoints): a resumed run sees the same
@@ -33,11 +35,15 @@ class CropSource:
     sample_rate: int
 
 
-def corpus_crop_source(corpus, split: str) -> CropSource:
-    """The utterances of `split` of an embedded corpus (`synthetic_corpus.Corpus`), read by seeking in their files."""
+def corpus_crop_source(corpus, split: str, ids=None) -> CropSource:
+    """The utterances of `split` of an embedded corpus (`synthetic_corpus.Corpus`), read by seeking in their files;
+    with `ids`, only those utterances, in that order."""
     import soundfile as sf
 
     utterances = corpus.split(split)
+    if ids is not None:
+        by_id = {u.id: u for u in utterances}
+        utterances = tuple(by_id[i] for i in ids)
     if not utterances:
         raise CorpusNotFoundError(f"the corpus {corpus.root} has no {split!r} utterances")
     rates = {u.sample_rate for u in utterances}
@@ -80,12 +86,12 @@ class WaveformCrops:
     out (`self.skipped` counts them)."""
 
     def __init__(self, source: CropSource, batch_size: int, segment_frames: int, hop: int, n_fft: int,
-                 seed: int = 0):
+                 seed: int = 0, mels: Callable[[int], np.ndarray] | None = None):
         if batch_size < 1 or segment_frames < 1 or hop < 1 or n_fft < 2:
             raise ConfigError(f"WaveformCrops: need batch_size, segment_frames, hop >= 1 and n_fft >= 2, got "
                               f"{batch_size}, {segment_frames}, {hop}, {n_fft}")
         self.source, self.batch_size, self.segment_frames = source, batch_size, segment_frames
-        self.hop, self.n_fft, self.seed = hop, n_fft, seed
+        self.hop, self.n_fft, self.seed, self.mels = hop, n_fft, seed, mels
         samples = segment_frames * hop
         # the last frame a crop may start on keeps all S samples inside the utterance
         self._last_frame = (source.lengths - samples) // hop
@@ -110,7 +116,11 @@ class WaveformCrops:
     def _collate(self, rows, frames) -> dict[str, np.ndarray]:
         crops = [read_crop(self.source, int(i), f, self.segment_frames, self.hop, self.n_fft)
                  for i, f in zip(rows, frames)]
-        return {"audio": np.stack([a for a, _ in crops]), "context": np.stack([c for _, c in crops])}
+        batch = {"audio": np.stack([a for a, _ in crops]), "context": np.stack([c for _, c in crops])}
+        if self.mels is not None:
+            batch["log_mel"] = np.stack([np.asarray(self.mels(int(i))[f: f + self.segment_frames + 1], np.float32)
+                                         for i, f in zip(rows, frames)])
+        return batch
 
     def fixed_batches(self, max_rows: int | None = None) -> list[dict[str, np.ndarray]]:
         """Evaluation: one crop from the middle of each usable utterance (the first `max_rows`), in full batches

@@ -3,8 +3,8 @@
 `evaluate_tts` reports the error rates of synthesized speech and, for sentences whose ground-truth recording is
 known (`ground_truth` maps text to the corpus's log-mel of the real audio), the same rates for that recording, so
 the TTS is judged against what the recognizer achieves on natural input, and for the same recording passed through
-the synthesizer's vocoder (`ground_truth_vocoded`: Griffin-Lim on the true mel), which separates what the vocoder
-loses from what the acoustic model gets wrong. A sentence the TTS rejects (bad text) is
+the synthesizer's vocoder (`ground_truth_vocoded`: its vocoder, Griffin-Lim or neural, on the true mel), which
+separates what the vocoder loses from what the acoustic model gets wrong. A sentence the TTS rejects (bad text) is
 listed with its one-line error and left out of the rates; it does not stop the others.
 """
 

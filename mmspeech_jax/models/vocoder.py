@@ -6,7 +6,9 @@ Batch (fixed-length crops, `data/waveform_crops.py`): "audio" (B, S) float32 wit
 (B, S + n_fft) float32, the same samples with n_fft / 2 of true context on each side (reflect-padded at the
 utterance's ends, as the feature cache pads). The generator's input is `log_mel_spectrogram(context, center=False)`,
 (B, n + 1, M): exactly the feature cache's frames of those samples, so training sees what inference gets from the
-TTS. The generator maps T frames to (T - 1) * hop samples (`generate`), here S.
+TTS. The generator maps T frames to (T - 1) * hop samples (`generate`), here S. A batch with "log_mel"
+(B, n + 1, M) (FastSpeech2's teacher-forced frames of the same samples, `data/teacher_forced.py`) feeds those
+instead: the fine-tuning on what the TTS outputs.
 
 One step, one gradient of one scalar (`make_vocoder_loss_fn`):
     L = w_mel * mel_l1 + w_stft * (convergence + log_magnitude)                      [generator; always]
@@ -142,7 +144,8 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
     def loss_fn(params, batch, rng, train, step, counts=None):
         del rng  # the vocoders use no dropout
         audio = batch["audio"]
-        fake = generate(config, params["generator"], input_log_mel(config, batch["context"]))
+        mel_in = batch["log_mel"] if "log_mel" in batch else input_log_mel(config, batch["context"])
+        fake = generate(config, params["generator"], mel_in)
         rows = audio.shape[0]
         mean = lambda per_row, name="rows": ratio(jnp.sum(per_row), rows, name, counts)
         mel = mean(losses.mel_l1(log_mel_spectrogram(audio, mel_config), log_mel_spectrogram(fake, mel_config)))
