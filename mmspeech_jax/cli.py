@@ -117,7 +117,8 @@ def _export(args) -> int:
     if args.stablehlo:
         from mmspeech_jax.serialized import export_workdir
 
-        print(f"serialized {export_workdir(workdir, args.out, args.max_tokens, args.max_frames, args.platforms)}")
+        out = export_workdir(workdir, args.out, args.max_tokens, args.max_frames, args.platforms, args.vocoder)
+        print(f"serialized {out}")
         return 0
     config = read_workdir_config(workdir)
     check_new_outputs(args.out, PARAMETER_FILES)  # before the checkpoint loads
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--platforms", default="cpu", metavar="LIST",
                    help="--stablehlo: comma-separated backends to lower for in one artifact: cpu, cuda, rocm, tpu "
                         "(no such device needed to export)")
+    e.add_argument("--vocoder", default=None, metavar="VOCODER_WORKDIR",
+                   help="--stablehlo of a TTS workdir: also text_to_waveform.jax, FastSpeech2 and this neural vocoder "
+                        "in one artifact")
     t = sub.add_parser("transcribe", help="speech to text with a trained ASR workdir")
     t.add_argument("--workdir", required=True, help="an ASR training workdir, or its export")
     t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")

@@ -8,6 +8,11 @@ writes into DIR, by the workdir's task:
                                           reference_mask (B, R)]  ->  mel (B, max_frames, M), frame_mask,
                                           durations (B, max_tokens) int32, truncated (B,) bool
                      griffin_lim.jax      log_mel (max_frames, M) -> waveform (S,)   (60 iterations, fixed seed)
+                     [with --vocoder V: text_to_waveform.jax   text_to_mel's inputs -> waveform (B, S) float32,
+                                          sample_mask (B, S) bool, durations, truncated: FastSpeech2 and the neural
+                                          vocoder in one program, S = (max_frames - 1) * hop; frames past a row's
+                                          frame_mask are silence (the log floor) for the vocoder, and its samples
+                                          past (frames - 1) * hop are masked out]
   asr                features_to_log_probs.jax   log_mel (B, max_frames, M), frame_mask (B, max_frames)
                                           -> CTC log-probabilities (B, T', V), output mask (B, T')
                                           (the training feature normalization is inside)
@@ -74,13 +79,35 @@ def _with_truncation(generate, max_frames: int):
     return fn
 
 
+def _with_vocoder(text_to_mel, vocoder_workdir, mel_config, manifest: dict):
+    """text_to_mel(...) -> (mel, frame_mask, durations, truncated) becomes ... -> (waveform (B, S), sample_mask (B, S),
+    durations, truncated) through the neural vocoder of `vocoder_workdir` (recorded in `manifest["vocoder"]`)."""
+    from mmspeech_jax.models.vocoder import generate
+    from mmspeech_jax.vocode import Vocoder
+
+    vocoder = Vocoder.from_workdir(vocoder_workdir)
+    vocoder.check_mel_config(mel_config)
+    manifest["vocoder"] = {"workdir": str(Path(vocoder_workdir).absolute()), "step": vocoder.checkpoint_step,
+                           "generator": vocoder.config.generator}
+    floor = float(jnp.log(mel_config.log_floor))
+
+    def fn(*args):
+        mel, frame_mask, durations, truncated = text_to_mel(*args)
+        wave = generate(vocoder.config, vocoder.params, jnp.where(frame_mask[..., None], mel, floor))
+        valid = (jnp.sum(frame_mask, axis=-1) - 1) * vocoder.config.hop_samples
+        return wave, jnp.arange(wave.shape[1])[None, :] < valid[:, None], durations, truncated
+
+    return fn
+
+
 def _spec(shape, dtype) -> dict:
     return {"shape": ["B" if not isinstance(d, int) else d for d in shape], "dtype": jnp.dtype(dtype).name}
 
 
-def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 1024, platforms=("cpu",)) -> Path:
+def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 1024, platforms=("cpu",),
+                   vocoder_workdir=None) -> Path:
     """Writes the task's artifacts, lowered for each of `platforms`, and manifest.json into `out_dir` (refuses to
-    overwrite any of those files)."""
+    overwrite any of those files). `vocoder_workdir` (a TTS workdir's export only): also text_to_waveform.jax."""
     from mmspeech_jax.audio.features import MelConfig
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
@@ -93,7 +120,10 @@ def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 10
     task = config.get("task", "tts")
     if task not in ARTIFACTS:
         raise ConfigError(f"{workdir}: task {task!r} has no serialized export (known: {', '.join(ARTIFACTS)})")
-    out_dir = check_new_outputs(out_dir, [f"{name}.jax" for name in ARTIFACTS[task]] + ["manifest.json"])
+    if vocoder_workdir is not None and task not in ("tts", "hyperspeech"):
+        raise ConfigError(f"--vocoder goes with a TTS workdir; {workdir} is a {task!r} workdir")
+    extra = ["text_to_waveform.jax"] if vocoder_workdir is not None else []
+    out_dir = check_new_outputs(out_dir, [f"{name}.jax" for name in ARTIFACTS[task]] + extra + ["manifest.json"])
     params, step = restore_params(workdir)
     mel_config = MelConfig(**config["features"]["mel"])
     m = mel_config.n_mels
@@ -128,6 +158,10 @@ def export_workdir(workdir, out_dir, max_tokens: int = 256, max_frames: int = 10
             inputs, names = [((b, max_tokens), jnp.int32), ((b, max_tokens), jnp.bool_)], ["tokens", "token_mask"]
         artifacts["text_to_mel"] = (_with_truncation(fn, max_frames), inputs, names,
                                     ["mel", "frame_mask", "durations", "truncated"])
+        if vocoder_workdir is not None:
+            artifacts["text_to_waveform"] = (_with_vocoder(_with_truncation(fn, max_frames), vocoder_workdir,
+                                                           mel_config, manifest), inputs, names,
+                                             ["waveform", "sample_mask", "durations", "truncated"])
         vocoder = lambda mel: log_mel_to_waveform(mel, jax.random.PRNGKey(0), mel_config)
         artifacts["griffin_lim"] = (vocoder, [((max_frames, m), jnp.float32)], ["log_mel"], ["waveform"])
     out_dir.mkdir(parents=True, exist_ok=True)

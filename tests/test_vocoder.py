@@ -464,3 +464,34 @@ def test_a_vocoder_for_other_features_is_refused(tiny_tts_workdir):
     vocoder = Vocoder(config, init_vocoder_params(config, jax.random.PRNGKey(0))["generator"])
     with pytest.raises(ConfigError, match="same features"):
         Synthesizer.from_workdir(tiny_tts_workdir).use_vocoder(vocoder)
+
+
+def test_stablehlo_text_to_waveform_runs_without_the_model_code(vocoder_run, tiny_tts_workdir, tmp_path):
+    """One artifact, FastSpeech2 + the neural vocoder: the same waveform as the Python composition."""
+    from mmspeech_jax.cli import main
+    from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
+    from mmspeech_jax.serialized import load_artifact
+    from mmspeech_jax.synthesize import Synthesizer
+    from mmspeech_jax.vocode import Vocoder
+    from mmspeech_jax.workdir import read_workdir_config, restore_params
+
+    workdir, _ = vocoder_run
+    out = tmp_path / "hlo"
+    assert main(["export", "--workdir", str(tiny_tts_workdir), "--out", str(out), "--stablehlo", "--max-tokens", "32",
+                 "--max-frames", "64", "--vocoder", str(workdir)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["vocoder"]["step"] == 4 and "text_to_waveform" in manifest["artifacts"]
+    tokens = np.zeros((2, 32), np.int32)
+    ids = Synthesizer.from_workdir(tiny_tts_workdir).tokenizer.encode("Hello there.")
+    tokens[:, : ids.size] = ids
+    tokens[1, ids.size - 2:] = 0
+    wave, sample_mask, durations, truncated = load_artifact(out / "text_to_waveform.jax")(tokens, tokens > 0)
+    assert wave.shape == (2, 63 * 256) and sample_mask.shape == wave.shape
+    model = FastSpeech2(FastSpeech2Config.from_dict(read_workdir_config(tiny_tts_workdir)["model"]))
+    params, _ = restore_params(tiny_tts_workdir)
+    mel, frame_mask, _ = model.apply({"params": params}, tokens, tokens > 0, 64, method=FastSpeech2.generate)
+    vocoder = Vocoder.from_workdir(workdir)
+    mel = jnp.where(frame_mask[..., None], mel, np.log(1e-5))
+    expected = generate(vocoder.config, vocoder.params, mel)
+    np.testing.assert_allclose(np.asarray(wave), np.asarray(expected), atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(sample_mask).sum(1), (np.asarray(frame_mask).sum(1) - 1) * 256)
