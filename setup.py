@@ -31,9 +31,10 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.16",  # the viewer: `tensorboard --logdir WORKDIR/tensorboard`
     "jiwer>=3.0",
     "safetensors>=0.4",
-    # The vocoders' copy-synthesis scores: PESQ (ITU-T P.862.2) and STOI.
+    # Speech quality scores: PESQ (ITU-T P.862.2), STOI and SPTK mel-cepstra for the established MCD.
     "pesq>=0.0.4",
     "pystoi>=0.4",
+    "pysptk>=1.0",
 ]
 
 setuptools.setup(

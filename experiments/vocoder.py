@@ -16,8 +16,8 @@ utterances (`data/teacher_forced.py`, made once into WORKDIR/teacher_forced), as
 
 Writes config.json (task "vocoder"), checkpoints/, tensorboard/ (losses; validation audio and spectrograms),
 metrics.jsonl, samples/ (vocoded and Griffin-Lim wavs of validation utterances), plots/ (true vs vocoded mel PNGs)
-and report.json: copy synthesis of `--eval_utterances` validation utterances (PESQ-WB, STOI, log-mel L1, real-time
-factor) for the vocoder and for Griffin-Lim on the same utterances. `mmspeech synthesize --vocoder WORKDIR` then
+and report.json: copy synthesis of `--eval_utterances` validation utterances (PESQ-WB, STOI, MCD, log-mel L1,
+real-time factor) for the vocoder and for Griffin-Lim on the same utterances. `mmspeech synthesize --vocoder WORKDIR` then
 speaks through it, and `mmspeech vocode` turns a mel or a wav into audio with it.
 """
 
@@ -281,7 +281,7 @@ def evaluate(config: VocoderConfig, generator_params, source, workdir: Path, utt
         save_figure(mel_figure(mel_, np.asarray(log_mel_spectrogram(audio, config.mel)), f"validation {k}"),
                     workdir / "plots" / f"val_{k}.png")
     summary = {f"{name}_{key}": report[name][key] for name in report
-               for key in ("pesq_wb", "stoi", "log_mel_l1", "real_time_factor")}
+               for key in ("pesq_wb", "stoi", "mcd_db", "log_mel_l1", "real_time_factor")}
     return {**summary, "copy_synthesis": report}
 
 

@@ -495,3 +495,16 @@ def test_stablehlo_text_to_waveform_runs_without_the_model_code(vocoder_run, tin
     expected = generate(vocoder.config, vocoder.params, mel)
     np.testing.assert_allclose(np.asarray(wave), np.asarray(expected), atol=1e-4)
     np.testing.assert_array_equal(np.asarray(sample_mask).sum(1), (np.asarray(frame_mask).sum(1) - 1) * 256)
+
+
+def test_sptk_mcd_is_zero_for_the_same_audio_and_the_gain_formula_for_a_scaled_copy(small_corpus):
+    """Scaling a signal by g (where no frame is silent) shifts only c0 of its mel-cepstrum, by ln g: MCD = 10 / ln 10 * sqrt(2) * |ln g| dB
+    (4.257 dB for g = 2), the published formula with c0 included."""
+    from mmspeech_jax.evaluate.mcd import mcd_sptk, sptk_mel_cepstrum
+
+    speech = small_corpus.audio(small_corpus.utterances[0])
+    assert mcd_sptk(speech, speech, 22050) == 0.0
+    assert sptk_mel_cepstrum(speech, 22050).shape == ((speech.size - 1024) // 256 + 1, 35)
+    noise = np.random.default_rng(0).normal(size=22050) * 0.1  # no frame below the periodogram's 1e-6 floor
+    np.testing.assert_allclose(mcd_sptk(noise, 2 * noise, 22050), 10 / np.log(10) * np.sqrt(2) * np.log(2),
+                               rtol=1e-3)
