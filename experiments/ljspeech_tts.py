@@ -52,6 +52,9 @@ def parse_args(argv=None):
                    help="a trained ASR workdir (experiments.ljspeech_asr): also report the CER/WER of synthesized "
                         "test sentences, next to the same ASR on their ground-truth recordings")
     p.add_argument("--intelligibility_sentences", type=int, default=20)
+    p.add_argument("--vocoder", default=None, metavar="VOCODER_WORKDIR",
+                   help="with --asr_workdir: speak the closed-loop sentences through this neural vocoder "
+                        "(python -m experiments.vocoder), not Griffin-Lim")
     p.add_argument("--natural_eval_utterances", type=int, default=None,
                    help="with --asr_workdir: also the closed loop on the first N sentences of the natural "
                         "evaluation set (default: all 219; 0: skip)")
@@ -95,7 +98,7 @@ def main(argv=None):
     if args.asr_workdir and args.natural_curve_sentences and is_primary():
         closed_loop = natural_closed_loop(model, cache.table, MelConfig(**cache.config["mel"]),
                                           cache.config["tokenizer"], Path(args.asr_workdir),
-                                          args.natural_curve_sentences)
+                                          args.natural_curve_sentences, args.vocoder)
     result = fit(workdir, params, tx, loss_fn, train,
                  trainer_config(args),
                  prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
@@ -112,11 +115,12 @@ def main(argv=None):
                   bucket_shapes=len(train.shapes), skipped_updates=int(result.state.skipped))
     if args.asr_workdir:
         report["intelligibility"] = intelligibility(workdir, Path(args.asr_workdir), cache,
-                                                    cache.indices("test")[: args.intelligibility_sentences])
+                                                    cache.indices("test")[: args.intelligibility_sentences],
+                                                    args.vocoder)
         if args.natural_eval_utterances != 0:
             natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress)
             report["intelligibility_natural"] = intelligibility(workdir, Path(args.asr_workdir), natural,
-                                                                natural.indices("test"))
+                                                                natural.indices("test"), args.vocoder)
         if curve:
             report["natural_cer_curve"] = curve
     atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
@@ -127,16 +131,23 @@ def main(argv=None):
     return report
 
 
-def intelligibility(workdir: Path, asr_workdir: Path, cache, rows) -> dict:
-    """The closed loop on the sentences of `cache` at `rows`: this TTS -> Griffin-Lim -> the ASR, CER/WER, next
-    to the ASR on the true recordings and on the true mels through the same Griffin-Lim; `cer_ratio`: synthesized
-    over true-recording CER (issue #27's target: at most 1.5)."""
+def _vocoder(vocoder_workdir):
+    from mmspeech_jax.vocode import Vocoder
+
+    return None if vocoder_workdir is None else Vocoder.from_workdir(vocoder_workdir)
+
+
+def intelligibility(workdir: Path, asr_workdir: Path, cache, rows, vocoder_workdir=None) -> dict:
+    """The closed loop on the sentences of `cache` at `rows`: this TTS -> Griffin-Lim (or the neural vocoder of
+    `vocoder_workdir`) -> the ASR, CER/WER, next to the ASR on the true recordings and on the true mels through the
+    same vocoder; `cer_ratio`: synthesized over true-recording CER (issue #27's target: at most 1.5)."""
     from mmspeech_jax.evaluate.intelligibility import evaluate_tts
     from mmspeech_jax.synthesize import Synthesizer
     from mmspeech_jax.transcribe import Transcriber
 
     texts = [cache.texts[int(i)] for i in rows]
-    result = evaluate_tts(Synthesizer.from_workdir(workdir), Transcriber.from_workdir(asr_workdir), texts,
+    synthesizer = Synthesizer.from_workdir(workdir).use_vocoder(_vocoder(vocoder_workdir))
+    result = evaluate_tts(synthesizer, Transcriber.from_workdir(asr_workdir), texts,
                           {cache.texts[int(i)]: cache[int(i)]["mel"] for i in rows})
     truth = result["ground_truth"]
     ratio = result["synthesized"]["cer"] / truth["cer"] if truth and truth["cer"] > 0 else None
@@ -147,10 +158,11 @@ def intelligibility(workdir: Path, asr_workdir: Path, cache, rows) -> dict:
                          for line in result["lines"][:3]]}
 
 
-def natural_closed_loop(model, table, mel_config: MelConfig, tokenizer_kind: str, asr_workdir: Path, count: int):
+def natural_closed_loop(model, table, mel_config: MelConfig, tokenizer_kind: str, asr_workdir: Path, count: int,
+                        vocoder_workdir=None):
     """params -> the ASR's CER (float) on the first `count` natural evaluation sentences synthesized with those
-    parameters (Griffin-Lim, then `asr_workdir`'s greedy transcriber): the quality-versus-training-time curve of
-    issue #27, cheap enough to run at every evaluation. Sentences the model cannot synthesize yet (an untrained
+    parameters (Griffin-Lim or the vocoder of `vocoder_workdir`, then `asr_workdir`'s greedy transcriber): the
+    quality-versus-training-time curve of issue #27, cheap enough to run at every evaluation. Sentences the model cannot synthesize yet (an untrained
     duration predictor can ask for more frames than are generated at once) are left out of the rate and counted
     in the second value returned, (cer, failed sentences)."""
     from mmspeech_jax.data.english_text import evaluation_sentences
@@ -159,7 +171,7 @@ def natural_closed_loop(model, table, mel_config: MelConfig, tokenizer_kind: str
     from mmspeech_jax.transcribe import Transcriber
 
     texts = list(evaluation_sentences()[:count])
-    synthesizer = Synthesizer(model, None, table, mel_config, tokenizer_kind)
+    synthesizer = Synthesizer(model, None, table, mel_config, tokenizer_kind).use_vocoder(_vocoder(vocoder_workdir))
     transcriber = Transcriber.from_workdir(asr_workdir)
 
     def score(params) -> tuple[float, int]:
