@@ -8,7 +8,7 @@ shared trainer on random waveform crops, scored by copy synthesis against Griffi
 
 Default (CPU-sized): the ~1.0 M-parameter iSTFT vocoder, mel L1 + multi-resolution STFT losses (no adversarial
 phase: on 2 CPU cores one adversarial step costs ~2.2 s against ~0.13 s, benchmarks/RESULTS.md), batch 16 crops of
-32 frames. `--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
+32 frames, 10 000 steps at 5e-4; `--generator hifigan`: HiFi-GAN V2, 1 500 steps at 2e-4. `--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
 `--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).
 
 `--tts_workdir TTS --init_vocoder V` fine-tunes the vocoder V on FastSpeech2's teacher-forced mels of the training
@@ -43,6 +43,9 @@ from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_confi
 # The papers' AdamW settings: Vocos (lr 5e-4, betas 0.8/0.9), HiFi-GAN (2e-4, 0.8/0.99); torch's default decay.
 OPTIMIZER = {"istft": dict(b1=0.8, b2=0.9), "hifigan": dict(b1=0.8, b2=0.99)}
 LEARNING_RATE = {"istft": 5e-4, "hifigan": 2e-4}
+# Default steps: what fits ~30 minutes on 2 CPU cores with reconstruction losses (iSTFT ~0.13 s a step, HiFi-GAN V2
+# ~1.1 s; benchmarks/RESULTS.md).
+STEPS = {"istft": 10000, "hifigan": 1500}
 
 
 def parse_args(argv=None):
@@ -70,7 +73,10 @@ def parse_args(argv=None):
     p.add_argument("--init_vocoder", default=None, metavar="VOCODER_WORKDIR",
                    help="start from this vocoder workdir's newest parameters (same generator config), e.g. to "
                         "fine-tune it with --tts_workdir")
-    add_trainer_args(p, steps=10000, learning_rate=5e-4, eval_every=1000)
+    add_trainer_args(p, steps=STEPS["istft"], learning_rate=LEARNING_RATE["istft"], eval_every=1000)
+    generator = p.parse_known_args(argv)[0].generator  # the defaults below follow the generator chosen
+    p.set_defaults(steps=STEPS[generator], learning_rate=LEARNING_RATE[generator],
+                   eval_every=min(1000, STEPS[generator] // 5), checkpoint_every=min(1000, STEPS[generator] // 5))
     return parse_checked(p, argv, model_config=model_config)
 
 

@@ -508,3 +508,19 @@ def test_sptk_mcd_is_zero_for_the_same_audio_and_the_gain_formula_for_a_scaled_c
     noise = np.random.default_rng(0).normal(size=22050) * 0.1  # no frame below the periodogram's 1e-6 floor
     np.testing.assert_allclose(mcd_sptk(noise, 2 * noise, 22050), 10 / np.log(10) * np.sqrt(2) * np.log(2),
                                rtol=1e-3)
+
+
+def test_loaded_crop_source_resamples_any_source_utterances():
+    """The LJSpeech path: `SourceUtterance`s whose audio loads whole, at another rate, cropped at the vocoder's."""
+    from mmspeech_jax.data.feature_cache import SourceUtterance
+    from mmspeech_jax.data.waveform_crops import loaded_crop_source
+
+    tone = lambda rate: (np.sin(2 * np.pi * 220 * np.arange(rate) / rate) * 0.5).astype(np.float32)
+    utterances = [SourceUtterance(f"u{k}", "train", 0, "a.", lambda r=rate: (tone(r), r))
+                  for k, rate in enumerate((16000, 22050))]
+    source = loaded_crop_source(utterances, 22050)
+    assert list(source.lengths) == [22050, 22050]
+    crops = WaveformCrops(source, 2, 16, 256, 1024)
+    batch = crops.batch(0)
+    assert batch["audio"].shape == (2, 4096) and batch["context"].shape == (2, 5120)
+    assert np.abs(batch["audio"]).max() > 0.4  # real samples, resampled, not padding
