@@ -12,31 +12,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig
-from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import peak_normalized, save_audio
+from mmspeech_jax.audio.io import save_audio
 from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
                                initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
                                trainer_config)
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator, natural_eval_feature_cache
 from mmspeech_jax.evaluate.alignment import boundary_error_ms, path_log_probability
 from mmspeech_jax.evaluate.mcd import mcd_dtw
-from mmspeech_jax.evaluate.plots import save_figure, tts_example_figure
+from mmspeech_jax.evaluate.plots import save_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.init import init_params
 from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
-from mmspeech_jax.train.summaries import Audio, Image, Scalar, figure_pixels
 from mmspeech_jax.train.trainer import fit
 from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
+from experiments.tts_recipe import eval_summaries, sample_views
 
 
 def parse_args(argv=None):
@@ -189,64 +187,6 @@ def inference_functions(model):
     generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
                        static_argnums=3)
     return forward, generate
-
-
-def sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg):
-    """Row r of a validation batch -> (its figure: target vs generated mel, alignment, pitch; the generated mel's
-    Griffin-Lim waveform, peak-normalized)."""
-    t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
-    fig = tts_example_figure(batch["mel"][r, :t], mel_gen[r, :tg],
-                             np.exp(aux["log_alignment"][r, :t, :n]) if "log_alignment" in aux else None,
-                             aux["pitch_target"][r, :n], aux["pitch"][r, :n], cache.texts[int(batch["index"][r])])
-    wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
-    return fig, peak_normalized(wave)
-
-
-def eval_summaries(model, cache, eval_config, prepare, count: int, positions=None, generate=None,
-                   closed_loop=None, curve: list | None = None):
-    """The trainer's `on_eval` hook (None when count is 0 and there is no `closed_loop`): after each evaluation, for
-    the first `count` validation utterances (those `evaluate` plots at the end; `positions` narrows the split as in
-    `make_batch_iterator`), the figure of `sample_views` as an Image and its generated speech as Audio, so
-    TensorBoard shows the alignment and the voice taking shape during training. `generate(params, model_batch,
-    max_frames) -> (mel, frame_mask, ...)`: FastSpeech2's from the batch's tokens when None (a conditioned model
-    passes its own). `closed_loop(params) -> (cer, failed)` (`natural_closed_loop`): its CER as the Scalar
-    `natural_synthesized_cer`, also appended to `curve` as {"step", "seconds" (since the hook was made: this
-    process's training time, compilation and earlier evaluations included), "natural_synthesized_cer",
-    "unsynthesizable"}."""
-    if count == 0 and closed_loop is None:
-        return None
-    started = time.perf_counter()
-    batch = next(iter(make_batch_iterator(cache, "validation", eval_config, positions=positions, verbose=False,
-                                          **WHOLE_SPLIT)))
-    model_batch, rows = prepare(batch), np.flatnonzero(batch["example_mask"])[:count]
-    forward = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))
-    if generate is None:
-        generate = lambda p, b, n: model.apply({"params": p}, b["tokens"], b["token_mask"], n,
-                                               method=FastSpeech2.generate)
-    generate = jax.jit(generate, static_argnums=2)
-    mel_cfg = MelConfig(**cache.config["mel"])
-
-    def on_eval(params, step):
-        seconds = time.perf_counter() - started
-        summaries = {}
-        if closed_loop is not None:
-            cer, failed = closed_loop(params)
-            summaries["natural_synthesized_cer"] = Scalar(cer)
-            if curve is not None:
-                curve.append({"step": int(step), "seconds": round(seconds, 1), "natural_synthesized_cer": cer,
-                              "unsynthesizable": failed})
-        if not rows.size:
-            return summaries
-        _, aux = jax.device_get(forward(params, model_batch))
-        mel_gen, gen_mask = jax.device_get(generate(params, model_batch, batch["mel"].shape[1] * 2)[:2])
-        for r in rows:
-            uid = cache.ids[int(batch["index"][r])]
-            fig, wave = sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg)
-            summaries[f"{uid}/plot"] = Image(figure_pixels(fig))
-            summaries[f"{uid}/generated"] = Audio(wave, mel_cfg.sample_rate)
-        return summaries
-
-    return on_eval
 
 
 def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:

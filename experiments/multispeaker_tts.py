@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from experiments.flags import add_trainer_args, mesh_from_flag, parse_checked, run_command, trainer_config
-from experiments.ljspeech_tts import eval_summaries
+from experiments.tts_recipe import eval_summaries
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import peak_normalized, save_audio

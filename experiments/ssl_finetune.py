@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from experiments.flags import load_data, mesh_from_flag, parse_checked, run_command, trainer_config
-from experiments.ljspeech_asr import (add_training_args, default_optimizer, evaluate, model_config, train,
+from experiments.asr_recipe import (add_training_args, default_optimizer, evaluate, model_config, train,
                                     write_workdir_config)
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from experiments.ljspeech_asr import LENGTH_BONUSES, LM_WEIGHTS
+from experiments.asr_recipe import LENGTH_BONUSES, LM_WEIGHTS
 from mmspeech_jax.cli import main as cli
 from mmspeech_jax.data.english_text import evaluation_sentences
 from mmspeech_jax.text.normalize import normalize_text

@@ -98,3 +98,21 @@ def test_subpackages_re_export_their_public_names():
             assert "no_such_name" in str(error)
         else:
             raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_no_experiment_imports_another():
+    """Issue #30: experiments share code through `experiments/flags.py` and the recipe modules (no `main`), never by
+    importing another runnable experiment."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "experiments"
+    runnable = {p.stem for p in folder.glob("*.py") if "def main(" in p.read_text()}
+    assert {"ljspeech_tts", "ljspeech_asr", "ssl_finetune", "multispeaker_tts", "text_lm", "vocoder"} <= runnable
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("experiments."):
+                assert node.module.split(".")[1] not in runnable, f"{path.name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[1:2] and a.name.split(".")[1] in runnable
+                               for a in node.names if a.name.startswith("experiments.")), path.name
