@@ -24,7 +24,8 @@ from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args,
                                trainer_config)
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator, natural_eval_feature_cache
 from mmspeech_jax.evaluate.alignment import boundary_error_ms, path_log_probability
-from mmspeech_jax.evaluate.mcd import mcd_dtw
+from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
+from mmspeech_jax.evaluate.mcd import mcd_dtw, mcd_sptk
 from mmspeech_jax.evaluate.plots import save_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
@@ -106,7 +107,8 @@ def main(argv=None):
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
-    report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples)
+    report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples,
+                      recordings=embedded_recordings(args))
     report.update(steps=int(result.state.step), wall_seconds=result.wall_seconds,
                   steps_per_second=result.steps_per_second, best_val_loss=result.best_val_loss,
                   stopped_early=result.stopped_early, compilations=result.compilations,
@@ -189,14 +191,29 @@ def inference_functions(model):
     return forward, generate
 
 
-def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int) -> dict:
-    """Validation: mel L1; MCD (DTW) of generated speech; token F0 RMSE (Hz) and duration error of the predictors;
+def embedded_recordings(args):
+    """utterance id -> its recording (float32 (S,) at the corpus's rate) for the embedded corpus; None for LJSpeech
+    (the report's SPTK MCD is then left out)."""
+    from mmspeech_jax.data.ljspeech import is_prepared
+
+    if args.data == "ljspeech" or (args.data == "auto" and is_prepared(args.data_dir)):
+        return None
+    from mmspeech_jax.data import CorpusConfig, generate_corpus
+
+    corpus = generate_corpus(CorpusConfig(num_utterances=args.corpus_size), progress=False)
+    by_id = {u.id: u for u in corpus.utterances}
+    return lambda uid: corpus.audio(by_id[uid])
+
+
+def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samples: int, recordings=None) -> dict:
+    """Validation: mel L1; MCD of generated speech (`mcd_db`: the established SPTK one, Griffin-Lim speech against
+    the recording, when `recordings` (id -> audio) is given; `mcd_dtw_db`: the zoo's log-mel one); token F0 RMSE (Hz) and duration error of the predictors;
     aligner boundary error vs ground truth and, without labels, the geometric mean probability of its hard path;
     plots and Griffin-Lim samples."""
     forward, generate = inference_functions(model)
     mel_cfg = MelConfig(**cache.config["mel"])
     l1_sum, l1_count, boundary, plotted, path_logp, path_frames = 0.0, 0, [], 0, 0.0, 0
-    mcds, f0_sq, f0_n, dur_abs, dur_n = [], 0.0, 0, 0.0, 0
+    mcds, sptk_mcds, f0_sq, f0_n, dur_abs, dur_n = [], [], 0.0, 0, 0.0, 0
     stats = cache.stats
     to_hz = lambda z: np.exp(np.asarray(z) * stats["log_f0_std"] + stats["log_f0_mean"])
     for batch in make_batch_iterator(cache, "validation", eval_config, verbose=False, **WHOLE_SPLIT):
@@ -224,6 +241,10 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
             if len(mcds) < 20:
                 t, tg = int(batch["frame_lengths"][r]), max(int(gen_mask[r].sum()), 1)
                 mcds.append(mcd_dtw(batch["mel"][r, :t], mel_gen[r, :tg]))
+                if recordings is not None:  # the established MCD: Griffin-Lim speech against the recording
+                    wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
+                    sptk_mcds.append(mcd_sptk(recordings(cache.ids[int(batch["index"][r])]), np.asarray(wave),
+                                              mel_cfg.sample_rate))
         if plotted < num_samples:
             for r in np.flatnonzero(batch["example_mask"])[: num_samples - plotted]:
                 uid = cache.ids[int(batch["index"][r])]
@@ -233,6 +254,7 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
                 plotted += 1
     return {"val_mel_l1": l1_sum / max(l1_count, 1),
             "mcd_dtw_db": float(np.mean(mcds)) if mcds else None,
+            "mcd_db": float(np.nanmean(sptk_mcds)) if sptk_mcds else None,
             "f0_rmse_hz": float(np.sqrt(f0_sq / f0_n)) if f0_n else None,
             "duration_mae_frames": dur_abs / max(dur_n, 1),
             "aligner_boundary_error_ms": float(np.nanmean(boundary)) if boundary else None,
