@@ -254,7 +254,7 @@ def evaluate(model, params, cache, eval_config, prepare, workdir: Path, num_samp
                 plotted += 1
     return {"val_mel_l1": l1_sum / max(l1_count, 1),
             "mcd_dtw_db": float(np.mean(mcds)) if mcds else None,
-            "mcd_db": float(np.nanmean(sptk_mcds)) if sptk_mcds else None,
+            "mcd_db": float(np.nanmean(sptk_mcds)) if np.isfinite(sptk_mcds).any() else None,
             "f0_rmse_hz": float(np.sqrt(f0_sq / f0_n)) if f0_n else None,
             "duration_mae_frames": dur_abs / max(dur_n, 1),
             "aligner_boundary_error_ms": float(np.nanmean(boundary)) if boundary else None,
