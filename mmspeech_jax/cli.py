@@ -309,12 +309,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def compilation_cache_dir() -> Path | None:
+    """Where the CLI keeps JAX's persistent compilation cache: None when JAX_COMPILATION_CACHE_DIR is set (JAX uses
+    that) or MMSPEECH_NO_COMPILATION_CACHE is set (no cache), else `$MMSPEECH_CACHE_DIR/xla` (default
+    ~/.cache/mmspeech_jax/xla)."""
+    import os
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.environ.get("MMSPEECH_NO_COMPILATION_CACHE"):
+        return None
+    return Path(os.environ.get("MMSPEECH_CACHE_DIR", Path.home() / ".cache" / "mmspeech_jax")) / "xla"
+
+
+def _use_compilation_cache() -> None:
+    """A second `mmspeech` call with the same models loads their compiled programs instead of compiling them again
+    (the first call of a session spends most of its time compiling: benchmarks/RESULTS.md)."""
+    directory = compilation_cache_dir()
+    if directory is not None:
+        from mmspeech_jax.train.trainer import use_compilation_cache
+
+        use_compilation_cache(directory)
+
+
 def main(argv=None) -> int:
     """The `mmspeech` command line (argv: list of str, default sys.argv[1:]) -> exit status: 0 done, 1 some inputs
     failed (each reported in one line), 2 a user error (one line on stderr, no traceback). Calls
-    `host_memory.keep_freed_memory()` first (before JAX's CPU backend starts)."""
+    `host_memory.keep_freed_memory()` first (before JAX's CPU backend starts), then turns on JAX's persistent
+    compilation cache (`compilation_cache_dir`)."""
     keep_freed_memory()
     args = build_parser().parse_args(argv)
+    _use_compilation_cache()
     try:
         return {"synthesize": _synthesize, "vocode": _vocode, "export": _export, "transcribe": _transcribe,
                 "evaluate-tts": _evaluate_tts}[args.command](args)

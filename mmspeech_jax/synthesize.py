@@ -191,18 +191,22 @@ class Synthesizer:
             rows = order[start:start + batch_size]
             ids = [encoded[k] for k in rows]
             n = -(-max(i.size for i in ids) // 32) * 32
-            tokens = np.zeros((len(ids), n), np.int32)
-            for row, row_ids in enumerate(ids):
+            # A short last batch of many is filled with copies of its last text (outputs dropped): one batch shape
+            # for the whole call, so it compiles no extra programs for the remainder.
+            filled = batch_size if len(order) > batch_size else len(ids)
+            tokens = np.zeros((filled, n), np.int32)
+            for row, row_ids in enumerate(ids + [ids[-1]] * (filled - len(ids))):
                 tokens[row, : row_ids.size] = row_ids
-            batch_condition = tuple(np.repeat(np.asarray(c), len(ids), axis=0) for c in condition)
+            batch_condition = tuple(np.repeat(np.asarray(c), filled, axis=0) for c in condition)
             out = generate_fitting(
                 lambda t, m, frames: self._generate_variance(self.params, t, m, frames, controls, *batch_condition),
                 tokens, tokens > 0, self._hop_seconds)
             mel, frame_mask, durations, variance = jax.device_get(out)
             token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
             mels = [np.asarray(mel[row, : max(int(frame_mask[row].sum()), 2)]) for row in range(len(ids))]
-            if self.vocoder is not None:  # the whole batch through the vocoder at once
-                audios = [peak_normalized(a) for a in self.vocoder.batch(mels, batch_size=len(mels))]
+            if self.vocoder is not None:  # the whole batch through the vocoder at once, at the call's batch shape
+                padded = mels + [mels[-1]] * (filled - len(mels))  # the call's one batch shape, as above
+                audios = [peak_normalized(a) for a in self.vocoder.batch(padded, batch_size=filled)[: len(mels)]]
             else:
                 audios = [self.vocode(m, griffin_lim_iters=griffin_lim_iters)[0] for m in mels]
             for row, row_ids in enumerate(ids):

@@ -71,7 +71,8 @@ class Vocoder:
         return self.batch([log_mel], batch_size=1)[0]
 
     def batch(self, log_mels, batch_size: int = 8) -> list[np.ndarray]:
-        """Many log-mels (each (T_i, M)) -> their audio, in order; vocoded in batches of similar length."""
+        """Many log-mels (each (T_i, M)) -> their audio, in order; vocoded in batches of similar length, each padded
+        to min(batch_size, len(log_mels)) rows, so a call compiles once per frame rung."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         mels = [check_log_mel(m, self.config.mel.n_mels, f"log-mel {i}") for i, m in enumerate(log_mels)]
@@ -84,8 +85,7 @@ class Vocoder:
         for start in range(0, len(order), batch_size):
             rows = order[start: start + batch_size]
             frames = padded_frames(max(mels[i].shape[0] for i in rows))
-            block = np.full((batch_size if len(order) > batch_size else len(rows), frames, self.config.mel.n_mels),
-                            floor, np.float32)
+            block = np.full((min(batch_size, len(order)), frames, self.config.mel.n_mels), floor, np.float32)
             for r, i in enumerate(rows):
                 block[r, : mels[i].shape[0]] = mels[i]
             audio = np.asarray(self._generate(self.params, jnp.asarray(block)))

@@ -328,3 +328,18 @@ def test_a_hand_written_forward_pass_reads_the_export_alone(tiny_lm_workdir, tmp
     tokens = np.array([ids], np.int32)
     expected = np.asarray(model.apply({"params": params}, tokens, tokens >= 0, train=False))[0]
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_cli_keeps_compiled_programs_in_the_cache_folder(monkeypatch, tmp_path):
+    """A second `mmspeech` call loads its compiled programs (JAX's persistent cache) unless the user chose."""
+    from mmspeech_jax.cli import compilation_cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("MMSPEECH_NO_COMPILATION_CACHE", raising=False)
+    monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tmp_path))
+    assert compilation_cache_dir() == tmp_path / "xla"
+    monkeypatch.setenv("MMSPEECH_NO_COMPILATION_CACHE", "1")
+    assert compilation_cache_dir() is None
+    monkeypatch.delenv("MMSPEECH_NO_COMPILATION_CACHE")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "own"))
+    assert compilation_cache_dir() is None  # JAX uses the user's own
