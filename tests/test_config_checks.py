@@ -26,9 +26,13 @@ from mmspeech_jax.layers.transformer import FFTBlockConfig
 from mmspeech_jax.models import ctc_asr, fastspeech2
 from mmspeech_jax.models.aligner import AlignerConfig
 from mmspeech_jax.models.best_rq import BestRQConfig
+from mmspeech_jax.models.discriminators import DiscriminatorConfig
+from mmspeech_jax.models.hifigan import HiFiGANConfig
 from mmspeech_jax.models.hyperspeech import HyperSpeechConfig
+from mmspeech_jax.models.istft_vocoder import ISTFTVocoderConfig
 from mmspeech_jax.models.text_lm import TextLMConfig
 from mmspeech_jax.models.variance_adaptor import VarianceAdaptorConfig, VariancePredictorConfig
+from mmspeech_jax.models.vocoder import VocoderConfig
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.distributed import DistributedConfig
 from mmspeech_jax.train.optim import OptimizerConfig
@@ -169,6 +173,14 @@ BAD = [
     (TrainerConfig(), "seed", 1.5, "must be an integer"),
     (TrainerConfig(), "progress", "no", "must be true or false"),
     (OptimizerConfig(), "b2", 1.0, "must be a finite number >= 0 and < 1"),
+    (HiFiGANConfig(), "initial_channels", 0, "must be an integer >= 1"),
+    (HiFiGANConfig(), "resblock", "3", "must be one of '1', '2'"),
+    (ISTFTVocoderConfig(), "layers", 0, "must be an integer >= 1"),
+    (ISTFTVocoderConfig(), "compute_dtype", "float16", "must be one of 'float32', 'bfloat16'"),
+    (DiscriminatorConfig(), "channel_scale", 0.0, "must be a finite number > 0"),
+    (VocoderConfig(), "mel_weight", -1.0, "must be a finite number >= 0"),
+    (VocoderConfig(), "adversarial_start", -1, "must be None or an integer >= 0"),
+    (VocoderConfig(), "generator", "wavenet", "must be one of 'istft', 'hifigan'"),
 ]
 
 
