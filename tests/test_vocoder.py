@@ -406,6 +406,7 @@ def test_cli_vocode_writes_wavs_and_reports_bad_inputs(vocoder_run, tmp_path, sm
     assert (tmp_path / "out" / f"{Path(wav).stem}.wav").is_file()
 
 
+@pytest.mark.slow  # with a FastSpeech2 workdir to train: `make test-slow`
 def test_fine_tuning_on_teacher_forced_mels(vocoder_run, tiny_tts_workdir, tiny_run_cache, tmp_path):
     """--tts_workdir: the TTS's teacher-forced mels (the recordings' frame count, not the recordings' mels) feed the
     vocoder, started from --init_vocoder's parameters."""
@@ -438,6 +439,7 @@ def test_fine_tuning_on_teacher_forced_mels(vocoder_run, tiny_tts_workdir, tiny_
     assert 0 < max(moved) < 0.1  # trained on from the given vocoder, not from a fresh init
 
 
+@pytest.mark.slow  # with a FastSpeech2 workdir to train: `make test-slow`
 def test_cli_synthesizes_a_text_file_through_the_vocoder(vocoder_run, tiny_tts_workdir, tmp_path, capsys):
     import soundfile as sf
 
@@ -455,6 +457,7 @@ def test_cli_synthesizes_a_text_file_through_the_vocoder(vocoder_run, tiny_tts_w
         assert rate == 22050 and audio.size > 0 and np.abs(audio).max() > 0
 
 
+@pytest.mark.slow  # with a FastSpeech2 workdir to train: `make test-slow`
 def test_a_vocoder_for_other_features_is_refused(tiny_tts_workdir):
     from mmspeech_jax.errors import ConfigError
     from mmspeech_jax.synthesize import Synthesizer
@@ -466,6 +469,7 @@ def test_a_vocoder_for_other_features_is_refused(tiny_tts_workdir):
         Synthesizer.from_workdir(tiny_tts_workdir).use_vocoder(vocoder)
 
 
+@pytest.mark.slow  # with a FastSpeech2 workdir to train: `make test-slow`
 def test_stablehlo_text_to_waveform_runs_without_the_model_code(vocoder_run, tiny_tts_workdir, tmp_path):
     """One artifact, FastSpeech2 + the neural vocoder: the same waveform as the Python composition."""
     from mmspeech_jax.cli import main
