@@ -126,8 +126,9 @@ def crop_sources(args):
 
             print(f"data: LJSpeech from {args.data_dir}")
             utterances = ljspeech_utterances(args.data_dir)
-            split = lambda name: [utterances[k] for k in range(len(utterances)) if utterances._index[k][0] == name]
-            return loaded_crop_source(split("train"), 22050), loaded_crop_source(split("validation"), 22050), None
+            rate = model_config(args).mel.sample_rate
+            return (loaded_crop_source(utterances.split("train"), rate),
+                    loaded_crop_source(utterances.split("validation"), rate), None)
     from mmspeech_jax.data.synthetic_corpus import generate_corpus
 
     print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")

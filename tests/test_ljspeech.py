@@ -82,3 +82,18 @@ def test_feature_cache_from_ljspeech(prepared, tmp_path):
     assert len(cache) == 14 and not cache.has_durations
     assert cache.texts[0].startswith("mister lee paid two dollars in eighteen eighty four")
     assert sorted(set(cache.splits)) == ["test", "train", "validation"]
+
+
+def test_vocoder_crops_from_prepared_ljspeech(prepared):
+    """The vocoder's LJSpeech path: each split's utterances, read through TFDS, cropped at 22.05 kHz."""
+    from mmspeech_jax.data.feature_cache import ljspeech_utterances
+    from mmspeech_jax.data.waveform_crops import WaveformCrops, loaded_crop_source
+
+    utterances = ljspeech_utterances(prepared[0])
+    splits = {name: utterances.split(name) for name in ("train", "validation", "test")}
+    assert sum(len(s) for s in splits.values()) == len(utterances) == 14
+    source = loaded_crop_source(splits["train"], 22050)
+    assert len(source.lengths) == len(splits["train"]) and (source.lengths > 0).all()
+    crops = WaveformCrops(source, 2, 4, 256, 1024)
+    batch = crops.batch(0)
+    assert batch["audio"].shape == (2, 1024) and np.isfinite(batch["context"]).all()

@@ -106,6 +106,11 @@ class LJSpeechUtterances(Sequence):
     def __len__(self) -> int:
         return len(self._index)
 
+    def split(self, name: str) -> "_SplitView":
+        """The utterances of one split ("train", "validation", "test"), in order: a lazy sequence (a record is decoded
+        when its utterance is taken, as here)."""
+        return _SplitView(self, [k for k, (split, _) in enumerate(self._index) if split == name])
+
     def __getitem__(self, k: int) -> SourceUtterance:
         from mmspeech_jax.text.normalize import normalize_text
 
@@ -116,6 +121,19 @@ class LJSpeechUtterances(Sequence):
         except MMSpeechError:
             text = ""
         return SourceUtterance(record.id, split, 0, text, lambda r=record: (r.audio, r.sample_rate))
+
+
+class _SplitView(Sequence):
+    """A lazy view of some utterances of an `LJSpeechUtterances`, by position."""
+
+    def __init__(self, utterances: LJSpeechUtterances, positions: list[int]):
+        self._utterances, self._positions = utterances, positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def __getitem__(self, k: int) -> SourceUtterance:
+        return self._utterances[self._positions[k]]
 
 
 def durations_from_boundaries(start_samples, num_samples_source: int, source_rate: int, config: MelConfig) -> np.ndarray:
