@@ -94,11 +94,10 @@ def model_config(args) -> VocoderConfig:
     start = args.adversarial_start
     if start != "never" and not (start.isdigit()):
         raise ConfigError(f"--adversarial_start must be a step (>= 0) or 'never', got {start!r}")
-    generator = {"istft": ISTFTVocoderConfig(**ISTFT_PRESETS[_preset(args)]) if args.generator == "istft"
-                 else ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]),
-                 "hifigan": HiFiGANConfig(**HIFIGAN_PRESETS[_preset(args)]) if args.generator == "hifigan"
-                 else HiFiGANConfig(**HIFIGAN_PRESETS["v2"])}
-    config = VocoderConfig(generator=args.generator, **generator, adversarial=args.adversarial,
+    istft, hifigan = (_preset(args) if args.generator == name else default for name, default in
+                      (("istft", "cpu"), ("hifigan", "v2")))  # the unused generator keeps its default preset
+    config = VocoderConfig(generator=args.generator, istft=ISTFTVocoderConfig(**ISTFT_PRESETS[istft]),
+                           hifigan=HiFiGANConfig(**HIFIGAN_PRESETS[hifigan]), adversarial=args.adversarial,
                            adversarial_start=None if start == "never" else int(start),
                            discriminator=DiscriminatorConfig(kinds=tuple(args.discriminators.split(",")),
                                                              channel_scale=args.discriminator_scale))

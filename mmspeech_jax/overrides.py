@@ -17,6 +17,12 @@ from typing import Any, Sequence
 from mmspeech_jax.errors import ConfigError
 
 
+def as_tuples(value: Any) -> Any:
+    """JSON lists (nested) back to the tuples a frozen config holds: [[1, 3], [2]] -> ((1, 3), (2,)); other values
+    as they are. For `from_dict` of configs with tuple fields (config.json stores them as lists)."""
+    return tuple(as_tuples(x) for x in value) if isinstance(value, (list, tuple)) else value
+
+
 def parse_value(text: str) -> Any:
     """A `--set` value: JSON when it parses (numbers, true/false, null, lists, objects), else the text itself."""
     try:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig, stft
 from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.overrides import as_tuples
 from mmspeech_jax.models.hifigan import LRELU_SLOPE
 
 KINDS = ("mpd", "msd", "mrd")
@@ -51,8 +52,7 @@ class DiscriminatorConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "DiscriminatorConfig":
         """Inverse of `dataclasses.asdict` (config.json: lists back to tuples)."""
-        tuples = lambda v: tuple(tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
-        return cls(**{f.name: tuples(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
+        return cls(**{f.name: as_tuples(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
 
 def _width(channels: int, scale: float) -> int:

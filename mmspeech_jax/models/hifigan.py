@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.overrides import as_tuples
 
 LRELU_SLOPE = 0.1
 
@@ -66,8 +67,7 @@ class HiFiGANConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "HiFiGANConfig":
         """Inverse of `dataclasses.asdict` (config.json: lists back to tuples)."""
-        tuples = lambda v: tuple(tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
-        return cls(**{f.name: tuples(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
+        return cls(**{f.name: as_tuples(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
 
 PRESETS = {

@@ -36,6 +36,7 @@ import optax
 from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig, log_mel_spectrogram
 from mmspeech_jax.errors import ConfigError
+from mmspeech_jax.overrides import as_tuples
 from mmspeech_jax.losses import vocoder as losses
 from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.models.discriminators import DiscriminatorConfig, Discriminators
@@ -93,14 +94,13 @@ class VocoderConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "VocoderConfig":
         """Inverse of `to_dict`."""
-        tuples = lambda v: tuple(tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
         nested = {"istft": ISTFTVocoderConfig.from_dict, "hifigan": HiFiGANConfig.from_dict,
                   "discriminator": DiscriminatorConfig.from_dict, "mel": lambda d: MelConfig(**d)}
         fields = {}
         for f in dataclasses.fields(cls):
             if f.name in data:
                 value = data[f.name]
-                fields[f.name] = nested[f.name](value) if f.name in nested else tuples(value)
+                fields[f.name] = nested[f.name](value) if f.name in nested else as_tuples(value)
         return cls(**fields)
 
 
