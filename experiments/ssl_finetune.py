@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from experiments.flags import load_data, mesh_from_flag, parse_checked, run_command, trainer_config
 from experiments.asr_recipe import (add_training_args, default_optimizer, evaluate, model_config, train,
                                     write_workdir_config)
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
+from mmspeech_jax.data.labelled_subset import labelled_subset
 from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
 from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained, trainable_mask
@@ -57,13 +57,6 @@ def parse_args(argv=None):
     if not 0.0 < args.label_fraction <= 1.0:
         p.error("--label_fraction must be in (0, 1]")
     return args
-
-
-def labelled_subset(cache, fraction: float, seed: int) -> np.ndarray:
-    """A seeded `fraction` of the training rows (at least one)."""
-    rows = cache.indices("train")
-    count = max(1, int(round(fraction * rows.size)))
-    return np.sort(np.random.default_rng([seed, 10]).permutation(rows)[:count])
 
 
 def pretrain(args, cache, config, workdir: Path, mesh=None):

@@ -26,10 +26,11 @@ import jax
 import numpy as np
 
 from experiments.flags import add_trainer_args, parse_checked, run_command, trainer_config
-from mmspeech_jax.data.english_text import english_sentences, evaluation_sentences
+from mmspeech_jax.data.english_text import evaluation_sentences
 from mmspeech_jax.data.sentences import sentence
 from mmspeech_jax.data.synthetic_corpus import CorpusConfig, split_of
 from mmspeech_jax.data.text_batches import TextBatches
+from mmspeech_jax.data.unpaired_text import natural_sentences_by_split
 from mmspeech_jax.models.text_lm import PRESETS, TextLM, TextLMConfig, encode_sentences, make_lm_loss_fn
 from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.text.tokenizer import CharacterTokenizer
@@ -58,12 +59,7 @@ def model_config(args) -> TextLMConfig:
 def text_splits(template_sentences: int, seed: int = 0) -> dict[str, list[str]]:
     """Normalized sentences by split: "train" (natural train-split sentences + templates), "validation"."""
     tokenizer, corpus = CharacterTokenizer(), CorpusConfig()
-    splits = {"train": [], "validation": []}
-    for text in english_sentences():
-        normalized = tokenizer.normalize(text)
-        split = split_of(normalized, corpus.validation_fraction, corpus.test_fraction)
-        if split in splits:
-            splits[split].append(normalized)
+    splits = natural_sentences_by_split(("train", "validation"), corpus)
     for index in range(template_sentences):
         normalized = tokenizer.normalize(sentence(seed + 1, index)[1])
         if split_of(normalized, corpus.validation_fraction, corpus.test_fraction) == "train":

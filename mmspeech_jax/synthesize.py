@@ -64,13 +64,25 @@ def generate_fitting(generate, tokens, token_mask, hop_seconds: float):
 REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
 
 
+def tts_model(task: str, model_config: dict):
+    """The module a TTS-capable workdir's config.json describes: FastSpeech2 ("tts"), HyperSpeech ("hyperspeech") or
+    the joint speech–text model ("joint"), each with FastSpeech2's `generate` signature."""
+    if task == "hyperspeech":
+        return HyperSpeech(HyperSpeechConfig.from_dict(model_config))
+    if task == "joint":
+        from mmspeech_jax.models.joint_speech_text import JointConfig, JointSpeechText
+
+        return JointSpeechText(JointConfig.from_dict(model_config))
+    return FastSpeech2(FastSpeech2Config.from_dict(model_config))
+
+
 class Synthesizer:
     """Text -> speech with a trained FastSpeech2 or HyperSpeech: normalization and tokenization, `generate` at padded
     shapes (tokens to multiples of 32, frames to a ladder, so a session compiles a few times), Griffin-Lim or the
     neural vocoder set by `use_vocoder`.
     `from_workdir` (a training workdir or an export) and `from_export` build one; `mel(text)` -> (T, M) float32,
     `synthesize(text)` -> (audio (S,) float32, sample rate)."""
-    def __init__(self, model: FastSpeech2 | HyperSpeech, params, table: SymbolTable, mel_config: MelConfig,
+    def __init__(self, model, params, table: SymbolTable, mel_config: MelConfig,
                  tokenizer_kind: str):
         self.model, self.params, self.mel_config = model, params, mel_config
         self._hop_seconds = mel_config.hop_samples / mel_config.sample_rate
@@ -83,7 +95,7 @@ class Synthesizer:
                 {"params": p}, t, m, n, s, r, rm, controls=c, variance=v, method=HyperSpeech.generate)
         else:
             generate = lambda p, t, m, n, c, v: model.apply({"params": p}, t, m, n, controls=c, variance=v,
-                                                            method=FastSpeech2.generate)
+                                                            method=type(model).generate)
         jitted = jax.jit(generate, static_argnums=(3, 4, 5))
         self._generate = lambda p, t, m, n, c, *condition: jitted(p, t, m, n, c, False, *condition)
         self._generate_variance = lambda p, t, m, n, c, *condition: jitted(p, t, m, n, c, True, *condition)
@@ -99,11 +111,14 @@ class Synthesizer:
             return cls.from_export(workdir)
         config = read_workdir_config(workdir)
         task = config.get("task", "tts")
-        if task not in ("tts", "hyperspeech"):
+        if task not in ("tts", "hyperspeech", "joint"):
             raise ConfigError(f"{workdir} is not a TTS workdir (config.json task is {task!r})")
+        if task == "joint" and config.get("mode") in ("asr", "speech_ssl"):
+            raise ConfigError(f"{workdir} holds a joint model trained for recognition only (mode "
+                              f"{config['mode']!r}): its synthesis path is untrained; use a tts, asr_tts or "
+                              f"pretrain workdir")
         params, step = restore_params(workdir)
-        model = (HyperSpeech(HyperSpeechConfig.from_dict(config["model"])) if config.get("task") == "hyperspeech"
-                 else FastSpeech2(FastSpeech2Config.from_dict(config["model"])))
+        model = tts_model(task, config["model"])
         tts = cls(model, params,
                   SymbolTable.load(workdir / "symbols.json"), MelConfig(**config["features"]["mel"]),
                   config["features"]["tokenizer"])

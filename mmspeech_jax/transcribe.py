@@ -89,9 +89,13 @@ class Transcriber:
         if is_export(workdir):
             return cls.from_export(workdir, method, beam_width, lm_workdir, lm_weight, length_bonus)
         config = read_workdir_config(workdir)
-        if config.get("task") != "asr":
+        if config.get("task") not in ("asr", "joint"):
             raise ConfigError(f"{workdir} is not an ASR workdir (config.json task is {config.get('task')!r})")
-        character_table().check_compatible(SymbolTable.load(workdir / "symbols.json"))
+        if config["task"] == "joint" and config.get("mode") in ("tts", "speech_ssl"):
+            raise ConfigError(f"{workdir} holds a joint model not trained for recognition (mode {config['mode']!r}); "
+                              f"use an asr, asr_tts or pretrain workdir")
+        if config["task"] == "asr":  # a joint workdir's symbols.json is its text path's; its CTC head is characters'
+            character_table().check_compatible(SymbolTable.load(workdir / "symbols.json"))
         lm = load_lm_scorer(lm_workdir) if lm_workdir is not None else None
         tuned = {}
         if lm is not None and (workdir / "report.json").is_file():
@@ -99,7 +103,12 @@ class Transcriber:
         lm_weight = tuned.get("lm_weight", DEFAULT_LM_WEIGHT) if lm_weight is None else lm_weight
         length_bonus = tuned.get("length_bonus", DEFAULT_LENGTH_BONUS) if length_bonus is None else length_bonus
         params, step = restore_params(workdir)
-        asr = cls(CTCASR(CTCASRConfig.from_dict(config["model"])), params, config["stats"],
+        model_config = config["model"]
+        if config["task"] == "joint":  # the recognizer is a CTCASR on the speech side's parameters
+            from mmspeech_jax.models.joint_speech_text import asr_params
+
+            model_config, params = model_config["speech"], asr_params(params)
+        asr = cls(CTCASR(CTCASRConfig.from_dict(model_config)), params, config["stats"],
                   MelConfig(**config["features"]["mel"]), method, beam_width, lm, lm_weight, length_bonus)
         asr.checkpoint_step = step  # the newest step whose parameters restored (`workdir.restore_params`)
         return asr

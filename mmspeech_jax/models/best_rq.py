@@ -111,6 +111,31 @@ class BestRQ(nn.Module):
         return self.ssl_head(h.astype(jnp.float32)), mask
 
 
+def masked_prediction_parts(logits_fn, features, frame_mask, rng, ssl: BestRQConfig, factor: int, projection,
+                            codebook, counts=None):
+    """BEST-RQ's loss on one batch, for any model with a speech encoder: targets from the frozen quantizer, masked
+    spans replaced by noise, `logits_fn(masked_features, frame_mask, dropout_key) -> (code logits (B, T', V),
+    encoder mask (B, T'))`, cross-entropy on masked valid encoder frames. Returns (loss, parts) as
+    `make_best_rq_loss_fn` documents; `counts`: see `losses/ratios.py`."""
+    t_out = int(subsampled_length(features.shape[1], factor))
+    encoder_mask = jnp.arange(t_out)[None] < subsampled_length(frame_mask.sum(-1), factor)[:, None]
+    targets = quantize(features, t_out, projection, codebook)
+    k_mask, k_noise, k_dropout = jax.random.split(rng, 3)
+    masked = span_mask(k_mask, encoder_mask, ssl)
+    logits, mask = logits_fn(mask_inputs(features, frame_mask, masked, k_noise, ssl.noise_std, factor), frame_mask,
+                             k_dropout)
+    weight = (masked & mask).astype(jnp.float32)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    local = {"masked_frames": weight.sum(), "encoder_frames": mask.sum()}
+    loss = ratio(jnp.sum(nll * weight), local["masked_frames"], "masked_frames", counts)
+    accuracy = ratio(jnp.sum((jnp.argmax(logits, -1) == targets) * weight), local["masked_frames"],
+                     "masked_frames", counts)
+    return loss, {"ssl_ce": loss, "ssl_accuracy": accuracy,
+                  "masked_fraction": ratio(weight.sum(), local["encoder_frames"], "encoder_frames", counts),
+                  "counts": local}
+
+
 def make_best_rq_loss_fn(model: BestRQ):
     """`loss_fn(params, batch, rng, train, step, counts=None)` for the shared trainer; batch needs `features`,
     `frame_mask`; `counts`: see `losses/ratios.py`.
@@ -121,24 +146,8 @@ def make_best_rq_loss_fn(model: BestRQ):
     projection, codebook = (jnp.asarray(a) for a in quantizer_arrays(model.ssl, model.config.n_mels, factor))
 
     def loss_fn(params, batch, rng, train, step, counts=None):
-        features, frame_mask = batch["features"], batch["frame_mask"]
-        t_out = int(subsampled_length(features.shape[1], factor))
-        encoder_mask = jnp.arange(t_out)[None] < subsampled_length(frame_mask.sum(-1), factor)[:, None]
-        targets = quantize(features, t_out, projection, codebook)
-        k_mask, k_noise, k_dropout = jax.random.split(rng, 3)
-        masked = span_mask(k_mask, encoder_mask, model.ssl)
-        logits, mask = model.apply({"params": params}, mask_inputs(features, frame_mask, masked, k_noise,
-                                                                   model.ssl.noise_std, factor),
-                                   frame_mask, train=train, rngs={"dropout": k_dropout})
-        weight = (masked & mask).astype(jnp.float32)
-        log_probs = jax.nn.log_softmax(logits, axis=-1)
-        nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-        local = {"masked_frames": weight.sum(), "encoder_frames": mask.sum()}
-        loss = ratio(jnp.sum(nll * weight), local["masked_frames"], "masked_frames", counts)
-        accuracy = ratio(jnp.sum((jnp.argmax(logits, -1) == targets) * weight), local["masked_frames"],
-                         "masked_frames", counts)
-        return loss, {"ssl_ce": loss, "ssl_accuracy": accuracy,
-                      "masked_fraction": ratio(weight.sum(), local["encoder_frames"], "encoder_frames", counts),
-                      "counts": local}
+        logits_fn = lambda x, m, key: model.apply({"params": params}, x, m, train=train, rngs={"dropout": key})
+        return masked_prediction_parts(logits_fn, batch["features"], batch["frame_mask"], rng, model.ssl, factor,
+                                       projection, codebook, counts)
 
     return loss_fn

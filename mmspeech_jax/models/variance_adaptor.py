@@ -55,6 +55,19 @@ def token_average(values, durations, max_frames: int | None = None):
     return total / jnp.maximum(durations, 1).astype(values.dtype)
 
 
+def token_average_vectors(values, durations, frame_mask):
+    """Mean of frame vectors over each token's valid frames. values (B, T, D), durations (B, N) int, frame_mask
+    (B, T) bool -> (B, N, D); 0 for a token with no valid frame (none, or all past the end of `values`)."""
+    durations = jnp.maximum(durations.astype(jnp.int32), 0)
+    ends = jnp.cumsum(durations, axis=-1)
+    starts = ends - durations
+    frames = jnp.arange(values.shape[1])
+    member = ((frames[None, None, :] >= starts[..., None]) & (frames[None, None, :] < ends[..., None])
+              & frame_mask[:, None, :]).astype(values.dtype)  # (B, N, T)
+    total = jnp.einsum("bnt,btd->bnd", member, values)
+    return total / jnp.maximum(member.sum(-1), 1.0)[..., None]
+
+
 @dataclasses.dataclass(frozen=True)
 class VariancePredictorConfig:
     """A duration/pitch/energy predictor: hidden width, kernel size and dropout. Checked when built."""

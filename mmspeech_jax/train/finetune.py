@@ -29,14 +29,17 @@ def _path_names(path) -> list[str]:
 
 
 def trainable_mask(params, strategy: str, freeze_layers: int = 0):
-    """Pytree of bools like `params`: True where the leaf trains under `strategy`."""
+    """Pytree of bools like `params`: True where the leaf trains under `strategy`. The pretrained speech encoder is
+    the top-level `frontend` and `encoder`; every other top-level part (the CTC head; a joint model's text side and
+    heads) is a head: it trains under every strategy. `freeze_bottom` freezes the frontend and encoder blocks
+    0 .. freeze_layers - 1."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown fine-tuning strategy {strategy!r}; choose one of {STRATEGIES}")
 
     def trainable(path, _):
         names = _path_names(path)
-        head = names[0] == "ctc_head"
-        if strategy == "full":
+        head = names[0] not in ("frontend", "encoder")
+        if strategy == "full" or head:
             return True
         if strategy == "freeze_bottom":
             if names[0] == "frontend":
@@ -44,8 +47,8 @@ def trainable_mask(params, strategy: str, freeze_layers: int = 0):
             block = next((int(m.group(1)) for n in names if (m := re.fullmatch(r"block_(\d+)", n))), None)
             return block is None or block >= freeze_layers
         if strategy == "adapters":
-            return head or "adapter" in names
-        return head or names[-1] in ("lora_a", "lora_b")
+            return "adapter" in names
+        return names[-1] in ("lora_a", "lora_b")
 
     return jax.tree_util.tree_map_with_path(trainable, params)
 
