@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synthesize", help="text to wav with a trained TTS workdir")
-    s.add_argument("--workdir", required=True, help="a TTS or HyperSpeech training workdir, or its export")
+    s.add_argument("--workdir", required=True,
+                   help="a TTS, HyperSpeech or joint speech–text training workdir, or its export")
     s.add_argument("--text", help="one sentence to speak (with --out)")
     s.add_argument("--text-file", help="a UTF-8 file, one sentence per line (with --out-dir: 0001.wav, 0002.wav, ...)")
     s.add_argument("--out", help="the wav file to write for --text (never overwritten without --overwrite)")
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--stablehlo of a TTS workdir: also text_to_waveform.jax, FastSpeech2 and this neural vocoder "
                         "in one artifact")
     t = sub.add_parser("transcribe", help="speech to text with a trained ASR workdir")
-    t.add_argument("--workdir", required=True, help="an ASR training workdir, or its export")
+    t.add_argument("--workdir", required=True, help="an ASR or joint speech–text training workdir, or its export")
     t.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; any rate, mono or stereo)")
     t.add_argument("--out", help="also write one JSON object per file to this JSONL file")
     t.add_argument("--beam-width", type=int, default=1, help="1: greedy; >1: CTC prefix beam search")

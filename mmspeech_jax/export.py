@@ -6,7 +6,8 @@
 
 Names are the Flax parameter paths joined by '/', e.g. "encoder/block_0/attention/qkv/kernel". config.json records
 the workdir's task: "tts" (FastSpeech2), "hyperspeech" (HyperSpeech: `method=model.generate` then also takes the
-speaker / reference arguments), "asr" (CTCASR) or "lm" (TextLM); `load_exported` rebuilds the matching module.
+speaker / reference arguments), "asr" (CTCASR), "lm" (TextLM) or "joint" (JointSpeechText: FastSpeech2's
+`generate`, and `method=model.recognize` for CTC log-probabilities); `load_exported` rebuilds the matching module.
 Its "inference" entry holds what inference needs beyond the parameters (`inference_fields`): the tokenizer kind
 and the corpus statistics (feature mean/std for the ASR's input normalization, F0 and energy statistics), and the
 step the parameters come from, so `Synthesizer.from_export` / `Transcriber.from_export` (and the CLI given an
@@ -66,8 +67,11 @@ def inference_fields(workdir_config: dict, step: int) -> dict:
     """What an export's config.json carries for inference, from a training workdir's config.json: the tokenizer
     kind ("espeak", "arpabet", "characters"; None for a text LM), the corpus statistics (`stats`: the ASR's feature
     mean/std, F0 and energy statistics; None when the workdir has none) and the checkpoint step."""
-    return {"tokenizer": workdir_config.get("features", {}).get("tokenizer"), "stats": workdir_config.get("stats"),
-            "step": int(step)}
+    fields = {"tokenizer": workdir_config.get("features", {}).get("tokenizer"), "stats": workdir_config.get("stats"),
+              "step": int(step)}
+    if workdir_config.get("mode") is not None:  # a joint speech–text model: what it was trained for
+        fields["mode"] = workdir_config["mode"]
+    return fields
 
 
 def is_export(directory) -> bool:
@@ -142,6 +146,10 @@ def load_exported(directory):
         from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig
 
         model = CTCASR(CTCASRConfig.from_dict(config["model"]))
+    elif task == "joint":
+        from mmspeech_jax.models.joint_speech_text import JointConfig, JointSpeechText
+
+        model = JointSpeechText(JointConfig.from_dict(config["model"]))
     else:
         model = FastSpeech2(FastSpeech2Config.from_dict(config["model"]))
     params = unflatten(load_file(str(directory / "model.safetensors")))

@@ -133,8 +133,11 @@ class Synthesizer:
         from mmspeech_jax.export import load_exported, read_export_config
 
         config = read_export_config(directory)
-        if config.get("task", "tts") not in ("tts", "hyperspeech"):
+        if config.get("task", "tts") not in ("tts", "hyperspeech", "joint"):
             raise ConfigError(f"{directory} is not a TTS export (config.json task is {config.get('task')!r})")
+        if config["inference"].get("mode") in ("asr", "speech_ssl"):
+            raise ConfigError(f"{directory} holds a joint model trained for recognition only (mode "
+                              f"{config['inference']['mode']!r}): its synthesis path is untrained")
         model, params, table, mel_config = load_exported(directory)
         tts = cls(model, params, table, mel_config, config["inference"]["tokenizer"])
         tts.checkpoint_step = config["inference"].get("step")

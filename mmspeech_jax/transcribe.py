@@ -122,10 +122,18 @@ class Transcriber:
         from mmspeech_jax.export import load_exported, read_export_config
 
         config = read_export_config(directory)
-        if config.get("task") != "asr":
+        if config.get("task") not in ("asr", "joint"):
             raise ConfigError(f"{directory} is not an ASR export (config.json task is {config.get('task')!r})")
+        if config["inference"].get("mode") in ("tts", "speech_ssl"):
+            raise ConfigError(f"{directory} holds a joint model not trained for recognition (mode "
+                              f"{config['inference']['mode']!r})")
         model, params, table, mel_config = load_exported(directory)
-        character_table().check_compatible(table)
+        if config["task"] == "joint":  # the recognizer: a CTCASR on the speech side's parameters
+            from mmspeech_jax.models.joint_speech_text import asr_params
+
+            model, params = CTCASR(model.config.speech), asr_params(params)
+        else:
+            character_table().check_compatible(table)
         lm = load_lm_scorer(lm_workdir) if lm_workdir is not None else None
         asr = cls(model, params, config["inference"]["stats"], mel_config, method, beam_width, lm,
                   DEFAULT_LM_WEIGHT if lm_weight is None else lm_weight,
