@@ -12,8 +12,9 @@ _SOURCES = {
     "discriminator_loss": "vocoder", "duration_loss": "tts", "fastspeech2_loss": "tts", "feature_matching": "vocoder",
     "forward_sum_loss": "aligner", "forward_sum_per_utterance": "aligner", "generator_adversarial_loss": "vocoder",
     "log_duration_target": "tts", "make_fastspeech2_loss_fn": "tts", "masked_l1": "tts", "masked_mean": "tts",
-    "masked_mse": "tts", "masked_total": "ratios", "mel_l1": "vocoder", "multi_resolution_stft": "vocoder",
-    "ratio": "ratios", "resolve": "recurrence", "semiring_sum": "recurrence", "shift_states": "recurrence",
+    "masked_mse": "tts", "masked_token_correct": "joint", "masked_token_total": "joint", "masked_total": "ratios",
+    "matching_total": "joint", "mel_l1": "vocoder", "multi_resolution_stft": "vocoder", "ratio": "ratios",
+    "resolve": "recurrence", "semiring_sum": "recurrence", "shift_states": "recurrence",
     "with_identity_frames": "recurrence",
 }
 

@@ -6,7 +6,7 @@ that token's frames of the shared encoder; mean over masked, valid tokens.
 
 Modality matching (paired data, after Maestro, Chen et al., 2022): mean squared difference between the shared
 encoder's output for a recording and for its text upsampled by the aligner's durations, averaged over the width
-D and over the frames valid in both.
+D and over the frames valid in both (the joint model passes the recording's side through `stop_gradient`).
 """
 
 from __future__ import annotations

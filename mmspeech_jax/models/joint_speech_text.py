@@ -24,7 +24,8 @@ the decoder's s outputs of frame t' are mel frames s t' + j + FRONTEND_CENTER - 
 
 Objectives (`make_joint_loss_fn`, weights in `JointLossConfig`): BEST-RQ on unpaired speech, masked-token
 prediction on unpaired text, and on paired data CTC (ASR), FastSpeech2's losses with the aligner (TTS) and modality
-matching. Batches are flat dicts with prefixed keys (`speech/…`, `text/…`, `paired/…`; `prepare_joint_batch`).
+matching (the text path's encoding pulled towards the recording's, which is held fixed: matching both ways let the
+shared encoder collapse to one vector per utterance frame grid, where the loss is zero and CTC cannot learn). Batches are flat dicts with prefixed keys (`speech/…`, `text/…`, `paired/…`; `prepare_joint_batch`).
 """
 
 from __future__ import annotations
@@ -416,7 +417,10 @@ def make_joint_loss_fn(model: JointSpeechText, weights: JointLossConfig):
                 total = total + weights.tts * tts
             if weights.match:
                 both = outputs["encoder_mask"] & outputs["text_mask"]
-                mse, frames = matching_total(outputs["speech_hidden"], outputs["text_hidden"], both)
+                # The recording's encoding is the target (no gradient): with both sides free, the first default
+                # run collapsed the shared encoder to one vector for every frame (match_mse 3e-4, CTC stuck).
+                mse, frames = matching_total(jax.lax.stop_gradient(outputs["speech_hidden"]), outputs["text_hidden"],
+                                             both)
                 local["matched_frames"] = frames
                 parts["match_mse"] = ratio(mse, frames, "matched_frames", counts)
                 total = total + weights.match * parts["match_mse"]
