@@ -11,6 +11,8 @@ fits in `--budget_s`:
   3. `tts_step` as 1 with XLA's default autotuning (what a user's run compiles);
   3b. `vocoder_step`: HiFi-GAN V1 and the paper-sized iSTFT vocoder, bf16, the papers' batch and crop, both phases,
      with their real-time factor (issue #28), autotuning off;
+  3c. `joint_step`: the joint speech–text model's pretraining streams and joint fine-tuning step, base preset,
+     batch 48, bf16, MFU (issue #29), autotuning off;
   4. `step_trace`: a profiler trace of the step of 1 (what limits it);
   5. `tts_step` as 1 with the sequential recurrences (1 runs the blocked ones, "auto" off the CPU);
   6. `tts_step` as 1 in float32 (for the bf16 speed-up);
@@ -55,6 +57,8 @@ def plan(smoke: bool, out: Path) -> list[tuple[str, list[str], int, dict]]:
     vocoders = (["--presets", "istft:cpu", "--batch_size", "2", "--segment_frames", "8", "--steps", "1",
                  "--discriminator_scale", "0.125"] if smoke else
                 ["--presets", "hifigan:v1,istft:paper", "--batch_size", "16", "--steps", "5"])
+    joint = (["--preset", "tiny", "--batch_size", "2", "--steps", "1"] if smoke else
+             ["--preset", "base", "--batch_size", "48", "--steps", "5"])
     fast = ["--no-epoch_compilations"]  # compile counts do not depend on the device; the CPU entries have them
     no_autotune = {"XLA_FLAGS": "--xla_gpu_autotune_level=0"}
     recurrence = ["--batch_size", "2" if smoke else "48"]
@@ -65,6 +69,8 @@ def plan(smoke: bool, out: Path) -> list[tuple[str, list[str], int, dict]]:
          no_autotune),
         ("tts bf16", ["benchmarks.tts_step", *tts, "--compute_dtype", "bfloat16", *fast], 300, {}),
         ("vocoders bf16, autotuning off", ["benchmarks.vocoder_step", *vocoders, "--compute_dtype", "bfloat16"], 180,
+         no_autotune),
+        ("joint bf16, autotuning off", ["benchmarks.joint_step", *joint, "--compute_dtype", "bfloat16"], 150,
          no_autotune),
         ("tts trace, autotuning off", ["benchmarks.step_trace", *trace, "--compute_dtype", "bfloat16", "--out",
                                        str(out)], 150, no_autotune),

@@ -259,6 +259,7 @@ def main(argv=None):
                                  args.pretrain_learning_rate, streams(), args.pretrain_eval_every, mesh=mesh)
             pretrained[source] = jax.device_get(result.state.params)
             stages[f"{source}_pretrain"] = {"steps": int(result.state.step), "wall_seconds": wall,
+                                            "compilations": result.compilations,
                                             "curve": validation_curve(workdir / f"{source}_pretrain")}
     natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress)
     judge = None
@@ -282,7 +283,8 @@ def main(argv=None):
                              streams(), args.eval_every, mask=mask, mesh=mesh, strategy=strategy,
                              labelled_utterances=int(labelled.size))
         row = {"mode": mode, "init": source or "scratch", "strategy": strategy, "steps": int(result.state.step),
-               "wall_seconds": wall, "trainable_params": count_parameters(params, mask)}
+               "wall_seconds": wall, "compilations": result.compilations,
+               "trainable_params": count_parameters(params, mask)}
         final = result.state.params
         if "asr" in mode:
             row.update(asr_scores(row_config, final, cache, natural, eval_config))

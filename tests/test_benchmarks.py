@@ -103,12 +103,13 @@ def test_device_suite_smoke_on_cpu(tmp_path):
                            "--budget_s", "2000"], capture_output=True, text=True, timeout=2400)
     assert done.returncode == 0, done.stderr[-2000:]
     log = (tmp_path / "suite.log").read_text()
-    assert log.count(": exit 0 in ") == 8, log[-3000:]
-    assert log.count("XLA_FLAGS=--xla_gpu_autotune_level=0 python -m") == 6  # the variable reached the runs
+    assert log.count(": exit 0 in ") == 9, log[-3000:]
+    assert log.count("XLA_FLAGS=--xla_gpu_autotune_level=0 python -m") == 7  # the variable reached the runs
     entries = (tmp_path / "entries.md").read_text()
     assert entries.count("### FastSpeech2 train step") == 4 and entries.count("### CTC ASR train step") == 1
-    assert entries.count("Command: `XLA_FLAGS='--xla_gpu_autotune_level=0' python -m") == 6
+    assert entries.count("Command: `XLA_FLAGS='--xla_gpu_autotune_level=0' python -m") == 7
     assert "### Vocoder train step" in entries
+    assert "### Joint speech–text train step" in entries and "Pretraining schedule" in entries
     assert "### Recurrences over frames" in entries
     assert "### TTS train step trace" in entries
     for name in ("perfetto_trace.json.gz", "step_hlo.txt.gz", "trace_summary.md"):
