@@ -23,7 +23,7 @@ from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.conformer import ConformerBlockConfig
 from mmspeech_jax.layers.fusion import BottleneckFusionConfig
 from mmspeech_jax.layers.transformer import FFTBlockConfig
-from mmspeech_jax.models import ctc_asr, fastspeech2
+from mmspeech_jax.models import ctc_asr, fastspeech2, joint_speech_text
 from mmspeech_jax.models.aligner import AlignerConfig
 from mmspeech_jax.models.best_rq import BestRQConfig
 from mmspeech_jax.models.discriminators import DiscriminatorConfig
@@ -104,6 +104,7 @@ TINY_TTS = fastspeech2.preset("tiny", 40)
 FACTORIES = {  # a valid instance of each config with required fields
     "FastSpeech2Config": lambda: fastspeech2.FastSpeech2Config(vocab_size=40),
     "HyperSpeechConfig": lambda: HyperSpeechConfig(TINY_TTS),
+    "JointConfig": lambda: joint_speech_text.preset("tiny", 40),
 }
 
 # (config, field, bad value, what the message must say after "Class.field ")
@@ -181,6 +182,10 @@ BAD = [
     (VocoderConfig(), "mel_weight", -1.0, "must be a finite number >= 0"),
     (VocoderConfig(), "adversarial_start", -1, "must be None or an integer >= 0"),
     (VocoderConfig(), "generator", "wavenet", "must be one of 'istft', 'hifigan'"),
+    (joint_speech_text.preset("tiny", 40), "text_mask_probability", 1.0, "must be a finite number > 0 and < 1"),
+    (joint_speech_text.preset("tiny", 40), "text_frames_per_token", 0, "must be an integer >= 1"),
+    (joint_speech_text.JointLossConfig(), "tts", -1.0, "must be a finite number >= 0"),
+    (joint_speech_text.JointLossConfig(), "binarization_start", -1, "must be an integer >= 0"),
 ]
 
 
@@ -232,6 +237,8 @@ def test_defaults_and_presets_are_valid():
         fastspeech2.preset(preset_name, 139)
     for preset_name in ctc_asr.PRESETS:
         ctc_asr.preset(preset_name)
+    for preset_name in ("tiny", "base"):
+        joint_speech_text.preset(preset_name, 139)
 
 
 def test_overrides_report_the_field():
