@@ -91,11 +91,6 @@ class JointConfig:
         """Pitch and energy are token-level (what `Synthesizer` asks of a TTS config)."""
         return "token"
 
-    @property
-    def num_speakers(self) -> int:
-        """One voice."""
-        return 0
-
     @classmethod
     def from_dict(cls, data: dict) -> "JointConfig":
         """Inverse of `dataclasses.asdict` (config.json)."""
@@ -332,11 +327,8 @@ class JointLossConfig:
     binarization_start: int = 0
 
     def __post_init__(self):
-        config_checks.number(self, "ssl", 0)
-        config_checks.number(self, "mlm", 0)
-        config_checks.number(self, "asr", 0)
-        config_checks.number(self, "tts", 0)
-        config_checks.number(self, "match", 0)
+        for name in ("ssl", "mlm", "asr", "tts", "match"):
+            config_checks.number(self, name, 0)
         config_checks.integer(self, "binarization_start", 0)
 
 
