@@ -1,5 +1,6 @@
 """The CTC speech recognizer's training recipe, shared by the experiments that train one
-(`experiments/ljspeech_asr.py`, `experiments/ssl_finetune.py`): flags, model config, the fit, the TensorBoard hook,
+(`experiments/ljspeech_asr.py`, `experiments/ssl_finetune.py`): flags, the evaluation part of their config trees,
+config.json, the fit, the TensorBoard hook,
 evaluation (greedy and beam CER/WER, LM fusion weights chosen on validation, the natural evaluation set). Not an
 experiment itself (no `main`): experiments import it, never each other.
 """
@@ -14,21 +15,18 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import WHOLE_SPLIT, add_data_args, add_trainer_args, trainer_config
-from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
-from mmspeech_jax.data import PipelineConfig, make_batch_iterator
+from experiments.configs.ljspeech_asr import ASREvaluationConfig
+from experiments.flags import WHOLE_SPLIT, add_data_args, add_trainer_args
+from experiments.wiring import Trained, eval_pipeline, train_on_cache, write_config
+from mmspeech_jax.data import make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch, memoized, prefix_beam_search
 from mmspeech_jax.evaluate.asr import error_rates
 from mmspeech_jax.evaluate.plots import ctc_example_figure, save_figure
-from mmspeech_jax.overrides import apply_overrides
-from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs, preset
+from mmspeech_jax.models.ctc_asr import CTCASR, PRESETS, make_ctc_loss_fn, model_inputs
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.summaries import Image, Scalar, Text, figure_pixels
 from mmspeech_jax.train.init import init_params as compiled_init
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import is_primary
-from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import write_run_config
 
 
 def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> None:
@@ -49,49 +47,36 @@ def add_training_args(p: argparse.ArgumentParser, workdir: str, steps: int) -> N
     p.add_argument("--num_samples", type=int, default=3, help="test utterances to plot (plots/*.png)")
 
 
-def model_config(args, n_mels: int, **overrides):
-    """The preset the flags name for `n_mels`-channel features, with `overrides` and then the `--set` ones."""
-    spec = None if args.no_spec_augment else SpecAugmentConfig()
-    config = preset(args.preset, encoder=args.encoder, n_mels=n_mels, spec_augment=spec, **overrides)
-    return apply_overrides(config, args.overrides)
+def evaluation_config(args) -> ASREvaluationConfig:
+    """The evaluation part of the tree from `add_training_args`'s flags."""
+    return ASREvaluationConfig(beam_width=args.beam_width, lm=args.lm,
+                               natural_eval_utterances=args.natural_eval_utterances,
+                               lm_tune_utterances=args.lm_tune_utterances, num_samples=args.num_samples)
 
 
-def write_workdir_config(workdir: Path, config, args, cache, **extra):
-    """The ASR run's config.json and symbols.json (`write_run_config`); returns the held workdir lock."""
-    return write_run_config(workdir, {"task": "asr", "model": dataclasses.asdict(config), "args": vars(args),
-                               "features": cache.config, "stats": cache.stats, **extra}, character_table(),
-                     primary=is_primary())
+def with_features(tree, n_mels: int):
+    """`tree` with its model's input width set to the feature cache's mel channels."""
+    return dataclasses.replace(tree, model=dataclasses.replace(tree.model, n_mels=n_mels))
 
 
-def default_optimizer(args) -> OptimizerConfig:
-    return OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
-                           total_steps=args.steps)
+def write_workdir_config(workdir: Path, tree, cache, **extra):
+    """The ASR run's config.json (task "asr": the whole tree, the features and their statistics) and symbols.json
+    (`wiring.write_config`); returns the held workdir lock."""
+    return write_config(workdir, "asr", tree, cache, character_table(), primary=is_primary(), **extra)
 
 
-def train(args, cache, config, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None,
-          natural=None, curve: list | None = None):
-    """Trains a CTC model with the shared trainer, over `mesh` when given. `init_params` (e.g. a pretrained encoder
-    merged into fresh params) and `tx` (e.g. a fine-tuning strategy's masked optimizer, on `default_optimizer`'s
-    schedule, which the logs record) override the defaults."""
-    model = CTCASR(config)
-    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
-                              seed=args.seed)
-    train_batches = make_batch_iterator(cache, "train", pipeline, positions=train_positions)
-    eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
+def train(tree, cache, workdir: Path, init_params=None, tx=None, train_positions=None, mesh=None, natural=None,
+          curve: list | None = None) -> Trained:
+    """Trains the tree's CTC model with the shared trainer (`wiring.train_on_cache`), over `mesh` when given.
+    `init_params` (e.g. a pretrained encoder merged into fresh params) and `tx` (e.g. a fine-tuning strategy's
+    masked optimizer, on `tree.optimizer`'s schedule, which the logs record) override the defaults."""
+    model = CTCASR(tree.model)
     prepare = lambda batch: model_inputs(batch, cache.stats)
-    if init_params is None:
-        first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
-        init_params = compiled_init(model, {"params": jax.random.PRNGKey(args.seed)}, first["features"],
-                                    first["frame_mask"], train=False)
-    if tx is None:
-        tx = make_optimizer(default_optimizer(args))
-    result = fit(workdir, init_params, tx, make_ctc_loss_fn(model), train_batches,
-                 trainer_config(args),
-                 prepare=prepare,
-                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, args.num_samples, natural, curve),
-                 learning_rate=learning_rate_schedule(default_optimizer(args)))
-    return model, result, eval_config, len(train_batches.shapes)
+    init = lambda first: compiled_init(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, first["features"],
+                                       first["frame_mask"], train=False)
+    on_eval = eval_summaries(model, cache, eval_pipeline(tree.pipeline), tree.evaluation.num_samples, natural, curve)
+    return train_on_cache(workdir, tree, cache, model, make_ctc_loss_fn(model), prepare, init, params=init_params,
+                          tx=tx, positions=train_positions, on_eval=on_eval, mesh=mesh)
 
 
 def example_figure(batch, r, log_probs, lengths, table, reference: str, hypothesis: str, split: str):

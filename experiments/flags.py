@@ -48,16 +48,16 @@ def add_trainer_args(p: argparse.ArgumentParser, *, steps: int, learning_rate: f
                    help="stop with one line when K steps in a row had a non-finite loss or gradient (each is "
                         "skipped, not applied); 0: never stop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model config field (repeatable; dotted for nested fields, values as JSON), "
-                        "e.g. --set dropout=0 --set predictor.dropout=0.1")
+                   help="override any field of the experiment's config tree (repeatable; dotted paths, values as "
+                        "JSON), e.g. --set optimizer.learning_rate=2e-3 --set model.dropout=0; a key that is not "
+                        "one of the tree's parts is the model's: --set dropout=0 is --set model.dropout=0")
 
 
-def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> argparse.Namespace:
+def parse_checked(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """`p.parse_args(argv)` with the trainer's and the pipeline's flags validated by their configs, so that a bad
     value (`--eval_every 0`, `--batch_size 6 --micro_batches 4`) stops the command with argparse's one-line error
-    and exit status 2 before any data is generated or loaded. `model_config(args)`, when given, builds the
-    experiment's model config from the flags (its `--set` overrides included) with stand-in data sizes, so a bad
-    override (`--set heads=0`, `--set dropout=1.5`) stops it the same way."""
+    and exit status 2 before any data is generated or loaded (`parse_tree` then builds the whole config tree, the
+    `--set` overrides included, the same way)."""
     import math
 
     from mmspeech_jax.data import PipelineConfig
@@ -68,8 +68,6 @@ def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> a
         trainer_config(args)
         PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets)
         CorpusConfig(num_utterances=getattr(args, "corpus_size", 1))
-        if model_config is not None:
-            model_config(args)
         mesh_config_from_flag(getattr(args, "mesh", None))
         if getattr(args, "workdir", None):  # a file, or no permission: refused before any data loads
             from mmspeech_jax.workdir_lock import check_workdir_free, check_workdir_path
@@ -94,6 +92,48 @@ def parse_checked(p: argparse.ArgumentParser, argv=None, model_config=None) -> a
             p.error(f"--data ljspeech: LJSpeech is not prepared under --data_dir {args.data_dir} (prepare it with "
                     f"mmspeech_jax.data.ljspeech.prepare_ljspeech on a machine with internet, or use --data embedded)")
     return args
+
+
+def parse_tree(p: argparse.ArgumentParser, argv, from_flags, bare_keys: str = "model"):
+    """(args, config tree): `parse_checked`, then the experiment's tree built by `from_flags(args)` with the
+    `--set` overrides applied over the whole tree (`overrides.apply_tree_overrides`; a key that names none of the
+    tree's parts belongs to the `bare_keys` subtree), then its cross-part checks
+    (`tree.check()`). A bad value anywhere in the tree stops the command with argparse's one-line error before any data loads."""
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.overrides import apply_tree_overrides
+
+    args = parse_checked(p, argv)
+    try:
+        tree = apply_tree_overrides(from_flags(args), args.overrides, bare_keys).check()
+    except ConfigError as exc:
+        p.error(str(exc))
+    return args, tree
+
+
+def data_config(args):
+    """`--data`, `--data_dir`, `--corpus_size` -> `DataConfig`."""
+    from experiments.configs.common import DataConfig
+
+    return DataConfig(source=args.data, data_dir=args.data_dir, corpus_size=args.corpus_size)
+
+
+def pipeline_config(args, **fields):
+    """`--batch_size`, `--num_buckets`, `--seed` -> the training `PipelineConfig` (endless epochs); `fields`
+    replace any."""
+    from mmspeech_jax.data import PipelineConfig
+
+    return PipelineConfig(**{**dict(batch_size=args.batch_size, num_buckets=args.num_buckets, seed=args.seed,
+                                     num_epochs=None), **fields})
+
+
+def shared_parts(args) -> dict:
+    """The tree parts the shared flags fill: pipeline, trainer, mesh (and data where the experiment has
+    `add_data_args`)."""
+    parts = dict(pipeline=pipeline_config(args), trainer=trainer_config(args),
+                 mesh=mesh_config_from_flag(getattr(args, "mesh", None)))
+    if hasattr(args, "data"):
+        parts["data"] = data_config(args)
+    return parts
 
 
 def run_command(main, argv=None) -> None:
@@ -137,23 +177,23 @@ def trainer_config(args, **fields):
     return TrainerConfig(**{**shared, **fields})
 
 
-def load_data(args):
-    """The feature cache the flags select (`args.data`, `args.data_dir`, `args.corpus_size`, `args.no_progress`)."""
-    if args.data in ("auto", "ljspeech"):
+def load_data(data, progress: bool = True):
+    """The feature cache a `DataConfig` selects (LJSpeech through TFDS, or the embedded corpus)."""
+    if data.source in ("auto", "ljspeech"):
         from mmspeech_jax.data.ljspeech import is_prepared
 
-        if is_prepared(args.data_dir):
+        if is_prepared(data.data_dir):
             from mmspeech_jax.data.feature_cache import FeatureConfig, build_feature_cache, ljspeech_utterances
 
-            print(f"data: LJSpeech from {args.data_dir}")
-            return build_feature_cache(ljspeech_utterances(args.data_dir), Path(args.data_dir) / "mmspeech_features",
-                                       FeatureConfig(), progress=not args.no_progress)
-        if args.data == "ljspeech":
+            print(f"data: LJSpeech from {data.data_dir}")
+            return build_feature_cache(ljspeech_utterances(data.data_dir), Path(data.data_dir) / "mmspeech_features",
+                                       FeatureConfig(), progress=progress)
+        if data.source == "ljspeech":
             from mmspeech_jax.errors import CorpusNotFoundError
 
-            raise CorpusNotFoundError(f"LJSpeech is not prepared under {args.data_dir}")
-    print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
-    return embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
+            raise CorpusNotFoundError(f"LJSpeech is not prepared under {data.data_dir}")
+    print(f"data: embedded espeak-ng corpus ({data.corpus_size} utterances)")
+    return embedded_feature_cache(CorpusConfig(num_utterances=data.corpus_size), progress=progress)
 
 
 def mesh_config_from_flag(value: str | None):
@@ -170,18 +210,17 @@ def mesh_config_from_flag(value: str | None):
     return MeshConfig(data=data, fsdp=fsdp)
 
 
-def mesh_from_flag(value: str | None, batch_size: int | None = None):
-    """`--mesh DATAxFSDP` -> a `jax.sharding.Mesh` over this run's devices (None stays None: one device). Call it
+def build_mesh(config, batch_size: int | None = None):
+    """A tree's `MeshConfig` -> a `jax.sharding.Mesh` over this run's devices (None stays None: one device). Call it
     after `initialize_distributed` and before loading data, so that a mesh the devices cannot form, or a (global)
     `batch_size` that does not split over its devices, stops the run before any data loads."""
     from mmspeech_jax.errors import ConfigError
     from mmspeech_jax.train.sharding import make_mesh
 
-    config = mesh_config_from_flag(value)
     if config is None:
         return None
     mesh = make_mesh(config)
     if batch_size is not None and batch_size % mesh.devices.size:
         raise ConfigError(f"--batch_size {batch_size} does not split over the {mesh.devices.size} devices of "
-                          f"--mesh {value}")
+                          f"--mesh {config.data}x{config.fsdp}")
     return mesh

@@ -36,8 +36,11 @@ import jax
 import numpy as np
 
 from experiments.asr_recipe import greedy_texts
-from experiments.flags import (WHOLE_SPLIT, add_data_args, add_trainer_args, load_data, mesh_from_flag,
-                               parse_checked, run_command, trainer_config)
+from experiments.configs.joint_speech_text import (ROWS, JointEvaluationConfig, JointExperimentConfig,
+                                                   JointRowsConfig, config)
+from experiments.flags import (WHOLE_SPLIT, add_data_args, add_trainer_args, build_mesh, load_data, parse_tree,
+                               run_command, shared_parts, trainer_config)
+from experiments.wiring import eval_pipeline, fit_tree, write_config, write_report
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator, natural_eval_feature_cache
 from mmspeech_jax.data.interleaved_batches import InterleavedBatches
@@ -47,20 +50,15 @@ from mmspeech_jax.data.unpaired_text import encode_sentences_with, natural_sente
 from mmspeech_jax.evaluate.asr import error_rates
 from mmspeech_jax.models import joint_speech_text as joint
 from mmspeech_jax.models.ctc_asr import CTCASR
-from mmspeech_jax.overrides import apply_overrides
 from mmspeech_jax.train.finetune import STRATEGIES, count_parameters, masked_optimizer, merge_pretrained, trainable_mask
 from mmspeech_jax.train.init import init_params
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
+from mmspeech_jax.train.optim import make_optimizer
 
-# row: (initial parameters, fine-tuning mode)
-ROWS = {"scratch_asr": (None, "asr"), "scratch_tts": (None, "tts"), "bestrq_asr": ("bestrq", "asr"),
-        "joint_asr": ("joint", "asr"), "joint_tts": ("joint", "tts"), "joint_asr_tts": ("joint", "asr_tts")}
 TEXT_LENGTHS = (32, 64, 96)  # unpaired text rungs (tokens, two boundaries included)
 
 
 def parse_args(argv=None):
+    """(args, the run's `JointExperimentConfig`): the flags, then the tree they fill with `--set` over it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="workdir/joint_speech_text")
     p.add_argument("--preset", default="base", choices=["tiny", "base"])
@@ -86,27 +84,43 @@ def parse_args(argv=None):
     p.add_argument("--natural_eval_utterances", type=int, default=None,
                    help="natural evaluation sentences the ASR rows are scored on (default: all 219)")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
-    args = parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2))
-    unknown = set(args.rows.split(",")) - set(ROWS)
-    if unknown:
-        p.error(f"unknown rows {sorted(unknown)}; choose from {tuple(ROWS)}")
-    if not 0.0 < args.label_fraction <= 1.0:
-        p.error("--label_fraction must be in (0, 1]")
-    return args
+    return parse_tree(p, argv, from_flags)
 
 
-def model_config(args, vocab_size: int, **speech) -> joint.JointConfig:
-    """The preset the flags name (speech-side `speech` fields replaced, e.g. adapter_dim), then `--set` overrides
-    (dotted over the whole tree: `--set speech.layers=2`, `--set text.decoder_layers=1`)."""
-    config = joint.preset(args.preset, vocab_size)
-    if speech:
-        config = dataclasses.replace(config, speech=dataclasses.replace(config.speech, **speech))
-    return apply_overrides(config, args.overrides)
+def from_flags(args) -> JointExperimentConfig:
+    """The tree the flags describe (the vocabulary a stand-in until the data loads). Both trainers keep their
+    compiled steps in WORKDIR/xla_cache unless --compilation_cache says otherwise: the rows share step shapes."""
+    tree = config(args.preset, pretrain_steps=args.pretrain_steps, pretrain_learning_rate=args.pretrain_learning_rate,
+                  pretrain_eval_every=args.pretrain_eval_every, steps=args.steps, learning_rate=args.learning_rate,
+                  eval_every=args.eval_every, batch_size=args.batch_size)
+    cache_dir = args.compilation_cache or str(Path(args.workdir) / "xla_cache")
+    trainer = lambda **fields: trainer_config(args, compilation_cache_dir=cache_dir, **fields)
+    rows = JointRowsConfig(label_fraction=args.label_fraction, text_sentences=args.text_sentences,
+                           rows=tuple(args.rows.split(",")), strategy=args.strategy, freeze_layers=args.freeze_layers,
+                           adapter_dim=args.adapter_dim, lora_rank=args.lora_rank)
+    evaluation = JointEvaluationConfig(args.judge_asr, args.intelligibility_sentences, args.natural_eval_utterances)
+    every = dict(eval_every=args.pretrain_eval_every, checkpoint_every=args.pretrain_eval_every)
+    parts = {**shared_parts(args), "trainer": trainer(checkpoint_every=args.eval_every)}
+    return dataclasses.replace(tree, **parts, pretrain_trainer=trainer(steps=args.pretrain_steps, **every), rows=rows,
+                               evaluation=evaluation)
 
 
-def text_ids(args, cache) -> list[list[int]]:
-    """Unpaired text: the first --text_sentences natural train-split sentences, phonemized like the corpus."""
-    texts = natural_sentences_by_split(("train",))["train"][: args.text_sentences]
+def with_vocabulary(tree: JointExperimentConfig, vocab_size: int) -> JointExperimentConfig:
+    """`tree` with its text side's vocabulary (known once the data's symbol table is)."""
+    text = dataclasses.replace(tree.model.text, vocab_size=vocab_size)
+    return dataclasses.replace(tree, model=dataclasses.replace(tree.model, text=text))
+
+
+def with_strategy(tree: JointExperimentConfig, strategy: str) -> JointExperimentConfig:
+    """`tree` whose speech side has the adapters or LoRA of `strategy` (the rows' sizes)."""
+    extra = {"adapters": {"adapter_dim": tree.rows.adapter_dim}, "lora": {"lora_rank": tree.rows.lora_rank}}
+    speech = dataclasses.replace(tree.model.speech, **extra.get(strategy, {}))
+    return dataclasses.replace(tree, model=dataclasses.replace(tree.model, speech=speech))
+
+
+def text_ids(count: int, cache) -> list[list[int]]:
+    """Unpaired text: the first `count` natural train-split sentences, phonemized like the corpus."""
+    texts = natural_sentences_by_split(("train",))["train"][:count]
     ids = encode_sentences_with(texts, cache.config["tokenizer"], max_tokens=TEXT_LENGTHS[-1] - 2)
     print(f"unpaired text: {len(ids)} sentences")
     return ids
@@ -118,28 +132,25 @@ def text_part(batch: dict) -> dict:
     return {"tokens": tokens, "token_mask": tokens > 0}
 
 
-def stage(args, cache, config, workdir: Path, params, mode: str, steps: int, learning_rate: float, streams: dict,
-          eval_every: int, mask=None, mesh=None, **record):
-    """Trains `params` on `mode`'s objective with the shared trainer: the streams alternate step by step (a paired
-    step reads the paired stream alone). Returns (fit result, wall seconds)."""
+def stage(tree: JointExperimentConfig, cache, workdir: Path, params, mode: str, optimizer, trainer, streams: dict,
+          mask=None, mesh=None, **record):
+    """Trains `params` on `mode`'s objective with the shared trainer (`optimizer`, `trainer`: the tree's
+    pretraining or fine-tuning pair): the streams alternate step by step (a paired step reads the paired stream
+    alone). The aligner's binarization loss counts from a third of the steps. Returns (fit result, wall seconds)."""
+    config = tree.model
     model = joint.JointSpeechText(config)
-    weights = joint.loss_config(mode, binarization_start=steps // 3)
-    lock = write_run_config(workdir, {"task": "joint", "mode": mode, "model": dataclasses.asdict(config),
-                                      "args": vars(args), "features": cache.config, "stats": cache.stats, **record},
-                            cache.table)
+    weights = joint.loss_config(mode, binarization_start=trainer.steps // 3)
+    lock = write_config(workdir, "joint", tree, cache, cache.table, mode=mode, **record)
     needed = joint.needs(weights)
     # Each step reads one stream; paired data (both supervised losses and the matching) every other step.
     others = [n for n in needed if n != "paired"]
     order = [m for n in others for m in ("paired", n)] if "paired" in needed and others else list(needed)
     schedule = tuple((n,) for n in order)
     batches = InterleavedBatches({n: streams[n] for n in needed}, schedule)
-    # A long warm-up: at 2e-3 with a 10 % warm-up the CTC head stayed at the blank plateau for 200+ steps.
-    optimizer = OptimizerConfig(learning_rate=learning_rate, warmup_steps=min(200, steps // 3), total_steps=steps)
     tx = make_optimizer(optimizer) if mask is None else masked_optimizer(make_optimizer(optimizer), mask)
     prepare = lambda parts: joint.prepare_joint_batch(
         {k: text_part(v) if k == "text" else v for k, v in parts.items()}, config, cache.stats)
-    eval_config = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=1,
-                                 shuffle=False)
+    eval_config = eval_pipeline(tree.pipeline)
     eval_parts = tuple(n for n in needed if n != "text")  # validation: the paired and speech terms
 
     def eval_batches():
@@ -147,10 +158,9 @@ def stage(args, cache, config, workdir: Path, params, mode: str, steps: int, lea
             yield {n: b for n in eval_parts}
 
     started = time.perf_counter()
-    result = fit(workdir, params, tx, joint.make_joint_loss_fn(model, weights), batches,
-                 trainer_config(args, steps=steps, eval_every=eval_every, checkpoint_every=eval_every),
-                 prepare=prepare, eval_batches=eval_batches if eval_parts else None, mesh=mesh,
-                 learning_rate=learning_rate_schedule(optimizer))
+    result = fit_tree(workdir, tree, params, joint.make_joint_loss_fn(model, weights), batches, tx=tx,
+                      optimizer=optimizer, trainer=trainer, prepare=prepare,
+                      eval_batches=eval_batches if eval_parts else None, mesh=mesh)
     if lock is not None:
         lock.release()
     return result, time.perf_counter() - started
@@ -213,7 +223,7 @@ def tts_scores(config, params, cache, natural, eval_config, judge, sentences: in
             "natural_recordings_cer": nat["ground_truth"]["cer"]}
 
 
-def table(rows: dict, pretraining: dict, args) -> str:
+def table(rows: dict, pretraining: dict, judge_asr: str | None) -> str:
     pct = lambda v: "—" if v is None else f"{100 * v:.1f} %"
     num = lambda v: "—" if v is None else f"{v:.3f}"
     lines = [f"Labelled: {pretraining['labelled_utterances']} of {pretraining['train_utterances']} training utterances; "
@@ -229,81 +239,76 @@ def table(rows: dict, pretraining: dict, args) -> str:
                      f"{pct(r.get('natural_cer'))} | {intel} | {num(r.get('test_mel_l1'))} |")
     judged = next((r for r in rows.values() if r.get("test_recordings_cer") is not None), None)
     if judged:
-        lines += ["", f"The judge ({args.judge_asr}) on the recordings of the same sentences: test "
+        lines += ["", f"The judge ({judge_asr}) on the recordings of the same sentences: test "
                       f"{pct(judged['test_recordings_cer'])}, natural {pct(judged['natural_recordings_cer'])}."]
     return "\n".join(lines)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mesh = mesh_from_flag(args.mesh, args.batch_size)
-    if args.compilation_cache is None:  # the rows share step shapes: compile each once
-        args.compilation_cache = str(Path(args.workdir) / "xla_cache")
+    args, tree = parse_args(argv)
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)
     workdir = Path(args.workdir)
-    cache = load_data(args)
-    labelled = labelled_subset(cache, args.label_fraction, args.seed)
+    cache = load_data(tree.data, tree.trainer.progress)
+    tree = with_vocabulary(tree, len(cache.table))
+    settings, evaluation, seed, pipeline = tree.rows, tree.evaluation, tree.trainer.seed, tree.pipeline
+    labelled = labelled_subset(cache, settings.label_fraction, seed)
     print(f"labelled subset: {labelled.size} of {cache.indices('train').size} training utterances")
-    wanted = args.rows.split(",")
-    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
-                              seed=args.seed)
-    text = text_ids(args, cache) if any(ROWS[r][0] == "joint" for r in wanted) else [[1]]
+    wanted = settings.rows
+    text = text_ids(settings.text_sentences, cache) if any(ROWS[r][0] == "joint" for r in wanted) else [[1]]
     streams = lambda: {"speech": make_batch_iterator(cache, "train", pipeline, verbose=False),
                        "paired": make_batch_iterator(cache, "train", pipeline, positions=labelled, verbose=False),
-                       "text": TextBatches(text, args.batch_size, TEXT_LENGTHS, seed=args.seed)}
-    config = model_config(args, len(cache.table))
-    fresh = initial_params(config, cache, args.seed)
+                       "text": TextBatches(text, pipeline.batch_size, TEXT_LENGTHS, seed=seed)}
+    fresh = initial_params(tree.model, cache, seed)
     pretrained, stages = {}, {}
     for source, mode in (("joint", "pretrain"), ("bestrq", "speech_ssl")):
         if any(ROWS[r][0] == source for r in wanted):
-            result, wall = stage(args, cache, config, workdir / f"{source}_pretrain", fresh, mode, args.pretrain_steps,
-                                 args.pretrain_learning_rate, streams(), args.pretrain_eval_every, mesh=mesh)
+            result, wall = stage(tree, cache, workdir / f"{source}_pretrain", fresh, mode, tree.pretrain_optimizer,
+                                 tree.pretrain_trainer, streams(), mesh=mesh)
             pretrained[source] = jax.device_get(result.state.params)
             stages[f"{source}_pretrain"] = {"steps": int(result.state.step), "wall_seconds": wall,
                                             "compilations": result.compilations,
                                             "curve": validation_curve(workdir / f"{source}_pretrain")}
-    natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress)
+    natural = natural_eval_feature_cache(evaluation.natural_eval_utterances, progress=tree.trainer.progress)
     judge = None
-    if args.judge_asr:
+    if evaluation.judge_asr:
         from mmspeech_jax.transcribe import Transcriber
 
-        judge = Transcriber.from_workdir(args.judge_asr)
-    eval_config = PipelineConfig(batch_size=16, num_buckets=args.num_buckets, num_epochs=1, shuffle=False)
+        judge = Transcriber.from_workdir(evaluation.judge_asr)
+    eval_config = dataclasses.replace(eval_pipeline(pipeline), batch_size=16)
     rows = {}
     for name in wanted:
         source, mode = ROWS[name]
-        strategy = "full" if source is None else args.strategy
-        extra = {"adapter_dim": args.adapter_dim} if strategy == "adapters" else \
-            {"lora_rank": args.lora_rank} if strategy == "lora" else {}
-        row_config = model_config(args, len(cache.table), **extra)
-        params = fresh if not extra else initial_params(row_config, cache, args.seed)
+        strategy = "full" if source is None else settings.strategy
+        row_tree = with_strategy(tree, strategy)
+        params = fresh if row_tree == tree else initial_params(row_tree.model, cache, seed)
         if source is not None:
             params = merge_pretrained(params, pretrained[source], prefixes=tuple(params))
-        mask = trainable_mask(params, strategy, args.freeze_layers)
-        result, wall = stage(args, cache, row_config, workdir / name, params, mode, args.steps, args.learning_rate,
-                             streams(), args.eval_every, mask=mask, mesh=mesh, strategy=strategy,
-                             labelled_utterances=int(labelled.size))
+        mask = trainable_mask(params, strategy, settings.freeze_layers)
+        result, wall = stage(row_tree, cache, workdir / name, params, mode, tree.optimizer, tree.trainer, streams(),
+                             mask=mask, mesh=mesh, strategy=strategy, labelled_utterances=int(labelled.size))
         row = {"mode": mode, "init": source or "scratch", "strategy": strategy, "steps": int(result.state.step),
                "wall_seconds": wall, "compilations": result.compilations,
                "trainable_params": count_parameters(params, mask)}
         final = result.state.params
         if "asr" in mode:
-            row.update(asr_scores(row_config, final, cache, natural, eval_config))
+            row.update(asr_scores(row_tree.model, final, cache, natural, eval_config))
         if "tts" in mode:
-            row.update(tts_scores(row_config, final, cache, natural, eval_config, judge, args.intelligibility_sentences))
+            row.update(tts_scores(row_tree.model, final, cache, natural, eval_config, judge,
+                                  evaluation.intelligibility_sentences))
         rows[name] = row
         print(name, {k: v for k, v in row.items() if isinstance(v, float)})
     pretraining = {"labelled_utterances": int(labelled.size), "train_utterances": int(cache.indices("train").size),
                    "text_sentences": len(text) if text != [[1]] else 0, "stages": stages}
-    summary = table(rows, pretraining, args)
+    summary = table(rows, pretraining, evaluation.judge_asr)
     report = {"rows": rows, "pretraining": pretraining, "parameters": count_parameters(fresh), "table": summary}
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    write_report(workdir, report)
     print(summary)
     if args.record:
         from benchmarks.measure import machine, record
 
         given = sys.argv[1:] if argv is None else argv
         command = "python -m experiments.joint_speech_text " + " ".join(a for a in given if a != "--record")
-        record(f"### Joint speech–text model, {100 * args.label_fraction:.0f} % labels — "
+        record(f"### Joint speech–text model, {100 * settings.label_fraction:.0f} % labels — "
                f"{datetime.date.today().isoformat()}\n\nCommand: `{command.strip()}`  \nMachine: {machine()}\n\n"
                f"{summary}\n")
     return report

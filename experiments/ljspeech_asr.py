@@ -15,65 +15,74 @@ utterances: input log-mel over the CTC posteriors, with the reference and the gr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from experiments.asr_recipe import (add_training_args, evaluate, evaluate_natural, model_config, train, tune_fusion,
-                                    write_workdir_config)
-from experiments.flags import (add_distributed_args, initialize_distributed, load_data, mesh_from_flag, parse_checked,
-                               run_command)
-from mmspeech_jax.audio.features import MelConfig
+from experiments.asr_recipe import (add_training_args, evaluate, evaluate_natural, evaluation_config, train,
+                                    tune_fusion, with_features, write_workdir_config)
+from experiments.configs.ljspeech_asr import LJSpeechASRConfig, config
+from experiments.flags import (add_distributed_args, build_mesh, initialize_distributed, load_data, parse_tree,
+                               run_command, shared_parts)
+from experiments.wiring import fit_summary, write_report
 from mmspeech_jax.data import natural_eval_feature_cache
 from mmspeech_jax.train.distributed import barrier, is_primary
 from mmspeech_jax.transcribe import load_lm_scorer
-from mmspeech_jax.workdir import atomic_write_text, strict_json
 
 
 def parse_args(argv=None):
+    """(args, the run's `LJSpeechASRConfig`): the flags, then the tree they fill with `--set` applied over it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # 2 200 steps: 4.8 % CER on the natural evaluation set in ~27 minutes from nothing on 2 cores (RESULTS.md)
     add_training_args(p, "workdir/ljspeech_asr", steps=2200)
     add_distributed_args(p)
-    return parse_checked(p, argv, model_config=lambda a: model_config(a, MelConfig().n_mels))
+    return parse_tree(p, argv, from_flags)
+
+
+def from_flags(args) -> LJSpeechASRConfig:
+    """The tree the flags describe."""
+    tree = config(args.preset, encoder=args.encoder, spec_augment=not args.no_spec_augment, steps=args.steps,
+                  learning_rate=args.learning_rate, batch_size=args.batch_size)
+    return dataclasses.replace(tree, **shared_parts(args), evaluation=evaluation_config(args))
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, tree = parse_args(argv)
     initialize_distributed(args)
-    mesh = mesh_from_flag(args.mesh, args.batch_size)  # before any data loads
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)  # before any data loads
     workdir = Path(args.workdir)
-    cache = load_data(args)
-    config = model_config(args, cache.n_mels)
-    lock = write_workdir_config(workdir, config, args, cache)
-    natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress) \
-        if args.natural_eval_utterances != 0 and is_primary() else None
+    cache = load_data(tree.data, tree.trainer.progress)
+    tree = with_features(tree, cache.n_mels)
+    evaluation = tree.evaluation
+    lock = write_workdir_config(workdir, tree, cache)
+    natural = natural_eval_feature_cache(evaluation.natural_eval_utterances, progress=tree.trainer.progress) \
+        if evaluation.natural_eval_utterances != 0 and is_primary() else None
     curve = []
-    model, result, eval_config, shapes = train(args, cache, config, workdir, mesh=mesh, natural=natural, curve=curve)
+    trained = train(tree, cache, workdir, mesh=mesh, natural=natural, curve=curve)
+    model, result, eval_config = trained.model, trained.result, trained.eval_config
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
     fusion = None
-    if args.lm:
-        lm = load_lm_scorer(args.lm)
-        fusion = {"lm": lm, **tune_fusion(model, result.state.params, cache, eval_config, lm, args.beam_width,
-                                          args.lm_tune_utterances)}
-    report = evaluate(model, result.state.params, cache, eval_config, beam_width=args.beam_width,
-                      plot_dir=workdir / "plots", num_plots=args.num_samples, fusion=fusion,
+    if evaluation.lm:
+        lm = load_lm_scorer(evaluation.lm)
+        fusion = {"lm": lm, **tune_fusion(model, result.state.params, cache, eval_config, lm, evaluation.beam_width,
+                                          evaluation.lm_tune_utterances)}
+    report = evaluate(model, result.state.params, cache, eval_config, beam_width=evaluation.beam_width,
+                      plot_dir=workdir / "plots", num_plots=evaluation.num_samples, fusion=fusion,
                       fusion_splits=("test",))  # validation chose the weights: its fused figure would flatter
     if natural is not None:
-        report.update(evaluate_natural(model, result.state.params, cache, eval_config, natural, args.beam_width,
+        report.update(evaluate_natural(model, result.state.params, cache, eval_config, natural, evaluation.beam_width,
                                        fusion=fusion), natural_cer_curve=curve)
     if fusion:
-        report.update({k: v for k, v in fusion.items() if k != "lm"}, lm_workdir=args.lm)
+        report.update({k: v for k, v in fusion.items() if k != "lm"}, lm_workdir=evaluation.lm)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(result.state.params))
-    report.update(preset=args.preset, encoder=args.encoder, params=n_params, steps=int(result.state.step),
-                  wall_seconds=result.wall_seconds, steps_per_second=result.steps_per_second,
-                  best_val_loss=result.best_val_loss, stopped_early=result.stopped_early,
-                  compilations=result.compilations, bucket_shapes=shapes, skipped_updates=int(result.state.skipped))
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    report.update(preset=args.preset, encoder=tree.model.encoder, params=n_params, **fit_summary(result),
+                  bucket_shapes=trained.bucket_shapes)
+    write_report(workdir, report)
     print(json.dumps({k: v for k, v in report.items() if not k.endswith("_examples")}, indent=1))
     barrier("report written")
     if lock is not None:

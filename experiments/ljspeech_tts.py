@@ -19,29 +19,29 @@ import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.io import save_audio
-from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args,
-                               initialize_distributed, load_data, mesh_from_flag, parse_checked, run_command,
-                               trainer_config)
-from mmspeech_jax.data import PipelineConfig, make_batch_iterator, natural_eval_feature_cache
+from experiments.configs.common import with_vocabulary
+from experiments.configs.ljspeech_tts import PRESETS, LJSpeechTTSConfig, TTSEvaluationConfig, config
+from experiments.flags import (WHOLE_SPLIT, add_data_args, add_distributed_args, add_trainer_args, build_mesh,
+                               initialize_distributed, load_data, parse_tree, run_command, shared_parts)
+from experiments.wiring import eval_pipeline, fit_summary, train_on_cache, write_config, write_report
+from mmspeech_jax.data import make_batch_iterator, natural_eval_feature_cache
 from mmspeech_jax.evaluate.alignment import boundary_error_ms, path_log_probability
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.evaluate.mcd import mcd_dtw, mcd_sptk
 from mmspeech_jax.evaluate.plots import save_figure
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
-from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs, preset
-from mmspeech_jax.overrides import apply_overrides
+from mmspeech_jax.models.fastspeech2 import FastSpeech2, model_inputs
 from mmspeech_jax.train.init import init_params
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from mmspeech_jax.train.distributed import barrier, is_primary
-from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
+from mmspeech_jax.workdir import strict_json
 from experiments.tts_recipe import eval_summaries, sample_views
 
 
 def parse_args(argv=None):
+    """(args, the run's `LJSpeechTTSConfig`): the flags, then the tree they fill with `--set` applied over it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="workdir/ljspeech_tts")
-    p.add_argument("--preset", default="base", choices=["tiny", "base", "ljspeech"])
+    p.add_argument("--preset", default="base", choices=PRESETS)
     add_data_args(p)
     # 2 400 steps: what fits the 30-minute budget on 2 cores (about 1.9 steps/s on the English corpus; RESULTS.md)
     add_trainer_args(p, steps=2400, learning_rate=1.5e-3, eval_every=200)
@@ -62,68 +62,63 @@ def parse_args(argv=None):
                         "sentences with the current parameters and transcribe them; the CER goes to TensorBoard "
                         "(natural_synthesized_cer) and to the report's natural_cer_curve (0: off)")
     add_distributed_args(p)
-    # The vocabulary is the feature cache's, not known before the data loads; any size checks the other fields.
-    return parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2))
+    return parse_tree(p, argv, from_flags)
 
 
-def model_config(args, vocab_size: int):
-    """The preset the flags name, with their `--set` overrides."""
-    return apply_overrides(preset(args.preset, vocab_size), args.overrides)
+def from_flags(args) -> LJSpeechTTSConfig:
+    """The tree the flags describe (the vocabulary a stand-in until the data loads)."""
+    tree = config(args.preset, steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size)
+    evaluation = TTSEvaluationConfig(
+        num_samples=args.num_samples, asr_workdir=args.asr_workdir,
+        intelligibility_sentences=args.intelligibility_sentences, vocoder=args.vocoder,
+        natural_eval_utterances=args.natural_eval_utterances, natural_curve_sentences=args.natural_curve_sentences)
+    return dataclasses.replace(tree, **shared_parts(args), evaluation=evaluation)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, tree = parse_args(argv)
     initialize_distributed(args)
-    mesh = mesh_from_flag(args.mesh, args.batch_size)  # before any data loads
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)  # before any data loads
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cache = load_data(args)
-    config = model_config(args, len(cache.table))
+    cache = load_data(tree.data, tree.trainer.progress)
+    tree = with_vocabulary(tree, len(cache.table))
+    config, evaluation = tree.model, tree.evaluation
     model = FastSpeech2(config)
-    lock = write_run_config(workdir, {"model": dataclasses.asdict(config), "args": vars(args), "features": cache.config,
-                               "stats": cache.stats}, cache.table, primary=is_primary())
-    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
-    train = make_batch_iterator(cache, "train", pipeline)
-    eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
+    lock = write_config(workdir, "tts", tree, cache, cache.table, primary=is_primary())
     prepare = lambda batch: model_inputs(batch, config)
-    first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
-    params = init_params(model, {"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
-                         first, train=False)
-    optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
-                                total_steps=args.steps)
-    tx = make_optimizer(optimizer)
-    loss_fn = make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3)
+    seed = tree.trainer.seed
+    init = lambda first: init_params(model, {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 1)},
+                                     first, train=False)
+    loss_fn = make_fastspeech2_loss_fn(model, binarization_start=tree.loss.binarization_start)
     curve, closed_loop = [], None
-    if args.asr_workdir and args.natural_curve_sentences and is_primary():
+    if evaluation.asr_workdir and evaluation.natural_curve_sentences and is_primary():
         closed_loop = natural_closed_loop(model, cache.table, MelConfig(**cache.config["mel"]),
-                                          cache.config["tokenizer"], Path(args.asr_workdir),
-                                          args.natural_curve_sentences, args.vocoder)
-    result = fit(workdir, params, tx, loss_fn, train,
-                 trainer_config(args),
-                 prepare=prepare, eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False),
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare, args.num_samples,
-                                                   closed_loop=closed_loop, curve=curve),
-                 learning_rate=learning_rate_schedule(optimizer))
+                                          cache.config["tokenizer"], Path(evaluation.asr_workdir),
+                                          evaluation.natural_curve_sentences, evaluation.vocoder)
+    eval_config = eval_pipeline(tree.pipeline)
+    trained = train_on_cache(workdir, tree, cache, model, loss_fn, prepare, init, mesh=mesh,
+                             on_eval=eval_summaries(model, cache, eval_config, prepare, evaluation.num_samples,
+                                                    closed_loop=closed_loop, curve=curve))
+    result = trained.result
     if not is_primary():  # the primary evaluates and writes the report
         barrier("report written")
         return {}
-    report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, args.num_samples,
-                      recordings=embedded_recordings(args))
-    report.update(steps=int(result.state.step), wall_seconds=result.wall_seconds,
-                  steps_per_second=result.steps_per_second, best_val_loss=result.best_val_loss,
-                  stopped_early=result.stopped_early, compilations=result.compilations,
-                  bucket_shapes=len(train.shapes), skipped_updates=int(result.state.skipped))
-    if args.asr_workdir:
-        report["intelligibility"] = intelligibility(workdir, Path(args.asr_workdir), cache,
-                                                    cache.indices("test")[: args.intelligibility_sentences],
-                                                    args.vocoder)
-        if args.natural_eval_utterances != 0:
-            natural = natural_eval_feature_cache(args.natural_eval_utterances, progress=not args.no_progress)
-            report["intelligibility_natural"] = intelligibility(workdir, Path(args.asr_workdir), natural,
-                                                                natural.indices("test"), args.vocoder)
+    report = evaluate(model, result.state.params, cache, eval_config, prepare, workdir, evaluation.num_samples,
+                      recordings=embedded_recordings(tree.data))
+    report.update(**fit_summary(result), bucket_shapes=trained.bucket_shapes)
+    if evaluation.asr_workdir:
+        asr = Path(evaluation.asr_workdir)
+        report["intelligibility"] = intelligibility(workdir, asr, cache,
+                                                    cache.indices("test")[: evaluation.intelligibility_sentences],
+                                                    evaluation.vocoder)
+        if evaluation.natural_eval_utterances != 0:
+            natural = natural_eval_feature_cache(evaluation.natural_eval_utterances, progress=tree.trainer.progress)
+            report["intelligibility_natural"] = intelligibility(workdir, asr, natural, natural.indices("test"),
+                                                                evaluation.vocoder)
         if curve:
             report["natural_cer_curve"] = curve
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    write_report(workdir, report)
     print(strict_json(report, indent=1))
     barrier("report written")
     if lock is not None:
@@ -191,16 +186,16 @@ def inference_functions(model):
     return forward, generate
 
 
-def embedded_recordings(args):
-    """utterance id -> its recording (float32 (S,) at the corpus's rate) for the embedded corpus; None for LJSpeech
-    (the report's SPTK MCD is then left out)."""
+def embedded_recordings(data):
+    """utterance id -> its recording (float32 (S,) at the corpus's rate) for the embedded corpus of a `DataConfig`;
+    None for LJSpeech (the report's SPTK MCD is then left out)."""
     from mmspeech_jax.data.ljspeech import is_prepared
 
-    if args.data == "ljspeech" or (args.data == "auto" and is_prepared(args.data_dir)):
+    if data.source == "ljspeech" or (data.source == "auto" and is_prepared(data.data_dir)):
         return None
     from mmspeech_jax.data import CorpusConfig, generate_corpus
 
-    corpus = generate_corpus(CorpusConfig(num_utterances=args.corpus_size), progress=False)
+    corpus = generate_corpus(CorpusConfig(num_utterances=data.corpus_size), progress=False)
     by_id = {u.id: u for u in corpus.utterances}
     return lambda uid: corpus.audio(by_id[uid])
 

@@ -31,25 +31,26 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_trainer_args, mesh_from_flag, parse_checked, run_command, trainer_config
+from experiments.configs.multispeaker_tts import (AdaptationConfig, MultiSpeakerEvaluationConfig, MultiSpeakerTTSConfig,
+                                                  VoicesConfig, config)
+from experiments.flags import add_trainer_args, build_mesh, parse_tree, run_command, shared_parts, trainer_config
 from experiments.tts_recipe import eval_summaries
+from experiments.wiring import eval_pipeline, fit_tree, train_on_cache, write_config, write_report
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
 from mmspeech_jax.audio.io import peak_normalized, save_audio
-from mmspeech_jax.data import PipelineConfig, embedded_feature_cache, make_batch_iterator, multispeaker_config
+from mmspeech_jax.data import embedded_feature_cache, make_batch_iterator, multispeaker_config
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.evaluate.mcd import mcd_dtw
 from mmspeech_jax.evaluate.plots import pyplot, save_figure
 from mmspeech_jax.evaluate.speaker_similarity import cosine, train_speaker_classifier
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
-from mmspeech_jax.models.fastspeech2 import model_inputs, preset
-from mmspeech_jax.models.hyperspeech import FUSIONS, HyperSpeech, HyperSpeechConfig, trainable_mask
-from mmspeech_jax.overrides import apply_overrides
+from mmspeech_jax.models.fastspeech2 import model_inputs
+from mmspeech_jax.models.hyperspeech import FUSIONS, HyperSpeech, trainable_mask
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained
 from mmspeech_jax.train.init import init_params
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
+from mmspeech_jax.train.optim import make_optimizer
+from mmspeech_jax.workdir import strict_json
 
 STRATEGIES = ("zero_shot", "full", "plain_adapters", "hyper")
 
@@ -74,99 +75,98 @@ def parse_args(argv=None):
     p.add_argument("--asr_workdir", default=None, help="a trained ASR workdir: also report CER/WER per strategy")
     p.add_argument("--num_samples", type=int, default=3,
                    help="validation utterances whose plot and speech (in their voice) TensorBoard shows during training")
-    # Stand-in sizes (the vocabulary is the cache's): any valid ones check the other fields and the --set overrides.
-    args = parse_checked(p, argv, model_config=lambda a: model_config(a, vocab_size=2, num_speakers=1))
-    if not 2 <= args.held_out < args.num_voices:
-        p.error(f"--held_out must be at least 2 and leave a training voice, got {args.held_out} of "
-                f"{args.num_voices}")
-    return args
+    return parse_tree(p, argv, from_flags, bare_keys="model.backbone")  # --set dropout=0: the FastSpeech2 backbone's
 
 
-
-def model_config(args, vocab_size: int, num_speakers: int) -> HyperSpeechConfig:
-    """HyperSpeech over the preset the flags name (with their `--set` overrides) for `num_speakers` known voices."""
-    backbone = apply_overrides(preset(args.preset, vocab_size), args.overrides)
-    return HyperSpeechConfig(backbone, num_speakers=num_speakers, fusion=args.fusion, adapter_dim=args.adapter_dim)
+def from_flags(args) -> MultiSpeakerTTSConfig:
+    """The tree the flags describe (the vocabulary a stand-in until the data loads)."""
+    try:
+        voices = VoicesConfig(args.corpus_size, args.num_voices, args.held_out)
+    except ConfigError as exc:  # as before the trees: the flag's name
+        raise ConfigError(str(exc).replace("VoicesConfig.held_out", "--held_out")) from None
+    tree = config(args.preset, steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                  voices=voices, fusion=args.fusion, adapter_dim=args.adapter_dim)
+    parts = shared_parts(args)
+    return dataclasses.replace(
+        tree, pipeline=parts["pipeline"], trainer=trainer_config(args, patience=None), mesh=parts["mesh"],
+        adaptation=AdaptationConfig(args.adapt_utterances, args.adapt_steps, args.adapt_learning_rate),
+        evaluation=MultiSpeakerEvaluationConfig(args.eval_utterances, args.classifier_steps, args.asr_workdir,
+                                                args.num_samples))
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mesh = mesh_from_flag(args.mesh, args.batch_size)  # the multi-speaker training; before any data loads
+    args, tree = parse_args(argv)
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)  # the multi-speaker training; before any data loads
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    corpus = multispeaker_config(args.num_voices, num_utterances=args.corpus_size)
-    print(f"data: embedded multi-voice espeak-ng corpus ({args.corpus_size} utterances, {args.num_voices} voices)")
-    cache = embedded_feature_cache(corpus, progress=not args.no_progress)
-    voices = [v.id for v in corpus.voices]
-    known = args.num_voices - args.held_out
-    config = model_config(args, len(cache.table), known)
-    lock = write_run_config(workdir, {"task": "hyperspeech", "model": dataclasses.asdict(config), "args": vars(args),
-                               "features": cache.config, "stats": cache.stats, "voices": voices,
-                               "training_voices": voices[:known]}, cache.table)
+    v = tree.voices
+    corpus = multispeaker_config(v.num_voices, num_utterances=v.corpus_size)
+    print(f"data: embedded multi-voice espeak-ng corpus ({v.corpus_size} utterances, {v.num_voices} voices)")
+    cache = embedded_feature_cache(corpus, progress=tree.trainer.progress)
+    voices = [voice.id for voice in corpus.voices]
+    known = v.known
+    tree = dataclasses.replace(tree, model=dataclasses.replace(
+        tree.model, backbone=dataclasses.replace(tree.model.backbone, vocab_size=len(cache.table))))
+    config, evaluation = tree.model, tree.evaluation
+    lock = write_config(workdir, "hyperspeech", tree, cache, cache.table, voices=voices,
+                        training_voices=voices[:known])
     rows = {split: cache.indices(split) for split in ("train", "validation", "test")}
     of_voices = lambda r, ids: r[np.isin(cache.speakers[r], ids)]
 
     # 1. the multi-speaker model on the training voices
     model = HyperSpeech(config)
-    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
-    eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
+    pipeline, seed = tree.pipeline, tree.trainer.seed
+    eval_config = eval_pipeline(pipeline)
     prepare = lambda b: {**model_inputs(b, config.backbone), "speaker": np.where(b["speaker"] < known, b["speaker"], -1)}
     train_rows, val_rows = of_voices(rows["train"], range(known)), of_voices(rows["validation"], range(known))
-    batches = make_batch_iterator(cache, "train", pipeline, positions=train_rows)
-    first = prepare(next(make_batch_iterator(cache, "train", pipeline, positions=train_rows, verbose=False)))
-    params = init_params(model, {"params": jax.random.PRNGKey(args.seed), "dropout": jax.random.PRNGKey(args.seed + 1)},
-                         first, train=False)
-    optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(400, args.steps // 10),
-                                total_steps=args.steps)
-    tx = make_optimizer(optimizer)
-    result = fit(workdir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=args.steps // 3), batches,
-                 trainer_config(args, patience=None),
-                 prepare=prepare,
-                 eval_batches=(lambda: make_batch_iterator(cache, "validation", eval_config, positions=val_rows,
-                                                           verbose=False)) if val_rows.size else None,
-                 mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare,
-                                                   args.num_samples if val_rows.size else 0, val_rows,
-                                                   functools.partial(speaker_generate, model)),
-                 learning_rate=learning_rate_schedule(optimizer))
+    init = lambda first: init_params(model, {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 1)},
+                                     first, train=False)
+    result = train_on_cache(workdir, tree, cache, model,
+                            make_fastspeech2_loss_fn(model, binarization_start=tree.loss.binarization_start), prepare,
+                            init, positions=train_rows, eval_positions=val_rows, evaluate=bool(val_rows.size),
+                            mesh=mesh, on_eval=eval_summaries(model, cache, eval_config, prepare,
+                                                              evaluation.num_samples if val_rows.size else 0, val_rows,
+                                                              functools.partial(speaker_generate, model))).result
     # On the host: the adaptation runs (a few utterances of one voice, batches smaller than a mesh) use one device.
     trained = jax.device_get(result.state.params)
 
     # 2. the judge: a speaker classifier over all voices, trained on real recordings of the training split
     classifier = train_speaker_classifier(make_batch_iterator(cache, "train", pipeline, verbose=False),
-                                          args.num_voices, args.classifier_steps, jax.random.PRNGKey(args.seed + 2))
+                                          v.num_voices, evaluation.classifier_steps, jax.random.PRNGKey(seed + 2))
     transcriber = None
-    if args.asr_workdir:
+    if evaluation.asr_workdir:
         from mmspeech_jax.transcribe import Transcriber
 
-        transcriber = Transcriber.from_workdir(args.asr_workdir)
+        transcriber = Transcriber.from_workdir(evaluation.asr_workdir)
 
     # 3. adaptation to each held-out voice
     mel_cfg = MelConfig(**cache.config["mel"])
     table = []
-    for speaker in range(known, args.num_voices):
+    adaptation = tree.adaptation
+    for speaker in range(known, v.num_voices):
         voice_train = of_voices(rows["train"], [speaker])
-        adapt_rows = voice_train[: args.adapt_utterances]
+        adapt_rows = voice_train[: adaptation.utterances]
         # held-out voices never trained the model: any of their other utterances can score it (held-out splits first)
         eval_rows = np.concatenate([of_voices(rows["validation"], [speaker]), of_voices(rows["test"], [speaker]),
-                                    voice_train[args.adapt_utterances:]])[: args.eval_utterances]
+                                    voice_train[adaptation.utterances:]])[: evaluation.eval_utterances]
         if adapt_rows.size == 0 or eval_rows.size == 0:
             raise ConfigError(f"voice {voices[speaker]} has no adaptation or evaluation utterances; raise --corpus_size")
         reference = cache[int(adapt_rows[0])]["mel"]
         for strategy in STRATEGIES:
-            run_model, run_params, trainable = adapt(args, cache, config, trained, strategy, speaker, adapt_rows,
+            run_model, run_params, trainable = adapt(tree, cache, trained, strategy, speaker, adapt_rows,
                                                      workdir / "adapt" / voices[speaker] / strategy, prepare)
             row = score(run_model, run_params, cache, eval_rows, reference, classifier, speaker, transcriber, mel_cfg,
                         workdir / "samples" / f"{voices[speaker]}-{strategy}.wav")
             table.append({"voice": voices[speaker], "strategy": strategy, "trainable_parameters": trainable,
                           "total_parameters": count_parameters(run_params),
-                          "steps": 0 if strategy == "zero_shot" else args.adapt_steps, **row})
+                          "steps": 0 if strategy == "zero_shot" else adaptation.steps, **row})
             print(json.dumps(table[-1]))
     plot_embeddings(model, trained, cache, rows, voices, known, workdir / "plots" / "embeddings.png")
     report = {"rows": table, "summary": summarize(table), "training": {
         "steps": int(result.state.step), "wall_seconds": result.wall_seconds, "best_val_loss": result.best_val_loss,
         "compilations": result.compilations, "training_voices": voices[:known], "held_out_voices": voices[known:],
-        "adapt_utterances": args.adapt_utterances, "adapt_steps": args.adapt_steps}}
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+        "adapt_utterances": adaptation.utterances, "adapt_steps": adaptation.steps}}
+    write_report(workdir, report)
     print(strict_json(report["summary"], indent=1))
     lock.release()
     return report
@@ -178,29 +178,28 @@ def speaker_generate(model, params, batch, max_frames: int):
                        method=HyperSpeech.generate)
 
 
-def adapt(args, cache, config, trained, strategy, speaker, adapt_rows, run_dir, prepare):
+def adapt(tree, cache, trained, strategy, speaker, adapt_rows, run_dir, prepare):
     """(model, params after adaptation, trainable parameter count) for one strategy on one voice."""
     if strategy == "zero_shot":
-        return HyperSpeech(config), trained, 0
-    run_config = dataclasses.replace(config, plain_adapters=strategy == "plain_adapters")
+        return HyperSpeech(tree.model), trained, 0
+    run_config = dataclasses.replace(tree.model, plain_adapters=strategy == "plain_adapters")
     model = HyperSpeech(run_config)
-    batch_size = min(args.batch_size, adapt_rows.size)
-    pipeline = PipelineConfig(batch_size=batch_size, num_buckets=args.num_buckets, num_epochs=None, seed=args.seed)
+    pipeline = dataclasses.replace(tree.pipeline, batch_size=min(tree.pipeline.batch_size, adapt_rows.size))
+    seed, steps = tree.trainer.seed, tree.adaptation.steps
     batches = make_batch_iterator(cache, "train", pipeline, positions=adapt_rows, verbose=False)
     params = trained
     if strategy == "plain_adapters":
         first = prepare(next(make_batch_iterator(cache, "train", pipeline, positions=adapt_rows, verbose=False)))
-        keys = {"params": jax.random.PRNGKey(args.seed + speaker), "dropout": jax.random.PRNGKey(0)}
+        keys = {"params": jax.random.PRNGKey(seed + speaker), "dropout": jax.random.PRNGKey(0)}
         fresh = init_params(model, keys, first, train=False)
         params = merge_pretrained(fresh, trained, prefixes=tuple(trained))
     mask = trainable_mask(params, strategy)
-    optimizer = OptimizerConfig(learning_rate=args.adapt_learning_rate, warmup_steps=max(args.adapt_steps // 10, 1),
-                                total_steps=args.adapt_steps)
+    optimizer = tree.adaptation.optimizer
     tx = masked_optimizer(make_optimizer(optimizer), mask)
-    result = fit(run_dir, params, tx, make_fastspeech2_loss_fn(model, binarization_start=0), batches,
-                 trainer_config(args, steps=args.adapt_steps, eval_every=args.adapt_steps + 1,
-                                checkpoint_every=args.adapt_steps, keep_checkpoints=1, patience=None),
-                 prepare=prepare, learning_rate=learning_rate_schedule(optimizer))
+    result = fit_tree(run_dir, tree, params, make_fastspeech2_loss_fn(model, binarization_start=0), batches, tx=tx,
+                      optimizer=optimizer, trainer=dataclasses.replace(
+                          tree.trainer, steps=steps, eval_every=steps + 1, checkpoint_every=max(steps, 1),
+                          keep_checkpoints=1, patience=None), prepare=prepare)
     return model, result.state.params, count_parameters(params, mask)
 
 

@@ -22,24 +22,21 @@ from pathlib import Path
 
 import jax
 
-from experiments.flags import load_data, mesh_from_flag, parse_checked, run_command, trainer_config
-from experiments.asr_recipe import (add_training_args, default_optimizer, evaluate, model_config, train,
+from experiments.asr_recipe import (add_training_args, evaluate, evaluation_config, train, with_features,
                                     write_workdir_config)
-from mmspeech_jax.audio.features import MelConfig
+from experiments.configs.ssl_finetune import STRATEGY_ROWS, FinetuneConfig, SSLFinetuneConfig, config
+from experiments.flags import build_mesh, load_data, parse_tree, run_command, shared_parts, trainer_config
+from experiments.wiring import train_on_cache, write_report
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.data.labelled_subset import labelled_subset
-from mmspeech_jax.models.best_rq import BestRQ, BestRQConfig, make_best_rq_loss_fn
+from mmspeech_jax.models.best_rq import BestRQ, make_best_rq_loss_fn
 from mmspeech_jax.models.ctc_asr import CTCASR, normalize_features
 from mmspeech_jax.train.finetune import count_parameters, masked_optimizer, merge_pretrained, trainable_mask
 from mmspeech_jax.train.init import init_params
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import atomic_write_text, strict_json
-
-STRATEGY_ROWS = ("scratch", "full", "freeze_bottom", "adapters", "lora")
-
+from mmspeech_jax.train.optim import make_optimizer
 
 def parse_args(argv=None):
+    """(args, the run's `SSLFinetuneConfig`): the flags, then the tree they fill with `--set` applied over it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, "workdir/ssl_finetune", steps=600)
     p.add_argument("--pretrain_steps", type=int, default=600)
@@ -50,60 +47,54 @@ def parse_args(argv=None):
     p.add_argument("--adapter_dim", type=int, default=32)
     p.add_argument("--lora_rank", type=int, default=8)
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
-    args = parse_checked(p, argv, model_config=lambda a: model_config(a, MelConfig().n_mels))
-    unknown = set(args.strategies.split(",")) - set(STRATEGY_ROWS)
-    if unknown:
-        p.error(f"unknown strategies {sorted(unknown)}; choose from {STRATEGY_ROWS}")
-    if not 0.0 < args.label_fraction <= 1.0:
-        p.error("--label_fraction must be in (0, 1]")
-    return args
+    return parse_tree(p, argv, from_flags)
 
 
-def pretrain(args, cache, config, workdir: Path, mesh=None):
-    """BEST-RQ on every training utterance's audio (labels unused). Returns (encoder params, wall seconds)."""
-    model = BestRQ(config, BestRQConfig())
-    pipeline = PipelineConfig(batch_size=args.batch_size, num_buckets=args.num_buckets, num_epochs=None,
-                              seed=args.seed)
+def from_flags(args) -> SSLFinetuneConfig:
+    """The tree the flags describe."""
+    tree = config(args.preset, encoder=args.encoder, spec_augment=not args.no_spec_augment,
+                  pretrain_steps=args.pretrain_steps, pretrain_learning_rate=args.pretrain_learning_rate,
+                  steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size)
+    finetune = FinetuneConfig(label_fraction=args.label_fraction, strategies=tuple(args.strategies.split(",")),
+                              freeze_layers=args.freeze_layers, adapter_dim=args.adapter_dim, lora_rank=args.lora_rank)
+    return dataclasses.replace(tree, **shared_parts(args), finetune=finetune, evaluation=evaluation_config(args),
+                               pretrain_trainer=trainer_config(args, steps=args.pretrain_steps, patience=None))
+
+
+def pretrain(tree: SSLFinetuneConfig, cache, workdir: Path, mesh=None):
+    """BEST-RQ on every training utterance's audio (labels unused). Returns (encoder params, wall seconds, fit
+    result)."""
+    model = BestRQ(tree.model, tree.ssl)
     prepare = lambda b: {"features": normalize_features(b["mel"], b["frame_mask"], cache.stats),
                          "frame_mask": b["frame_mask"]}
-    first = prepare(next(make_batch_iterator(cache, "train", pipeline, verbose=False)))
-    params = init_params(model, {"params": jax.random.PRNGKey(args.seed)}, first["features"], first["frame_mask"])
-    optimizer = OptimizerConfig(learning_rate=args.pretrain_learning_rate,
-                                warmup_steps=min(400, args.pretrain_steps // 10), total_steps=args.pretrain_steps)
-    tx = make_optimizer(optimizer)
-    eval_config = dataclasses.replace(pipeline, num_epochs=1, shuffle=False)
+    init = lambda first: init_params(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, first["features"],
+                                     first["frame_mask"])
     started = time.perf_counter()
-    result = fit(workdir, params, tx, make_best_rq_loss_fn(model), make_batch_iterator(cache, "train", pipeline),
-                 trainer_config(args, steps=args.pretrain_steps, patience=None),
-                 prepare=prepare,
-                 eval_batches=lambda: make_batch_iterator(cache, "validation", eval_config, verbose=False), mesh=mesh,
-                 learning_rate=learning_rate_schedule(optimizer))
-    return result.state.params, time.perf_counter() - started, result
+    trained = train_on_cache(workdir, tree, cache, model, make_best_rq_loss_fn(model), prepare, init,
+                             optimizer=tree.pretrain_optimizer, trainer=tree.pretrain_trainer, mesh=mesh)
+    return trained.result.state.params, time.perf_counter() - started, trained.result
 
 
-def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, mesh=None) -> dict:
-    extra = {}
-    if strategy == "adapters":
-        extra["adapter_dim"] = args.adapter_dim
-    if strategy == "lora":
-        extra["lora_rank"] = args.lora_rank
-    config = model_config(args, cache.n_mels, **extra)
-    lock = write_workdir_config(workdir, config, args, cache, strategy=strategy,
-                                labelled_utterances=int(labelled.size))
-    model = CTCASR(config)
+def finetune(tree: SSLFinetuneConfig, cache, strategy: str, pretrained, labelled, workdir: Path, mesh=None) -> dict:
+    rows = tree.finetune
+    extra = {"adapters": {"adapter_dim": rows.adapter_dim}, "lora": {"lora_rank": rows.lora_rank}}.get(strategy, {})
+    tree = dataclasses.replace(tree, model=dataclasses.replace(tree.model, **extra))
+    lock = write_workdir_config(workdir, tree, cache, strategy=strategy, labelled_utterances=int(labelled.size))
+    model = CTCASR(tree.model)
     batch = next(make_batch_iterator(cache, "train", PipelineConfig(batch_size=2, num_buckets=1), verbose=False))
     features = normalize_features(batch["mel"], batch["frame_mask"], cache.stats)
-    params = init_params(model, {"params": jax.random.PRNGKey(args.seed)}, features, batch["frame_mask"])
+    params = init_params(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, features, batch["frame_mask"])
     if strategy != "scratch":
         params = merge_pretrained(params, pretrained)
-    mask = trainable_mask(params, "full" if strategy == "scratch" else strategy, args.freeze_layers)
-    tx = masked_optimizer(make_optimizer(default_optimizer(args)), mask)
+    mask = trainable_mask(params, "full" if strategy == "scratch" else strategy, rows.freeze_layers)
+    tx = masked_optimizer(make_optimizer(tree.optimizer), mask)
     started = time.perf_counter()
-    model, result, eval_config, _ = train(args, cache, config, workdir, init_params=params, tx=tx,
-                                          train_positions=labelled, mesh=mesh)
+    trained = train(tree, cache, workdir, init_params=params, tx=tx, train_positions=labelled, mesh=mesh)
     wall = time.perf_counter() - started
-    report = evaluate(model, result.state.params, cache, eval_config, splits=("test",), beam_width=args.beam_width,
-                      plot_dir=workdir / "plots", num_plots=args.num_samples)
+    result = trained.result
+    report = evaluate(trained.model, result.state.params, cache, trained.eval_config, splits=("test",),
+                      beam_width=tree.evaluation.beam_width, plot_dir=workdir / "plots",
+                      num_plots=tree.evaluation.num_samples)
     if lock is not None:
         lock.release()
     return {"strategy": strategy, "trainable_params": count_parameters(params, mask),
@@ -112,7 +103,7 @@ def finetune(args, cache, strategy: str, pretrained, labelled, workdir: Path, me
             "test_cer_beam": report["test_cer_beam"]}
 
 
-def table(rows, args, pretrain_row) -> str:
+def table(rows, pretrain_row) -> str:
     lines = [f"Pretraining (BEST-RQ, all {pretrain_row['utterances']} training utterances, no labels): "
              f"{pretrain_row['steps']} steps, {pretrain_row['wall_seconds']:.0f} s, final masked-code accuracy "
              f"{pretrain_row['ssl_accuracy']:.3f}.", "",
@@ -126,29 +117,29 @@ def table(rows, args, pretrain_row) -> str:
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mesh = mesh_from_flag(args.mesh, args.batch_size)  # pretraining and every fine-tuning run; before data loads
+    args, tree = parse_args(argv)
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)  # pretraining and every fine-tuning run; before data loads
     workdir = Path(args.workdir)
-    cache = load_data(args)
-    labelled = labelled_subset(cache, args.label_fraction, args.seed)
+    cache = load_data(tree.data, tree.trainer.progress)
+    tree = with_features(tree, cache.n_mels)
+    labelled = labelled_subset(cache, tree.finetune.label_fraction, tree.trainer.seed)
     print(f"labelled subset: {labelled.size} of {cache.indices('train').size} training utterances")
-    config = model_config(args, cache.n_mels)
-    pretrained, pretrain_wall, pre = pretrain(args, cache, config, workdir / "pretrain", mesh)
+    pretrained, pretrain_wall, pre = pretrain(tree, cache, workdir / "pretrain", mesh)
     last = [json.loads(line) for line in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     accuracy = next((r["ssl_accuracy"] for r in reversed(last) if r.get("split") == "validation"), float("nan"))
     pretrain_row = {"steps": int(pre.state.step), "wall_seconds": pretrain_wall, "ssl_accuracy": accuracy,
                     "utterances": int(cache.indices("train").size)}
-    rows = [finetune(args, cache, s, pretrained, labelled, workdir / s, mesh) for s in args.strategies.split(",")]
-    text = table(rows, args, pretrain_row)
+    rows = [finetune(tree, cache, s, pretrained, labelled, workdir / s, mesh) for s in tree.finetune.strategies]
+    text = table(rows, pretrain_row)
     report = {"pretrain": pretrain_row, "labelled_utterances": int(labelled.size), "rows": rows, "table": text}
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    write_report(workdir, report)
     print(text)
     if args.record:
         from benchmarks.measure import machine, record
 
         given = sys.argv[1:] if argv is None else argv
         command = "python -m experiments.ssl_finetune " + " ".join(a for a in given if a != "--record")
-        entry = (f"### SSL pretrain -> fine-tune (BEST-RQ, {100 * args.label_fraction:.0f} % labels) — "
+        entry = (f"### SSL pretrain -> fine-tune (BEST-RQ, {100 * tree.finetune.label_fraction:.0f} % labels) — "
                  f"{datetime.date.today().isoformat()}\n\nCommand: `{command.strip()}`  \nMachine: {machine()}\n\n"
                  f"{text}\n")
         record(entry)

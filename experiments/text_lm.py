@@ -25,19 +25,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.flags import add_trainer_args, parse_checked, run_command, trainer_config
+from experiments.configs.text_lm import LMTextConfig, TextLMExperimentConfig, TextPipelineConfig, config
+from experiments.flags import add_trainer_args, parse_tree, run_command, trainer_config
+from experiments.wiring import fit_summary, fit_tree, write_config, write_report
 from mmspeech_jax.data.english_text import evaluation_sentences
 from mmspeech_jax.data.sentences import sentence
 from mmspeech_jax.data.synthetic_corpus import CorpusConfig, split_of
 from mmspeech_jax.data.text_batches import TextBatches
 from mmspeech_jax.data.unpaired_text import natural_sentences_by_split
-from mmspeech_jax.models.text_lm import PRESETS, TextLM, TextLMConfig, encode_sentences, make_lm_loss_fn
-from mmspeech_jax.overrides import apply_overrides
+from mmspeech_jax.models.text_lm import PRESETS, TextLM, encode_sentences, make_lm_loss_fn
 from mmspeech_jax.text.tokenizer import CharacterTokenizer
 from mmspeech_jax.train.init import init_params as compiled_init
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from mmspeech_jax.train.trainer import fit
-from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
 
 
 def parse_args(argv=None):
@@ -49,11 +47,14 @@ def parse_args(argv=None):
     p.add_argument("--max_sentences", type=int, default=None, help="use only the first N training sentences")
     add_trainer_args(p, steps=600, learning_rate=2e-3, eval_every=200)
     p.set_defaults(batch_size=64)
-    return parse_checked(p, argv, model_config=model_config)
+    return parse_tree(p, argv, from_flags)
 
 
-def model_config(args) -> TextLMConfig:
-    return apply_overrides(TextLMConfig(**PRESETS[args.preset]), args.overrides)
+def from_flags(args) -> TextLMExperimentConfig:
+    """The tree the flags describe."""
+    tree = config(args.preset, steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size)
+    return dataclasses.replace(tree, text=LMTextConfig(args.template_sentences, args.max_sentences),
+                               pipeline=TextPipelineConfig(args.batch_size, args.seed), trainer=trainer_config(args))
 
 
 def text_splits(template_sentences: int, seed: int = 0) -> dict[str, list[str]]:
@@ -79,39 +80,32 @@ def bits_per_character(model, params, id_lists, batch_size: int = 64) -> float:
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, tree = parse_args(argv)
     workdir = Path(args.workdir)
-    config = model_config(args)
+    config, pipeline = tree.model, tree.pipeline
     tokenizer = CharacterTokenizer()
-    splits = text_splits(args.template_sentences, args.seed)
+    splits = text_splits(tree.text.template_sentences, pipeline.seed)
     encode = lambda texts: [list(tokenizer.encode(t, normalized=True)) for t in texts]
-    train_ids = encode(splits["train"][: args.max_sentences])
+    train_ids = encode(splits["train"][: tree.text.max_sentences])
     val_ids = encode(splits["validation"])
     print(f"text: {len(train_ids)} training and {len(val_ids)} validation sentences")
-    lock = write_run_config(workdir, {"task": "lm", "model": dataclasses.asdict(config), "args": vars(args)},
-                     tokenizer.table)
+    lock = write_config(workdir, "lm", tree, None, tokenizer.table)
     model = TextLM(config)
     lengths = tuple(n for n in (64, 128) if n < config.max_len) + (config.max_len,)
-    train_batches = TextBatches(train_ids, args.batch_size, lengths, seed=args.seed)
-    val_batches = TextBatches(val_ids, args.batch_size, lengths, shuffle=False)
+    train_batches = TextBatches(train_ids, pipeline.batch_size, lengths, seed=pipeline.seed)
+    val_batches = TextBatches(val_ids, pipeline.batch_size, lengths, shuffle=False)
     first = encode_sentences([[1, 2]], lengths[0])
-    params = compiled_init(model, {"params": jax.random.PRNGKey(args.seed)}, *first, train=False)
-    optimizer = OptimizerConfig(learning_rate=args.learning_rate, warmup_steps=min(200, args.steps // 10),
-                                total_steps=args.steps)
-    result = fit(workdir, params, make_optimizer(optimizer), make_lm_loss_fn(model), train_batches,
-                 trainer_config(args), eval_batches=val_batches.one_pass,
-                 learning_rate=learning_rate_schedule(optimizer))
+    params = compiled_init(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, *first, train=False)
+    result = fit_tree(workdir, tree, params, make_lm_loss_fn(model), train_batches, eval_batches=val_batches.one_pass)
     params = result.state.params
     report = {
         "validation_bits_per_char": bits_per_character(model, params, val_ids),
         "natural_bits_per_char": bits_per_character(
             model, params, encode([tokenizer.normalize(s) for s in evaluation_sentences()])),
         "train_sentences": len(train_ids), "validation_sentences": len(val_ids), "preset": args.preset,
-        "params": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)),
-        "steps": int(result.state.step), "wall_seconds": result.wall_seconds,
-        "steps_per_second": result.steps_per_second, "compilations": result.compilations,
+        "params": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)), **fit_summary(result),
     }
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    write_report(workdir, report)
     print(json.dumps(report, indent=1))
     lock.release()
     return report

@@ -24,31 +24,21 @@ speaks through it, and `mmspeech vocode` turns a mel or a wav into audio with it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from experiments.flags import add_data_args, add_trainer_args, parse_checked, run_command, trainer_config
-from mmspeech_jax.models.discriminators import DiscriminatorConfig
-from mmspeech_jax.models.hifigan import HiFiGANConfig, PRESETS as HIFIGAN_PRESETS
-from mmspeech_jax.models.istft_vocoder import ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS
-from mmspeech_jax.models.vocoder import (VocoderConfig, init_vocoder_params, make_vocoder_loss_fn,
-                                         make_vocoder_optimizer, phases)
-from mmspeech_jax.overrides import apply_overrides
-from mmspeech_jax.train.optim import OptimizerConfig, learning_rate_schedule
-from mmspeech_jax.workdir import atomic_write_text, strict_json, write_run_config
-
-# The papers' AdamW settings: Vocos (lr 5e-4, betas 0.8/0.9), HiFi-GAN (2e-4, 0.8/0.99); torch's default decay.
-OPTIMIZER = {"istft": dict(b1=0.8, b2=0.9), "hifigan": dict(b1=0.8, b2=0.99)}
-LEARNING_RATE = {"istft": 5e-4, "hifigan": 2e-4}
-# Default steps: what fits ~30 minutes on 2 CPU cores with reconstruction losses (iSTFT ~0.13 s a step, HiFi-GAN V2
-# ~1.1 s; benchmarks/RESULTS.md).
-STEPS = {"istft": 10000, "hifigan": 1500}
-
+from experiments.configs.vocoder import (DEFAULT_PRESET, LEARNING_RATE, STEPS, CropsConfig, TeacherForcingConfig,
+                                         VocoderEvaluationConfig, VocoderExperimentConfig, config)
+from experiments.flags import add_data_args, add_trainer_args, data_config, parse_tree, run_command, trainer_config
+from experiments.wiring import fit_summary, fit_tree, write_config, write_report
+from mmspeech_jax.models.vocoder import VocoderConfig, init_vocoder_params, make_vocoder_loss_fn, make_vocoder_optimizer, phases
 
 def parse_args(argv=None):
+    """(args, the run's `VocoderExperimentConfig`): the flags, then the tree they fill with `--set` over it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="workdir/vocoder")
     add_data_args(p)
@@ -77,66 +67,54 @@ def parse_args(argv=None):
     generator = p.parse_known_args(argv)[0].generator  # the defaults below follow the generator chosen
     p.set_defaults(steps=STEPS[generator], learning_rate=LEARNING_RATE[generator],
                    eval_every=min(1000, STEPS[generator] // 5), checkpoint_every=min(1000, STEPS[generator] // 5))
-    return parse_checked(p, argv, model_config=model_config)
+    return parse_tree(p, argv, from_flags)
 
 
-def _preset(args) -> str:
-    return args.preset or ("cpu" if args.generator == "istft" else "v2")
-
-
-def model_config(args) -> VocoderConfig:
-    """The `VocoderConfig` of the flags (generator, preset, phases, discriminators) with `--set` overrides."""
+def from_flags(args) -> VocoderExperimentConfig:
+    """The tree the flags describe."""
     from mmspeech_jax.errors import ConfigError
 
-    presets = ISTFT_PRESETS if args.generator == "istft" else HIFIGAN_PRESETS
-    if _preset(args) not in presets:
-        raise ConfigError(f"--preset {_preset(args)!r}: the {args.generator} presets are {', '.join(presets)}")
     start = args.adversarial_start
-    if start != "never" and not (start.isdigit()):
+    if start != "never" and not start.isdigit():
         raise ConfigError(f"--adversarial_start must be a step (>= 0) or 'never', got {start!r}")
-    istft, hifigan = (_preset(args) if args.generator == name else default for name, default in
-                      (("istft", "cpu"), ("hifigan", "v2")))  # the unused generator keeps its default preset
-    config = VocoderConfig(generator=args.generator, istft=ISTFTVocoderConfig(**ISTFT_PRESETS[istft]),
-                           hifigan=HiFiGANConfig(**HIFIGAN_PRESETS[hifigan]), adversarial=args.adversarial,
-                           adversarial_start=None if start == "never" else int(start),
-                           discriminator=DiscriminatorConfig(kinds=tuple(args.discriminators.split(",")),
-                                                             channel_scale=args.discriminator_scale))
-    return apply_overrides(config, args.overrides)
+    tree = config(args.generator, args.preset, steps=args.steps, learning_rate=args.learning_rate,
+                  batch_size=args.batch_size, adversarial_start=None if start == "never" else int(start),
+                  adversarial=args.adversarial, discriminators=tuple(args.discriminators.split(",")),
+                  discriminator_scale=args.discriminator_scale)
+    return dataclasses.replace(
+        tree, data=data_config(args), trainer=trainer_config(args),
+        pipeline=CropsConfig(args.batch_size, args.segment_frames, args.seed),
+        teacher_forcing=TeacherForcingConfig(args.tts_workdir, args.tts_utterances, args.init_vocoder),
+        evaluation=VocoderEvaluationConfig(args.eval_utterances, args.num_samples))
 
 
-def optimizer_configs(args, config: VocoderConfig) -> tuple[OptimizerConfig, OptimizerConfig]:
-    """(generator, discriminator) AdamW configs: the papers' betas, decay 0.01, cosine schedule over the run."""
-    shared = dict(warmup_steps=min(500, args.steps // 20), total_steps=args.steps, weight_decay=0.01, eps=1e-8,
-                  clip_norm=1000.0, **OPTIMIZER[config.generator])
-    return OptimizerConfig(learning_rate=args.learning_rate, **shared), \
-        OptimizerConfig(learning_rate=args.learning_rate, **shared)
-
-
-def crop_sources(args):
-    """(train, validation, the embedded corpus or None for LJSpeech) for the data the flags select."""
+def crop_sources(tree: VocoderExperimentConfig):
+    """(train, validation, the embedded corpus or None for LJSpeech) for the tree's data."""
     from mmspeech_jax.data import CorpusConfig
     from mmspeech_jax.data.waveform_crops import corpus_crop_source, loaded_crop_source
 
-    if args.data in ("auto", "ljspeech"):
+    data = tree.data
+    if data.source in ("auto", "ljspeech"):
         from mmspeech_jax.data.ljspeech import is_prepared
 
-        if is_prepared(args.data_dir):
+        if is_prepared(data.data_dir):
             from mmspeech_jax.data.feature_cache import ljspeech_utterances
 
-            print(f"data: LJSpeech from {args.data_dir}")
-            utterances = ljspeech_utterances(args.data_dir)
-            rate = model_config(args).mel.sample_rate
+            print(f"data: LJSpeech from {data.data_dir}")
+            utterances = ljspeech_utterances(data.data_dir)
+            rate = tree.model.mel.sample_rate
             return (loaded_crop_source(utterances.split("train"), rate),
                     loaded_crop_source(utterances.split("validation"), rate), None)
     from mmspeech_jax.data.synthetic_corpus import generate_corpus
 
-    print(f"data: embedded espeak-ng corpus ({args.corpus_size} utterances)")
-    corpus = generate_corpus(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
+    print(f"data: embedded espeak-ng corpus ({data.corpus_size} utterances)")
+    corpus = generate_corpus(CorpusConfig(num_utterances=data.corpus_size), progress=tree.trainer.progress)
     return corpus_crop_source(corpus, "train"), corpus_crop_source(corpus, "validation"), corpus
 
 
-def teacher_forced_source(args, corpus, workdir: Path):
-    """(train `CropSource` of the first --tts_utterances training utterances, utterance -> teacher-forced mel)."""
+def teacher_forced_source(tree: VocoderExperimentConfig, corpus, workdir: Path):
+    """(train `CropSource` of the first `teacher_forcing.tts_utterances` training utterances, utterance ->
+    teacher-forced mel)."""
     from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
     from mmspeech_jax.data.teacher_forced import build_teacher_forced_mels
     from mmspeech_jax.data.waveform_crops import corpus_crop_source
@@ -144,72 +122,70 @@ def teacher_forced_source(args, corpus, workdir: Path):
 
     if corpus is None:
         raise ConfigError("--tts_workdir needs the embedded corpus (--data embedded)")
-    cache = embedded_feature_cache(CorpusConfig(num_utterances=args.corpus_size), progress=not args.no_progress)
-    rows = cache.indices("train")[: args.tts_utterances]
-    mels = build_teacher_forced_mels(args.tts_workdir, cache, rows, workdir / "teacher_forced",
-                                     progress=not args.no_progress)
-    print(f"teacher-forced mels: {len(rows)} training utterances from {args.tts_workdir} (step "
+    forcing, progress = tree.teacher_forcing, tree.trainer.progress
+    cache = embedded_feature_cache(CorpusConfig(num_utterances=tree.data.corpus_size), progress=progress)
+    rows = cache.indices("train")[: forcing.tts_utterances]
+    mels = build_teacher_forced_mels(forcing.tts_workdir, cache, rows, workdir / "teacher_forced", progress=progress)
+    print(f"teacher-forced mels: {len(rows)} training utterances from {forcing.tts_workdir} (step "
           f"{mels.source['step']})")
     return corpus_crop_source(corpus, "train", [cache.ids[int(r)] for r in rows]), lambda i: mels[rows[i]]
 
 
-def initial_params(args, config: VocoderConfig):
-    """Fresh parameters, or --init_vocoder's newest ones (its generator config must be this run's)."""
-    if not args.init_vocoder:
-        return init_vocoder_params(config, jax.random.PRNGKey(args.seed))
+def initial_params(tree: VocoderExperimentConfig):
+    """Fresh parameters, or `teacher_forcing.init_vocoder`'s newest ones (its generator config must be this
+    run's)."""
+    config, init_vocoder = tree.model, tree.teacher_forcing.init_vocoder
+    if not init_vocoder:
+        return init_vocoder_params(config, jax.random.PRNGKey(tree.trainer.seed))
     from mmspeech_jax.errors import ConfigError
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
-    record = read_workdir_config(args.init_vocoder)
+    record = read_workdir_config(init_vocoder)
     other = VocoderConfig.from_dict(record.get("model", {})) if record.get("task") == "vocoder" else None
     if other is None or other.generator_config != config.generator_config or other.discriminator != config.discriminator:
-        raise ConfigError(f"--init_vocoder {args.init_vocoder} is not a vocoder with this run's generator and "
+        raise ConfigError(f"--init_vocoder {init_vocoder} is not a vocoder with this run's generator and "
                           f"discriminators")
-    params, step = restore_params(Path(args.init_vocoder))
-    print(f"initialized from {args.init_vocoder} (step {step})")
+    params, step = restore_params(Path(init_vocoder))
+    print(f"initialized from {init_vocoder} (step {step})")
     return params
 
 
 def main(argv=None):
     from mmspeech_jax.data.waveform_crops import WaveformCrops
-    from mmspeech_jax.train.trainer import fit
 
-    args = parse_args(argv)
+    args, tree = parse_args(argv)
     workdir = Path(args.workdir)
-    config = model_config(args)
-    g_opt, d_opt = optimizer_configs(args, config)
-    lock = write_run_config(workdir, {"task": "vocoder", "model": config.to_dict(), "args": vars(args),
-                                      "optimizer": {"generator": g_opt.__dict__, "discriminator": d_opt.__dict__}},
-                            None)
-    train_source, val_source, corpus = crop_sources(args)
+    config, crop = tree.model, tree.pipeline
+    lock = write_config(workdir, "vocoder", tree)
+    train_source, val_source, corpus = crop_sources(tree)
     mels = None
-    if args.tts_workdir:
-        train_source, mels = teacher_forced_source(args, corpus, workdir)
+    if tree.teacher_forcing.tts_workdir:
+        train_source, mels = teacher_forced_source(tree, corpus, workdir)
     mel = config.mel
-    crops = lambda source, seed, mels=None: WaveformCrops(source, args.batch_size, args.segment_frames,
+    crops = lambda source, seed, mels=None: WaveformCrops(source, crop.batch_size, crop.segment_frames,
                                                           mel.hop_samples, mel.n_fft, seed, mels)
-    train_batches, val_crops = crops(train_source, args.seed, mels), crops(val_source, args.seed)
-    val_batches = val_crops.fixed_batches(max_rows=4 * args.batch_size)
+    train_batches, val_crops = crops(train_source, crop.seed, mels), crops(val_source, crop.seed)
+    val_batches = val_crops.fixed_batches(max_rows=4 * crop.batch_size)
     print(f"crops: {len(train_source.lengths) - train_batches.skipped} training utterances "
           f"({train_batches.skipped} shorter than a crop left out), {len(val_batches)} validation batches")
-    params = initial_params(args, config)
-    tx = make_vocoder_optimizer(g_opt, d_opt)
-    on_eval = eval_summaries(config, val_source, min(2, args.num_samples))
+    params = initial_params(tree)
+    tx = make_vocoder_optimizer(tree.optimizer, tree.discriminator_optimizer)
+    evaluation = tree.evaluation
+    on_eval = eval_summaries(config, val_source, min(2, evaluation.num_samples))
     result = None
-    for last_step, adversarial in phases(config, args.steps):
+    for last_step, adversarial in phases(config, tree.trainer.steps):
         print(f"phase: {'adversarial' if adversarial else 'reconstruction (warm-up)'} up to step {last_step}")
-        result = fit(workdir, params, tx, make_vocoder_loss_fn(config, adversarial), train_batches,
-                     trainer_config(args, steps=last_step), eval_batches=lambda: iter(val_batches),
-                     on_eval=on_eval, learning_rate=learning_rate_schedule(g_opt))
-    report = evaluate(config, result.state.params["generator"], val_source, workdir, args.eval_utterances,
-                      args.num_samples)
-    report.update({"steps": int(result.state.step), "wall_seconds": result.wall_seconds,
-                   "steps_per_second": result.steps_per_second, "compilations": result.compilations,
-                   "generator": config.generator, "preset": _preset(args),
+        result = fit_tree(workdir, tree, params, make_vocoder_loss_fn(config, adversarial), train_batches, tx=tx,
+                          trainer=dataclasses.replace(tree.trainer, steps=last_step),
+                          eval_batches=lambda: iter(val_batches), on_eval=on_eval)
+    report = evaluate(config, result.state.params["generator"], val_source, workdir, evaluation.eval_utterances,
+                      evaluation.num_samples)
+    report.update({**fit_summary(result), "generator": config.generator,
+                   "preset": args.preset or DEFAULT_PRESET[config.generator],
                    "generator_params": _count(result.state.params["generator"]),
                    "discriminator_params": _count(result.state.params["discriminator"]),
                    "adversarial_start": config.adversarial_start})
-    atomic_write_text(workdir / "report.json", strict_json(report, indent=1))
+    write_report(workdir, report)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=1))
     lock.release()
     return report

@@ -202,10 +202,13 @@ def _ground_truth_mels(tts_config: dict) -> dict:
     """Text -> log-mel of the real recording, from the corpus the TTS trained on (embedded corpus only)."""
     from mmspeech_jax.data import CorpusConfig, embedded_feature_cache
 
-    args = tts_config.get("args", {})
-    if args.get("data") == "ljspeech" or tts_config.get("task") == "hyperspeech":
+    data = tts_config.get("data") or {}  # the run's DataConfig (config.json before the config trees: "args")
+    if not data and "args" in tts_config:
+        args = tts_config["args"]
+        data = {"source": args.get("data"), "corpus_size": args.get("corpus_size", 2000)}
+    if data.get("source") == "ljspeech" or tts_config.get("task") == "hyperspeech":
         return {}  # LJSpeech: not the embedded corpus; multi-voice: which voice's recording is ambiguous
-    cache = embedded_feature_cache(CorpusConfig(num_utterances=args.get("corpus_size", 2000)), progress=False)
+    cache = embedded_feature_cache(CorpusConfig(num_utterances=data.get("corpus_size", 2000)), progress=False)
     return {cache.texts[i]: cache[int(i)]["mel"] for i in cache.indices("test")}
 
 

@@ -64,3 +64,22 @@ def apply_overrides(config, items: Sequence[str]):
             raise ConfigError(f"override {item!r} is not of the form key=value")
         config = _replace(config, key.strip().split("."), parse_value(text.strip()), item)
     return config
+
+
+def apply_tree_overrides(tree, items: Sequence[str], default: str = "model"):
+    """`apply_overrides` over an experiment's whole config tree: `optimizer.learning_rate=2e-3`,
+    `trainer.eval_every=100`, `model.dropout=0`. A key whose first part is not one of the tree's fields is taken
+    as a field of `default` (`dropout=0` is `model.dropout=0`), as `--set` read before the trees existed."""
+    names = {f.name for f in dataclasses.fields(tree)}
+    routed = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        head = key.strip().split(".")[0]
+        routed.append(item if not sep or head in names else f"{default}.{key.strip()}={text}")
+    try:
+        return apply_overrides(tree, routed)
+    except ConfigError as exc:  # name the item as the user wrote it
+        for item, new in zip(items, routed):
+            if item != new and repr(new) in str(exc):
+                raise ConfigError(str(exc).replace(repr(new), repr(item))) from None
+        raise

@@ -63,6 +63,8 @@ def check_resumable(workdir, record: dict) -> None:
         return
     stored = json.loads(path.read_text())
     new = json.loads(json.dumps(record))  # tuples -> lists, as they are stored
+    for r in (stored, new):  # a FastSpeech2 workdir written before config.json named its task
+        r.setdefault("task", "tts")
     old_flat = _flat({k: stored.get(k) for k in RESUME_KEYS})
     new_flat = _flat({k: new.get(k) for k in RESUME_KEYS})
     differ = [k for k in sorted(set(old_flat) | set(new_flat)) if old_flat.get(k) != new_flat.get(k)]

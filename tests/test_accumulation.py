@@ -74,12 +74,11 @@ def test_accumulation_on_a_mesh_equals_one_device(small_cache):
 
 
 def test_flag_reaches_the_trainer_step(small_cache, tmp_path):
-    from experiments.flags import trainer_config
     from experiments.ljspeech_tts import parse_args
     from mmspeech_jax.models.fastspeech2 import model_inputs, preset
     from mmspeech_jax.train.trainer import fit
 
-    config = trainer_config(parse_args(["--micro_batches", "3", "--batch_size", "6", "--steps", "2"]))
+    config = parse_args(["--micro_batches", "3", "--batch_size", "6", "--steps", "2"])[1].trainer
     assert config.micro_batches == 3 and config.steps == 2
     params, _, loss_fn = tts_setup(small_cache)
     model_config = preset("tiny", len(small_cache.table))

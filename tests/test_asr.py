@@ -219,8 +219,7 @@ def test_tts_experiment_closed_loop_on_the_natural_set(tiny_tts_workdir, tiny_as
 
 @pytest.mark.slow  # ~1-2 min: pretraining + four fine-tuning runs
 def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
-    import experiments.ljspeech_asr
-    import experiments.ssl_finetune
+    import experiments.wiring
     from experiments.ssl_finetune import main as ssl_main
 
     meshes = []
@@ -231,8 +230,8 @@ def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
             return fit(*args, mesh=mesh, **kwargs)
         return recording_fit
 
-    for module in (experiments.ssl_finetune, experiments.ljspeech_asr):  # pretraining; fine-tuning (through train)
-        monkeypatch.setattr(module, "fit", recording(module.fit))
+    # pretraining and fine-tuning both go through the shared wiring's fit
+    monkeypatch.setattr(experiments.wiring, "fit", recording(experiments.wiring.fit))
     monkeypatch.setenv("MMSPEECH_CACHE_DIR", str(tiny_run_cache))
     report = ssl_main(["--preset", "tiny", "--pretrain_steps", "2", "--steps", "2", "--corpus_size", "32",
                        "--batch_size", "8", "--num_buckets", "1", "--eval_every", "2", "--checkpoint_every", "2",
@@ -246,7 +245,8 @@ def test_ssl_finetune_experiment_table(tiny_run_cache, tmp_path, monkeypatch):
     assert all(r["steps"] == 2 and np.isfinite(r["test_cer"]) for r in rows.values())
     assert "| strategy |" in report["table"] and report["pretrain"]["steps"] == 2
     # Each fine-tuned run is an ASR workdir the transcriber reads.
-    assert json.loads((tmp_path / "ssl" / "lora" / "config.json").read_text())["task"] == "asr"
+    record = json.loads((tmp_path / "ssl" / "lora" / "config.json").read_text())
+    assert record["task"] == "asr" and record["model"]["lora_rank"] == 8 and record["strategy"] == "lora"
 
 
 @pytest.mark.slow

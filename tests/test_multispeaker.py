@@ -28,6 +28,7 @@ def errors_only(err: str) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_run_cache):
     import experiments.multispeaker_tts as experiment
+    import experiments.wiring as wiring
 
     meshes = []
 
@@ -35,10 +36,10 @@ def run(tmp_path_factory, tiny_run_cache):
         meshes.append(None if mesh is None else dict(mesh.shape))
         return fit(*args, mesh=mesh, **kwargs)
 
-    fit = experiment.fit
+    fit = wiring.fit  # every training run of the experiment goes through the shared wiring
     workdir = tmp_path_factory.mktemp("multispeaker") / "w"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(experiment, "fit", recording_fit)
+        patch.setattr(wiring, "fit", recording_fit)
         report = _with_cache_dir(tiny_run_cache, lambda: experiment.main(RUN + ["--workdir", str(workdir)]))
     # --mesh shards the multi-speaker training; the six adaptation runs (3 utterances each) use one device
     assert meshes == [{"data": 4, "fsdp": 2}] + [None] * 6, meshes

@@ -150,12 +150,12 @@ def test_fit_on_a_mesh_resumes_on_another_mesh_shape(small_cache, tmp_path, caps
 
 
 def test_mesh_flag():
-    from experiments.flags import mesh_from_flag
+    from experiments.flags import build_mesh, mesh_config_from_flag
 
-    assert mesh_from_flag(None) is None
-    assert dict(mesh_from_flag("2x4").shape) == {"data": 2, "fsdp": 4}
+    assert build_mesh(mesh_config_from_flag(None)) is None
+    assert dict(build_mesh(mesh_config_from_flag("2x4")).shape) == {"data": 2, "fsdp": 4}
     with pytest.raises(ConfigError, match="--mesh"):
-        mesh_from_flag("eight")
+        mesh_config_from_flag("eight")
 
 
 def test_persistent_compilation_cache_is_filled(small_cache, tmp_path):

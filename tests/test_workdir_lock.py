@@ -130,7 +130,7 @@ def test_two_experiments_in_one_workdir_the_second_is_refused_the_first_unharmed
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     report = json.loads((workdir / "report.json").read_text())
-    assert report["steps"] == 400 and json.loads(config_before)["args"]["seed"] == 0
+    assert report["steps"] == 400 and json.loads(config_before)["trainer"]["seed"] == 0
 
 
 def _text(path) -> str:
