@@ -40,7 +40,7 @@ def micro_losses(loss_fn, params, batch, micro_batches):
     return [float(loss(params, jax.tree_util.tree_map(lambda x: x[m], micro))) for m in range(micro_batches)]
 
 
-@pytest.mark.parametrize("task", ["tts", "asr"])
+@pytest.mark.parametrize("task", [pytest.param("tts", marks=pytest.mark.slow), "asr"])  # the heaviest variant runs in `make test-slow`; the other keeps the fast suite's coverage
 def test_accumulated_step_equals_one_large_batch(task, small_cache):
     params, batch, loss_fn = (tts_setup if task == "tts" else asr_setup)(small_cache)
     if task == "asr":  # one empty row: the CTC mean is over utterances, and micro-batch 0 then holds one fewer

@@ -284,6 +284,7 @@ def test_ctc_model_learns_to_transcribe_a_few_utterances(small_cache):
     assert error_rates(refs, hyps)["cer"] < 0.2, (refs[:2], hyps[:2], float(loss))
 
 
+@pytest.mark.slow  # ~1-2 min on 2 cores: `make test-slow` (tests/test_resume.py keeps resume in the fast suite)
 def test_asr_run_resumes_from_its_checkpoint(tiny_asr_workdir, tiny_run_cache, tiny_run_args, tmp_path, monkeypatch,
                                              capsys):
     import shutil

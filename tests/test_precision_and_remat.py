@@ -88,7 +88,7 @@ def accelerator_variant(task, cache):
     return variant(task, cache, {"compute_dtype": "bfloat16", "ctc_recurrence": "blocked"}, gpu)
 
 
-@pytest.mark.parametrize("task", ["tts", "asr"])
+@pytest.mark.parametrize("task", [pytest.param("tts", marks=pytest.mark.slow), "asr"])  # the heaviest variant runs in `make test-slow`; the other keeps the fast suite's coverage
 def test_accelerator_configuration_matches_the_float32_cpu_path(task, small_cache):
     """What a GPU run computes, run on the CPU: the loss within 1 % of the float32 sequential-recurrence path and
     float32, finite gradients pointing the same way (cosine > 0.99 over all parameters)."""

@@ -161,7 +161,7 @@ def tiny_batch(config, rows=2, frames=8, seed=3):
     return {"audio": context[:, half: half + samples], "context": context}
 
 
-@pytest.mark.parametrize("generator", ["istft", "hifigan"])
+@pytest.mark.parametrize("generator", [pytest.param("istft", marks=pytest.mark.slow), "hifigan"])  # the heaviest variant runs in `make test-slow`; the other keeps the fast suite's coverage
 def test_gan_gradients_reach_each_part_only_from_its_own_terms(generator):
     """d/dG of the one scalar = d/dG of the generator's terms with D frozen; d/dD = d/dD of the discriminator's
     loss with the generated audio frozen."""
@@ -249,6 +249,7 @@ def test_short_utterances_are_left_out_and_counted():
 
 # ---- training --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~1-2 min on 2 cores: `make test-slow`
 def test_fit_resumes_exactly_across_the_phase_change(tmp_path):
     """Steps 1-2 warm-up, 3-4 adversarial: one run of 4 steps equals a run stopped after 3 and restarted."""
     from mmspeech_jax.train.trainer import TrainerConfig, fit
@@ -282,6 +283,7 @@ def rng_audio(i):
     return (np.random.default_rng(i).normal(size=5000) * 0.2).astype(np.float32)
 
 
+@pytest.mark.slow  # ~1-2 min on 2 cores: `make test-slow`
 def test_adversarial_step_on_a_mesh_equals_one_device():
     from mmspeech_jax.train.sharding import MeshConfig, make_mesh, make_sharded_steps, shard_batch, state_shardings
 
@@ -304,6 +306,7 @@ def test_adversarial_step_on_a_mesh_equals_one_device():
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)
 
 
+@pytest.mark.slow  # ~1-2 min on 2 cores: `make test-slow`
 def test_micro_batches_give_the_whole_batch_gradient():
     config = tiny_config("istft")
     params = init_vocoder_params(config, jax.random.PRNGKey(0))
