@@ -26,7 +26,8 @@ import jax
 import numpy as np
 
 from experiments.configs.text_lm import LMTextConfig, TextLMExperimentConfig, TextPipelineConfig, config
-from experiments.flags import add_trainer_args, parse_tree, run_command, trainer_config
+from experiments.flags import (add_trainer_args, build_mesh, mesh_config_from_flag, parse_tree, run_command,
+                               trainer_config)
 from experiments.wiring import fit_summary, fit_tree, write_config, write_report
 from mmspeech_jax.data.english_text import evaluation_sentences
 from mmspeech_jax.data.sentences import sentence
@@ -54,7 +55,8 @@ def from_flags(args) -> TextLMExperimentConfig:
     """The tree the flags describe."""
     tree = config(args.preset, steps=args.steps, learning_rate=args.learning_rate, batch_size=args.batch_size)
     return dataclasses.replace(tree, text=LMTextConfig(args.template_sentences, args.max_sentences),
-                               pipeline=TextPipelineConfig(args.batch_size, args.seed), trainer=trainer_config(args))
+                               pipeline=TextPipelineConfig(args.batch_size, args.seed), trainer=trainer_config(args),
+                               mesh=mesh_config_from_flag(args.mesh))
 
 
 def text_splits(template_sentences: int, seed: int = 0) -> dict[str, list[str]]:
@@ -81,6 +83,7 @@ def bits_per_character(model, params, id_lists, batch_size: int = 64) -> float:
 
 def main(argv=None):
     args, tree = parse_args(argv)
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)  # before any text loads
     workdir = Path(args.workdir)
     config, pipeline = tree.model, tree.pipeline
     tokenizer = CharacterTokenizer()
@@ -96,7 +99,8 @@ def main(argv=None):
     val_batches = TextBatches(val_ids, pipeline.batch_size, lengths, shuffle=False)
     first = encode_sentences([[1, 2]], lengths[0])
     params = compiled_init(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, *first, train=False)
-    result = fit_tree(workdir, tree, params, make_lm_loss_fn(model), train_batches, eval_batches=val_batches.one_pass)
+    result = fit_tree(workdir, tree, params, make_lm_loss_fn(model), train_batches, eval_batches=val_batches.one_pass,
+                      mesh=mesh)
     params = result.state.params
     report = {
         "validation_bits_per_char": bits_per_character(model, params, val_ids),

@@ -33,7 +33,8 @@ import numpy as np
 
 from experiments.configs.vocoder import (DEFAULT_PRESET, LEARNING_RATE, STEPS, CropsConfig, TeacherForcingConfig,
                                          VocoderEvaluationConfig, VocoderExperimentConfig, config)
-from experiments.flags import add_data_args, add_trainer_args, data_config, parse_tree, run_command, trainer_config
+from experiments.flags import (add_data_args, add_trainer_args, build_mesh, data_config, mesh_config_from_flag,
+                               parse_tree, run_command, trainer_config)
 from experiments.wiring import fit_summary, fit_tree, write_config, write_report
 from mmspeech_jax.models.vocoder import VocoderConfig, init_vocoder_params, make_vocoder_loss_fn, make_vocoder_optimizer, phases
 
@@ -82,7 +83,7 @@ def from_flags(args) -> VocoderExperimentConfig:
                   adversarial=args.adversarial, discriminators=tuple(args.discriminators.split(",")),
                   discriminator_scale=args.discriminator_scale)
     return dataclasses.replace(
-        tree, data=data_config(args), trainer=trainer_config(args),
+        tree, data=data_config(args), trainer=trainer_config(args), mesh=mesh_config_from_flag(args.mesh),
         pipeline=CropsConfig(args.batch_size, args.segment_frames, args.seed),
         teacher_forcing=TeacherForcingConfig(args.tts_workdir, args.tts_utterances, args.init_vocoder),
         evaluation=VocoderEvaluationConfig(args.eval_utterances, args.num_samples))
@@ -154,6 +155,7 @@ def main(argv=None):
     from mmspeech_jax.data.waveform_crops import WaveformCrops
 
     args, tree = parse_args(argv)
+    mesh = build_mesh(tree.mesh, tree.pipeline.batch_size)  # before any data loads
     workdir = Path(args.workdir)
     config, crop = tree.model, tree.pipeline
     lock = write_config(workdir, "vocoder", tree)
@@ -177,7 +179,7 @@ def main(argv=None):
         print(f"phase: {'adversarial' if adversarial else 'reconstruction (warm-up)'} up to step {last_step}")
         result = fit_tree(workdir, tree, params, make_vocoder_loss_fn(config, adversarial), train_batches, tx=tx,
                           trainer=dataclasses.replace(tree.trainer, steps=last_step),
-                          eval_batches=lambda: iter(val_batches), on_eval=on_eval)
+                          eval_batches=lambda: iter(val_batches), on_eval=on_eval, mesh=mesh)
     report = evaluate(config, result.state.params["generator"], val_source, workdir, evaluation.eval_utterances,
                       evaluation.num_samples)
     report.update({**fit_summary(result), "generator": config.generator,

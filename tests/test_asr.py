@@ -384,3 +384,31 @@ def test_asr_and_lm_exports_stand_alone(tiny_asr_workdir, tiny_lm_workdir, tmp_p
     assert cli(["transcribe", "--workdir", str(asr_out), str(wav), "--lm", str(lm_out), "--beam-width", "2",
                 "--out", str(tmp_path / "r.jsonl")]) == 0
     assert "text" in json.loads((tmp_path / "r.jsonl").read_text())
+
+
+def test_a_runs_config_json_reads_back_into_the_tree_it_ran(tiny_tts_workdir, tiny_asr_workdir, tiny_lm_workdir):
+    """config.json of the tiny runs (tests/conftest.py) is exactly the tree their flags make, with the sizes the
+    data fixed (vocabulary, mel channels), and nothing else: not the flags."""
+    from experiments.asr_recipe import with_features
+    from experiments.configs.common import with_vocabulary
+    from experiments.configs.ljspeech_asr import LJSpeechASRConfig
+    from experiments.configs.ljspeech_tts import LJSpeechTTSConfig
+    import importlib
+
+    from mmspeech_jax.config_tree import from_record, to_dict
+    from tests.conftest import TINY_RUN_ARGS
+
+    tts_record = json.loads((tiny_tts_workdir / "config.json").read_text())
+    tts = from_record(LJSpeechTTSConfig, tts_record)
+    parse = lambda experiment, *flags, workdir: importlib.import_module(f"experiments.{experiment}").parse_args(
+        ["--workdir", workdir, *flags])
+    expected = parse("ljspeech_tts", *TINY_RUN_ARGS, "--num_samples", "1", workdir=str(tiny_tts_workdir))[1]
+    assert tts == with_vocabulary(expected, tts.model.vocab_size) and tts.model.vocab_size > 2
+    asr_record = json.loads((tiny_asr_workdir / "config.json").read_text())
+    asr = from_record(LJSpeechASRConfig, asr_record)
+    expected = parse("ljspeech_asr", *TINY_RUN_ARGS, "--natural_eval_utterances", "6", "--lm", str(tiny_lm_workdir),
+                     "--lm_tune_utterances", "2", "--beam_width", "2", workdir=str(tiny_asr_workdir))[1]
+    assert asr == with_features(expected, asr.model.n_mels)
+    for record, tree in ((tts_record, tts), (asr_record, asr)):
+        assert "args" not in record and record["task"] in ("tts", "asr")
+        assert json.loads(json.dumps(to_dict(tree))) == {k: record[k] for k in to_dict(tree)}

@@ -1,5 +1,6 @@
 """Each experiment is one typed config tree: built from its flags, `--set` reaches any field of it (checked), the
-parts that must agree are checked together, and config.json holds the tree and reads back into the same types."""
+parts that must agree are checked together, and config.json holds the tree and reads back into the same types
+(for the tiny runs' own workdirs: tests/test_asr.py, which builds them once per worker)."""
 
 import dataclasses
 import importlib
@@ -105,38 +106,26 @@ def test_from_dict_refuses_unknown_fields_and_reads_nested_optional_and_tuple_fi
     assert finetune.strategies == ("full",) and isinstance(finetune.label_fraction, float)
 
 
-def test_a_runs_config_json_reads_back_into_the_tree_it_ran(tiny_tts_workdir, tiny_asr_workdir, tiny_lm_workdir):
-    """config.json of the tiny runs (tests/conftest.py) is exactly the tree their flags make, with the sizes the
-    data fixed (vocabulary, mel channels), and nothing else: not the flags."""
-    from experiments.asr_recipe import with_features
-    from experiments.configs.common import with_vocabulary
-    from experiments.configs.ljspeech_asr import LJSpeechASRConfig
-    from experiments.configs.ljspeech_tts import LJSpeechTTSConfig
-    from tests.conftest import TINY_RUN_ARGS
-
-    tts_record = json.loads((tiny_tts_workdir / "config.json").read_text())
-    tts = from_record(LJSpeechTTSConfig, tts_record)
-    expected = parse("ljspeech_tts", *TINY_RUN_ARGS, "--num_samples", "1", workdir=str(tiny_tts_workdir))[1]
-    assert tts == with_vocabulary(expected, tts.model.vocab_size) and tts.model.vocab_size > 2
-    asr_record = json.loads((tiny_asr_workdir / "config.json").read_text())
-    asr = from_record(LJSpeechASRConfig, asr_record)
-    expected = parse("ljspeech_asr", *TINY_RUN_ARGS, "--natural_eval_utterances", "6", "--lm", str(tiny_lm_workdir),
-                     "--lm_tune_utterances", "2", "--beam_width", "2", workdir=str(tiny_asr_workdir))[1]
-    assert asr == with_features(expected, asr.model.n_mels)
-    for record, tree in ((tts_record, tts), (asr_record, asr)):
-        assert "args" not in record and record["task"] in ("tts", "asr")
-        assert json.loads(json.dumps(to_dict(tree))) == {k: record[k] for k in to_dict(tree)}
-
-
-def test_the_tree_reaches_the_trainer(tmp_path):
-    """The learning rate the trainer logs is the tree's schedule's (`--set optimizer.learning_rate`)."""
+def test_the_tree_reaches_the_trainer(tmp_path, monkeypatch):
+    """The learning rate the trainer logs is the tree's schedule's (`--set optimizer.learning_rate`), and the
+    tree's mesh is the one the trainer shards over (text_lm used to ignore --mesh)."""
+    import experiments.wiring
     from experiments.text_lm import main
     from mmspeech_jax.train.optim import learning_rate_schedule
 
+    meshes = []
+
+    def recording_fit(*args, mesh=None, **kwargs):
+        meshes.append(None if mesh is None else dict(mesh.shape))
+        return fit(*args, mesh=mesh, **kwargs)
+
+    fit = experiments.wiring.fit
+    monkeypatch.setattr(experiments.wiring, "fit", recording_fit)
     workdir = tmp_path / "lm"
     main(["--preset", "tiny", "--steps", "4", "--eval_every", "4", "--workdir", str(workdir), "--no_progress",
           "--template_sentences", "20", "--max_sentences", "64", "--batch_size", "8", "--set",
-          "optimizer.learning_rate=0.0123", "--set", "trainer.log_every=1"])
+          "optimizer.learning_rate=0.0123", "--set", "trainer.log_every=1", "--mesh", "4x2"])
+    assert meshes == [{"data": 4, "fsdp": 2}]
     from experiments.configs.text_lm import TextLMExperimentConfig
 
     tree = from_record(TextLMExperimentConfig, json.loads((workdir / "config.json").read_text()))

@@ -351,9 +351,9 @@ def vocoder_run(tmp_path_factory, tiny_run_cache):
     workdir = tmp_path_factory.mktemp("vocoder") / "run"
     env = {**__import__("os").environ, "MMSPEECH_CACHE_DIR": str(tiny_run_cache)}
     args = [sys.executable, "-m", "experiments.vocoder", "--workdir", str(workdir), "--steps", "4",
-            "--adversarial_start", "2", "--eval_every", "2", "--checkpoint_every", "2", "--batch_size", "2",
+            "--adversarial_start", "2", "--eval_every", "2", "--checkpoint_every", "2", "--batch_size", "8",
             "--segment_frames", "8", "--corpus_size", "32", "--eval_utterances", "2", "--num_samples", "1",
-            "--no_progress"]
+            "--no_progress", "--mesh", "8x1"]  # data-parallel over the 8 simulated devices (XLA_FLAGS)
     subprocess.run(args, env=env, cwd=ROOT, check=True, capture_output=True, timeout=900)
     return workdir, env
 
@@ -362,6 +362,7 @@ def test_experiment_writes_report_samples_and_both_phases(vocoder_run):
     workdir, _ = vocoder_run
     report = json.loads((workdir / "report.json").read_text())
     assert report["steps"] == 4 and report["adversarial_start"] == 2
+    assert json.loads((workdir / "config.json").read_text())["mesh"] == {"data": 8, "fsdp": 1, "min_shard_size": 1024}
     assert report["copy_synthesis"]["vocoder"]["utterances"] == report["copy_synthesis"]["griffin_lim"]["utterances"] >= 1
     for name in ("vocoder", "griffin_lim"):
         assert 0 < report[f"{name}_stoi"] <= 1 and report[f"{name}_real_time_factor"] > 0

@@ -13,6 +13,7 @@ from experiments.configs.common import check_tree
 from mmspeech_jax import config_checks
 from mmspeech_jax.models.text_lm import PRESETS, TextLMConfig
 from mmspeech_jax.train.optim import OptimizerConfig
+from mmspeech_jax.train.sharding import MeshConfig
 from mmspeech_jax.train.trainer import TrainerConfig
 
 
@@ -41,12 +42,14 @@ class TextPipelineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextLMExperimentConfig:
-    """Everything one run of experiments.text_lm uses. `check` runs the checks across parts."""
+    """Everything one run of experiments.text_lm uses (`mesh` None: one device). `check` runs the checks across
+    parts."""
     model: TextLMConfig
     text: LMTextConfig = LMTextConfig()
     pipeline: TextPipelineConfig = TextPipelineConfig()
     optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=60, total_steps=600)
     trainer: TrainerConfig = TrainerConfig(steps=600, eval_every=200, checkpoint_every=200)
+    mesh: MeshConfig | None = None
 
     def check(self) -> "TextLMExperimentConfig":
         check_tree(self)

@@ -18,6 +18,7 @@ from mmspeech_jax.models.hifigan import HiFiGANConfig, PRESETS as HIFIGAN_PRESET
 from mmspeech_jax.models.istft_vocoder import ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS
 from mmspeech_jax.models.vocoder import VocoderConfig
 from mmspeech_jax.train.optim import OptimizerConfig
+from mmspeech_jax.train.sharding import MeshConfig
 from mmspeech_jax.train.trainer import TrainerConfig
 
 # The papers' AdamW settings: Vocos (lr 5e-4, betas 0.8/0.9), HiFi-GAN (2e-4, 0.8/0.99); torch's default decay.
@@ -67,7 +68,8 @@ class VocoderEvaluationConfig:
 @dataclasses.dataclass(frozen=True)
 class VocoderExperimentConfig:
     """Everything one run of experiments.vocoder uses: the GAN vocoder `model`, the generator's `optimizer` and
-    the discriminator's, one `trainer` for both phases. `check` runs the checks across parts."""
+    the discriminator's, one `trainer` for both phases (`mesh` None: one device). `check` runs the checks across
+    parts."""
     model: VocoderConfig
     data: DataConfig = DataConfig()
     pipeline: CropsConfig = CropsConfig()
@@ -76,6 +78,7 @@ class VocoderExperimentConfig:
     trainer: TrainerConfig = TrainerConfig()
     teacher_forcing: TeacherForcingConfig = TeacherForcingConfig()
     evaluation: VocoderEvaluationConfig = VocoderEvaluationConfig()
+    mesh: MeshConfig | None = None
 
     def check(self) -> "VocoderExperimentConfig":
         check_tree(self)
