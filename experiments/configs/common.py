@@ -40,9 +40,13 @@ def check_schedule(optimizer, trainer, name: str = "") -> None:
 
 
 def check_tree(tree) -> None:
-    """The cross-part checks of a tree with `pipeline`, `optimizer` and `trainer` fields: the schedule ends with
-    the run, and the batch splits into the trainer's micro-batches."""
-    check_schedule(tree.optimizer, tree.trainer)
+    """The cross-part checks of a tree with `pipeline`, `optimizer` and `trainer` fields: every schedule ends with
+    its run (`X_optimizer` with `X_trainer` when the tree has one, else with `trainer`: `pretrain_optimizer`,
+    `discriminator_optimizer`), and the batch splits into the trainer's micro-batches."""
+    for field in dataclasses.fields(tree):
+        if field.name.endswith("optimizer"):
+            prefix = field.name[: -len("optimizer")]
+            check_schedule(getattr(tree, field.name), getattr(tree, prefix + "trainer", tree.trainer), prefix)
     batch = tree.pipeline.batch_size
     if batch % tree.trainer.micro_batches:
         raise ConfigError(f"pipeline.batch_size {batch} does not split into trainer.micro_batches "

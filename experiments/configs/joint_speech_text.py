@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.configs.common import DataConfig, check_schedule, check_tree
+from experiments.configs.common import DataConfig, check_tree
 from mmspeech_jax import config_checks
 from mmspeech_jax.data import PipelineConfig
 from mmspeech_jax.errors import ConfigError
@@ -78,7 +78,6 @@ class JointExperimentConfig:
 
     def check(self) -> "JointExperimentConfig":
         check_tree(self)
-        check_schedule(self.pretrain_optimizer, self.pretrain_trainer, "pretrain_")
         return self
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.configs.common import DataConfig, check_schedule, check_tree
+from experiments.configs.common import DataConfig, check_tree
 from experiments.configs.ljspeech_asr import ASREvaluationConfig, model_config, schedule
 from mmspeech_jax import config_checks
 from mmspeech_jax.data import PipelineConfig
@@ -61,7 +61,6 @@ class SSLFinetuneConfig:
 
     def check(self) -> "SSLFinetuneConfig":
         check_tree(self)
-        check_schedule(self.pretrain_optimizer, self.pretrain_trainer, "pretrain_")
         return self
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.configs.common import DataConfig, check_schedule, check_tree
+from experiments.configs.common import DataConfig, check_tree
 from mmspeech_jax import config_checks
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.models.discriminators import DiscriminatorConfig
@@ -82,7 +82,6 @@ class VocoderExperimentConfig:
 
     def check(self) -> "VocoderExperimentConfig":
         check_tree(self)
-        check_schedule(self.discriminator_optimizer, self.trainer, "discriminator_")
         return self
 
 
