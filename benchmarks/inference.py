@@ -15,9 +15,9 @@ constant log(1 + 5): every token lasts 5 frames, and both produce the same numbe
 
 Inputs (`benchmarks/synthetic.py`, seeded): TTS 32 token sequences of 60-150 ids; ASR 32 utterances of 500-1500
 frames of 80-dim features. Audio seconds: frames x 256 / 22 050 (the zoo's hop), the same for both toolkits.
-mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (batches of `--batch_size`, tokens padded to a
-multiple of 32, sorted by length, `synthesize.generate_fitting`: an 8-frame pass for the durations, then the
-ladder rung that holds the batch) and
+mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (`synthesize.synthesize_ids`: the model's `prepare`
+on batches of `--batch_size` texts sorted by length, tokens padded to a multiple of 32, then `render` on the groups
+of `render_plan`, padded to a power-of-two batch and the frame ladder) and
 transcribes batches of `--batch_size` padded to the batch's longest multiple of 256 frames; ESPnet synthesizes one
 sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32,
 no gradients, every core; the first pass over the inputs is a warm-up (compilation for JAX), then the median of
@@ -73,7 +73,7 @@ def jax_tts(batch_size: int):
     import jax
 
     from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
-    from mmspeech_jax.synthesize import generate_fitting
+    from mmspeech_jax.synthesize import synthesize_ids
 
     model = FastSpeech2(preset("ljspeech", TTS_VOCAB))
     probe = np.ones((1, 32), np.int32)
@@ -81,22 +81,15 @@ def jax_tts(batch_size: int):
         jax.random.key(0))
     out = params["variance_adaptor"]["duration_predictor"]["out"]
     out["kernel"], out["bias"] = out["kernel"] * 0, out["bias"] * 0 + np.log(1.0 + FRAMES_PER_TOKEN)
-    generate = jax.jit(lambda p, t, m, n: model.apply({"params": p}, t, m, n, method=FastSpeech2.generate),
-                       static_argnums=3)
-    sentences = sorted(tts_inputs(), key=len)  # as synthesize_batch: similar lengths share a batch
+    prepare = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, method=FastSpeech2.prepare))
+    render = jax.jit(lambda p, h, m, d, n: model.apply({"params": p}, h, m, d, n, variance=True,
+                                                       method=FastSpeech2.render), static_argnums=4)
+    sentences = tts_inputs()
 
     def run():
-        frames = 0
-        for start in range(0, len(sentences), batch_size):
-            ids = sentences[start:start + batch_size]
-            n = -(-max(i.size for i in ids) // 32) * 32
-            tokens = np.zeros((len(ids), n), np.int32)
-            for row, row_ids in enumerate(ids):
-                tokens[row, : row_ids.size] = row_ids
-            mel, frame_mask, durations = generate_fitting(lambda t, m, f: generate(params, t, m, f), tokens,
-                                                          tokens > 0, HOP_SECONDS)
-            frames += int(np.asarray(frame_mask).sum())
-        return frames
+        rows = synthesize_ids(lambda t, m: prepare(params, t, m), lambda h, m, d, n: render(params, h, m, d, n),
+                              lambda d: d.sum(-1), sentences, batch_size)
+        return sum(r["mel"].shape[0] for r in rows)
 
     params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
     return run, params_m

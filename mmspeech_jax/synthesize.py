@@ -12,10 +12,12 @@ and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any 
     audio, rate = tts.synthesize("Hello there.", speaker=2)
     audio, rate = tts.synthesize("Hello there.", reference=tts.reference_mel("someone.wav"))
 
-Shapes are padded to a small ladder (tokens to a multiple of 32, frames to 256 / 512 / ... / 8192), so a session
-compiles a handful of times, not once per sentence. A batch runs first with a decoder of 8 frames, which gives the
-predicted durations (they do not depend on the padded length), then at the rung that holds the longest row
-(`generate_fitting`), never cut short; one longer than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
+Synthesis runs in two halves (each model's `prepare` and `render`): `prepare` encodes the text and predicts the
+durations, so every sentence's frame count is known before any mel frame is decoded; `render` then decodes rows
+of similar length together at a padded frame length from `FRAME_LADDER` (`render_plan` chooses the groups that
+decode the fewest padded frames). Tokens pad to a multiple of 32, batches to a power of two, frames to the ladder,
+so a session compiles a bounded set of programs, not one per sentence; nothing is cut short, and a sentence longer
+than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from mmspeech_jax.text.symbols import SymbolTable
 from mmspeech_jax.text.tokenizer import make_tokenizer
 from mmspeech_jax.workdir import read_workdir_config, restore_params
 
-# Padded frame lengths, each at most 1.5x the one below (a batch pads to at most 1.5x its longest row); 8192 frames:
-# 95 s at 22.05 kHz / hop 256.
-FRAME_LADDER = (256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
-PROBE_FRAMES = 8  # the first pass only predicts durations: its decoder runs on this many frames
+# Padded frame lengths: multiples of 64 up to 1 024, of 128 up to 2 048, of 256 up to 4 096 and of 512 up to 8 192
+# (95 s at 22.05 kHz / hop 256). Above 512 frames a row pads by at most 12.5 %; below, by at most 64 frames.
+FRAME_LADDER = (tuple(range(128, 1024, 64)) + tuple(range(1024, 2048, 128)) + tuple(range(2048, 4096, 256))
+                + tuple(range(4096, 8192 + 1, 512)))
+CALL_COST_FRAMES = 64  # one render call's fixed cost (dispatch, the condition path), in decoded frames
 
 
 def frame_rung(frames: float) -> int:
@@ -48,17 +51,108 @@ def frame_rung(frames: float) -> int:
     return next((f for f in FRAME_LADDER if f >= frames), FRAME_LADDER[-1])
 
 
-def generate_fitting(generate, tokens, token_mask, hop_seconds: float):
-    """`generate(tokens, token_mask, max_frames) -> (mel, frame_mask, durations, ...)` run at the smallest ladder
-    rung that holds every row's predicted length: a first pass at `PROBE_FRAMES` frames gives the durations (they do
-    not depend on max_frames; the decoder's work there is negligible), the second runs at the rung that holds the
-    longest row. Never returns a truncated row: past the top rung, `TextTooLongError`. (It used to guess 12 frames
-    per token first, decoding 2-3x the frames a sentence needs; benchmarks/inference.py.)"""
-    total = int(np.asarray(generate(tokens, token_mask, PROBE_FRAMES)[2]).sum(-1).max())
-    if total > FRAME_LADDER[-1]:
-        raise TextTooLongError(f"the model predicts {total} frames ({total * hop_seconds:.0f} s) for this text, more "
-                               f"than the {FRAME_LADDER[-1]} synthesized at once: split the text")
-    return generate(tokens, token_mask, frame_rung(total))
+def batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """The batch sizes a render call may pad to: the powers of two below `max_batch`, and `max_batch`."""
+    return tuple(sorted({2 ** k for k in range(max_batch.bit_length()) if 2 ** k < max_batch} | {max_batch}))
+
+
+TOKEN_STEP = 16  # token ids pad to a multiple of this
+CALL_COST_TOKENS = 16  # one prepare call's fixed cost, in encoded tokens
+
+
+def plan_groups(lengths, max_batch: int, rung, call_cost: int) -> list[tuple[list[int], int, int]]:
+    """Rows of `lengths[i]` -> groups [(row indices, padded batch size, padded length)] that cover every row once,
+    whole, at the least cost. A group of k rows pads to the smallest of `batch_sizes(max_batch)` >= k and to
+    `rung(its longest row)`; it costs batch x padded length + `call_cost`. The cheapest grouping takes consecutive
+    rows in order of length (swap rows between two groups and neither's padded length grows), so a dynamic programme
+    over the sorted rows finds it, O(rows x max_batch)."""
+    if max_batch < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {max_batch}")
+    lengths = [int(n) for n in lengths]
+    order = sorted(range(len(lengths)), key=lambda k: lengths[k])
+    sizes = batch_sizes(max_batch)
+    best, choice = [0] + [None] * len(order), [None] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        padded = rung(lengths[order[end - 1]])
+        for begin in range(max(0, end - max_batch), end):
+            rows = next(b for b in sizes if b >= end - begin)
+            cost = best[begin] + rows * padded + call_cost
+            if best[end] is None or cost < best[end]:
+                best[end], choice[end] = cost, (begin, rows, padded)
+    plan, end = [], len(order)
+    while end:
+        begin, rows, padded = choice[end]
+        plan.append((order[begin:end], rows, padded))
+        end = begin
+    return plan[::-1]
+
+
+def render_plan(frames, max_batch: int) -> list[tuple[list[int], int, int]]:
+    """Rows that need `frames[i]` mel frames -> render groups [(row indices, padded batch size, frame rung)]:
+    `plan_groups` with the rungs of `FRAME_LADDER` and a call cost of `CALL_COST_FRAMES`. Rows past the top rung
+    raise `TextTooLongError` (one line) instead of being cut."""
+    frames = [int(f) for f in frames]
+    if frames and max(frames) > FRAME_LADDER[-1]:
+        raise TextTooLongError(f"the model predicts {max(frames)} frames for this text, more than the "
+                               f"{FRAME_LADDER[-1]} synthesized at once: split the text")
+    return plan_groups(frames, max_batch, frame_rung, CALL_COST_FRAMES)
+
+
+def token_rung(tokens: int) -> int:
+    """Padded token length: the multiple of `TOKEN_STEP` that holds `tokens` (at least one step)."""
+    return max(-(-int(tokens) // TOKEN_STEP), 1) * TOKEN_STEP
+
+
+def padded_ids(ids: list[np.ndarray], rows: int, length: int | None = None) -> np.ndarray:
+    """Token id arrays -> (rows, length) int32, 0-padded (length: `token_rung` of the longest by default); rows
+    past len(ids) repeat the last array (their outputs are dropped: a short batch keeps a compiled shape)."""
+    length = token_rung(max(i.size for i in ids)) if length is None else length
+    tokens = np.zeros((rows, length), np.int32)
+    for row, row_ids in enumerate(ids + [ids[-1]] * (rows - len(ids))):
+        tokens[row, : row_ids.size] = row_ids
+    return tokens
+
+
+def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], batch_size: int,
+                   token_level: bool = True) -> list[dict]:
+    """Batch synthesis by a model's two halves, bound to their parameters and controls:
+    `prepare(tokens (B, N) int32, token_mask (B, N)) -> (h (B, N, D), durations (B, N) int)`,
+    `render(h, token_mask, durations, max_frames) -> (mel (B, T, M), frame_mask (B, T), durations, {"pitch",
+    "energy"})` and `frames_needed(durations (N,)) -> int` (the mel frames one row makes).
+    Token id arrays (N_i,) -> one dict per array, in order: "mel" (T_i, M) float32 (at least 2 frames),
+    "durations" (N_i,) int, "pitch" and "energy" ((N_i,) with `token_level`, else (T_i,)).
+    Both halves run on groups of similar length (`plan_groups`: tokens padded by `token_rung`, frames by the
+    ladder, batches to powers of two), within windows of 16 x `batch_size` texts taken in order of length, so host
+    memory stays bounded for long lists."""
+    results = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda k: encoded[k].size)
+    window = 16 * batch_size
+    for first in range(0, len(order), window):
+        rows = order[first:first + window]
+        prepared = [None] * len(rows)
+        for group, batch, length in plan_groups([encoded[k].size for k in rows], batch_size, token_rung,
+                                                CALL_COST_TOKENS):
+            ids = [encoded[rows[k]] for k in group]
+            tokens = padded_ids(ids, batch, length)
+            h, durations = jax.device_get(prepare(tokens, tokens > 0))
+            for row, k in enumerate(group):
+                prepared[k] = (h[row, : ids[row].size], durations[row, : ids[row].size])
+        frames = [int(frames_needed(np.asarray(d))) for _, d in prepared]
+        for group, batch, rung in render_plan(frames, batch_size):
+            members = [prepared[k] for k in group] + [prepared[group[-1]]] * (batch - len(group))
+            n = token_rung(max(d.size for _, d in members))
+            h = np.zeros((batch, n, members[0][0].shape[-1]), members[0][0].dtype)
+            durations = np.zeros((batch, n), np.int32)
+            for row, (row_h, row_d) in enumerate(members):
+                h[row, : row_h.shape[0]], durations[row, : row_d.size] = row_h, row_d
+            mask = np.arange(n)[None] < np.array([d.size for _, d in members])[:, None]
+            mel, frame_mask, _, variance = jax.device_get(render(h, mask, durations, rung))
+            for row, k in enumerate(group):
+                t, size = max(int(frame_mask[row].sum()), 2), prepared[k][1].size
+                cut = lambda x: np.asarray(x[row, :size] if token_level else x[row, :t])
+                results[rows[k]] = {"mel": np.asarray(mel[row, :t]), "durations": np.asarray(durations[row, :size]),
+                                    "pitch": cut(variance["pitch"]), "energy": cut(variance["energy"])}
+    return results
 
 
 REFERENCE_SECONDS = (0.5, 30.0)  # usable reference audio
@@ -90,15 +184,23 @@ class Synthesizer:
         self.tokenizer.table.check_compatible(table)
         self.vocoder = None  # `use_vocoder`: a neural vocoder instead of Griffin-Lim
         self.conditioned = isinstance(model, HyperSpeech)
-        if self.conditioned:
-            generate = lambda p, t, m, n, c, v, s, r, rm: model.apply(
-                {"params": p}, t, m, n, s, r, rm, controls=c, variance=v, method=HyperSpeech.generate)
-        else:
-            generate = lambda p, t, m, n, c, v: model.apply({"params": p}, t, m, n, controls=c, variance=v,
-                                                            method=type(model).generate)
+        kind = type(model)
+        generate = lambda p, t, m, n, c, v, *condition: model.apply(
+            {"params": p}, t, m, n, *condition, controls=c, variance=v, method=kind.generate)
         jitted = jax.jit(generate, static_argnums=(3, 4, 5))
+        # One pass at a given length (tests and notebooks compare the two halves against it).
         self._generate = lambda p, t, m, n, c, *condition: jitted(p, t, m, n, c, False, *condition)
-        self._generate_variance = lambda p, t, m, n, c, *condition: jitted(p, t, m, n, c, True, *condition)
+        self._prepare = jax.jit(lambda p, t, m, c, *condition: model.apply(
+            {"params": p}, t, m, *condition, controls=c, method=kind.prepare), static_argnums=3)
+        self._render = jax.jit(lambda p, h, m, d, n, c, *condition: model.apply(
+            {"params": p}, h, m, d, n, *condition, controls=c, variance=True, method=kind.render),
+            static_argnums=(4, 5))
+        if isinstance(model, HyperSpeech) or isinstance(model, FastSpeech2):
+            self._frames_needed = lambda durations: durations.sum(-1)
+        else:  # the joint model's mel is offset by its frontend's centre
+            from mmspeech_jax.models.joint_speech_text import mel_frame_count
+
+            self._frames_needed = lambda durations: mel_frame_count(model.config, durations)
 
     @classmethod
     def from_workdir(cls, workdir) -> "Synthesizer":
@@ -178,63 +280,58 @@ class Synthesizer:
             reference: np.ndarray | None = None) -> np.ndarray:
         """text -> log-mel (T, M). Raises the text errors of `normalize_text` / the tokenizer (one line), and a
         `ConfigError` for a speaker id the model does not know."""
+        return self.synthesize_ids([self.tokenizer.encode(text)], 1, controls, speaker=speaker,
+                                   reference=reference)[0]["mel"]
+
+    def synthesize_ids(self, encoded: list[np.ndarray], batch_size: int = 8, controls: Controls = Controls(), *,
+                       speaker: int | None = None, reference: np.ndarray | None = None) -> list[dict]:
+        """Token id arrays (N_i,) int (the tokenizer's ids, no padding) -> the module function `synthesize_ids`' dicts ("mel",
+        "durations", "pitch", "energy"), in order, without audio."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         condition = self.condition_inputs(speaker, reference)
-        ids = self.tokenizer.encode(text)
-        n = -(-ids.size // 32) * 32
-        tokens = np.zeros((1, n), np.int32)
-        tokens[0, : ids.size] = ids
-        mask = tokens > 0
-        mel, frame_mask, _ = generate_fitting(
-            lambda t, m, frames: self._generate(self.params, t, m, frames, controls, *condition), tokens, mask,
-            self._hop_seconds)
-        return np.asarray(mel[0, : max(int(frame_mask[0].sum()), 2)])
+        prepare = lambda tokens, mask: self._prepare(self.params, tokens, mask, controls,
+                                                     *self._batch_condition(condition, len(tokens)))
+        render = lambda h, mask, durations, frames: self._render(self.params, h, mask, durations, frames, controls,
+                                                                 *self._batch_condition(condition, len(h)))
+        token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
+        return synthesize_ids(prepare, render, self._frames_needed, encoded, batch_size, token_level)
+
+    @staticmethod
+    def _batch_condition(condition: tuple, rows: int) -> tuple:
+        """The conditioning arrays (batch 1) repeated to `rows` rows."""
+        return tuple(np.repeat(np.asarray(c), rows, axis=0) for c in condition)
 
     def synthesize_batch(self, texts: list[str], batch_size: int = 8, controls: Controls = Controls(), *,
                          speaker: int | None = None, reference: np.ndarray | None = None,
                          griffin_lim_iters: int = 60) -> list[dict]:
         """Texts -> one dict per text, in order: "audio" (S,) float32 and "sample_rate" (the vocoder's), "mel" (T, M),
         "symbols" (the N tokens spoken), "durations" (N,) int frames per token, "pitch" and "energy" (the model's
-        predictions, z-scored by the corpus statistics: (N,) at token level, (T,) at frame level). The model runs
-        `batch_size` texts at a time, texts of similar length together (sorted by token count; results come back
-        in the input order), padded to the longest (tokens to a multiple of 32, frames to the ladder rung that holds
-        every row's predicted length). A text that does not normalize or tokenize raises its one-line
-        error before any is synthesized."""
+        predictions, z-scored by the corpus statistics: (N,) at token level, (T,) at frame level). Texts of
+        similar length run together, at most `batch_size` at a time (`prepare` on texts sorted by token count;
+        `render` on groups of similar predicted length, `render_plan`); results come back in the input order. A
+        text that does not normalize or tokenize raises its one-line error before any is synthesized."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        condition = self.condition_inputs(speaker, reference)
+        self.condition_inputs(speaker, reference)
         encoded = [self.tokenizer.encode(text) for text in texts]
-        order = sorted(range(len(encoded)), key=lambda k: encoded[k].size)  # similar lengths share a batch
-        results = [None] * len(encoded)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            ids = [encoded[k] for k in rows]
-            n = -(-max(i.size for i in ids) // 32) * 32
-            # A short last batch of many is filled with copies of its last text (outputs dropped): one batch shape
-            # for the whole call, so it compiles no extra programs for the remainder.
-            filled = batch_size if len(order) > batch_size else len(ids)
-            tokens = np.zeros((filled, n), np.int32)
-            for row, row_ids in enumerate(ids + [ids[-1]] * (filled - len(ids))):
-                tokens[row, : row_ids.size] = row_ids
-            batch_condition = tuple(np.repeat(np.asarray(c), filled, axis=0) for c in condition)
-            out = generate_fitting(
-                lambda t, m, frames: self._generate_variance(self.params, t, m, frames, controls, *batch_condition),
-                tokens, tokens > 0, self._hop_seconds)
-            mel, frame_mask, durations, variance = jax.device_get(out)
-            token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
-            mels = [np.asarray(mel[row, : max(int(frame_mask[row].sum()), 2)]) for row in range(len(ids))]
-            if self.vocoder is not None:  # the whole batch through the vocoder at once, at the call's batch shape
-                padded = mels + [mels[-1]] * (filled - len(mels))  # the call's one batch shape, as above
-                audios = [peak_normalized(a) for a in self.vocoder.batch(padded, batch_size=filled)[: len(mels)]]
-            else:
-                audios = [self.vocode(m, griffin_lim_iters=griffin_lim_iters)[0] for m in mels]
-            for row, row_ids in enumerate(ids):
-                t = mels[row].shape[0]
-                cut = lambda x: np.asarray(x[row, : row_ids.size] if token_level else x[row, :t])
-                audio, rate = audios[row], self.mel_config.sample_rate
-                results[rows[row]] = {"audio": audio, "sample_rate": rate, "mel": mels[row],
-                                      "symbols": self.tokenizer.table.lookup(row_ids),
-                                      "durations": np.asarray(durations[row, : row_ids.size]),
-                                      "pitch": cut(variance["pitch"]), "energy": cut(variance["energy"])}
+        results = self.synthesize_ids(encoded, batch_size, controls, speaker=speaker, reference=reference)
+        mels = [r["mel"] for r in results]
+        if self.vocoder is not None:  # batches of similar length through the vocoder, at one batch shape
+            audios = [None] * len(mels)
+            order = sorted(range(len(mels)), key=lambda k: mels[k].shape[0])
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                filled = batch_size if len(order) > batch_size else len(rows)
+                chunk = [mels[k] for k in rows]
+                chunk += [chunk[-1]] * (filled - len(chunk))  # the call's one batch shape, as above
+                for k, audio in zip(rows, self.vocoder.batch(chunk, batch_size=filled)):
+                    audios[k] = peak_normalized(audio)
+        else:
+            audios = [self.vocode(m, griffin_lim_iters=griffin_lim_iters)[0] for m in mels]
+        for result, ids, audio in zip(results, encoded, audios):
+            result.update(audio=audio, sample_rate=self.mel_config.sample_rate,
+                          symbols=self.tokenizer.table.lookup(ids))
         return results
 
     def synthesize(self, text: str, controls: Controls = Controls(), *, speaker: int | None = None,

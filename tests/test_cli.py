@@ -121,28 +121,73 @@ def test_a_long_utterance_is_generated_whole_never_cut_at_the_padded_length(work
     assert "split the text" in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("frames_per_row, rungs", [((10, 200), [8, 256]), ((10, 300), [8, 384]),
-                                                   ((700, 1500), [8, 1536]), ((3, 5000), [8, 6144])])
-def test_generate_fitting_probes_durations_then_runs_the_rung_that_holds_the_batch(frames_per_row, rungs):
-    """A stand-in generator whose rows need `frames_per_row` frames: a probe pass of 8 frames for the durations,
-    then exactly one pass at the smallest rung (each at most 1.5x the one below) holding the longest row."""
-    from mmspeech_jax.synthesize import FRAME_LADDER, generate_fitting
+def set_partitions(items):
+    """Every partition of `items` into non-empty blocks (brute force; Bell(n) of them)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in set_partitions(rest):
+        yield [[first], *partition]
+        for i in range(len(partition)):
+            yield partition[:i] + [[first, *partition[i]]] + partition[i + 1:]
 
-    assert all(b <= 1.5 * a for a, b in zip(FRAME_LADDER, FRAME_LADDER[1:]))
 
-    calls = []
+@pytest.mark.parametrize("seed, max_batch", [(0, 1), (1, 2), (2, 3), (3, 4), (4, 8), (5, 8)])
+def test_render_plan_is_the_cheapest_grouping_and_cuts_nothing(seed, max_batch):
+    """Against brute force over every partition of 7 rows (not only runs of sorted rows): the plan covers each
+    row once, in a group no larger than its padded batch, at a rung that holds its longest row, and costs as
+    little as the cheapest partition. A group of k rows pads to the least power of two >= k (or max_batch)."""
+    from mmspeech_jax.synthesize import CALL_COST_FRAMES, FRAME_LADDER, render_plan
 
-    def generate(tokens, token_mask, max_frames):
-        calls.append(max_frames)
-        durations = np.zeros(tokens.shape, np.int32)
-        durations[:, 0] = frames_per_row
-        frame_mask = np.arange(max_frames)[None] < np.minimum(frames_per_row, max_frames)[:, None]
-        return np.zeros((len(frames_per_row), max_frames, 2)), frame_mask, durations
+    frames = np.random.default_rng(seed).integers(1, 1400, 7).tolist()
+    frames[3] = frames[5]  # ties
+    sizes = [b for b in range(1, max_batch + 1) if b == max_batch or (b & (b - 1)) == 0]
+    rung = lambda n: min(f for f in FRAME_LADDER if f >= n)
+    block_cost = lambda block: min(b for b in sizes if b >= len(block)) * rung(max(frames[k] for k in block))
+    brute = min(sum(block_cost(block) + CALL_COST_FRAMES for block in partition)
+                for partition in set_partitions(list(range(7)))
+                if all(len(block) <= max_batch for block in partition))
+    plan = render_plan(frames, max_batch)
+    assert sorted(k for group, _, _ in plan for k in group) == list(range(7))
+    for group, batch, frames_at in plan:
+        assert len(group) <= batch <= max_batch and batch in sizes and frames_at in FRAME_LADDER
+        assert max(frames[k] for k in group) <= frames_at
+    assert sum(batch * frames_at + CALL_COST_FRAMES for _, batch, frames_at in plan) == brute
 
-    tokens = np.ones((len(frames_per_row), 32), np.int32)
-    mel, frame_mask, durations = generate_fitting(generate, tokens, tokens > 0, 0.01)
-    assert calls == rungs and mel.shape[1] == rungs[-1]
-    assert frame_mask.sum(-1).tolist() == list(frames_per_row)  # nothing cut
+
+def test_the_frame_ladder_pads_little_and_refuses_past_its_top():
+    """Rungs: gaps of at most 64 frames up to 512, then at most 12.5 % above the rung below; past the top rung
+    `render_plan` refuses in one line instead of cutting."""
+    from mmspeech_jax.errors import TextTooLongError
+    from mmspeech_jax.synthesize import FRAME_LADDER, render_plan
+
+    assert list(FRAME_LADDER) == sorted(set(FRAME_LADDER)) and FRAME_LADDER[-1] == 8192
+    for low, high in zip(FRAME_LADDER, FRAME_LADDER[1:]):
+        assert high - low <= 64 if high <= 576 else high <= 1.125 * low, (low, high)
+    assert render_plan([], 4) == []
+    with pytest.raises(TextTooLongError, match="split the text") as info:
+        render_plan([100, FRAME_LADDER[-1] + 1], 4)
+    assert "\n" not in str(info.value)
+
+
+def test_synthesis_in_two_halves_equals_one_pass(workdir):
+    """`Synthesizer.synthesize_ids` (prepare at one padded shape, render at another) gives each text the mel,
+    durations and pitch of one `generate` pass over that text alone at a long length."""
+    from mmspeech_jax.models.variance_adaptor import Controls
+
+    tts = Synthesizer.from_workdir(workdir)
+    texts = ["Hello there.", "Yes.", "A much longer sentence, with a clause, to pad the others.", "Good morning."]
+    encoded = [tts.tokenizer.encode(t) for t in texts]
+    controls = Controls(speed=0.8, pitch_shift=0.5)
+    rows = tts.synthesize_ids(encoded, batch_size=3, controls=controls)
+    for ids, row in zip(encoded, rows):
+        tokens = np.zeros((1, 64), np.int32)
+        tokens[0, : ids.size] = ids
+        mel, frame_mask, durations = tts._generate(tts.params, tokens, tokens > 0, 2048, controls)
+        t = max(int(frame_mask.sum()), 2)
+        np.testing.assert_array_equal(row["durations"], np.asarray(durations[0, : ids.size]))
+        np.testing.assert_allclose(row["mel"], np.asarray(mel[0, :t]), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_arguments_fail_in_one_line_before_the_model_loads(tmp_path, capsys):

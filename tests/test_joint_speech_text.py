@@ -133,27 +133,55 @@ def test_text_and_speech_paths_share_one_frame_grid(tiny):
     assert (np.asarray(durations) % config.speech.subsampling == 0).all()
 
 
-def test_each_objective_reaches_only_its_parts(tiny):
+def test_synthesis_in_two_halves_equals_one_pass_and_keeps_every_frame(tiny):
+    """`synthesize.synthesize_ids` over the joint model's `prepare`/`render` (rows regrouped by predicted length,
+    frames padded to the ladder): each row's mel equals one `generate` pass at a long length, and has exactly
+    `mel_frame_count` frames (the sum of its durations plus the frontend's centring offset)."""
+    from mmspeech_jax.synthesize import synthesize_ids
+
+    _, model, _, paired, params = tiny
+    params = jax.tree_util.tree_map(np.array, params)
+    head = params["variance_adaptor"]["duration_predictor"]["out"]
+    head["kernel"] = np.zeros_like(head["kernel"])
+    head["bias"] = np.full_like(head["bias"], np.log(2.0))  # 1 encoder frame (4 mel frames) per token
+    lengths = paired["token_mask"].sum(-1)[:3]
+    encoded = [paired["tokens"][i, : lengths[i]] for i in range(len(lengths))]
+    prepare = jax.jit(lambda t, m: model.apply({"params": params}, t, m, method="prepare"))
+    render = jax.jit(lambda h, m, d, n: model.apply({"params": params}, h, m, d, n, variance=True, method="render"),
+                     static_argnums=3)
+    rows = synthesize_ids(prepare, render, lambda d: joint.mel_frame_count(model.config, d), encoded, 2)
+    whole, frame_mask, durations = jax.jit(lambda t, m: model.apply({"params": params}, t, m, 1024, method="generate"))(
+        paired["tokens"][:3], paired["token_mask"][:3])
+    for i, row in enumerate(rows):
+        t = int(np.asarray(frame_mask[i]).sum())
+        assert row["mel"].shape[0] == t == int(joint.mel_frame_count(model.config, row["durations"])) > 0
+        np.testing.assert_array_equal(row["durations"], np.asarray(durations[i, : lengths[i]]))
+        np.testing.assert_allclose(row["mel"], np.asarray(whole[i, :t]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("objective", ["asr", pytest.param("tts", marks=pytest.mark.slow), "mlm"])  # tts: ~1 min
+def test_each_objective_reaches_only_its_parts(tiny, objective):
+    """Each objective's gradient reaches its parts and none of the others'; the pretraining sum's terms are finite."""
     config, model, batch, _, params = tiny
     text_side = {"token_embedding", "text_encoder", "variance_adaptor"}
-    expect = {  # mode: (parts that must get a gradient, parts that must not)
-        "asr": ({"frontend", "encoder", "ctc_head"}, text_side | {"decoder", "ssl_head", "mlm_head", "aligner"}),
-        "tts": (text_side | {"encoder", "decoder", "postnet", "aligner"}, {"frontend", "ctc_head", "ssl_head"}),
+    expect = {  # objective: (loss config, parts that must get a gradient, parts that must not)
+        "asr": (joint.loss_config("asr"), {"frontend", "encoder", "ctc_head"},
+                text_side | {"decoder", "ssl_head", "mlm_head", "aligner"}),
+        "tts": (joint.loss_config("tts"), text_side | {"encoder", "decoder", "postnet", "aligner"},
+                {"frontend", "ctc_head", "ssl_head"}),
+        "mlm": (joint.JointLossConfig(ssl=0, asr=0, tts=0, match=0), {"mlm_head", "mask_embedding"}, {"ctc_head"}),
     }
-    for mode, (moved, still) in expect.items():
-        loss_fn = joint.make_joint_loss_fn(model, joint.loss_config(mode))
-        grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True, 0)[0])(params)
-        norm = {k: float(optax.tree.norm(v)) for k, v in grads.items()}
-        assert all(norm[k] > 0 for k in moved), (mode, norm)
-        assert all(norm[k] == 0 for k in still), (mode, norm)
-    loss_fn = joint.make_joint_loss_fn(model, joint.JointLossConfig(ssl=0, asr=0, tts=0, match=0))  # mlm alone
+    losses, moved, still = expect[objective]
+    loss_fn = joint.make_joint_loss_fn(model, losses)
     grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True, 0)[0])(params)
-    assert float(optax.tree.norm(grads["mlm_head"])) > 0 and float(optax.tree.norm(grads["mask_embedding"])) > 0
-    assert float(optax.tree.norm(grads["ctc_head"])) == 0
-    _, parts = joint.make_joint_loss_fn(model, joint.loss_config("pretrain"))(params, batch, jax.random.PRNGKey(0),
-                                                                              False, 0)
-    for key in ("ssl_ce", "mlm_ce", "ctc", "mel_l1", "forward_sum", "match_mse"):
-        assert np.isfinite(float(parts[key])), key
+    norm = {k: float(optax.tree.norm(v)) for k, v in grads.items()}
+    assert all(norm[k] > 0 for k in moved), (objective, norm)
+    assert all(norm[k] == 0 for k in still), (objective, norm)
+    if objective == "tts":  # the slow variant also checks the whole pretraining sum
+        _, parts = joint.make_joint_loss_fn(model, joint.loss_config("pretrain"))(params, batch,
+                                                                                  jax.random.PRNGKey(0), False, 0)
+        for key in ("ssl_ce", "mlm_ce", "ctc", "mel_l1", "forward_sum", "match_mse"):
+            assert np.isfinite(float(parts[key])), key
 
 
 @pytest.mark.slow

@@ -168,7 +168,7 @@ def test_gan_gradients_reach_each_part_only_from_its_own_terms(generator):
     config = tiny_config(generator)
     params = init_vocoder_params(config, jax.random.PRNGKey(0))
     batch = jax.tree_util.tree_map(jnp.asarray, tiny_batch(config))
-    grads = jax.grad(lambda p: make_vocoder_loss_fn(config)(p, batch, None, True, 0)[0])(params)
+    grads = jax.jit(jax.grad(lambda p: make_vocoder_loss_fn(config)(p, batch, None, True, 0)[0]))(params)
     disc = Discriminators(config.discriminator)
     d_apply = lambda p, x: disc.apply({"params": p}, x)
     mel = lambda x: log_mel_spectrogram(x, config.mel)
@@ -183,11 +183,12 @@ def test_gan_gradients_reach_each_part_only_from_its_own_terms(generator):
 
     fake = generate(config, params["generator"], input_log_mel(config, batch["context"]))
     d_terms = lambda d: jnp.mean(losses.discriminator_loss(d_apply(d, batch["audio"]), d_apply(d, fake)))
-    for got, want in ((grads["generator"], jax.grad(generator_terms)(params["generator"])),
-                      (grads["discriminator"], jax.grad(d_terms)(params["discriminator"]))):
+    for got, want in ((grads["generator"], jax.jit(jax.grad(generator_terms))(params["generator"])),
+                      (grads["discriminator"], jax.jit(jax.grad(d_terms))(params["discriminator"]))):
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
             np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-6)
-    warm = jax.grad(lambda p: make_vocoder_loss_fn(config, adversarial=False)(p, batch, None, True, 0)[0])(params)
+    warm = jax.jit(jax.grad(lambda p: make_vocoder_loss_fn(config, adversarial=False)(p, batch, None, True, 0)[0]))(
+        params)
     assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree_util.tree_leaves(warm["discriminator"]))
 
 
@@ -255,7 +256,6 @@ def test_fit_resumes_exactly_across_the_phase_change(tmp_path):
     from mmspeech_jax.train.trainer import TrainerConfig, fit
 
     config = tiny_config("istft", adversarial_start=2)
-    rng = np.random.default_rng(0)
     source = CropSource(np.array([3000, 4000, 2500]), lambda i, a, b: rng_audio(i)[a:b], 8000)
     tx = make_vocoder_optimizer(OptimizerConfig(1e-3, 0, 4), OptimizerConfig(1e-3, 0, 4))
     params = init_vocoder_params(config, jax.random.PRNGKey(0))
@@ -346,14 +346,23 @@ def test_pesq_and_stoi_rank_clean_above_noisy(small_corpus):
 
 # ---- the experiment, inference, export, CLI ---------------------------------------------------------------------
 
+# A small generator and discriminators for the experiment's runs (a run initialised from another needs the same).
+SMALL_VOCODER = ["--set", "istft.dim=32", "--set", "istft.intermediate=64", "--set", "istft.layers=2",
+                 "--set", "discriminator.periods=[2,3]", "--set", "discriminator.channel_scale=0.0625"]
+
+
 @pytest.fixture(scope="module")
 def vocoder_run(tmp_path_factory, tiny_run_cache):
     workdir = tmp_path_factory.mktemp("vocoder") / "run"
-    env = {**__import__("os").environ, "MMSPEECH_CACHE_DIR": str(tiny_run_cache)}
+    # Two simulated devices, data-parallel (--mesh reaches the trainer); the 8-device equality of the adversarial
+    # step is `test_adversarial_step_on_a_mesh_equals_one_device` (make test-slow). 8 devices here cost ~1 min, and
+    # the small generator and discriminators (`--set`) half as much again.
+    env = {**__import__("os").environ, "MMSPEECH_CACHE_DIR": str(tiny_run_cache),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     args = [sys.executable, "-m", "experiments.vocoder", "--workdir", str(workdir), "--steps", "4",
             "--adversarial_start", "2", "--eval_every", "2", "--checkpoint_every", "2", "--batch_size", "8",
             "--segment_frames", "8", "--corpus_size", "32", "--eval_utterances", "2", "--num_samples", "1",
-            "--no_progress", "--mesh", "8x1"]  # data-parallel over the 8 simulated devices (XLA_FLAGS)
+            "--no_progress", "--mesh", "2x1", *SMALL_VOCODER]
     subprocess.run(args, env=env, cwd=ROOT, check=True, capture_output=True, timeout=900)
     return workdir, env
 
@@ -362,7 +371,7 @@ def test_experiment_writes_report_samples_and_both_phases(vocoder_run):
     workdir, _ = vocoder_run
     report = json.loads((workdir / "report.json").read_text())
     assert report["steps"] == 4 and report["adversarial_start"] == 2
-    assert json.loads((workdir / "config.json").read_text())["mesh"] == {"data": 8, "fsdp": 1, "min_shard_size": 1024}
+    assert json.loads((workdir / "config.json").read_text())["mesh"] == {"data": 2, "fsdp": 1, "min_shard_size": 1024}
     assert report["copy_synthesis"]["vocoder"]["utterances"] == report["copy_synthesis"]["griffin_lim"]["utterances"] >= 1
     for name in ("vocoder", "griffin_lim"):
         assert 0 < report[f"{name}_stoi"] <= 1 and report[f"{name}_real_time_factor"] > 0
@@ -424,7 +433,7 @@ def test_fine_tuning_on_teacher_forced_mels(vocoder_run, tiny_tts_workdir, tiny_
             "--eval_every", "2", "--checkpoint_every", "2", "--batch_size", "2", "--segment_frames", "8",
             "--corpus_size", "32", "--eval_utterances", "1", "--num_samples", "0", "--no_progress",
             "--tts_workdir", str(tiny_tts_workdir), "--tts_utterances", "5", "--init_vocoder", str(source),
-            "--adversarial_start", "never"]
+            "--adversarial_start", "never", *SMALL_VOCODER]
     done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "initialized from" in done.stdout and "teacher-forced mels: 5 training utterances" in done.stdout

@@ -217,7 +217,8 @@ class FastSpeech2(nn.Module):
     train=True, rngs={"dropout": key})` -> (outputs {"mel", "mel_post": (B, T, M), ...}, aux {durations, predictions,
     alignments}); `model_inputs` adds the aligner's prior and checks the batch. Inference: `method=FastSpeech2.generate`
     with tokens (B, N) int32 (0 = padding), token_mask (B, N) bool and a static max_frames -> (mel (B, max_frames, M),
-    frame_mask, durations (B, N)). Parts: `encode`, `align`, `adapt`, `decode`."""
+    frame_mask, durations (B, N)); `generate` is `prepare` (encoder and durations) then `render` (at a frame length
+    chosen from those durations). Parts: `encode`, `align`, `adapt`, `decode`."""
     config: FastSpeech2Config
 
     def setup(self):
@@ -294,9 +295,25 @@ class FastSpeech2(nn.Module):
         """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)) with T = max_frames (static). With
         `variance` (static), a fourth element {"pitch", "energy"}: the predictions, z-scored, (B, N) at token level
         or (B, T) at frame level."""
+        h, durations = self.prepare(tokens, token_mask, speaker, controls)
+        return self.render(h, token_mask, durations, max_frames, speaker, controls, variance)
+
+    def prepare(self, tokens, token_mask, speaker=None, controls: Controls = Controls()):
+        """Inference, first half (no frame length needed): tokens (B, N) int32, token_mask (B, N) -> (encoder output
+        h (B, N, D) in the compute dtype, predicted durations (B, N) int32 frames, `controls.speed` applied). A
+        batch's frame count is known from here, so `render` can run at the length that holds it."""
         h = self.encode(tokens, token_mask, speaker, train=False)
-        frames, frame_mask, aux = self.adapt(h, token_mask, max_frames, train=False, controls=controls)
+        return h, self.variance_adaptor.predict_durations(h, token_mask, controls)
+
+    def render(self, h, token_mask, durations, max_frames: int, speaker=None, controls: Controls = Controls(),
+               variance: bool = False):
+        """Inference, second half: `prepare`'s h (B, N, D) and durations (B, N), a static max_frames -> `generate`'s
+        outputs (frames past max_frames are cut: choose it from durations.sum(-1)). `speaker` is unused here (it
+        is in h already); it keeps the signature of the conditioned models' `render`."""
+        del speaker
+        frames, frame_mask, aux = self.adapt(h, token_mask, max_frames, train=False, durations=durations,
+                                             controls=controls)
         _, mel_post = self.decode(frames, frame_mask, train=False)
         if variance:
-            return mel_post, frame_mask, aux["durations"], {"pitch": aux["pitch"], "energy": aux["energy"]}
-        return mel_post, frame_mask, aux["durations"]
+            return mel_post, frame_mask, durations, {"pitch": aux["pitch"], "energy": aux["energy"]}
+        return mel_post, frame_mask, durations

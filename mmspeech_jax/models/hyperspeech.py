@@ -137,13 +137,17 @@ class HyperSpeech(nn.Module):
             kinds.append(self.plain(condition.shape[0]))
         return [split_sites(w, self.config.sites) for w in kinds]
 
-    def _conditioned_frames(self, tokens, token_mask, condition, max_frames, *, train, **adapt_kwargs):
-        kinds = self.adapter_weights(condition)
-        encoder = [k[0] for k in kinds]
-        h = self.backbone.encode(tokens, token_mask, train=train, adapters=encoder or None)
+    def _conditioned_hidden(self, tokens, token_mask, condition, kinds, *, train):
+        """The backbone's encoder output with the condition fused in and the adaptor-site adapters applied."""
+        h = self.backbone.encode(tokens, token_mask, train=train, adapters=[k[0] for k in kinds] or None)
         h = self.fusion(h, token_mask, condition, train=train)
         for k in kinds:
             h = adapter_forward(h, token_mask, adapter_at(k[1], 0))
+        return h
+
+    def _conditioned_frames(self, tokens, token_mask, condition, max_frames, *, train, **adapt_kwargs):
+        kinds = self.adapter_weights(condition)
+        h = self._conditioned_hidden(tokens, token_mask, condition, kinds, train=train)
         frames, frame_mask, aux = self.backbone.adapt(h, token_mask, max_frames, train=train, **adapt_kwargs)
         return frames, frame_mask, aux, [k[2] for k in kinds] or None
 
@@ -179,13 +183,30 @@ class HyperSpeech(nn.Module):
                  vector=None, controls: Controls = Controls(), variance: bool = False):
         """Inference: (mel_post (B, T, M), frame_mask (B, T), durations (B, N)), T = max_frames (static); with
         `variance`, a fourth element {"pitch", "energy"} as `FastSpeech2.generate`'s."""
+        condition = (speaker, reference_mel, reference_mask, vector)
+        h, durations = self.prepare(tokens, token_mask, *condition, controls=controls)
+        return self.render(h, token_mask, durations, max_frames, *condition, controls=controls, variance=variance)
+
+    def prepare(self, tokens, token_mask, speaker=None, reference_mel=None, reference_mask=None, vector=None,
+                controls: Controls = Controls()):
+        """Inference, first half, as `FastSpeech2.prepare`: -> (conditioned encoder output h (B, N, D), predicted
+        durations (B, N) int32 frames)."""
         condition, _ = self.condition(speaker, reference_mel, reference_mask, vector)
-        frames, frame_mask, aux, decoder = self._conditioned_frames(tokens, token_mask, condition, max_frames,
-                                                                    train=False, controls=controls)
+        h = self._conditioned_hidden(tokens, token_mask, condition, self.adapter_weights(condition), train=False)
+        return h, self.backbone.variance_adaptor.predict_durations(h, token_mask, controls)
+
+    def render(self, h, token_mask, durations, max_frames: int, speaker=None, reference_mel=None, reference_mask=None,
+               vector=None, controls: Controls = Controls(), variance: bool = False):
+        """Inference, second half, as `FastSpeech2.render`, given the same condition as `prepare` (its decoder
+        adapters are generated again from it: the condition path is small next to the decoder)."""
+        condition, _ = self.condition(speaker, reference_mel, reference_mask, vector)
+        decoder = [k[2] for k in self.adapter_weights(condition)] or None
+        frames, frame_mask, aux = self.backbone.adapt(h, token_mask, max_frames, train=False, durations=durations,
+                                                      controls=controls)
         _, mel_post = self.backbone.decode(frames, frame_mask, train=False, adapters=decoder)
         if variance:
-            return mel_post, frame_mask, aux["durations"], {"pitch": aux["pitch"], "energy": aux["energy"]}
-        return mel_post, frame_mask, aux["durations"]
+            return mel_post, frame_mask, durations, {"pitch": aux["pitch"], "energy": aux["energy"]}
+        return mel_post, frame_mask, durations
 
 
 def trainable_mask(params, strategy: str):

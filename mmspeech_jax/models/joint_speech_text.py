@@ -271,11 +271,27 @@ class JointSpeechText(nn.Module):
         """Inference, FastSpeech2's signature: tokens (B, N) int32 (0 = padding), token_mask (B, N) bool, static
         max_frames -> (mel_post (B, max_frames, M), frame_mask (B, max_frames), durations (B, N) in mel frames);
         with `variance`, a fourth element {"pitch", "energy"} (B, N), z-scored. `speaker` must be None."""
-        s = self.config.speech.subsampling
+        h, durations = self.prepare(tokens, token_mask, speaker, controls)
+        return self.render(h, token_mask, durations, max_frames, speaker, controls, variance)
+
+    def prepare(self, tokens, token_mask, speaker=None, controls: Controls = Controls()):
+        """Inference, first half, as `FastSpeech2.prepare`: -> (text encoder output h (B, N, D), predicted
+        durations (B, N) int32 in mel frames: a multiple of the subsampling factor per token). The mel has
+        `mel_frame_count(config, durations)` frames."""
+        del speaker
         h = self.text_hidden(tokens, token_mask)
-        frames, mask, aux = self.text_frames(h, token_mask, -(-max_frames // s), controls=controls)
+        coarse = self.variance_adaptor.predict_durations(h, token_mask, controls)
+        return h, coarse * self.config.speech.subsampling
+
+    def render(self, h, token_mask, durations, max_frames: int, speaker=None, controls: Controls = Controls(),
+               variance: bool = False):
+        """Inference, second half, as `FastSpeech2.render`: `prepare`'s h and durations (mel frames) -> `generate`'s
+        outputs at the static max_frames."""
+        del speaker
+        s = self.config.speech.subsampling
+        frames, mask, aux = self.text_frames(h, token_mask, -(-max_frames // s), durations=durations // s,
+                                             controls=controls)
         _, mel_post, frame_mask = self.decode_mel(self.text_encode(frames, mask), mask, max_frames)
-        durations = aux["durations"] * s
         if variance:
             return mel_post, frame_mask, durations, {"pitch": aux["pitch"], "energy": aux["energy"]}
         return mel_post, frame_mask, durations
@@ -286,6 +302,13 @@ class JointSpeechText(nn.Module):
         self.ssl_logits(batch["features"], batch["frame_mask"])
         self.masked_text_logits(batch["tokens"], batch["token_mask"], jnp.zeros(batch["tokens"].shape, bool))
         return outputs
+
+
+def mel_frame_count(config: "JointConfig", durations):
+    """Mel frames the text path makes for durations (..., N) in mel frames (`prepare`'s): their sum plus the
+    frontend's centring offset (`decode_mel`), 0 for an empty row. NumPy or JAX arrays -> (...)."""
+    total = durations.sum(-1)
+    return (total + (FRONTEND_CENTER - config.speech.subsampling // 2)) * (total > 0)
 
 
 def asr_params(params) -> dict:

@@ -68,6 +68,13 @@ def token_average_vectors(values, durations, frame_mask):
     return total / jnp.maximum(member.sum(-1), 1.0)[..., None]
 
 
+def frames_per_token(log_duration, token_mask, speed: float = 1.0):
+    """The duration predictor's output (B, N) float, log(1 + frames) -> durations (B, N) int32: round((exp - 1) /
+    speed), at least 0, and 0 at padding (token_mask False)."""
+    predicted = jnp.round(jnp.maximum(jnp.exp(log_duration) - 1.0, 0.0) / speed)
+    return (predicted * token_mask).astype(jnp.int32)
+
+
 @dataclasses.dataclass(frozen=True)
 class VariancePredictorConfig:
     """A duration/pitch/energy predictor: hidden width, kernel size and dropout. Checked when built."""
@@ -165,8 +172,7 @@ class VarianceAdaptor(nn.Module):
         dim = h.shape[-1]
         log_duration = self.duration_predictor(h, token_mask, train=train)
         if durations is None:
-            predicted = jnp.round(jnp.maximum(jnp.exp(log_duration) - 1.0, 0.0) / controls.speed)
-            durations = (predicted * token_mask).astype(jnp.int32)
+            durations = frames_per_token(log_duration, token_mask, controls.speed)
         if self.config.level == "frame":
             h, mask = length_regulate(h, durations, max_frames)
         else:
@@ -180,3 +186,8 @@ class VarianceAdaptor(nn.Module):
         frames, frame_mask = length_regulate(h, durations, max_frames) if self.config.level == "token" else (h, mask)
         aux = {"log_duration": log_duration, "pitch": pitch_pred, "energy": energy_pred, "durations": durations}
         return frames, frame_mask, aux
+
+    def predict_durations(self, h, token_mask, controls: Controls = Controls()):
+        """Inference: h (B, N, D), token_mask (B, N) -> durations (B, N) int32 in frames (`frames_per_token`), as
+        `__call__` predicts them when it is given none."""
+        return frames_per_token(self.duration_predictor(h, token_mask, train=False), token_mask, controls.speed)
