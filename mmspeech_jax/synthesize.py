@@ -43,7 +43,7 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 # (95 s at 22.05 kHz / hop 256). Above 512 frames a row pads by at most 12.5 %; below, by at most 64 frames.
 FRAME_LADDER = (tuple(range(128, 1024, 64)) + tuple(range(1024, 2048, 128)) + tuple(range(2048, 4096, 256))
                 + tuple(range(4096, 8192 + 1, 512)))
-CALL_COST_FRAMES = 64  # one render call's fixed cost (dispatch, the condition path), in decoded frames
+CALL_COST_FRAMES = 512  # a render group's fixed cost in decoded frames: its dispatch, and a share of compiling its shape
 
 
 def frame_rung(frames: float) -> int:
@@ -57,7 +57,7 @@ def batch_sizes(max_batch: int) -> tuple[int, ...]:
 
 
 TOKEN_STEP = 16  # token ids pad to a multiple of this
-CALL_COST_TOKENS = 16  # one prepare call's fixed cost, in encoded tokens
+CALL_COST_TOKENS = 128  # a prepare group's fixed cost in encoded tokens: its dispatch, and a share of compiling its shape
 
 
 def plan_groups(lengths, max_batch: int, rung, call_cost: int) -> list[tuple[list[int], int, int]]:
