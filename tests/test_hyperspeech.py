@@ -40,7 +40,7 @@ def init(model, batch, seed=0):
     return init_params(model, rngs, batch, train=False)
 
 
-@pytest.mark.parametrize("fusion", ["film", "gated_cross_attention"])
+@pytest.mark.parametrize("fusion", [pytest.param("film", marks=pytest.mark.slow), "gated_cross_attention"])  # film: `make test-slow`
 def test_fresh_hyperspeech_equals_its_pretrained_backbone(fusion):
     """Compiled (op by op this took ~90-175 s on 2 cores); XLA fuses the two graphs differently, so "equal" is a
     few float32 ulps of the output's scale (~4.5): measured 3e-6, allowed 1e-5, where a wrong identity gives O(1)."""

@@ -63,7 +63,7 @@ def remat_variant(task, cache):
     return variant(task, cache, {"remat": True}, lambda config: dataclasses.replace(config, remat=True))
 
 
-@pytest.mark.parametrize("task", ["tts", "asr"])
+@pytest.mark.parametrize("task", [pytest.param("tts", marks=pytest.mark.slow), "asr"])  # tts: `make test-slow`
 def test_remat_gives_the_same_loss_and_gradients(task, small_cache):
     params, batch, plain, remat = remat_variant(task, small_cache)
     rng = jax.random.key(0, impl="rbg")
