@@ -4,7 +4,6 @@ float64 NumPy masked mean over the concatenated split, for a toy ratio loss and 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from mmspeech_jax.losses.ratios import masked_total, ratio
 from mmspeech_jax.train.evaluation import evaluate_split
