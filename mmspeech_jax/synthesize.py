@@ -195,7 +195,7 @@ class Synthesizer:
         self._render = jax.jit(lambda p, h, m, d, n, c, *condition: model.apply(
             {"params": p}, h, m, d, n, *condition, controls=c, variance=True, method=kind.render),
             static_argnums=(4, 5))
-        if isinstance(model, HyperSpeech) or isinstance(model, FastSpeech2):
+        if isinstance(model, (FastSpeech2, HyperSpeech)):
             self._frames_needed = lambda durations: durations.sum(-1)
         else:  # the joint model's mel is offset by its frontend's centre
             from mmspeech_jax.models.joint_speech_text import mel_frame_count
