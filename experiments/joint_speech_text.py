@@ -63,12 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="workdir/joint_speech_text")
     p.add_argument("--preset", default="base", choices=["tiny", "base"])
     add_data_args(p)
-    add_trainer_args(p, steps=300, learning_rate=2e-3, eval_every=300)
+    add_trainer_args(p, steps=240, learning_rate=2e-3, eval_every=240)
     p.set_defaults(batch_size=8, num_buckets=2)
-    p.add_argument("--pretrain_steps", type=int, default=1200,
+    p.add_argument("--pretrain_steps", type=int, default=960,
                    help="steps of each pretraining (joint: the three streams alternate, one per step)")
     p.add_argument("--pretrain_learning_rate", type=float, default=2e-3)
-    p.add_argument("--pretrain_eval_every", type=int, default=300)
+    p.add_argument("--pretrain_eval_every", type=int, default=240)
     p.add_argument("--label_fraction", type=float, default=0.1)
     p.add_argument("--text_sentences", type=int, default=30000,
                    help="unpaired text: the first N natural sentences of the corpus's train split (phonemized)")
@@ -83,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--intelligibility_sentences", type=int, default=40)
     p.add_argument("--natural_eval_utterances", type=int, default=None,
                    help="natural evaluation sentences the ASR rows are scored on (default: all 219)")
+    p.add_argument("--validation_utterances", type=int, default=200,
+                   help="validation utterances of every stage's evaluations (0: the whole split, 609 by default)")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     return parse_tree(p, argv, from_flags)
 
@@ -98,7 +100,8 @@ def from_flags(args) -> JointExperimentConfig:
     rows = JointRowsConfig(label_fraction=args.label_fraction, text_sentences=args.text_sentences,
                            rows=tuple(args.rows.split(",")), strategy=args.strategy, freeze_layers=args.freeze_layers,
                            adapter_dim=args.adapter_dim, lora_rank=args.lora_rank)
-    evaluation = JointEvaluationConfig(args.judge_asr, args.intelligibility_sentences, args.natural_eval_utterances)
+    evaluation = JointEvaluationConfig(args.judge_asr, args.intelligibility_sentences, args.natural_eval_utterances,
+                                       args.validation_utterances or None)
     every = dict(eval_every=args.pretrain_eval_every, checkpoint_every=args.pretrain_eval_every)
     parts = {**shared_parts(args), "trainer": trainer(checkpoint_every=args.eval_every)}
     return dataclasses.replace(tree, **parts, pretrain_trainer=trainer(steps=args.pretrain_steps, **every), rows=rows,
@@ -133,10 +136,11 @@ def text_part(batch: dict) -> dict:
 
 
 def stage(tree: JointExperimentConfig, cache, workdir: Path, params, mode: str, optimizer, trainer, streams: dict,
-          mask=None, mesh=None, **record):
+          validation: np.ndarray, mask=None, mesh=None, **record):
     """Trains `params` on `mode`'s objective with the shared trainer (`optimizer`, `trainer`: the tree's
     pretraining or fine-tuning pair): the streams alternate step by step (a paired step reads the paired stream
-    alone). The aligner's binarization loss counts from a third of the steps. Returns (fit result, wall seconds)."""
+    alone), evaluated on the cache rows `validation`. The aligner's binarization loss counts from a third of the
+    steps. Returns (fit result, wall seconds)."""
     config = tree.model
     model = joint.JointSpeechText(config)
     weights = joint.loss_config(mode, binarization_start=trainer.steps // 3)
@@ -154,7 +158,7 @@ def stage(tree: JointExperimentConfig, cache, workdir: Path, params, mode: str, 
     eval_parts = tuple(n for n in needed if n != "text")  # validation: the paired and speech terms
 
     def eval_batches():
-        for b in make_batch_iterator(cache, "validation", eval_config, verbose=False):
+        for b in make_batch_iterator(cache, "validation", eval_config, positions=validation, verbose=False):
             yield {n: b for n in eval_parts}
 
     started = time.perf_counter()
@@ -258,12 +262,13 @@ def main(argv=None):
     streams = lambda: {"speech": make_batch_iterator(cache, "train", pipeline, verbose=False),
                        "paired": make_batch_iterator(cache, "train", pipeline, positions=labelled, verbose=False),
                        "text": TextBatches(text, pipeline.batch_size, TEXT_LENGTHS, seed=seed)}
+    validation = cache.indices("validation")[:evaluation.validation_utterances]
     fresh = initial_params(tree.model, cache, seed)
     pretrained, stages = {}, {}
     for source, mode in (("joint", "pretrain"), ("bestrq", "speech_ssl")):
         if any(ROWS[r][0] == source for r in wanted):
             result, wall = stage(tree, cache, workdir / f"{source}_pretrain", fresh, mode, tree.pretrain_optimizer,
-                                 tree.pretrain_trainer, streams(), mesh=mesh)
+                                 tree.pretrain_trainer, streams(), validation, mesh=mesh)
             pretrained[source] = jax.device_get(result.state.params)
             stages[f"{source}_pretrain"] = {"steps": int(result.state.step), "wall_seconds": wall,
                                             "compilations": result.compilations,
@@ -285,7 +290,7 @@ def main(argv=None):
             params = merge_pretrained(params, pretrained[source], prefixes=tuple(params))
         mask = trainable_mask(params, strategy, settings.freeze_layers)
         result, wall = stage(row_tree, cache, workdir / name, params, mode, tree.optimizer, tree.trainer, streams(),
-                             mask=mask, mesh=mesh, strategy=strategy, labelled_utterances=int(labelled.size))
+                             validation, mask=mask, mesh=mesh, strategy=strategy, labelled_utterances=int(labelled.size))
         row = {"mode": mode, "init": source or "scratch", "strategy": strategy, "steps": int(result.state.step),
                "wall_seconds": wall, "compilations": result.compilations,
                "trainable_params": count_parameters(params, mask)}
@@ -298,7 +303,8 @@ def main(argv=None):
         rows[name] = row
         print(name, {k: v for k, v in row.items() if isinstance(v, float)})
     pretraining = {"labelled_utterances": int(labelled.size), "train_utterances": int(cache.indices("train").size),
-                   "text_sentences": len(text) if text != [[1]] else 0, "stages": stages}
+                   "text_sentences": len(text) if text != [[1]] else 0, "validation_utterances": int(validation.size),
+                   "stages": stages}
     summary = table(rows, pretraining, evaluation.judge_asr)
     report = {"rows": rows, "pretraining": pretraining, "parameters": count_parameters(fresh), "table": summary}
     write_report(workdir, report)

@@ -353,7 +353,8 @@ class Synthesizer:
         when one is set (`use_vocoder`), else Griffin-Lim (`griffin_lim_iters` iterations)."""
         if self.vocoder is not None:
             return peak_normalized(self.vocoder(log_mel)), self.mel_config.sample_rate
-        wave = log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters)
+        wave = log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters,
+                                   frames=frame_rung(len(log_mel)))  # one compiled Griffin-Lim per ladder rung
         return peak_normalized(wave), self.mel_config.sample_rate
 
 

@@ -331,8 +331,8 @@ def test_experiment_then_cli_transcribe_synthesize_and_export(tmp_path, tiny_run
     cmd = [sys.executable, "-m", "experiments.joint_speech_text", "--preset", "tiny", "--pretrain_steps", "6",
            "--pretrain_eval_every", "3", "--steps", "4", "--eval_every", "4", "--corpus_size", "32", "--batch_size",
            "4", "--num_buckets", "1", "--workdir", str(workdir), "--no_progress", "--text_sentences", "200",
-           "--natural_eval_utterances", "3", "--intelligibility_sentences", "2", "--judge_asr",
-           str(tiny_asr_workdir), "--rows", "scratch_asr,bestrq_asr,joint_tts,joint_asr_tts"]
+           "--natural_eval_utterances", "3", "--intelligibility_sentences", "2", "--validation_utterances", "1",
+           "--judge_asr", str(tiny_asr_workdir), "--rows", "scratch_asr,bestrq_asr,joint_tts,joint_asr_tts"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((workdir / "report.json").read_text())
@@ -341,6 +341,7 @@ def test_experiment_then_cli_transcribe_synthesize_and_export(tmp_path, tiny_run
     for key in ("test_cer", "natural_cer", "test_mel_l1", "test_synthesized_cer", "natural_synthesized_cer"):
         assert 0 <= both[key] < 10, key
     assert report["pretraining"]["stages"]["joint_pretrain"]["curve"]  # validation terms over pretraining
+    assert report["pretraining"]["validation_utterances"] == 1
     assert "| joint_asr_tts |" in report["table"]
 
     wav = tmp_path / "speech"

@@ -17,34 +17,56 @@ from mmspeech_jax.evaluate.asr import asr_normalize, error_rates
 
 
 def evaluate_tts(synthesizer, transcriber, texts: list[str], ground_truth: dict[str, np.ndarray] | None = None,
-                 progress=None) -> dict:
+                 progress=None, batch_size: int = 8) -> dict:
     """Returns {"synthesized": {cer, wer, utterances}, "ground_truth": {...} or None, "ground_truth_vocoded": {...}
-    or None, "lines": [...]}."""
+    or None, "lines": [{"text", "transcript" or "error", ...}] in the order of `texts`}.
+
+    The texts are synthesized `batch_size` at a time (`synthesizer.synthesize_batch`); when one of them fails (a
+    text the tokenizer rejects, or a length past the synthesis ladder), each text is synthesized alone so that only
+    the failing ones are left out (`progress`, e.g. tqdm, wraps that per-text loop). Audio is transcribed
+    `batch_size` at a time, in order of length, through `transcriber.transcribe`."""
     ground_truth = {asr_normalize(k): v for k, v in (ground_truth or {}).items()}
-    lines, refs, hyps, gt_refs, gt_hyps, vocoded_hyps = [], [], [], [], [], []
-    transcribe_audio = lambda audio, rate: transcriber.transcribe_features([transcriber.mel_from_audio(audio, rate)])[0]
-    for text in texts if progress is None else progress(texts):
-        entry = {"text": text}
-        try:
-            audio, rate = synthesizer.synthesize(text)
-        except MMSpeechError as exc:
-            entry["error"] = str(exc)
-            lines.append(entry)
-            continue
-        entry["transcript"] = transcribe_audio(audio, rate)
-        refs.append(text)
-        hyps.append(entry["transcript"])
-        reference_mel = ground_truth.get(asr_normalize(text))
-        if reference_mel is not None:
-            entry["ground_truth_transcript"] = transcriber.transcribe_features([reference_mel])[0]
-            gt_refs.append(text)
-            gt_hyps.append(entry["ground_truth_transcript"])
-            entry["ground_truth_vocoded_transcript"] = transcribe_audio(*synthesizer.vocode(np.asarray(reference_mel)))
-            vocoded_hyps.append(entry["ground_truth_vocoded_transcript"])
-        lines.append(entry)
-    if not refs:
+    lines = [{"text": text} for text in texts]
+    try:
+        outputs = [(r["audio"], r["sample_rate"]) for r in synthesizer.synthesize_batch(list(texts), batch_size)]
+    except MMSpeechError:
+        outputs = []
+        for line in lines if progress is None else progress(lines):
+            try:
+                outputs.append(synthesizer.synthesize(line["text"]))
+            except MMSpeechError as exc:
+                line["error"] = str(exc)
+                outputs.append(None)
+    spoken = [(line, out) for line, out in zip(lines, outputs) if out is not None]
+    if not spoken:
         raise MMSpeechError("no sentence could be synthesized; nothing to score")
-    return {"synthesized": error_rates(refs, hyps),
-            "ground_truth": error_rates(gt_refs, gt_hyps) if gt_refs else None,
-            "ground_truth_vocoded": error_rates(gt_refs, vocoded_hyps) if gt_refs else None,
+    for (line, _), row in zip(spoken, _transcribe(transcriber, [out for _, out in spoken], batch_size)):
+        line["transcript"] = row
+    known = [(line, ground_truth[key]) for line, _ in spoken
+             if (key := asr_normalize(line["text"])) in ground_truth]
+    if known:
+        mels = [np.asarray(mel) for _, mel in known]
+        truth = [row for start in range(0, len(mels), batch_size)
+                 for row in transcriber.transcribe_features(mels[start:start + batch_size])]
+        vocoded = _transcribe(transcriber, [synthesizer.vocode(mel) for mel in mels], batch_size)
+        for (line, _), heard, heard_vocoded in zip(known, truth, vocoded):
+            line["ground_truth_transcript"], line["ground_truth_vocoded_transcript"] = heard, heard_vocoded
+    refs = [line["text"] for line, _ in spoken]
+    gt_refs = [line["text"] for line, _ in known]
+    return {"synthesized": error_rates(refs, [line["transcript"] for line, _ in spoken]),
+            "ground_truth": error_rates(gt_refs, [line["ground_truth_transcript"] for line, _ in known])
+            if known else None,
+            "ground_truth_vocoded": error_rates(gt_refs, [line["ground_truth_vocoded_transcript"] for line, _ in known])
+            if known else None,
             "lines": lines}
+
+
+def _transcribe(transcriber, audios: list[tuple[np.ndarray, int]], batch_size: int) -> list[str]:
+    """(waveform, sample_rate) pairs -> transcripts in order, run `batch_size` at a time in order of length (the
+    batches pad to their longest)."""
+    order = sorted(range(len(audios)), key=lambda k: len(audios[k][0]))
+    heard = transcriber.transcribe([audios[k] for k in order], batch_size=batch_size)
+    out = [""] * len(audios)
+    for k, row in zip(order, heard):
+        out[k] = row["text"]
+    return out
