@@ -3,10 +3,12 @@ gap is the vocoder's.
 
     python -m benchmarks.closed_loop --tts workdir/ljspeech_tts --asr workdir/ljspeech_asr \
         --vocoder griffin-lim --vocoder workdir/vocoder --vocoder workdir/vocoder_ft [--record]
+    python -m benchmarks.closed_loop --tts ... --asr ... --compute_dtype float32 --compute_dtype bfloat16
 
 For each vocoder ("griffin-lim" or a vocoder workdir), `experiments.ljspeech_tts.intelligibility` on the 219
 sentences of the natural evaluation set: the ASR's CER on the synthesized speech, on the true recordings and on the
-true mels through the same vocoder, the ratio, and the loop's wall time. Prints a table (and appends it to
+true mels through the same vocoder, the ratio, and the loop's wall time; with several `--compute_dtype`, once per
+dtype (both models compute in it: what bfloat16 inference costs in intelligibility). Prints a table (and appends it to
 benchmarks/RESULTS.md with --record).
 """
 
@@ -30,6 +32,8 @@ def main(argv=None) -> dict:
     p.add_argument("--tts", required=True, help="a FastSpeech2 workdir")
     p.add_argument("--asr", required=True, help="the ASR workdir that judges")
     p.add_argument("--vocoder", action="append", default=[], help="griffin-lim or a vocoder workdir (repeatable)")
+    p.add_argument("--compute_dtype", action="append", default=[], choices=["float32", "bfloat16"],
+                   help="both models' arithmetic (repeatable; default float32)")
     p.add_argument("--utterances", type=int, default=None, help="the first N natural sentences (default: all)")
     p.add_argument("--out", default=None, help="also write the full results as JSON")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
@@ -37,13 +41,16 @@ def main(argv=None) -> dict:
     natural = natural_eval_feature_cache(args.utterances)
     rows = natural.indices("test")
     results = {}
+    dtypes = args.compute_dtype or ["float32"]
     for vocoder in args.vocoder or ["griffin-lim"]:
-        started = time.perf_counter()
-        result = intelligibility(Path(args.tts), Path(args.asr), natural, rows,
-                                 None if vocoder == "griffin-lim" else vocoder)
-        results[vocoder] = {**result, "seconds": time.perf_counter() - started}
+        for dtype in dtypes:
+            started = time.perf_counter()
+            result = intelligibility(Path(args.tts), Path(args.asr), natural, rows,
+                                     None if vocoder == "griffin-lim" else vocoder, compute_dtype=dtype)
+            name = vocoder if len(dtypes) == 1 else f"{vocoder}, {dtype}"
+            results[name] = {**result, "seconds": time.perf_counter() - started}
     command = "python -m benchmarks.closed_loop --tts " + args.tts + " --asr " + args.asr + "".join(
-        f" --vocoder {v}" for v in args.vocoder)
+        f" --vocoder {v}" for v in args.vocoder) + "".join(f" --compute_dtype {d}" for d in args.compute_dtype)
     text = (f"### Natural-set closed loop by vocoder ({datetime.date.today().isoformat()})\n\nCommand: `{command}`\n"
             f"Machine: {machine()}\n\n| vocoder | synthesized CER | true recordings CER | cer_ratio | true mels "
             f"through the vocoder, CER | loop wall time |\n| --- | --- | --- | --- | --- | --- |\n")

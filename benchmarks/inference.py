@@ -19,8 +19,9 @@ mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (`synthesize.syn
 on batches of `--batch_size` texts sorted by length, tokens padded to a multiple of 32, then `render` on the groups
 of `render_plan`, padded to a power-of-two batch and the frame ladder) and
 transcribes batches of `--batch_size` padded to the batch's longest multiple of 256 frames; ESPnet synthesizes one
-sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32,
-no gradients, every core; the first pass over the inputs is a warm-up (compilation for JAX), then the median of
+sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32
+(or `--compute_dtype bfloat16`: our models' compute dtype, ESPnet under `torch.autocast`; float32 parameters in
+both), no gradients, every core; the first pass over the inputs is a warm-up (compilation for JAX), then the median of
 `--repeats` passes. Griffin-Lim and vocoders are not timed (mel out only).
 """
 
@@ -68,14 +69,16 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 # --- mmspeech_jax ------------------------------------------------------------------------------------------------
-def jax_tts(batch_size: int):
+def jax_tts(batch_size: int, compute_dtype: str = "float32"):
     """() -> frames synthesized, over all sentences, as `Synthesizer.synthesize_batch` batches them."""
+    import dataclasses
+
     import jax
 
     from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
     from mmspeech_jax.synthesize import synthesize_ids
 
-    model = FastSpeech2(preset("ljspeech", TTS_VOCAB))
+    model = FastSpeech2(dataclasses.replace(preset("ljspeech", TTS_VOCAB), compute_dtype=compute_dtype))
     probe = np.ones((1, 32), np.int32)
     params = jax.jit(lambda k: model.init(k, probe, probe > 0, 256, method=FastSpeech2.generate)["params"])(
         jax.random.key(0))
@@ -95,13 +98,16 @@ def jax_tts(batch_size: int):
     return run, params_m
 
 
-def jax_asr(batch_size: int):
+def jax_asr(batch_size: int, compute_dtype: str = "float32"):
     """() -> output frames, over all utterances, in padded batches of `batch_size`."""
+    import dataclasses
+
     import jax
 
     from mmspeech_jax.models.ctc_asr import CTCASR, preset
 
-    model = CTCASR(preset("conformer_s", vocab_size=ASR_VOCAB, spec_augment=None))
+    model = CTCASR(dataclasses.replace(preset("conformer_s", vocab_size=ASR_VOCAB, spec_augment=None),
+                                       compute_dtype=compute_dtype))
     features, lengths = asr_inputs()
     features = np.pad(features, ((0, 0), (0, -features.shape[1] % 256), (0, 0)))  # room for the last rung
     params = jax.jit(lambda k: model.init(k, features[:1, :256], np.ones((1, 256), bool))["params"])(
@@ -123,7 +129,19 @@ def jax_asr(batch_size: int):
 
 
 # --- ESPnet ------------------------------------------------------------------------------------------------------
-def espnet_tts(batch_size: int):
+def _espnet_context(torch, compute_dtype: str):
+    """No gradients, and for bfloat16 torch's CPU autocast (float32 parameters, bfloat16 matmuls and
+    convolutions: PyTorch's own mixed-precision inference path)."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    if compute_dtype == "bfloat16":
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    return stack
+
+
+def espnet_tts(batch_size: int, compute_dtype: str = "float32"):
     """() -> frames synthesized, one sentence per call (ESPnet2 FastSpeech2.inference)."""
     import torch
 
@@ -138,7 +156,7 @@ def espnet_tts(batch_size: int):
 
     def run():
         frames = 0
-        with torch.no_grad():
+        with _espnet_context(torch, compute_dtype):
             for text in sentences:
                 frames += int(model.inference(text)["feat_gen"].shape[0])
         return frames
@@ -146,7 +164,7 @@ def espnet_tts(batch_size: int):
     return run, sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def espnet_asr(batch_size: int):
+def espnet_asr(batch_size: int, compute_dtype: str = "float32"):
     """() -> encoder output frames, in padded batches of `batch_size` (ESPnet2 ConformerEncoder + CTC)."""
     import torch
 
@@ -158,7 +176,7 @@ def espnet_asr(batch_size: int):
 
     def run():
         frames = 0
-        with torch.no_grad():
+        with _espnet_context(torch, compute_dtype):
             for start in range(0, len(lengths), batch_size):
                 lens = torch.from_numpy(lengths[start:start + batch_size].astype(np.int64))
                 x = torch.from_numpy(np.ascontiguousarray(features[start:start + batch_size, : int(lens.max())]))
@@ -171,7 +189,7 @@ def espnet_asr(batch_size: int):
 
 
 # --- report ------------------------------------------------------------------------------------------------------
-def measure(toolkit: str, batch_size: int, repeats: int) -> list[dict]:
+def measure(toolkit: str, batch_size: int, repeats: int, compute_dtype: str = "float32") -> list[dict]:
     rows = []
     if toolkit == "espnet":
         import torch
@@ -181,9 +199,10 @@ def measure(toolkit: str, batch_size: int, repeats: int) -> list[dict]:
     _, asr_lengths = asr_inputs()
     audio = {"tts": lambda frames: frames * HOP_SECONDS, "asr": lambda _: float(asr_lengths.sum()) * HOP_SECONDS}
     for task, build in zip(("tts", "asr"), builders):
-        run, params_m = build(batch_size)
+        run, params_m = build(batch_size, compute_dtype)
         seconds, frames = timed(run, repeats)
-        rows.append({"toolkit": toolkit, "task": task, "params_m": round(params_m, 1), "batch_size": batch_size,
+        rows.append({"toolkit": toolkit, "task": task, "compute_dtype": compute_dtype, "params_m": round(params_m, 1),
+                     "batch_size": batch_size,
                      "seconds": seconds, "items_per_s": NUM_SENTENCES / seconds,
                      "audio_s_per_s": audio[task](frames) / seconds, "frames": frames})
         print(json.dumps(rows[-1]), flush=True)
@@ -223,6 +242,8 @@ def main() -> None:
     p.add_argument("--toolkit", choices=["jax", "espnet"], default="jax")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compute_dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="bfloat16: our models' compute_dtype, ESPnet under torch.autocast (float32 parameters both)")
     p.add_argument("--first_call", action="store_true", help="time the first pass in fresh processes instead")
     p.add_argument("--espnet_json", default=None, metavar="FILE",
                    help="ESPnet's rows (the JSON lines `--toolkit espnet` printed) to put beside ours")
@@ -238,12 +259,13 @@ def main() -> None:
                 "| --- | --- | --- | --- |\n"
                 + "\n".join(f"| {t} | {s} | {a:.2f} s | {b:.2f} s |" for t, s, a, b in rows))
     else:
-        rows = measure(args.toolkit, args.batch_size, args.repeats)
+        rows = measure(args.toolkit, args.batch_size, args.repeats, args.compute_dtype)
         if args.espnet_json:
             rows += [json.loads(line) for line in open(args.espnet_json) if line.startswith("{")]
-        text = ("| toolkit | task | params | batch | 32 inputs | inputs/s | audio s/s |\n"
-                "| --- | --- | --- | --- | --- | --- | --- |\n"
-                + "\n".join(f"| {r['toolkit']} | {r['task']} | {r['params_m']} M | "
+        text = ("| toolkit | task | compute | params | batch | 32 inputs | inputs/s | audio s/s |\n"
+                "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+                + "\n".join(f"| {r['toolkit']} | {r['task']} | {r.get('compute_dtype', 'float32')} | "
+                            f"{r['params_m']} M | "
                             f"{r['batch_size'] if r['toolkit'] == 'jax' or r['task'] == 'asr' else 1} | "
                             f"{r['seconds']:.2f} s | {r['items_per_s']:.2f} | {r['audio_s_per_s']:.1f} |"
                             for r in sorted(rows, key=lambda r: (r['task'], r['toolkit']))))
@@ -251,7 +273,8 @@ def main() -> None:
     if args.record:
         from benchmarks.measure import machine, record
 
-        command = "python -m benchmarks.inference" + (" --first_call" if args.first_call else "")
+        command = "python -m benchmarks.inference" + (" --first_call" if args.first_call else "") + \
+            (f" --compute_dtype {args.compute_dtype}" if args.compute_dtype != "float32" else "")
         record(f"### Inference throughput — {datetime.date.today()}\n\nCommand: `{command}`  \n"
                f"Machine: {machine()}\n\n{text}\n")
 

@@ -132,17 +132,20 @@ def _vocoder(vocoder_workdir):
     return None if vocoder_workdir is None else Vocoder.from_workdir(vocoder_workdir)
 
 
-def intelligibility(workdir: Path, asr_workdir: Path, cache, rows, vocoder_workdir=None) -> dict:
+def intelligibility(workdir: Path, asr_workdir: Path, cache, rows, vocoder_workdir=None,
+                    compute_dtype: str = "float32") -> dict:
     """The closed loop on the sentences of `cache` at `rows`: this TTS -> Griffin-Lim (or the neural vocoder of
     `vocoder_workdir`) -> the ASR, CER/WER, next to the ASR on the true recordings and on the true mels through the
-    same vocoder; `cer_ratio`: synthesized over true-recording CER (issue #27's target: at most 1.5)."""
+    same vocoder; `cer_ratio`: synthesized over true-recording CER (issue #27's target: at most 1.5). Both models
+    compute in `compute_dtype`."""
     from mmspeech_jax.evaluate.intelligibility import evaluate_tts
     from mmspeech_jax.synthesize import Synthesizer
     from mmspeech_jax.transcribe import Transcriber
 
     texts = [cache.texts[int(i)] for i in rows]
-    synthesizer = Synthesizer.from_workdir(workdir).use_vocoder(_vocoder(vocoder_workdir))
-    result = evaluate_tts(synthesizer, Transcriber.from_workdir(asr_workdir), texts,
+    synthesizer = Synthesizer.from_workdir(workdir).with_compute_dtype(compute_dtype).use_vocoder(
+        _vocoder(vocoder_workdir))
+    result = evaluate_tts(synthesizer, Transcriber.from_workdir(asr_workdir).with_compute_dtype(compute_dtype), texts,
                           {cache.texts[int(i)]: cache[int(i)]["mel"] for i in rows})
     truth = result["ground_truth"]
     ratio = result["synthesized"]["cer"] / truth["cer"] if truth and truth["cer"] > 0 else None

@@ -29,6 +29,9 @@ from mmspeech_jax.output_paths import check_output_dir, check_output_file
 from mmspeech_jax.workdir import atomic_write_text, strict_json
 
 
+COMPUTE_DTYPE_HELP = ("the model's arithmetic: float32 (default) or bfloat16 (parameters stay float32; faster on CPUs "
+                      "with AVX512-BF16 and on GPUs/TPUs; see benchmarks/RESULTS.md)")
+
 def _text_lines(path: str) -> list[str]:
     """The stripped lines of a --text-file (blank ones kept, so line numbers match the file), or a one-line error."""
     file = Path(path)
@@ -83,6 +86,8 @@ def _synthesize(args) -> int:
     if args.batch_size < 1:
         raise MMSpeechError(f"--batch-size must be >= 1, got {args.batch_size}")
     synthesizer = _reading(Synthesizer.from_workdir(args.workdir), args.workdir)
+    if args.compute_dtype != "float32":
+        synthesizer = synthesizer.with_compute_dtype(args.compute_dtype)
     if args.vocoder:
         from mmspeech_jax.vocode import Vocoder
 
@@ -176,6 +181,8 @@ def _transcribe(args) -> int:
     asr = Transcriber.from_workdir(args.workdir, "beam" if args.beam_width > 1 else "greedy", args.beam_width,
                                    lm_workdir=args.lm, lm_weight=args.lm_weight, length_bonus=args.length_bonus)
     _reading(asr, args.workdir)
+    if args.compute_dtype != "float32":
+        asr = asr.with_compute_dtype(args.compute_dtype)
     if asr.lm is not None:
         print(f"language model {args.lm}: lm_weight {asr.lm_weight}, length_bonus {asr.length_bonus}",
               file=sys.stderr)
@@ -261,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a neural vocoder (python -m experiments.vocoder, or its export) instead of Griffin-Lim")
     s.add_argument("--batch-size", type=int, default=8,
                    help="--text-file: sentences synthesized (and vocoded) together, similar lengths batched (default 8)")
+    s.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help=COMPUTE_DTYPE_HELP)
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c = sub.add_parser("vocode", help="a log-mel (.npy, (T, M)) or an audio file's mel to wav with a neural vocoder")
     c.add_argument("--vocoder", required=True, help="a vocoder training workdir (python -m experiments.vocoder) or "
@@ -297,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=16, help="files run through the model at once (default 16)")
     t.add_argument("--timestamps", action="store_true",
                    help="also give each character's and word's start and end in seconds (in --out's JSONL rows)")
+    t.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help=COMPUTE_DTYPE_HELP)
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")

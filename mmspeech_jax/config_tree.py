@@ -92,3 +92,29 @@ def from_record(cls, record: dict) -> Any:
     """The `cls` tree stored among other keys of a config.json record (task, features, stats, ...): its own
     fields are read, the rest ignored."""
     return from_dict(cls, {k: record[k] for k in tree_fields(cls) if k in record})
+
+
+def replace_everywhere(config, **fields) -> Any:
+    """`config` (a config dataclass, nested) with each of `fields` set wherever the tree has a field of that name, at
+    any depth: `replace_everywhere(joint_config, compute_dtype="bfloat16")` sets both the speech and the text side.
+    Each rebuilt dataclass runs its checks. A name no dataclass in the tree has is a one-line `ConfigError`."""
+    found = set()
+
+    def walk(node):
+        if not (dataclasses.is_dataclass(node) and not isinstance(node, type)):
+            return node
+        changes = {}
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if f.name in fields:
+                found.add(f.name)
+                changes[f.name] = fields[f.name]
+            elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+                changes[f.name] = walk(value)
+        return dataclasses.replace(node, **changes)
+
+    out = walk(config)
+    missing = sorted(set(fields) - found)
+    if missing:
+        raise ConfigError(f"{type(config).__name__} has no field {', '.join(missing)} at any depth")
+    return out

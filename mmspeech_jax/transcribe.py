@@ -141,6 +141,18 @@ class Transcriber:
         asr.checkpoint_step = config["inference"].get("step")
         return asr
 
+    def with_compute_dtype(self, compute_dtype: str) -> "Transcriber":
+        """This transcriber computing in `compute_dtype` ("float32" or "bfloat16"; parameters unchanged, the CTC
+        logits and log-softmax stay float32): a new `Transcriber` with the same parameters, statistics, decoding
+        and LM. An unknown dtype is a one-line `ConfigError`."""
+        from mmspeech_jax.config_tree import replace_everywhere
+
+        model = CTCASR(replace_everywhere(self.model.config, compute_dtype=compute_dtype))
+        asr = Transcriber(model, self.params, self.stats, self.mel_config, self.method, self.beam_width, self.lm,
+                          self.lm_weight, self.length_bonus)
+        asr.checkpoint_step = getattr(self, "checkpoint_step", None)
+        return asr
+
     def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,). A list that is empty or
         holds a wrong-shaped, non-finite or longer-than-MAX_SECONDS log-mel raises a one-line `FeatureError`."""

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mmspeech_jax.config_tree import from_dict, from_record, to_dict
+from mmspeech_jax.config_tree import from_dict, from_record, replace_everywhere, to_dict
 from mmspeech_jax.errors import ConfigError
 
 EXPERIMENTS = ("ljspeech_tts", "ljspeech_asr", "ssl_finetune", "text_lm", "multispeaker_tts", "vocoder",
@@ -135,3 +135,24 @@ def test_the_tree_reaches_the_trainer(tmp_path, monkeypatch):
     schedule = learning_rate_schedule(tree.optimizer)
     assert rates and all(abs(rate - float(schedule(step - 1))) < 1e-9 or abs(rate - float(schedule(step))) < 1e-9
                          for step, rate in rates.items())
+
+
+def test_replace_everywhere_sets_a_field_at_every_depth_and_nothing_else():
+    """The joint model's config holds compute_dtype on both sides (and checks they agree): both change, every other
+    field keeps its value, the rebuilt dataclasses run their checks, and an unknown name is one line."""
+    from mmspeech_jax.models.joint_speech_text import preset
+
+    config = preset("tiny", 40)
+    out = replace_everywhere(config, compute_dtype="bfloat16")
+    assert out.speech.compute_dtype == out.text.compute_dtype == "bfloat16"
+
+    def without(record):
+        if isinstance(record, dict):
+            return {k: without(v) for k, v in record.items() if k != "compute_dtype"}
+        return record
+
+    assert without(to_dict(out)) == without(to_dict(config)) and to_dict(out) != to_dict(config)
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        replace_everywhere(config, compute_dtype="float16")
+    with pytest.raises(ConfigError, match="no field no_such_field"):
+        replace_everywhere(config, no_such_field=1)
