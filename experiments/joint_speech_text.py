@@ -1,7 +1,7 @@
 """One model for both directions, in the low-resource setting: labels for 10 % of the training utterances, all
 training audio unpaired, a large unpaired text set. Joint pretraining against both single-task baselines.
 
-    python -m experiments.joint_speech_text                          # base preset, embedded corpus, ~45 min on 2 cores
+    python -m experiments.joint_speech_text                          # base preset, embedded corpus, ~55 min on 2 cores
     python -m experiments.joint_speech_text --preset tiny --pretrain_steps 6 --steps 4 --workdir /tmp/joint
     python -m experiments.joint_speech_text --judge_asr workdir/ljspeech_asr     # + TTS intelligibility
 
@@ -63,12 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="workdir/joint_speech_text")
     p.add_argument("--preset", default="base", choices=["tiny", "base"])
     add_data_args(p)
-    add_trainer_args(p, steps=240, learning_rate=2e-3, eval_every=240)
+    add_trainer_args(p, steps=300, learning_rate=2e-3, eval_every=300)
     p.set_defaults(batch_size=8, num_buckets=2)
-    p.add_argument("--pretrain_steps", type=int, default=960,
+    p.add_argument("--pretrain_steps", type=int, default=1200,
                    help="steps of each pretraining (joint: the three streams alternate, one per step)")
     p.add_argument("--pretrain_learning_rate", type=float, default=2e-3)
-    p.add_argument("--pretrain_eval_every", type=int, default=240)
+    p.add_argument("--pretrain_eval_every", type=int, default=300)
     p.add_argument("--label_fraction", type=float, default=0.1)
     p.add_argument("--text_sentences", type=int, default=30000,
                    help="unpaired text: the first N natural sentences of the corpus's train split (phonemized)")

@@ -247,10 +247,9 @@ class Synthesizer:
 
     def with_compute_dtype(self, compute_dtype: str) -> "Synthesizer":
         """This synthesizer computing in `compute_dtype` ("float32" or "bfloat16"; the parameters stay as they are,
-        float32): a new `Synthesizer` on the same parameters, tokenizer and vocoder. bfloat16 halves the bytes and,
-        on CPUs with AVX512-BF16 and on GPUs/TPUs, roughly doubles the matmul rate; outputs differ from float32 by
-        bfloat16 rounding (benchmarks/RESULTS.md has the measured effect on intelligibility). An unknown dtype is
-        a one-line `ConfigError`."""
+        float32): a new `Synthesizer` on the same parameters, tokenizer and vocoder. For GPUs and TPUs: on the CPU
+        (XLA, AVX512-BF16) bfloat16 synthesis measured 1.4x slower than float32 (benchmarks/RESULTS.md). Outputs
+        differ from float32 by bfloat16 rounding. An unknown dtype is a one-line `ConfigError`."""
         from mmspeech_jax.config_tree import replace_everywhere
 
         model = type(self.model)(replace_everywhere(self.model.config, compute_dtype=compute_dtype))

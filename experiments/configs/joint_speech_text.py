@@ -1,7 +1,7 @@
 """The config tree of `python -m experiments.joint_speech_text` (one model for both directions: joint pretraining
 against both single-task baselines, 10 % labels), its presets and its flags' defaults.
 
-    tree = config("base")               # 960 pretraining steps, 240 fine-tuning steps per row, batch 8
+    tree = config("base")               # 1 200 pretraining steps, 300 fine-tuning steps per row, batch 8
     python -m experiments.joint_speech_text --set model.text_mask_probability=0.2 --set rows.strategy=\"lora\"
 """
 
@@ -71,10 +71,10 @@ class JointExperimentConfig:
     model: JointConfig
     data: DataConfig = DataConfig()
     pipeline: PipelineConfig = PipelineConfig(batch_size=8, num_buckets=2, num_epochs=None)
-    pretrain_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=200, total_steps=960)
-    pretrain_trainer: TrainerConfig = TrainerConfig(steps=960, eval_every=240, checkpoint_every=240)
-    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=80, total_steps=240)
-    trainer: TrainerConfig = TrainerConfig(steps=240, eval_every=240, checkpoint_every=240)
+    pretrain_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=200, total_steps=1200)
+    pretrain_trainer: TrainerConfig = TrainerConfig(steps=1200, eval_every=300, checkpoint_every=300)
+    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=100, total_steps=300)
+    trainer: TrainerConfig = TrainerConfig(steps=300, eval_every=300, checkpoint_every=300)
     rows: JointRowsConfig = JointRowsConfig()
     evaluation: JointEvaluationConfig = JointEvaluationConfig()
     mesh: MeshConfig | None = None
@@ -91,8 +91,8 @@ def schedule(steps: int, learning_rate: float, eval_every: int) -> tuple[Optimiz
             TrainerConfig(steps=steps, eval_every=eval_every, checkpoint_every=eval_every))
 
 
-def config(name: str = "base", *, pretrain_steps: int = 960, pretrain_learning_rate: float = 2e-3,
-           pretrain_eval_every: int = 240, steps: int = 240, learning_rate: float = 2e-3, eval_every: int = 240,
+def config(name: str = "base", *, pretrain_steps: int = 1200, pretrain_learning_rate: float = 2e-3,
+           pretrain_eval_every: int = 300, steps: int = 300, learning_rate: float = 2e-3, eval_every: int = 300,
            batch_size: int = 8, vocab_size: int = 2) -> JointExperimentConfig:
     """The preset `name` (the model preset of the same name)."""
     pretrain_optimizer, pretrain_trainer = schedule(pretrain_steps, pretrain_learning_rate, pretrain_eval_every)
