@@ -32,6 +32,7 @@ from mmspeech_jax.workdir import atomic_write_text, strict_json
 COMPUTE_DTYPE_HELP = ("the model's arithmetic: float32 (default) or bfloat16 (parameters stay float32; for GPUs and "
                       "TPUs: on the CPU it is slower, see benchmarks/RESULTS.md)")
 
+
 def _text_lines(path: str) -> list[str]:
     """The stripped lines of a --text-file (blank ones kept, so line numbers match the file), or a one-line error."""
     file = Path(path)
