@@ -81,7 +81,7 @@ def parse_checked(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     for name, value in sorted(vars(args).items()):  # the experiments' own stages: --pretrain_learning_rate, ...
         if name.endswith("learning_rate") and not (math.isfinite(value) and value > 0):
             p.error(f"--{name} must be a positive number, got {value}")
-        if (name.endswith("_steps") or name == "num_samples") and value < 0:
+        if (name.endswith("_steps") or name == "num_samples") and value is not None and value < 0:
             p.error(f"--{name} must be >= 0, got {value}")
         if name == "beam_width" and value < 1:
             p.error(f"--{name} must be >= 1, got {value}")

@@ -1,12 +1,14 @@
 """One model for both directions, in the low-resource setting: labels for 10 % of the training utterances, all
 training audio unpaired, a large unpaired text set. Joint pretraining against both single-task baselines.
 
-    python -m experiments.joint_speech_text                          # base preset, embedded corpus, ~55 min on 2 cores
+    python -m experiments.joint_speech_text                          # base preset, embedded corpus, ~45 min on 2 cores
     python -m experiments.joint_speech_text --preset tiny --pretrain_steps 6 --steps 4 --workdir /tmp/joint
     python -m experiments.joint_speech_text --judge_asr workdir/ljspeech_asr     # + TTS intelligibility
 
 Stages (each its own workdir under --workdir, resumable, with config.json task "joint" that `mmspeech transcribe`
 and `mmspeech synthesize` read; the same `models/joint_speech_text.py` architecture in every row):
+  ctc_warmup/       CTC alone on the labelled 10 %, from fresh parameters: both pretrainings start from it (joint
+                    pretraining from fresh parameters sat at the CTC blank plateau for its first ~700 steps)
   joint_pretrain/   BEST-RQ on all training audio + masked tokens on unpaired text + on the labelled 10 %: CTC,
                     FastSpeech2 with its aligner and modality matching (one stream per step: paired, speech,
                     paired, text, ...)
@@ -63,12 +65,15 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default="workdir/joint_speech_text")
     p.add_argument("--preset", default="base", choices=["tiny", "base"])
     add_data_args(p)
-    add_trainer_args(p, steps=300, learning_rate=2e-3, eval_every=300)
+    add_trainer_args(p, steps=240, learning_rate=2e-3, eval_every=240)
     p.set_defaults(batch_size=8, num_buckets=2)
-    p.add_argument("--pretrain_steps", type=int, default=1200,
+    p.add_argument("--ctc_warmup_steps", type=int, default=None,
+                   help="steps of the CTC warm-up both pretrainings start from (default: --steps, whose compiled "
+                        "program the ASR rows share; 0: none, the pretrainings start from fresh parameters)")
+    p.add_argument("--pretrain_steps", type=int, default=560,
                    help="steps of each pretraining (joint: the three streams alternate, one per step)")
     p.add_argument("--pretrain_learning_rate", type=float, default=2e-3)
-    p.add_argument("--pretrain_eval_every", type=int, default=300)
+    p.add_argument("--pretrain_eval_every", type=int, default=140)
     p.add_argument("--label_fraction", type=float, default=0.1)
     p.add_argument("--text_sentences", type=int, default=30000,
                    help="unpaired text: the first N natural sentences of the corpus's train split (phonemized)")
@@ -92,7 +97,9 @@ def parse_args(argv=None):
 def from_flags(args) -> JointExperimentConfig:
     """The tree the flags describe (the vocabulary a stand-in until the data loads). Both trainers keep their
     compiled steps in WORKDIR/xla_cache unless --compilation_cache says otherwise: the rows share step shapes."""
-    tree = config(args.preset, pretrain_steps=args.pretrain_steps, pretrain_learning_rate=args.pretrain_learning_rate,
+    warmup = args.steps if args.ctc_warmup_steps is None else args.ctc_warmup_steps
+    tree = config(args.preset, ctc_warmup_steps=warmup, pretrain_steps=args.pretrain_steps,
+                  pretrain_learning_rate=args.pretrain_learning_rate,
                   pretrain_eval_every=args.pretrain_eval_every, steps=args.steps, learning_rate=args.learning_rate,
                   eval_every=args.eval_every, batch_size=args.batch_size)
     cache_dir = args.compilation_cache or str(Path(args.workdir) / "xla_cache")
@@ -104,6 +111,8 @@ def from_flags(args) -> JointExperimentConfig:
                                        args.validation_utterances or None)
     every = dict(eval_every=args.pretrain_eval_every, checkpoint_every=args.pretrain_eval_every)
     parts = {**shared_parts(args), "trainer": trainer(checkpoint_every=args.eval_every)}
+    if warmup:
+        parts["ctc_warmup_trainer"] = trainer(steps=warmup, eval_every=warmup, checkpoint_every=warmup)
     return dataclasses.replace(tree, **parts, pretrain_trainer=trainer(steps=args.pretrain_steps, **every), rows=rows,
                                evaluation=evaluation)
 
@@ -139,11 +148,13 @@ def stage(tree: JointExperimentConfig, cache, workdir: Path, params, mode: str, 
           validation: np.ndarray, mask=None, mesh=None, **record):
     """Trains `params` on `mode`'s objective with the shared trainer (`optimizer`, `trainer`: the tree's
     pretraining or fine-tuning pair): the streams alternate step by step (a paired step reads the paired stream
-    alone), evaluated on the cache rows `validation`. The aligner's binarization loss counts from a third of the
-    steps. Returns (fit result, wall seconds)."""
+    alone), evaluated on the cache rows `validation`. Mode "pretrain" weighs its terms by `tree.pretrain_weights`;
+    the others by `joint.loss_config(mode)`, the aligner's binarization loss counting from a third of the steps.
+    Returns (fit result, wall seconds)."""
     config = tree.model
     model = joint.JointSpeechText(config)
-    weights = joint.loss_config(mode, binarization_start=trainer.steps // 3)
+    weights = tree.pretrain_weights if mode == "pretrain" else \
+        joint.loss_config(mode, binarization_start=trainer.steps // 3)
     lock = write_config(workdir, "joint", tree, cache, cache.table, mode=mode, **record)
     needed = joint.needs(weights)
     # Each step reads one stream; paired data (both supervised losses and the matching) every other step.
@@ -265,14 +276,27 @@ def main(argv=None):
     validation = cache.indices("validation")[:evaluation.validation_utterances]
     fresh = initial_params(tree.model, cache, seed)
     pretrained, stages = {}, {}
-    for source, mode in (("joint", "pretrain"), ("bestrq", "speech_ssl")):
-        if any(ROWS[r][0] == source for r in wanted):
-            result, wall = stage(tree, cache, workdir / f"{source}_pretrain", fresh, mode, tree.pretrain_optimizer,
-                                 tree.pretrain_trainer, streams(), validation, mesh=mesh)
-            pretrained[source] = jax.device_get(result.state.params)
-            stages[f"{source}_pretrain"] = {"steps": int(result.state.step), "wall_seconds": wall,
-                                            "compilations": result.compilations,
-                                            "curve": validation_curve(workdir / f"{source}_pretrain")}
+    start = fresh
+    runs = [(name, source, mode) for name, source, mode in (("ctc_warmup", None, "asr"),
+                                                           ("joint_pretrain", "joint", "pretrain"),
+                                                           ("bestrq_pretrain", "bestrq", "speech_ssl"))
+            if any(ROWS[r][0] == source if source else ROWS[r][0] for r in wanted)]
+    for name, source, mode in runs:
+        if source is None and tree.ctc_warmup_trainer is None:
+            continue
+        optimizer, trainer = ((tree.ctc_warmup_optimizer, tree.ctc_warmup_trainer) if source is None else
+                              (tree.pretrain_optimizer, tree.pretrain_trainer))
+        # The warm-up's optimizer is the full-strategy rows' (masked, all trainable): one compiled program.
+        mask = trainable_mask(start, "full", settings.freeze_layers) if source is None else None
+        result, wall = stage(tree, cache, workdir / name, start, mode, optimizer, trainer, streams(), validation,
+                             mask=mask, mesh=mesh)
+        params = jax.device_get(result.state.params)
+        if source is None:
+            start = params  # both pretrainings start from the warm-up
+        else:
+            pretrained[source] = params
+        stages[name] = {"steps": int(result.state.step), "wall_seconds": wall, "compilations": result.compilations,
+                        "curve": validation_curve(workdir / name)}
     natural = natural_eval_feature_cache(evaluation.natural_eval_utterances, progress=tree.trainer.progress)
     judge = None
     if evaluation.judge_asr:

@@ -1,7 +1,7 @@
 """The config tree of `python -m experiments.joint_speech_text` (one model for both directions: joint pretraining
 against both single-task baselines, 10 % labels), its presets and its flags' defaults.
 
-    tree = config("base")               # 1 200 pretraining steps, 300 fine-tuning steps per row, batch 8
+    tree = config("base")   # 240 CTC warm-up steps, 560 pretraining steps, 240 fine-tuning steps per row, batch 8
     python -m experiments.joint_speech_text --set model.text_mask_probability=0.2 --set rows.strategy=\"lora\"
 """
 
@@ -13,7 +13,7 @@ from experiments.configs.common import DataConfig, check_tree
 from mmspeech_jax import config_checks
 from mmspeech_jax.data import PipelineConfig
 from mmspeech_jax.errors import ConfigError
-from mmspeech_jax.models.joint_speech_text import JointConfig, preset
+from mmspeech_jax.models.joint_speech_text import MODES, JointConfig, JointLossConfig, preset
 from mmspeech_jax.train.finetune import STRATEGIES
 from mmspeech_jax.train.optim import OptimizerConfig
 from mmspeech_jax.train.sharding import MeshConfig
@@ -22,6 +22,10 @@ from mmspeech_jax.train.trainer import TrainerConfig
 # row: (initial parameters, fine-tuning mode)
 ROWS = {"scratch_asr": (None, "asr"), "scratch_tts": (None, "tts"), "bestrq_asr": ("bestrq", "asr"),
         "joint_asr": ("joint", "asr"), "joint_tts": ("joint", "tts"), "joint_asr_tts": ("joint", "asr_tts")}
+
+# The joint pretraining's weights. CTC at 5 did not leave the blank plateau sooner (benchmarks/RESULTS.md); the CTC
+# warm-up stage does.
+PRETRAIN_WEIGHTS = MODES["pretrain"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,21 +69,31 @@ class JointEvaluationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class JointExperimentConfig:
-    """Everything one run of experiments.joint_speech_text uses: the model, the pretraining stages' optimizer and
-    trainer (both pretrainings), the fine-tuning rows' (`optimizer`, `trainer`), the rows and their evaluation
-    (`mesh` None: one device). `check` runs the checks across parts."""
+    """Everything one run of experiments.joint_speech_text uses: the model; the CTC warm-up's optimizer and
+    trainer (`ctc_warmup_*`: CTC alone on the labelled subset, from fresh parameters, whose result both
+    pretrainings start from; both None: no warm-up, the pretrainings start from fresh parameters); the pretraining
+    stages' optimizer and trainer (both pretrainings), the joint pretraining's loss weights (`pretrain_weights`; the fine-tuning rows
+    take their mode's weights, `models.joint_speech_text.MODES`, with binarization from a third of their steps),
+    the fine-tuning rows' (`optimizer`, `trainer`), the rows and their evaluation (`mesh` None: one device). `check`
+    runs the checks across parts."""
     model: JointConfig
     data: DataConfig = DataConfig()
     pipeline: PipelineConfig = PipelineConfig(batch_size=8, num_buckets=2, num_epochs=None)
-    pretrain_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=200, total_steps=1200)
-    pretrain_trainer: TrainerConfig = TrainerConfig(steps=1200, eval_every=300, checkpoint_every=300)
-    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=100, total_steps=300)
-    trainer: TrainerConfig = TrainerConfig(steps=300, eval_every=300, checkpoint_every=300)
+    ctc_warmup_optimizer: OptimizerConfig | None = OptimizerConfig(learning_rate=2e-3, warmup_steps=80,
+                                                                   total_steps=240)
+    ctc_warmup_trainer: TrainerConfig | None = TrainerConfig(steps=240, eval_every=240, checkpoint_every=240)
+    pretrain_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=186, total_steps=560)
+    pretrain_trainer: TrainerConfig = TrainerConfig(steps=560, eval_every=140, checkpoint_every=140)
+    pretrain_weights: JointLossConfig = JointLossConfig(**PRETRAIN_WEIGHTS, binarization_start=186)
+    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=80, total_steps=240)
+    trainer: TrainerConfig = TrainerConfig(steps=240, eval_every=240, checkpoint_every=240)
     rows: JointRowsConfig = JointRowsConfig()
     evaluation: JointEvaluationConfig = JointEvaluationConfig()
     mesh: MeshConfig | None = None
 
     def check(self) -> "JointExperimentConfig":
+        if (self.ctc_warmup_optimizer is None) != (self.ctc_warmup_trainer is None):
+            raise ConfigError("ctc_warmup_optimizer and ctc_warmup_trainer: set both (a CTC warm-up) or neither")
         check_tree(self)
         return self
 
@@ -91,13 +105,19 @@ def schedule(steps: int, learning_rate: float, eval_every: int) -> tuple[Optimiz
             TrainerConfig(steps=steps, eval_every=eval_every, checkpoint_every=eval_every))
 
 
-def config(name: str = "base", *, pretrain_steps: int = 1200, pretrain_learning_rate: float = 2e-3,
-           pretrain_eval_every: int = 300, steps: int = 300, learning_rate: float = 2e-3, eval_every: int = 300,
-           batch_size: int = 8, vocab_size: int = 2) -> JointExperimentConfig:
-    """The preset `name` (the model preset of the same name)."""
+def config(name: str = "base", *, ctc_warmup_steps: int = 240, pretrain_steps: int = 560,
+           pretrain_learning_rate: float = 2e-3, pretrain_eval_every: int = 140, steps: int = 240,
+           learning_rate: float = 2e-3, eval_every: int = 240, batch_size: int = 8,
+           vocab_size: int = 2) -> JointExperimentConfig:
+    """The preset `name` (the model preset of the same name); the joint pretraining's binarization loss counts
+    from a third of its steps. The CTC warm-up (`ctc_warmup_steps`, 0: none) trains like the fine-tuning rows
+    (`learning_rate`, warm-up a third): with as many steps, its compiled program is the ASR rows'."""
+    warmup = schedule(ctc_warmup_steps, learning_rate, ctc_warmup_steps) if ctc_warmup_steps else (None, None)
     pretrain_optimizer, pretrain_trainer = schedule(pretrain_steps, pretrain_learning_rate, pretrain_eval_every)
     optimizer, trainer = schedule(steps, learning_rate, eval_every)
+    weights = JointLossConfig(**PRETRAIN_WEIGHTS, binarization_start=pretrain_steps // 3)
     return JointExperimentConfig(model=preset(name, vocab_size),
                                  pipeline=PipelineConfig(batch_size=batch_size, num_buckets=2, num_epochs=None),
+                                 ctc_warmup_optimizer=warmup[0], ctc_warmup_trainer=warmup[1],
                                  pretrain_optimizer=pretrain_optimizer, pretrain_trainer=pretrain_trainer,
-                                 optimizer=optimizer, trainer=trainer)
+                                 pretrain_weights=weights, optimizer=optimizer, trainer=trainer)
