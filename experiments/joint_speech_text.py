@@ -1,7 +1,7 @@
 """One model for both directions, in the low-resource setting: labels for 10 % of the training utterances, all
 training audio unpaired, a large unpaired text set. Joint pretraining against both single-task baselines.
 
-    python -m experiments.joint_speech_text                          # base preset, embedded corpus, ~45 min on 2 cores
+    python -m experiments.joint_speech_text                          # base preset, embedded corpus, ~40 min on 2 cores
     python -m experiments.joint_speech_text --preset tiny --pretrain_steps 6 --steps 4 --workdir /tmp/joint
     python -m experiments.joint_speech_text --judge_asr workdir/ljspeech_asr     # + TTS intelligibility
 
@@ -181,6 +181,32 @@ def stage(tree: JointExperimentConfig, cache, workdir: Path, params, mode: str, 
     return result, time.perf_counter() - started
 
 
+def pretraining_stages(tree: JointExperimentConfig) -> list[tuple[str, str | None, str]]:
+    """(workdir name, source, mode) of the pretraining stages `tree.rows.rows` need, in order: the CTC warm-up
+    (source None; when the tree has one and a pretrained row is wanted), then the joint and BEST-RQ pretrainings."""
+    wanted = {ROWS[r][0] for r in tree.rows.rows}
+    stages = [("ctc_warmup", None, "asr")] if tree.ctc_warmup_trainer is not None and wanted - {None} else []
+    return stages + [(f"{source}_pretrain", source, mode) for source, mode in (("joint", "pretrain"),
+                                                                               ("bestrq", "speech_ssl"))
+                     if source in wanted]
+
+
+def pretrain(tree: JointExperimentConfig, fresh, train) -> tuple[dict, dict]:
+    """Runs `pretraining_stages(tree)` through `train(name, params, mode, optimizer, trainer, mask) -> (params,
+    record)`: the CTC warm-up from `fresh` with the tree's warm-up pair and the full-strategy rows' mask (all
+    trainable: the ASR rows' compiled program), then each pretraining from the warm-up's parameters (or `fresh`)
+    with the pretraining pair and no mask. Returns ({source: pretrained params}, {stage name: record})."""
+    start, pretrained, stages = fresh, {}, {}
+    for name, source, mode in pretraining_stages(tree):
+        if source is None:
+            mask = trainable_mask(fresh, "full", tree.rows.freeze_layers)
+            start, stages[name] = train(name, fresh, mode, tree.ctc_warmup_optimizer, tree.ctc_warmup_trainer, mask)
+        else:
+            pretrained[source], stages[name] = train(name, start, mode, tree.pretrain_optimizer,
+                                                     tree.pretrain_trainer, None)
+    return pretrained, stages
+
+
 def validation_curve(workdir: Path) -> list[dict]:
     """The validation lines of a stage's metrics.jsonl: the terms after each evaluation."""
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -275,28 +301,15 @@ def main(argv=None):
                        "text": TextBatches(text, pipeline.batch_size, TEXT_LENGTHS, seed=seed)}
     validation = cache.indices("validation")[:evaluation.validation_utterances]
     fresh = initial_params(tree.model, cache, seed)
-    pretrained, stages = {}, {}
-    start = fresh
-    runs = [(name, source, mode) for name, source, mode in (("ctc_warmup", None, "asr"),
-                                                           ("joint_pretrain", "joint", "pretrain"),
-                                                           ("bestrq_pretrain", "bestrq", "speech_ssl"))
-            if any(ROWS[r][0] == source if source else ROWS[r][0] for r in wanted)]
-    for name, source, mode in runs:
-        if source is None and tree.ctc_warmup_trainer is None:
-            continue
-        optimizer, trainer = ((tree.ctc_warmup_optimizer, tree.ctc_warmup_trainer) if source is None else
-                              (tree.pretrain_optimizer, tree.pretrain_trainer))
-        # The warm-up's optimizer is the full-strategy rows' (masked, all trainable): one compiled program.
-        mask = trainable_mask(start, "full", settings.freeze_layers) if source is None else None
-        result, wall = stage(tree, cache, workdir / name, start, mode, optimizer, trainer, streams(), validation,
+
+    def train(name, params, mode, optimizer, trainer, mask):
+        result, wall = stage(tree, cache, workdir / name, params, mode, optimizer, trainer, streams(), validation,
                              mask=mask, mesh=mesh)
-        params = jax.device_get(result.state.params)
-        if source is None:
-            start = params  # both pretrainings start from the warm-up
-        else:
-            pretrained[source] = params
-        stages[name] = {"steps": int(result.state.step), "wall_seconds": wall, "compilations": result.compilations,
-                        "curve": validation_curve(workdir / name)}
+        return jax.device_get(result.state.params), {
+            "steps": int(result.state.step), "wall_seconds": wall, "compilations": result.compilations,
+            "curve": validation_curve(workdir / name)}
+
+    pretrained, stages = pretrain(tree, fresh, train)
     natural = natural_eval_feature_cache(evaluation.natural_eval_utterances, progress=tree.trainer.progress)
     judge = None
     if evaluation.judge_asr:

@@ -341,6 +341,7 @@ def test_experiment_then_cli_transcribe_synthesize_and_export(tmp_path, tiny_run
     for key in ("test_cer", "natural_cer", "test_mel_l1", "test_synthesized_cer", "natural_synthesized_cer"):
         assert 0 <= both[key] < 10, key
     assert report["pretraining"]["stages"]["joint_pretrain"]["curve"]  # validation terms over pretraining
+    assert report["pretraining"]["stages"]["ctc_warmup"]["steps"] == 4  # --steps: as long as a fine-tune
     assert report["pretraining"]["validation_utterances"] == 1
     assert "| joint_asr_tts |" in report["table"]
 
@@ -369,3 +370,52 @@ def test_experiment_then_cli_transcribe_synthesize_and_export(tmp_path, tiny_run
     audio = np.random.default_rng(0).normal(size=22050).astype(np.float32) * 0.1
     assert Transcriber.from_export(wav).transcribe([(audio, 22050)])[0]["text"] == \
         Transcriber.from_workdir(workdir / "joint_asr_tts").transcribe([(audio, 22050)])[0]["text"]
+
+
+def _tree(argv):
+    from experiments.joint_speech_text import parse_args
+
+    return parse_args(["--workdir", "/nonexistent/joint", *argv])[1]
+
+
+def test_ctc_warmup_trains_like_the_asr_rows_and_zero_turns_it_off():
+    tree = _tree(["--steps", "30"])
+    # The warm-up's schedule is the fine-tuning rows' own: one compiled step program for both.
+    assert tree.ctc_warmup_optimizer == tree.optimizer
+    assert tree.ctc_warmup_trainer.steps == tree.trainer.steps == 30
+    assert _tree(["--ctc_warmup_steps", "12"]).ctc_warmup_optimizer.total_steps == 12
+    off = _tree(["--ctc_warmup_steps", "0"])
+    assert off.ctc_warmup_optimizer is None and off.ctc_warmup_trainer is None
+    with pytest.raises(ConfigError, match="set both"):
+        replace(off, ctc_warmup_trainer=tree.ctc_warmup_trainer).check()
+
+
+@pytest.mark.parametrize("rows, warmup, expected", [
+    ("scratch_asr,joint_asr,bestrq_asr", "8", ["ctc_warmup", "joint_pretrain", "bestrq_pretrain"]),
+    ("scratch_asr,bestrq_asr", "8", ["ctc_warmup", "bestrq_pretrain"]),
+    ("scratch_asr,scratch_tts", "8", []),  # no pretrained row: nothing to warm up
+    ("joint_tts,bestrq_asr", "0", ["joint_pretrain", "bestrq_pretrain"]),
+])
+def test_pretraining_starts_from_the_ctc_warmup(rows, warmup, expected):
+    from experiments.joint_speech_text import pretrain
+
+    tree = _tree(["--rows", rows, "--ctc_warmup_steps", warmup, "--steps", "9"])
+    fresh = {"encoder": np.zeros(3), "decoder": np.zeros(2)}
+    calls = []
+
+    def train(name, params, mode, optimizer, trainer, mask):  # a stand-in stage: adds its call number
+        calls.append((name, mode, optimizer, trainer, mask))
+        return jax.tree_util.tree_map(lambda x: x + len(calls), params), {"name": name}
+
+    pretrained, stages = pretrain(tree, fresh, train)
+    assert [c[0] for c in calls] == list(stages) == expected
+    warm = 1.0 if expected[:1] == ["ctc_warmup"] else 0.0  # the warm-up (call 1) added 1 to every leaf
+    for index, (name, mode, optimizer, trainer, mask) in enumerate(calls, start=1):
+        if name == "ctc_warmup":
+            assert mode == "asr" and optimizer.total_steps == trainer.steps == 8
+            assert all(jax.tree_util.tree_leaves(mask))  # the full-strategy rows' mask: every leaf trains
+            continue
+        source = name.split("_")[0]
+        assert mode == {"joint": "pretrain", "bestrq": "speech_ssl"}[source]
+        assert (optimizer, trainer, mask) == (tree.pretrain_optimizer, tree.pretrain_trainer, None)
+        np.testing.assert_array_equal(pretrained[source]["encoder"], np.full(3, warm + index))

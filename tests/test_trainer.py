@@ -113,3 +113,27 @@ def test_logged_learning_rate_is_the_schedule_at_the_applied_update_count(tmp_pa
                                rtol=1e-6)
     assert len({r["learning_rate"] for r in records}) > 6  # the schedule moves over the run: a constant would fail
     assert records[1]["learning_rate"] == records[0]["learning_rate"]  # step 2 was skipped: same next rate
+
+
+class TwoStreams(Endless):
+    """Alternating batches of two streams: {"a": position} at odd positions, {"b": position} at even ones."""
+
+    def __next__(self):
+        self.position += 1
+        return {"a" if self.position % 2 else "b": np.full((2,), float(self.position), np.float32)}
+
+
+def test_each_train_line_averages_every_term_over_the_steps_that_computed_it(tmp_path):
+    def loss_fn(params, batch, rng, train, step, counts=None):
+        (name, x), = batch.items()
+        return jnp.mean((params["w"] * x - 1.0) ** 2), {f"{name}_term": jnp.mean(x)}
+
+    config = TrainerConfig(steps=10, log_every=4, eval_every=1000, checkpoint_every=1000, progress=False)
+    fit(tmp_path, {"w": jnp.zeros(())}, optax.sgd(0.0), loss_fn, TwoStreams(), config)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in lines if r["split"] == "train"]
+    assert [r["step"] for r in train] == [4, 8, 10]
+    # a_term is the position of each "a" step (odd), b_term of each "b" step (even): means over each window.
+    assert [(r["a_term"], r["b_term"]) for r in train] == [(2.0, 3.0), (6.0, 7.0), (9.0, 10.0)]
+    # w stays 0 (learning rate 0): every step's loss is 1, and no step was skipped.
+    assert [(r["loss"], r["skipped"]) for r in train] == [(1.0, 0), (1.0, 0), (1.0, 0)]

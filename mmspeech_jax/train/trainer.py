@@ -41,6 +41,9 @@ class TrainerConfig:
     built."""
     steps: int = 1000
     seed: int = 0
+    # Steps between train lines in metrics.jsonl (and TensorBoard): each line holds every term's mean over the steps
+    # since the previous line that computed it (interleaved streams: each stream's terms over its own steps), and
+    # `skipped` its running count.
     log_every: int = 10
     eval_every: int = 200
     checkpoint_every: int = 200
@@ -82,6 +85,12 @@ class FitResult:
 
 def _scalars(metrics) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
+
+
+def _window_means(window: dict[str, list[float]]) -> dict[str, float]:
+    """A train line from each term's values since the last one: the mean (NaN if any step's was), except the running
+    count `skipped`, whose last value is the count."""
+    return {k: v[-1] if k == "skipped" else float(np.mean(v)) for k, v in window.items()}
 
 
 def use_compilation_cache(path) -> None:
@@ -175,6 +184,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
 
     stopped_early = False
     skipped, consecutive, noticed = int(state.skipped), 0, False
+    window: dict[str, list[float]] = {}  # each term's values since the last train line
     bar = tqdm(total=config.steps, initial=start_step, desc="training", unit="step",
                disable=not (config.progress and primary))
     try:
@@ -182,6 +192,8 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
             state, metrics = train_step(state, put(prepare(next(train_batches))), rng)
             jax.block_until_ready(metrics["loss"])  # one step at a time: no queued multi-device deadlocks on CPU
             step = int(state.step)
+            for key, value in _scalars(metrics).items():
+                window.setdefault(key, []).append(value)
             bar.update(1)
             now_skipped = int(metrics["skipped"])
             consecutive = consecutive + 1 if now_skipped > skipped else 0
@@ -202,7 +214,7 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
                     f"(checkpoints in {workdir / 'checkpoints'} are kept); lower the learning rate, check the data "
                     f"or compute in float32")
             if step % config.log_every == 0 or step == config.steps:
-                scalars = _scalars(metrics)
+                scalars, window = _window_means(window), {}
                 if learning_rate is not None and (count := schedule_count(state.opt_state)) is not None:
                     scalars["learning_rate"] = float(learning_rate(int(count)))
                 rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
