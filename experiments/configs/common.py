@@ -42,7 +42,8 @@ def check_schedule(optimizer, trainer, name: str = "") -> None:
 def check_tree(tree) -> None:
     """The cross-part checks of a tree with `pipeline`, `optimizer` and `trainer` fields: every schedule ends with
     its run (`X_optimizer` with `X_trainer` when the tree has one, else with `trainer`: `pretrain_optimizer`,
-    `discriminator_optimizer`; a None optimizer is an optional stage left out), and the batch splits into the trainer's micro-batches."""
+    `discriminator_optimizer`; a None optimizer is an optional stage left out), and the batch splits into the
+    trainer's micro-batches."""
     for field in dataclasses.fields(tree):
         if field.name.endswith("optimizer") and getattr(tree, field.name) is not None:
             prefix = field.name[: -len("optimizer")]

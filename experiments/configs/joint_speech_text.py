@@ -23,10 +23,6 @@ from mmspeech_jax.train.trainer import TrainerConfig
 ROWS = {"scratch_asr": (None, "asr"), "scratch_tts": (None, "tts"), "bestrq_asr": ("bestrq", "asr"),
         "joint_asr": ("joint", "asr"), "joint_tts": ("joint", "tts"), "joint_asr_tts": ("joint", "asr_tts")}
 
-# The joint pretraining's weights. CTC at 5 did not leave the blank plateau sooner (benchmarks/RESULTS.md); the CTC
-# warm-up stage does.
-PRETRAIN_WEIGHTS = MODES["pretrain"]
-
 
 @dataclasses.dataclass(frozen=True)
 class JointRowsConfig:
@@ -72,10 +68,11 @@ class JointExperimentConfig:
     """Everything one run of experiments.joint_speech_text uses: the model; the CTC warm-up's optimizer and
     trainer (`ctc_warmup_*`: CTC alone on the labelled subset, from fresh parameters, whose result both
     pretrainings start from; both None: no warm-up, the pretrainings start from fresh parameters); the pretraining
-    stages' optimizer and trainer (both pretrainings), the joint pretraining's loss weights (`pretrain_weights`; the fine-tuning rows
-    take their mode's weights, `models.joint_speech_text.MODES`, with binarization from a third of their steps),
-    the fine-tuning rows' (`optimizer`, `trainer`), the rows and their evaluation (`mesh` None: one device). `check`
-    runs the checks across parts."""
+    stages' optimizer and trainer (both pretrainings), the joint pretraining's loss weights (`pretrain_weights`;
+    CTC weighted 5x did not leave the blank plateau sooner, benchmarks/RESULTS.md: the warm-up does; the
+    fine-tuning rows take their mode's weights, `models.joint_speech_text.MODES`, with binarization from a third of
+    their steps), the fine-tuning rows' (`optimizer`, `trainer`), the rows and their evaluation (`mesh` None: one
+    device). `check` runs the checks across parts."""
     model: JointConfig
     data: DataConfig = DataConfig()
     pipeline: PipelineConfig = PipelineConfig(batch_size=8, num_buckets=2, num_epochs=None)
@@ -84,7 +81,7 @@ class JointExperimentConfig:
     ctc_warmup_trainer: TrainerConfig | None = TrainerConfig(steps=240, eval_every=240, checkpoint_every=240)
     pretrain_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=186, total_steps=560)
     pretrain_trainer: TrainerConfig = TrainerConfig(steps=560, eval_every=140, checkpoint_every=140)
-    pretrain_weights: JointLossConfig = JointLossConfig(**PRETRAIN_WEIGHTS, binarization_start=186)
+    pretrain_weights: JointLossConfig = JointLossConfig(**MODES["pretrain"], binarization_start=186)
     optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=80, total_steps=240)
     trainer: TrainerConfig = TrainerConfig(steps=240, eval_every=240, checkpoint_every=240)
     rows: JointRowsConfig = JointRowsConfig()
@@ -115,7 +112,7 @@ def config(name: str = "base", *, ctc_warmup_steps: int = 240, pretrain_steps: i
     warmup = schedule(ctc_warmup_steps, learning_rate, ctc_warmup_steps) if ctc_warmup_steps else (None, None)
     pretrain_optimizer, pretrain_trainer = schedule(pretrain_steps, pretrain_learning_rate, pretrain_eval_every)
     optimizer, trainer = schedule(steps, learning_rate, eval_every)
-    weights = JointLossConfig(**PRETRAIN_WEIGHTS, binarization_start=pretrain_steps // 3)
+    weights = JointLossConfig(**MODES["pretrain"], binarization_start=pretrain_steps // 3)
     return JointExperimentConfig(model=preset(name, vocab_size),
                                  pipeline=PipelineConfig(batch_size=batch_size, num_buckets=2, num_epochs=None),
                                  ctc_warmup_optimizer=warmup[0], ctc_warmup_trainer=warmup[1],

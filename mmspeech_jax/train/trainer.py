@@ -192,17 +192,18 @@ def fit(workdir, params, tx: optax.GradientTransformation, loss_fn, train_batche
             state, metrics = train_step(state, put(prepare(next(train_batches))), rng)
             jax.block_until_ready(metrics["loss"])  # one step at a time: no queued multi-device deadlocks on CPU
             step = int(state.step)
-            for key, value in _scalars(metrics).items():
+            scalars = _scalars(metrics)  # one host copy a step: the window, the skip count, a divergence line
+            for key, value in scalars.items():
                 window.setdefault(key, []).append(value)
             bar.update(1)
-            now_skipped = int(metrics["skipped"])
+            now_skipped = int(scalars["skipped"])
             consecutive = consecutive + 1 if now_skipped > skipped else 0
             if consecutive == 1 and not noticed and primary:  # once per run; metrics.jsonl counts every one
                 tqdm.write(f"step {step}: non-finite loss or gradient, update skipped (counted as `skipped`)")
                 noticed = True
             skipped = now_skipped
             if config.max_consecutive_skipped is not None and consecutive >= config.max_consecutive_skipped:
-                log.write(strict_json({"step": step, "split": "train", **_scalars(metrics)}) + "\n")
+                log.write(strict_json({"step": step, "split": "train", **scalars}) + "\n")
                 if primary:  # the inference tools and the next resume read the best checkpoint instead
                     from mmspeech_jax.workdir import atomic_write_text
 
