@@ -14,13 +14,11 @@ benchmarks/RESULTS.md with --record).
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import time
 from pathlib import Path
 
-from benchmarks.measure import machine, record
+from benchmarks.measure import judged_tts_parser, machine, publish
 from mmspeech_jax.host_memory import keep_freed_memory
 
 
@@ -28,15 +26,10 @@ def main(argv=None) -> dict:
     from experiments.ljspeech_tts import intelligibility
     from mmspeech_jax.data import natural_eval_feature_cache
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tts", required=True, help="a FastSpeech2 workdir")
-    p.add_argument("--asr", required=True, help="the ASR workdir that judges")
+    p = judged_tts_parser(__doc__)
     p.add_argument("--vocoder", action="append", default=[], help="griffin-lim or a vocoder workdir (repeatable)")
     p.add_argument("--compute_dtype", action="append", default=[], choices=["float32", "bfloat16"],
                    help="both models' arithmetic (repeatable; default float32)")
-    p.add_argument("--utterances", type=int, default=None, help="the first N natural sentences (default: all)")
-    p.add_argument("--out", default=None, help="also write the full results as JSON")
-    p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     natural = natural_eval_feature_cache(args.utterances)
     rows = natural.indices("test")
@@ -59,11 +52,7 @@ def main(argv=None) -> dict:
         ratio = f"{r['cer_ratio']:.2f}" if r["cer_ratio"] is not None else "-"
         text += (f"| {vocoder} | {100 * r['synthesized']['cer']:.1f} % | {100 * truth.get('cer', float('nan')):.1f} % "
                  f"| {ratio} | {100 * vocoded.get('cer', float('nan')):.1f} % | {r['seconds']:.0f} s |\n")
-    print(text)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    if args.record:
-        record(text)
+    publish(text, results, args.out, args.record)
     return results
 
 

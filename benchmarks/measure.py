@@ -6,6 +6,7 @@ benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,28 @@ def record(entry: str) -> None:
     """Append a markdown entry (heading, command, machine, table) to benchmarks/RESULTS.md."""
     existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     RESULTS.write_text(existing.rstrip() + "\n\n" + entry)
+
+
+def judged_tts_parser(description: str) -> argparse.ArgumentParser:
+    """The flags of a benchmark that judges a FastSpeech2 workdir by an ASR workdir: --tts, --asr, --utterances
+    (the first N sentences), --out (JSON) and --record (append to RESULTS.md); the caller adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tts", required=True, help="a FastSpeech2 workdir")
+    p.add_argument("--asr", required=True, help="the ASR workdir that judges")
+    p.add_argument("--utterances", type=int, default=None, help="the first N sentences (default: all)")
+    p.add_argument("--out", default=None, help="also write the full results as JSON")
+    p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    return p
+
+
+def publish(text: str, results, out=None, append: bool = False) -> None:
+    """A benchmark's ending: print its markdown `text`, write `results` as JSON to `out` (a path, if given) and,
+    with `append`, add `text` to benchmarks/RESULTS.md (`record`)."""
+    print(text)
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1))
+    if append:
+        record(text)
 
 
 # Dense matrix-unit bf16 peaks, FLOP/s, from NVIDIA's datasheets (which print twice these, "with sparsity"), matched

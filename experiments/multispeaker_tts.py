@@ -38,7 +38,7 @@ from experiments.tts_recipe import eval_summaries
 from experiments.wiring import eval_pipeline, fit_tree, train_on_cache, write_config, write_report
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import peak_normalized, save_audio
+from mmspeech_jax.audio.io import clip_protected, save_audio
 from mmspeech_jax.data import embedded_feature_cache, make_batch_iterator, multispeaker_config
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.evaluate.mcd import mcd_dtw
@@ -238,7 +238,7 @@ def score(model, params, cache, eval_rows, reference, classifier, speaker, trans
            "speaker_accuracy": float(np.mean(probabilities.argmax(-1) == speaker)),
            "ground_truth_speaker_accuracy": float(np.mean(true_probabilities.argmax(-1) == speaker))}
     waves = [np.asarray(log_mel_to_waveform(g, jax.random.PRNGKey(0), mel_cfg)) for g in generated]
-    save_audio(sample_path, peak_normalized(waves[0]), mel_cfg.sample_rate,
+    save_audio(sample_path, clip_protected(waves[0]), mel_cfg.sample_rate,
                overwrite=True)
     if transcriber is not None:
         from mmspeech_jax.evaluate.asr import error_rates

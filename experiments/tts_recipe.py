@@ -14,7 +14,7 @@ import numpy as np
 from experiments.flags import WHOLE_SPLIT
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import peak_normalized
+from mmspeech_jax.audio.io import clip_protected
 from mmspeech_jax.data import make_batch_iterator
 from mmspeech_jax.evaluate.plots import tts_example_figure
 from mmspeech_jax.models.fastspeech2 import FastSpeech2
@@ -23,13 +23,13 @@ from mmspeech_jax.train.summaries import Audio, Image, Scalar, figure_pixels
 
 def sample_views(batch, r, aux, mel_gen, gen_mask, cache, mel_cfg):
     """Row r of a validation batch -> (its figure: target vs generated mel, alignment, pitch; the generated mel's
-    Griffin-Lim waveform, peak-normalized)."""
+    Griffin-Lim waveform at the model's level, `clip_protected`)."""
     t, n, tg = int(batch["frame_lengths"][r]), int(batch["token_lengths"][r]), int(gen_mask[r].sum())
     fig = tts_example_figure(batch["mel"][r, :t], mel_gen[r, :tg],
                              np.exp(aux["log_alignment"][r, :t, :n]) if "log_alignment" in aux else None,
                              aux["pitch_target"][r, :n], aux["pitch"][r, :n], cache.texts[int(batch["index"][r])])
     wave = log_mel_to_waveform(mel_gen[r, : max(tg, 2)], jax.random.PRNGKey(0), mel_cfg)
-    return fig, peak_normalized(wave)
+    return fig, clip_protected(wave)
 
 
 def eval_summaries(model, cache, eval_config, prepare, count: int, positions=None, generate=None,

@@ -217,7 +217,7 @@ def eval_summaries(config: VocoderConfig, source, count: int):
     """The trainer's `on_eval` hook: the first `count` validation utterances vocoded (TensorBoard audio, and the true
     vs vocoded log-mel as an image)."""
     from mmspeech_jax.audio.features import log_mel_spectrogram
-    from mmspeech_jax.audio.io import peak_normalized
+    from mmspeech_jax.audio.io import clip_protected
     from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
     from mmspeech_jax.train.summaries import Audio, Image, figure_pixels
     from mmspeech_jax.vocode import Vocoder
@@ -230,7 +230,7 @@ def eval_summaries(config: VocoderConfig, source, count: int):
         summaries = {}
         for k, (mel_, audio) in enumerate(zip(mels, vocoder.batch(mels))):
             vocoded = np.asarray(log_mel_spectrogram(audio, config.mel))
-            summaries[f"utterance_{k}/vocoded"] = Audio(peak_normalized(audio), config.mel.sample_rate)
+            summaries[f"utterance_{k}/vocoded"] = Audio(clip_protected(audio), config.mel.sample_rate)
             summaries[f"utterance_{k}/mel"] = Image(figure_pixels(mel_figure(mel_, vocoded, f"step {step}")))
         return summaries
 
@@ -244,7 +244,7 @@ def evaluate(config: VocoderConfig, generator_params, source, workdir: Path, utt
     `num_samples`."""
     from mmspeech_jax.audio.features import log_mel_spectrogram
     from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-    from mmspeech_jax.audio.io import peak_normalized, save_audio
+    from mmspeech_jax.audio.io import clip_protected, save_audio
     from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
     from mmspeech_jax.evaluate.plots import save_figure
     from mmspeech_jax.evaluate.vocoder_quality import copy_synthesis
@@ -258,9 +258,9 @@ def evaluate(config: VocoderConfig, generator_params, source, workdir: Path, utt
     for k, recording in enumerate(recordings[:num_samples]):
         mel_ = padded_log_mel_and_energy(recording, config.mel)[0]
         audio = vocoder(mel_)
-        save_audio(workdir / "samples" / f"val_{k}_vocoder.wav", peak_normalized(audio), config.mel.sample_rate,
+        save_audio(workdir / "samples" / f"val_{k}_vocoder.wav", clip_protected(audio), config.mel.sample_rate,
                    overwrite=True)
-        save_audio(workdir / "samples" / f"val_{k}_griffin_lim.wav", peak_normalized(griffin_lim(mel_)),
+        save_audio(workdir / "samples" / f"val_{k}_griffin_lim.wav", clip_protected(griffin_lim(mel_)),
                    config.mel.sample_rate, overwrite=True)
         save_figure(mel_figure(mel_, np.asarray(log_mel_spectrogram(audio, config.mel)), f"validation {k}"),
                     workdir / "plots" / f"val_{k}.png")

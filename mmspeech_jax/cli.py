@@ -143,7 +143,7 @@ def _export(args) -> int:
 def _vocode(args) -> int:
     import numpy as np
 
-    from mmspeech_jax.audio.io import load_audio, peak_normalized, save_audio
+    from mmspeech_jax.audio.io import load_audio, clip_protected, save_audio
     from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
     from mmspeech_jax.vocode import Vocoder
 
@@ -161,7 +161,7 @@ def _vocode(args) -> int:
                 audio, _ = load_audio(path, vocoder.sample_rate)
                 mel = padded_log_mel_and_energy(audio, vocoder.config.mel)[0]
             wave = vocoder(mel)
-            print(save_audio(Path(out_dir) / f"{Path(path).stem}.wav", peak_normalized(wave), vocoder.sample_rate,
+            print(save_audio(Path(out_dir) / f"{Path(path).stem}.wav", clip_protected(wave), vocoder.sample_rate,
                              overwrite=args.overwrite))
         except MMSpeechError as exc:
             failures += 1

@@ -29,7 +29,7 @@ import numpy as np
 
 from mmspeech_jax.audio.features import MelConfig, check_log_mel
 from mmspeech_jax.audio.griffin_lim import log_mel_to_waveform
-from mmspeech_jax.audio.io import load_audio, peak_normalized
+from mmspeech_jax.audio.io import load_audio, clip_protected
 from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.errors import ConfigError, EmptyAudioError, TextTooLongError
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config
@@ -338,7 +338,7 @@ class Synthesizer:
                 chunk = [mels[k] for k in rows]
                 chunk += [chunk[-1]] * (filled - len(chunk))  # the call's one batch shape, as above
                 for k, audio in zip(rows, self.vocoder.batch(chunk, batch_size=filled)):
-                    audios[k] = peak_normalized(audio)
+                    audios[k] = clip_protected(audio)
         else:
             audios = [self.vocode(m, griffin_lim_iters=griffin_lim_iters)[0] for m in mels]
         for result, ids, audio in zip(results, encoded, audios):
@@ -361,13 +361,13 @@ class Synthesizer:
         return self
 
     def vocode(self, log_mel: np.ndarray, *, griffin_lim_iters: int = 60):
-        """(T, M) log mel -> (float32 audio (S,) peak-normalized to 0.9, sample_rate), through the neural vocoder
+        """(T, M) log mel -> (float32 audio (S,) at the model's level, `clip_protected`, sample_rate), through the neural vocoder
         when one is set (`use_vocoder`), else Griffin-Lim (`griffin_lim_iters` iterations)."""
         if self.vocoder is not None:
-            return peak_normalized(self.vocoder(log_mel)), self.mel_config.sample_rate
+            return clip_protected(self.vocoder(log_mel)), self.mel_config.sample_rate
         wave = log_mel_to_waveform(log_mel, jax.random.PRNGKey(0), self.mel_config, n_iter=griffin_lim_iters,
                                    frames=frame_rung(len(log_mel)))  # one compiled Griffin-Lim per ladder rung
-        return peak_normalized(wave), self.mel_config.sample_rate
+        return clip_protected(wave), self.mel_config.sample_rate
 
 
 class VoicedSynthesizer:

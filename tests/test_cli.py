@@ -388,3 +388,23 @@ def test_the_cli_keeps_compiled_programs_in_the_cache_folder(monkeypatch, tmp_pa
     monkeypatch.delenv("MMSPEECH_NO_COMPILATION_CACHE")
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "own"))
     assert compilation_cache_dir() is None  # JAX uses the user's own
+
+
+def test_vocoded_speech_keeps_the_level_its_mel_encodes(workdir):
+    """A harmonic tone at amplitude 0.1 and at 0.3, analysed into log-mels and vocoded by the synthesizer
+    (Griffin-Lim): each comes back near its own level and the louder one ~3x the quieter (the old output was
+    peak-normalized to 0.9, so both came back equal and a recognizer trained on the corpus heard shifted log-mels);
+    a mel louder than full scale comes back scaled to the 0.99 ceiling."""
+    from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
+
+    tts = Synthesizer.from_workdir(workdir)
+    rate = tts.mel_config.sample_rate
+    t = np.arange(rate // 2) / rate
+    tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220.0, 440.0, 660.0), 1)).astype(np.float32)
+    tone /= np.abs(tone).max()
+    rms = lambda x: float(np.sqrt(np.mean(np.square(x[rate // 10: -rate // 10]))))  # away from the edges
+    quiet, loud = (tts.vocode(padded_log_mel_and_energy(a * tone, tts.mel_config)[0])[0] for a in (0.1, 0.3))
+    assert rms(loud) / rms(quiet) == pytest.approx(3.0, rel=0.05)
+    assert rms(loud) == pytest.approx(rms(0.3 * tone), rel=0.2)
+    too_loud = tts.vocode(padded_log_mel_and_energy(0.3 * tone, tts.mel_config)[0] + np.log(100.0))[0]
+    assert np.abs(too_loud).max() == pytest.approx(0.99, rel=1e-5)

@@ -218,3 +218,36 @@ def test_library_traps_are_one_line_errors():
     assert outputs["mel"].shape == (1, 32, 80)
     with pytest.raises(TypeError, match="binarization_start"):
         make_fastspeech2_loss_fn(model)
+
+
+def test_ablation_rows_are_the_models_own_paths(setup):
+    """benchmarks/tts_ablation: its teacher-forced row is the training forward pass (train=False), its synthesized
+    row is `generate` at the same frame length, its duration rows the aligner's and the predictor's; the mixed rows
+    differ from both ends (a wiring that ignored the given durations or variance would equal one of them)."""
+    from benchmarks.tts_ablation import ablation_forward
+
+    model, params, _, first = setup
+    # 3 frames a token (the predictor's output is log(1 + frames)), so that the predicted rows are not empty
+    params = jax.tree_util.tree_map(lambda x: x, params)
+    params["variance_adaptor"]["duration_predictor"]["out"]["bias"] = jnp.full((1,), np.log(4.0))
+    out = ablation_forward(model)(params, first)
+    t = first["frame_mask"].shape[1]
+    outputs, aux = model.apply({"params": params}, first, train=False)
+    np.testing.assert_allclose(out["teacher-forced"][0], outputs["mel_post"], atol=1e-5)
+    np.testing.assert_array_equal(out["aligner"], aux["durations"])
+    mel, mask, durations = model.apply({"params": params}, first["tokens"], first["token_mask"], 2 * t,
+                                       method=FastSpeech2.generate)
+    np.testing.assert_allclose(out["synthesized"][0], mel, atol=1e-5)
+    np.testing.assert_array_equal(out["synthesized"][1], mask)
+    np.testing.assert_array_equal(out["predicted"], durations)
+    assert not np.allclose(out["aligner durations"][0], out["teacher-forced"][0], atol=1e-3)
+    assert not np.allclose(out["predicted durations"][0], out["synthesized"][0], atol=1e-3)
+
+
+def test_ablation_duration_errors_by_hand():
+    from benchmarks.tts_ablation import duration_errors
+
+    result = duration_errors([np.array([3, 0, 2]), np.array([4])], [np.array([3, 1, 0]), np.array([6])])
+    assert result["mae_frames"] == pytest.approx((0 + 1 + 2 + 2) / 4)
+    assert result["dropped"] == pytest.approx(1 / 3)  # of the 3 tokens the aligner gives frames, one got 0
+    assert result["length_ratio"] == pytest.approx(10 / 9)

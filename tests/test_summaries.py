@@ -15,7 +15,7 @@ from tensorboardX import SummaryWriter
 from tensorboardX.proto import event_pb2
 
 from mmspeech_jax.errors import SummaryError
-from mmspeech_jax.audio.io import peak_normalized
+from mmspeech_jax.audio.io import clip_protected
 from mmspeech_jax.train.summaries import Audio, Image, Scalar, Text, figure_pixels, write_summaries
 from mmspeech_jax.train.trainer import TrainerConfig, fit
 from tests.test_trainer import Endless
@@ -87,10 +87,12 @@ def test_unknown_kind_is_refused(tmp_path):
         write_summaries(SummaryWriter(str(tmp_path)), 1, {"x": 0.5})
 
 
-def test_peak_normalized_and_figure_pixels():
+def test_clip_protected_keeps_the_level_and_figure_pixels():
     wave = np.array([0.1, -0.4, 0.2])
-    np.testing.assert_allclose(peak_normalized(wave), wave / 0.4 * 0.9, rtol=1e-6)
-    np.testing.assert_array_equal(peak_normalized(np.zeros(4)), np.zeros(4))  # silence stays silence
+    np.testing.assert_array_equal(clip_protected(wave), wave.astype(np.float32))  # the model's level is kept
+    loud = np.array([0.5, -2.0, 1.0])
+    np.testing.assert_allclose(clip_protected(loud), loud / 2.0 * 0.99, rtol=1e-6)  # only past the ceiling
+    np.testing.assert_array_equal(clip_protected(np.zeros(4)), np.zeros(4))  # silence stays silence
     from mmspeech_jax.evaluate.plots import pyplot
 
     fig = pyplot().figure(figsize=(2.0, 1.0), facecolor=(1.0, 0.0, 0.0))
