@@ -116,6 +116,26 @@ def test_istft_inverts_a_float64_stft_and_matches_a_numpy_inverse():
                                np_istft(noise, 64, 16, 64, 16 * (spec.shape[0] - 1)), atol=1e-4)
 
 
+def test_centre_frequency_ramp_is_a_steady_partials_phase_advance():
+    """A sinusoid at bin k0's centre frequency: its float64 NumPy STFT phase minus the ramp is the same in every
+    frame (the reflect-padded edges aside); far frames stay exact (no int32 overflow); old configs get no ramp."""
+    from mmspeech_jax.models.istft_vocoder import centre_frequency_ramp
+
+    n_fft, hop, k0 = 64, 16, 5
+    x = np.cos(2 * np.pi * k0 * np.arange(1600) / n_fft + 0.3)
+    phase = np.angle(np_stft(x, n_fft, hop, n_fft))[:, k0]
+    ramp = np.asarray(centre_frequency_ramp(phase.size, n_fft, hop))
+    assert ramp.shape == (phase.size, n_fft // 2 + 1)
+    rotated = np.exp(1j * (phase - ramp[:, k0]))[4:-4]
+    np.testing.assert_allclose(rotated, rotated[0], atol=1e-6)
+    assert np.abs(np.exp(1j * np.diff(phase))[4:-4] - np.exp(1j * 2 * np.pi * k0 * hop / n_fft)).max() < 1e-6
+    far = np.asarray(centre_frequency_ramp(1, 1024, 256, first=2_999_999)[0])  # t * k * hop would overflow int32
+    want = np.mod(2 * np.pi * np.arange(513) * 256 * 2_999_999 / 1024, 2 * np.pi)
+    np.testing.assert_allclose(np.exp(1j * far), np.exp(1j * want), atol=1e-5)
+    assert ISTFTVocoderConfig.from_dict({"n_mels": 8}).phase_ramp is False
+    assert ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]).phase_ramp is True
+
+
 # ---- losses ----------------------------------------------------------------------------------------------------
 
 def test_reconstruction_losses_match_float64_numpy():
@@ -149,6 +169,77 @@ def test_adversarial_and_feature_matching_losses_match_numpy():
                                sum(np.maximum(1 - f, 0).mean(1) for f, _ in fake), rtol=1e-5)
     fm = sum(np.abs(a - b).reshape(2, -1).mean(1) for (_, fa), (_, fb) in zip(real, fake) for a, b in zip(fa, fb))
     np.testing.assert_allclose(losses.feature_matching(as_jax(real), as_jax(fake)), fm, rtol=1e-5)
+
+
+def np_wrapped_distance(x):
+    """|angle(exp(i x))|: the distance from 0 on the circle, by the complex exponential (not by rounding)."""
+    return np.abs(np.angle(np.exp(1j * np.asarray(x, np.float64))))
+
+
+def test_phase_losses_match_float64_numpy_and_ignore_whole_turns():
+    rng = np.random.default_rng(4)
+    true, predicted = rng.uniform(-3 * np.pi, 3 * np.pi, size=(2, 2, 6, 9))
+    d = predicted - true
+    want = (np_wrapped_distance(d).mean((1, 2)), np_wrapped_distance(np.diff(d, axis=2)).mean((1, 2)),
+            np_wrapped_distance(np.diff(d, axis=1)).mean((1, 2)))
+    as32 = lambda x: jnp.asarray(x, jnp.float32)
+    got = losses.phase_losses(as32(true), as32(predicted))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=2e-5)
+    turns = rng.integers(-3, 4, size=predicted.shape) * 2 * np.pi  # whole turns per bin change nothing
+    for g, w in zip(losses.phase_losses(as32(true), as32(predicted + turns)), want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-4)
+    # A constant offset costs only the instantaneous phase; a frequency shift (phase growing 0.3 rad a frame) costs
+    # the instantaneous angular frequency 0.3 and no group delay.
+    ip, gd, iaf = losses.phase_losses(as32(true), as32(true + 0.7))
+    np.testing.assert_allclose([ip, gd, iaf], [[0.7, 0.7], [0, 0], [0, 0]], atol=1e-5)
+    ramp = 0.3 * np.arange(6)[None, :, None]
+    ip, gd, iaf = losses.phase_losses(as32(true), as32(true + ramp))
+    np.testing.assert_allclose(iaf, [0.3, 0.3], atol=1e-5)
+    np.testing.assert_allclose(gd, [0, 0], atol=1e-5)
+    np.testing.assert_allclose(ip, [np_wrapped_distance(ramp).mean()] * 2, atol=1e-5)
+    a, b = rng.normal(size=(2, 2, 6, 9)) + 1j * rng.normal(size=(2, 2, 6, 9))
+    np.testing.assert_allclose(losses.complex_l1(jnp.asarray(a, jnp.complex64), jnp.asarray(b, jnp.complex64)),
+                               (np.abs((b - a).real) + np.abs((b - a).imag)).mean((1, 2)), rtol=1e-5)
+
+
+def test_phase_loss_compares_the_head_with_the_recordings_own_frames():
+    """The loss's phase terms = APNet's losses between the head's phase and a float64 NumPy STFT of the context
+    (frame t centred on crop sample t * hop); its audio = `generate`'s; HiFi-GAN (no phase head) refuses the
+    weight."""
+    config = tiny_config(phase_weight=2.0, complex_weight=3.0)
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    batch = jax.tree_util.tree_map(jnp.asarray, tiny_batch(config))
+    loss, parts = make_vocoder_loss_fn(config, adversarial=False)(params, batch, None, True, 0)
+    mel_in = input_log_mel(config, batch["context"])
+    head_magnitude, head_phase = ISTFTVocoder(config.istft).apply({"params": params["generator"]}, mel_in,
+                                                                  method=ISTFTVocoder.magnitude_and_phase)
+    context = np.asarray(batch["context"], np.float64)
+    frames = (context.shape[1] - 64) // 16 + 1  # windows context[t * hop: t * hop + n_fft], centred on crop sample t * hop
+    idx = np.arange(frames)[:, None] * 16 + np.arange(64)[None]
+    true_spectrum = np.fft.rfft(context[:, idx] * np_window(64, 64), axis=-1)
+    true_phase = np.angle(true_spectrum)
+    assert true_phase.shape == head_phase.shape
+    d = np.asarray(head_phase, np.float64) - true_phase
+    want = {"phase_instantaneous": np_wrapped_distance(d).mean(),
+            "phase_group_delay": np_wrapped_distance(np.diff(d, axis=2)).mean(),
+            "phase_frequency": np_wrapped_distance(np.diff(d, axis=1)).mean()}
+    head = np.asarray(head_magnitude, np.float64) * np.exp(1j * np.asarray(head_phase, np.float64))
+    complex_l1 = (np.abs((head - true_spectrum).real) + np.abs((head - true_spectrum).imag)).mean()
+    np.testing.assert_allclose(parts["complex_l1"], complex_l1, rtol=1e-4)
+    for name, value in want.items():
+        np.testing.assert_allclose(parts[name], value, rtol=1e-4, atol=1e-5)
+    fake = generate(config, params["generator"], mel_in)
+    conv, log_l1 = losses.multi_resolution_stft(batch["audio"], fake, TINY_RESOLUTIONS, 8000)
+    mel = lambda x: log_mel_spectrogram(x, config.mel)
+    expected = (45 * losses.mel_l1(mel(batch["audio"]), mel(fake)).mean() + 15 * (conv + log_l1).mean()
+                + 2.0 * sum(want.values()) + 3.0 * complex_l1)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+    from mmspeech_jax.errors import ConfigError
+
+    for weight in ("phase_weight", "complex_weight"):
+        with pytest.raises(ConfigError, match="complex_weight"):
+            tiny_config("hifigan", **{weight: 1.0})
 
 
 # ---- the GAN loss ----------------------------------------------------------------------------------------------

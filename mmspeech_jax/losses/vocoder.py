@@ -7,7 +7,11 @@ the whole batch's row count (`losses/ratios.py`: exact under gradient accumulati
   * `discriminator_loss` / `generator_adversarial_loss`: least squares (LSGAN, Mao et al., 2017; HiFi-GAN) or hinge
     (Vocos), summed over sub-discriminators, each a mean over its output positions;
   * `feature_matching`: mean |f_real - f_fake| per hidden layer, summed over layers and sub-discriminators (HiFi-GAN
-    §2.3, weight 2 there).
+    §2.3, weight 2 there);
+  * `phase_losses`: APNet's anti-wrapping losses on a predicted phase spectrum against the true one — instantaneous
+    phase, group delay (the phase's difference along frequency) and instantaneous angular frequency (along time),
+    each the mean of f_AW(x) = |x - 2 pi round(x / 2 pi)| (Ai & Ling, 2023, "APNet: An all-frame-level neural vocoder
+    incorporating direct prediction of amplitude and phase spectra", §3.3).
 
 Audio (B, S) float32; discriminator outputs as `models/discriminators.Discriminators` returns them.
 """
@@ -47,6 +51,29 @@ def multi_resolution_stft(real, fake, resolutions=((512, 128, 512), (1024, 256, 
         log_l1 = log_l1 + _row_mean(jnp.abs(jnp.log(jnp.maximum(s_real, _MAGNITUDE_FLOOR))
                                             - jnp.log(jnp.maximum(s_fake, _MAGNITUDE_FLOOR))))
     return convergence / len(resolutions), log_l1 / len(resolutions)
+
+
+def anti_wrapped(x):
+    """f_AW(x) = |x - 2 pi round(x / 2 pi)|: an angle difference's distance from 0 on the circle, in [0, pi] (same
+    shape and dtype as x; its gradient is sign of the wrapped difference)."""
+    return jnp.abs(x - 2.0 * jnp.pi * jnp.round(x / (2.0 * jnp.pi)))
+
+
+def phase_losses(true_phase, predicted_phase):
+    """(B, T, F), (B, T, F) float32 phase spectra in radians (any unwrapping) -> (instantaneous phase, group delay,
+    instantaneous angular frequency), each (B,): the row means of f_AW(d), f_AW(d[f+1] - d[f]) and
+    f_AW(d[t+1] - d[t]) with d = predicted - true (the differences of the phases' differences, as APNet defines the
+    group delay and instantaneous frequency losses). Every bin counts, as in APNet."""
+    d = predicted_phase.astype(jnp.float32) - true_phase.astype(jnp.float32)
+    return (_row_mean(anti_wrapped(d)), _row_mean(anti_wrapped(d[..., 1:] - d[..., :-1])),
+            _row_mean(anti_wrapped(d[:, 1:] - d[:, :-1])))
+
+
+def complex_l1(true_spectrum, predicted_spectrum):
+    """(B, T, F), (B, T, F) complex -> (B,): the row mean of |Re(S^ - S)| + |Im(S^ - S)| (APNet's real and imaginary
+    part loss): phase errors weighted by the bins' magnitudes."""
+    d = predicted_spectrum.astype(jnp.complex64) - true_spectrum.astype(jnp.complex64)
+    return _row_mean(jnp.abs(jnp.real(d)) + jnp.abs(jnp.imag(d)))
 
 
 def _check(kind: str) -> None:

@@ -19,6 +19,7 @@ import dataclasses
 import chex
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
@@ -28,8 +29,9 @@ from mmspeech_jax.audio.griffin_lim import istft
 @dataclasses.dataclass(frozen=True)
 class ISTFTVocoderConfig:
     """The iSTFT vocoder: mel channels, backbone width, ConvNeXt MLP width and depth, depthwise kernel, the STFT it
-    predicts (n_fft, hop, window; the sample rate only names it) and the compute dtype ("float32" or "bfloat16";
-    parameters and the inverse STFT stay float32). Checked when built."""
+    predicts (n_fft, hop, window; the sample rate only names it), the compute dtype ("float32" or "bfloat16";
+    parameters and the inverse STFT stay float32) and `phase_ramp` (add each bin's centre-frequency advance to the
+    predicted phase, `centre_frequency_ramp`; False in configs written before it existed). Checked when built."""
     n_mels: int = 80
     dim: int = 512
     intermediate: int = 1536
@@ -40,11 +42,13 @@ class ISTFTVocoderConfig:
     hop_samples: int = 256
     win_samples: int = 1024
     compute_dtype: str = "float32"
+    phase_ramp: bool = False
 
     def __post_init__(self):
         config_checks.integers(self, n_mels=1, dim=1, intermediate=1, layers=1, kernel=1, sample_rate=1, n_fft=2,
                                hop_samples=1, win_samples=1)
         config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
+        config_checks.flag(self, "phase_ramp")
         self.stft_config  # checks n_fft, hop and window together
 
     @property
@@ -60,9 +64,22 @@ class ISTFTVocoderConfig:
 
 
 PRESETS = {
-    "cpu": dict(dim=160, intermediate=480, layers=5),  # ~1.0 M parameters: the default CPU run
-    "paper": dict(),  # Vocos' mel-conditioned model: ~13.5 M
+    "cpu": dict(dim=160, intermediate=480, layers=5, phase_ramp=True),  # ~1.0 M parameters: the default CPU run
+    "paper": dict(phase_ramp=True),  # Vocos' mel-conditioned model: ~13.5 M
 }
+
+
+def centre_frequency_ramp(frames: int, n_fft: int, hop: int, first: int = 0):
+    """(frames, n_fft // 2 + 1) float32, row i for frame t = first + i: 2 pi k hop t / n_fft mod 2 pi, the phase a
+    sinusoid at bin k's centre frequency gains from frame 0 to frame t (exact: reduced modulo n_fft in integers,
+    with no overflow).
+
+    Why: identical input frames give a frame-rate convolution identical output frames, but a steady partial's STFT
+    phase advances by omega * hop every frame. With the ramp added, the head predicts the phase relative to a
+    partial at its bin's centre, which is constant for a steady one (the time-invariant STFT phase convention)."""
+    shift = (first * hop + np.arange(frames, dtype=np.int64) * hop) % n_fft  # t * hop mod n_fft, a constant
+    k = np.arange(n_fft // 2 + 1, dtype=np.int64)
+    return jnp.asarray((shift[:, None] * k[None, :]) % n_fft, jnp.float32) * (2.0 * jnp.pi / n_fft)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -89,8 +106,12 @@ class ISTFTVocoder(nn.Module):
     (B, T, n_fft // 2 + 1). See the module docstring."""
     config: ISTFTVocoderConfig
 
-    def spectrum(self, log_mel):
-        """log_mel (B, T, n_mels) -> the predicted complex STFT (B, T, n_fft // 2 + 1) complex64."""
+    @nn.compact
+    def magnitude_and_phase(self, log_mel):
+        """log_mel (B, T, n_mels) -> (magnitude, phase), each (B, T, n_fft // 2 + 1) float32: the head's STFT
+        magnitude (exp of its output, clipped at 100) and its angle in radians, any unwrapping (the output plus
+        `centre_frequency_ramp` with `phase_ramp`, frame 0 = log_mel's first frame; what a phase loss compares,
+        `losses/vocoder.phase_losses`)."""
         c = self.config
         chex.assert_rank(log_mel, 3)
         chex.assert_axis_dimension(log_mel, 2, c.n_mels)
@@ -102,13 +123,27 @@ class ISTFTVocoder(nn.Module):
         x = nn.LayerNorm(epsilon=1e-6, dtype=dtype, name="final_norm")(x)
         bins = c.n_fft // 2 + 1
         out = nn.Dense(2 * bins, dtype=dtype, name="head")(x).astype(jnp.float32)
-        magnitude = jnp.minimum(jnp.exp(out[..., :bins]), 1e2)
-        angle = out[..., bins:]
-        return (magnitude * jnp.cos(angle) + 1j * magnitude * jnp.sin(angle)).astype(jnp.complex64)
+        phase = out[..., bins:]
+        if c.phase_ramp:
+            phase = phase + centre_frequency_ramp(log_mel.shape[1], c.n_fft, c.hop_samples)
+        return jnp.minimum(jnp.exp(out[..., :bins]), 1e2), phase
 
-    @nn.compact
-    def __call__(self, log_mel):
-        spec = self.spectrum(log_mel)
-        audio = istft(spec, self.config.stft_config)
-        chex.assert_shape(audio, (log_mel.shape[0], (log_mel.shape[1] - 1) * self.config.hop_samples))
+    def spectrum(self, log_mel):
+        """log_mel (B, T, n_mels) -> the predicted complex STFT (B, T, n_fft // 2 + 1) complex64."""
+        return polar(*self.magnitude_and_phase(log_mel))
+
+    def waveform(self, spectrum):
+        """The head's spectrum (B, T, n_fft // 2 + 1) complex64 -> audio (B, (T - 1) * hop) float32 (the inverse
+        STFT)."""
+        audio = istft(spectrum, self.config.stft_config)
+        chex.assert_shape(audio, (spectrum.shape[0], (spectrum.shape[1] - 1) * self.config.hop_samples))
         return audio
+
+    def __call__(self, log_mel):
+        return self.waveform(self.spectrum(log_mel))
+
+
+def polar(magnitude, phase):
+    """magnitude, phase (..., F) float32 -> magnitude * exp(i phase) (..., F) complex64 (cos and sin of the angle, as
+    Vocos does: no atan2)."""
+    return (magnitude * jnp.cos(phase) + 1j * magnitude * jnp.sin(phase)).astype(jnp.complex64)

@@ -12,6 +12,7 @@ instead: the fine-tuning on what the TTS outputs.
 
 One step, one gradient of one scalar (`make_vocoder_loss_fn`):
     L = w_mel * mel_l1 + w_stft * (convergence + log_magnitude)                      [generator; always]
+      + w_phase * (phase + group_delay + frequency)       [iSTFT generator with phase_weight > 0; always]
       + [step >= adversarial_start] * (w_adv * adv_G(D_sg(G(x))) + w_fm * fm(D_sg)    [generator]
                                        + adv_D(D(y), D(sg(G(x)))))                     [discriminator]
 (the bracket is the phase: `make_vocoder_loss_fn(config, adversarial)`, a Python flag, so each phase compiles its
@@ -29,19 +30,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
 
 from mmspeech_jax import config_checks
-from mmspeech_jax.audio.features import MelConfig, log_mel_spectrogram
+from mmspeech_jax.audio.features import MelConfig, log_mel_spectrogram, stft
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.overrides import as_tuples
 from mmspeech_jax.losses import vocoder as losses
 from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.models.discriminators import DiscriminatorConfig, Discriminators
 from mmspeech_jax.models.hifigan import HiFiGANConfig, HiFiGANGenerator, PRESETS as HIFIGAN_PRESETS
-from mmspeech_jax.models.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS
+from mmspeech_jax.models.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS, polar
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 
 GENERATORS = ("istft", "hifigan")
@@ -52,7 +54,9 @@ class VocoderConfig:
     """The GAN vocoder: generator kind ("istft" or "hifigan") and both generators' configs (the other one unused),
     the discriminators, the mel features it inverts (must be the TTS's), the adversarial loss ("lsgan" or "hinge"),
     the step at which the adversarial terms start (None: never, a reconstruction-only vocoder), the loss weights and
-    the STFT resolutions of the multi-resolution loss. Checked when built."""
+    the STFT resolutions of the multi-resolution loss. `phase_weight` > 0 (iSTFT generator only) adds APNet's
+    anti-wrapping phase losses on the head's phase against the recording's STFT phase (`losses/vocoder.py`). Checked
+    when built."""
     generator: str = "istft"
     istft: ISTFTVocoderConfig = ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"])
     hifigan: HiFiGANConfig = HiFiGANConfig(**HIFIGAN_PRESETS["v2"])
@@ -64,14 +68,20 @@ class VocoderConfig:
     stft_weight: float = 15.0
     adversarial_weight: float = 1.0
     feature_weight: float = 2.0
+    phase_weight: float = 0.0
+    complex_weight: float = 0.0
     stft_resolutions: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
 
     def __post_init__(self):
         config_checks.choice(self, "generator", GENERATORS)
         config_checks.choice(self, "adversarial", losses.ADVERSARIAL)
         config_checks.integer(self, "adversarial_start", 0, none_ok=True)
-        for name in ("mel_weight", "stft_weight", "adversarial_weight", "feature_weight"):
+        for name in ("mel_weight", "stft_weight", "adversarial_weight", "feature_weight", "phase_weight",
+                     "complex_weight"):
             config_checks.number(self, name, 0)
+        if (self.phase_weight > 0 or self.complex_weight > 0) and self.generator != "istft":
+            raise ConfigError(f"VocoderConfig: phase_weight and complex_weight apply to the istft generator's "
+                              f"spectrum head; the {self.generator} generator has none (set them to 0)")
         generator = self.generator_config
         if generator.n_mels != self.mel.n_mels or self.hop_samples != self.mel.hop_samples:
             raise ConfigError(f"VocoderConfig: the {self.generator} generator takes {generator.n_mels} mels at a hop "
@@ -145,15 +155,23 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
         del rng  # the vocoders use no dropout
         audio = batch["audio"]
         mel_in = batch["log_mel"] if "log_mel" in batch else input_log_mel(config, batch["context"])
-        fake = generate(config, params["generator"], mel_in)
         rows = audio.shape[0]
         mean = lambda per_row, name="rows": ratio(jnp.sum(per_row), rows, name, counts)
+        phase_parts = {}
+        if config.phase_weight > 0 or config.complex_weight > 0:
+            fake, phase_parts = _istft_with_phase_losses(config, params["generator"], mel_in, batch["context"])
+            phase_parts = {name: mean(value) for name, value in phase_parts.items()}
+        else:
+            fake = generate(config, params["generator"], mel_in)
         mel = mean(losses.mel_l1(log_mel_spectrogram(audio, mel_config), log_mel_spectrogram(fake, mel_config)))
         convergence, log_magnitude = losses.multi_resolution_stft(audio, fake, config.stft_resolutions,
                                                                   mel_config.sample_rate)
         convergence, log_magnitude = mean(convergence), mean(log_magnitude)
         reconstruction = config.mel_weight * mel + config.stft_weight * (convergence + log_magnitude)
-        parts = {"mel_l1": mel, "stft_convergence": convergence, "stft_log_magnitude": log_magnitude,
+        if phase_parts:
+            reconstruction = reconstruction + config.complex_weight * phase_parts["complex_l1"] + config.phase_weight * (
+                phase_parts["phase_instantaneous"] + phase_parts["phase_group_delay"] + phase_parts["phase_frequency"])
+        parts = {"mel_l1": mel, "stft_convergence": convergence, "stft_log_magnitude": log_magnitude, **phase_parts,
                  "counts": {"rows": jnp.asarray(rows, jnp.float32)}}
         if not train:
             return mel, parts
@@ -174,6 +192,21 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
         return loss, {**parts, "generator_adversarial": g_adv, "feature_matching": fm, "discriminator": d_loss}
 
     return loss_fn
+
+
+def _istft_with_phase_losses(config: VocoderConfig, generator_params, log_mel, context):
+    """The iSTFT generator's audio (B, S) and its phase losses {"phase_instantaneous", "phase_group_delay",
+    "phase_frequency"} (each (B,)): the head's phase (B, n + 1, F) against the STFT phase of the recording's frames
+    centred on the same samples (`stft(context, center=False)`, context (B, S + n_fft))."""
+    vocoder = ISTFTVocoder(config.istft)
+    magnitude, phase = vocoder.apply({"params": generator_params}, log_mel, method=ISTFTVocoder.magnitude_and_phase)
+    audio = vocoder.apply({"params": generator_params}, polar(magnitude, phase), method=ISTFTVocoder.waveform)
+    true = stft(context, config.istft.stft_config, center=False)
+    chex.assert_equal_shape((phase, true))
+    instantaneous, group_delay, frequency = losses.phase_losses(jnp.angle(true), phase)
+    return audio[:, : (log_mel.shape[1] - 1) * config.hop_samples], {
+        "phase_instantaneous": instantaneous, "phase_group_delay": group_delay, "phase_frequency": frequency,
+        "complex_l1": losses.complex_l1(true, polar(magnitude, phase))}
 
 
 def phases(config: VocoderConfig, steps: int) -> list[tuple[int, bool]]:
