@@ -75,7 +75,8 @@ def train(tree, cache, workdir: Path, init_params=None, tx=None, train_positions
     init = lambda first: compiled_init(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, first["features"],
                                        first["frame_mask"], train=False)
     on_eval = eval_summaries(model, cache, eval_pipeline(tree.pipeline), tree.evaluation.num_samples, natural, curve)
-    return train_on_cache(workdir, tree, cache, model, make_ctc_loss_fn(model), prepare, init, params=init_params,
+    loss_fn = make_ctc_loss_fn(model, cache.stats, cache.config["mel"]["log_floor"])
+    return train_on_cache(workdir, tree, cache, model, loss_fn, prepare, init, params=init_params,
                           tx=tx, positions=train_positions, on_eval=on_eval, mesh=mesh)
 
 

@@ -38,6 +38,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # 2 200 steps: 4.8 % CER on the natural evaluation set in ~27 minutes from nothing on 2 cores (RESULTS.md)
     add_training_args(p, "workdir/ljspeech_asr", steps=2200)
+    p.add_argument("--gain_augment_db", type=float, default=12.0,
+                   help="train each utterance at a random level within +-this many dB (audio/gain_augment.py); 0: off")
     add_distributed_args(p)
     return parse_tree(p, argv, from_flags)
 
@@ -45,7 +47,7 @@ def parse_args(argv=None):
 def from_flags(args) -> LJSpeechASRConfig:
     """The tree the flags describe."""
     tree = config(args.preset, encoder=args.encoder, spec_augment=not args.no_spec_augment, steps=args.steps,
-                  learning_rate=args.learning_rate, batch_size=args.batch_size)
+                  learning_rate=args.learning_rate, batch_size=args.batch_size, gain_augment_db=args.gain_augment_db)
     return dataclasses.replace(tree, **shared_parts(args), evaluation=evaluation_config(args))
 
 

@@ -2,6 +2,7 @@
 GAN gradient routing, waveform crops against the feature cache, training (phases, resume, mesh), inference, export
 and the CLI."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -132,8 +133,18 @@ def test_centre_frequency_ramp_is_a_steady_partials_phase_advance():
     far = np.asarray(centre_frequency_ramp(1, 1024, 256, first=2_999_999)[0])  # t * k * hop would overflow int32
     want = np.mod(2 * np.pi * np.arange(513) * 256 * 2_999_999 / 1024, 2 * np.pi)
     np.testing.assert_allclose(np.exp(1j * far), np.exp(1j * want), atol=1e-5)
-    assert ISTFTVocoderConfig.from_dict({"n_mels": 8}).phase_ramp is False
-    assert ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]).phase_ramp is True
+    # The phase modes on the same parameters: p and p + ramp.
+    base = tiny_config().istft
+    mel = jax.random.normal(jax.random.PRNGKey(1), (2, 10, 8))
+    params = ISTFTVocoder(base).init(jax.random.PRNGKey(0), mel)
+    head = {mode: ISTFTVocoder(dataclasses.replace(base, phase=mode)).apply(
+        params, mel, method=ISTFTVocoder.magnitude_and_phase) for mode in ("absolute", "ramp")}
+    p = np.asarray(head["absolute"][1], np.float64)
+    ramp = np.asarray(centre_frequency_ramp(10, 64, 16), np.float64)
+    np.testing.assert_allclose(head["ramp"][1], p + ramp, atol=1e-5)
+    np.testing.assert_array_equal(head["ramp"][0], head["absolute"][0])
+    assert ISTFTVocoderConfig.from_dict({"n_mels": 8}).phase == "absolute"
+    assert ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]).phase == "ramp"
 
 
 # ---- losses ----------------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ import numpy as np
 
 from mmspeech_jax import config_checks
 from mmspeech_jax.batch_checks import batch_arrays
+from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.gain_augment import GainAugmentConfig, gain_augment
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig, spec_augment
 from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
@@ -41,8 +43,8 @@ ENCODERS = ("conformer", "transformer")
 @dataclasses.dataclass(frozen=True)
 class CTCASRConfig:
     """CTC speech recognizer: vocabulary, mel channels, encoder kind ("conformer" or "transformer"), width, heads,
-    feed-forward width, layers, depthwise kernel, frontend channels and subsampling factor, dropout, SpecAugment,
-    adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked when built."""
+    feed-forward width, layers, depthwise kernel, frontend channels and subsampling factor, dropout, SpecAugment, gain
+    augmentation, adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked when built."""
     vocab_size: int = len(character_table())
     n_mels: int = 80
     encoder: str = "conformer"
@@ -61,6 +63,9 @@ class CTCASRConfig:
     adapter_dim: int = 0
     lora_rank: int = 0
     spec_augment: SpecAugmentConfig | None = SpecAugmentConfig()
+    # Training utterances at random levels (audio/gain_augment.py); the loss function then needs the feature
+    # statistics (`make_ctc_loss_fn(model, stats)`). None: off (configs written before it existed).
+    gain_augment: GainAugmentConfig | None = None
     # "bfloat16": frontend and encoder compute in bf16; params, the CTC head, log-probabilities and losses stay
     # float32.
     compute_dtype: str = "float32"
@@ -77,6 +82,8 @@ class CTCASRConfig:
         config_checks.fraction(self, "dropout", "attention_dropout")
         if self.spec_augment is not None and not isinstance(self.spec_augment, SpecAugmentConfig):
             raise ConfigError(f"CTCASRConfig.spec_augment must be None or a SpecAugmentConfig, got {self.spec_augment!r}")
+        if self.gain_augment is not None and not isinstance(self.gain_augment, GainAugmentConfig):
+            raise ConfigError(f"CTCASRConfig.gain_augment must be None or a GainAugmentConfig, got {self.gain_augment!r}")
         config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
         config_checks.flag(self, "remat")
         config_checks.choice(self, "ctc_recurrence", RECURRENCES)
@@ -87,6 +94,8 @@ class CTCASRConfig:
         data = dict(data)
         if data.get("spec_augment") is not None:
             data["spec_augment"] = SpecAugmentConfig(**data["spec_augment"])
+        if data.get("gain_augment") is not None:
+            data["gain_augment"] = GainAugmentConfig(**data["gain_augment"])
         return cls(**data)
 
     @property
@@ -192,13 +201,21 @@ def check_batch(batch: dict, stats: dict) -> None:
                            f"{vocab} character ids")
 
 
-def make_ctc_loss_fn(model: CTCASR):
-    """`loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)` for the shared trainer (SpecAugment
-    when train); `counts`: see `losses/ratios.py`."""
+def make_ctc_loss_fn(model: CTCASR, stats: dict | None = None, log_floor: float = MelConfig().log_floor):
+    """`loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)` for the shared trainer (gain
+    augmentation, then SpecAugment, when train and configured); `counts`: see `losses/ratios.py`. Gain augmentation
+    needs the features' statistics `stats` ({"mel_mean", "mel_std"}, as `model_inputs` normalized with) and their
+    `log_floor` (`MelConfig.log_floor`); without `stats` it is a one-line `ConfigError`."""
+    gain = model.config.gain_augment
+    if gain is not None and stats is None:
+        raise ConfigError("gain augmentation needs the feature statistics: make_ctc_loss_fn(model, stats, log_floor)")
 
     def loss_fn(params, batch, rng, train, step, counts=None):
         features = batch["features"]
         augment_key, dropout_key = jax.random.split(rng)
+        if train and gain is not None:
+            features = gain_augment(features, batch["frame_mask"], jax.random.fold_in(augment_key, 1),
+                                    stats["mel_mean"], stats["mel_std"], log_floor, gain)
         if train and model.config.spec_augment is not None:
             features = spec_augment(features, batch["frame_mask"], augment_key, model.config.spec_augment)
         log_probs, mask = model.apply({"params": params}, features, batch["frame_mask"], train=train,

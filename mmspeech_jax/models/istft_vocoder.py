@@ -30,8 +30,8 @@ from mmspeech_jax.audio.griffin_lim import istft
 class ISTFTVocoderConfig:
     """The iSTFT vocoder: mel channels, backbone width, ConvNeXt MLP width and depth, depthwise kernel, the STFT it
     predicts (n_fft, hop, window; the sample rate only names it), the compute dtype ("float32" or "bfloat16";
-    parameters and the inverse STFT stay float32) and `phase_ramp` (add each bin's centre-frequency advance to the
-    predicted phase, `centre_frequency_ramp`; False in configs written before it existed). Checked when built."""
+    parameters and the inverse STFT stay float32) and how the head's phase output becomes the STFT phase (`PHASES`;
+    "absolute" in configs written before the choice existed). Checked when built."""
     n_mels: int = 80
     dim: int = 512
     intermediate: int = 1536
@@ -42,13 +42,13 @@ class ISTFTVocoderConfig:
     hop_samples: int = 256
     win_samples: int = 1024
     compute_dtype: str = "float32"
-    phase_ramp: bool = False
+    phase: str = "absolute"
 
     def __post_init__(self):
         config_checks.integers(self, n_mels=1, dim=1, intermediate=1, layers=1, kernel=1, sample_rate=1, n_fft=2,
                                hop_samples=1, win_samples=1)
         config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
-        config_checks.flag(self, "phase_ramp")
+        config_checks.choice(self, "phase", PHASES)
         self.stft_config  # checks n_fft, hop and window together
 
     @property
@@ -63,9 +63,16 @@ class ISTFTVocoderConfig:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
+# The head's phase output p (B, T, F) -> the STFT phase of frame t:
+#   "absolute": p[t] (Vocos);
+#   "ramp":     p[t] + centre_frequency_ramp[t] (p: the phase relative to a partial at the bin's centre).
+# (Summing p over time as well, so that p is each frame's advance beyond the bin centre's, trained worse:
+# benchmarks/RESULTS.md, 2026-12-05.)
+PHASES = ("absolute", "ramp")
+
 PRESETS = {
-    "cpu": dict(dim=160, intermediate=480, layers=5, phase_ramp=True),  # ~1.0 M parameters: the default CPU run
-    "paper": dict(phase_ramp=True),  # Vocos' mel-conditioned model: ~13.5 M
+    "cpu": dict(dim=160, intermediate=480, layers=5, phase="ramp"),  # ~1.0 M parameters: the default CPU run
+    "paper": dict(phase="ramp"),  # Vocos' mel-conditioned model: ~13.5 M
 }
 
 
@@ -109,9 +116,8 @@ class ISTFTVocoder(nn.Module):
     @nn.compact
     def magnitude_and_phase(self, log_mel):
         """log_mel (B, T, n_mels) -> (magnitude, phase), each (B, T, n_fft // 2 + 1) float32: the head's STFT
-        magnitude (exp of its output, clipped at 100) and its angle in radians, any unwrapping (the output plus
-        `centre_frequency_ramp` with `phase_ramp`, frame 0 = log_mel's first frame; what a phase loss compares,
-        `losses/vocoder.phase_losses`)."""
+        magnitude (exp of its output, clipped at 100) and its angle in radians, any unwrapping (`PHASES`; frame 0
+        of the ramp = log_mel's first frame; what a phase loss compares, `losses/vocoder.phase_losses`)."""
         c = self.config
         chex.assert_rank(log_mel, 3)
         chex.assert_axis_dimension(log_mel, 2, c.n_mels)
@@ -124,7 +130,7 @@ class ISTFTVocoder(nn.Module):
         bins = c.n_fft // 2 + 1
         out = nn.Dense(2 * bins, dtype=dtype, name="head")(x).astype(jnp.float32)
         phase = out[..., bins:]
-        if c.phase_ramp:
+        if c.phase == "ramp":
             phase = phase + centre_frequency_ramp(log_mel.shape[1], c.n_fft, c.hop_samples)
         return jnp.minimum(jnp.exp(out[..., :bins]), 1e2), phase
 
