@@ -138,3 +138,19 @@ def test_device_suite_skips_runs_that_would_pass_its_budget(tmp_path):
     log = (tmp_path / "suite.log").read_text()
     assert log.count(": skipped (") == len(plan(smoke=True, out=tmp_path)) and ": exit " not in log
     assert (tmp_path / "entries.md").read_text() == ""
+
+
+def test_asr_level_scales_the_waveforms_and_scores_each_gain():
+    """A stand-in transcriber that hears "aaaa" only above a 0.5 peak ("bbbb", every character wrong, below): the CER per gain follows the scaling
+    (by hand: peaks 0.4 and 0.8 at 0 dB; +6 dB lifts both past 0.5, -6 dB lowers both under it)."""
+    import numpy as np
+
+    from benchmarks.asr_level import level_cers
+
+    class Threshold:
+        def transcribe(self, items, batch_size=16):
+            return [{"text": "aaaa" if np.abs(w).max() > 0.5 else "bbbb"} for w, _ in items]
+
+    waves = [(np.full(100, 0.4, np.float32), 16000), (np.full(100, 0.8, np.float32), 16000)]
+    cers = level_cers(Threshold(), waves, ["aaaa", "aaaa"], gains_db=(-6.0, 0.0, 6.0))
+    assert cers[6.0] == 0.0 and cers[0.0] == pytest.approx(0.5) and cers[-6.0] == pytest.approx(1.0)

@@ -1,6 +1,7 @@
-"""Audio front-end: file I/O, spectral features, F0 (YIN) and Griffin-Lim, all pure and batched in JAX.
+"""Audio front-end: file I/O, spectral features, F0 (YIN), Griffin-Lim and the feature augmentations (SpecAugment,
+gain), all pure and batched in JAX.
 
-Names are loaded on first use (PEP 562), so the models, which use only `features` and `spec_augment`, import
+Names are loaded on first use (PEP 562), so the models, which use only `features` and the augmentations, import
 without soundfile and soxr (file I/O's packages): a process that trains or benchmarks on arrays needs jax, flax,
 optax, chex and numpy alone.
 """
@@ -13,6 +14,8 @@ _SOURCES = {
     "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim",
     "load_audio": "io", "resample": "io", "save_audio": "io", "check_audio_output": "io",
     "PitchConfig": "pitch", "interpolate_unvoiced": "pitch", "yin": "pitch",
+    "SpecAugmentConfig": "spec_augment", "spec_augment": "spec_augment",
+    "GainAugmentConfig": "gain_augment", "gain_augment": "gain_augment",
 }
 
 __all__ = sorted(_SOURCES)
