@@ -12,7 +12,7 @@ instead: the fine-tuning on what the TTS outputs.
 
 One step, one gradient of one scalar (`make_vocoder_loss_fn`):
     L = w_mel * mel_l1 + w_stft * (convergence + log_magnitude)                      [generator; always]
-      + w_phase * (phase + group_delay + frequency)       [iSTFT generator with phase_weight > 0; always]
+      + w_phase * (phase + group_delay + frequency) + w_complex * complex_l1      [iSTFT generator only; always]
       + [step >= adversarial_start] * (w_adv * adv_G(D_sg(G(x))) + w_fm * fm(D_sg)    [generator]
                                        + adv_D(D(y), D(sg(G(x)))))                     [discriminator]
 (the bracket is the phase: `make_vocoder_loss_fn(config, adversarial)`, a Python flag, so each phase compiles its
@@ -54,9 +54,9 @@ class VocoderConfig:
     """The GAN vocoder: generator kind ("istft" or "hifigan") and both generators' configs (the other one unused),
     the discriminators, the mel features it inverts (must be the TTS's), the adversarial loss ("lsgan" or "hinge"),
     the step at which the adversarial terms start (None: never, a reconstruction-only vocoder), the loss weights and
-    the STFT resolutions of the multi-resolution loss. `phase_weight` > 0 (iSTFT generator only) adds APNet's
-    anti-wrapping phase losses on the head's phase against the recording's STFT phase (`losses/vocoder.py`). Checked
-    when built."""
+    the STFT resolutions of the multi-resolution loss. `phase_weight` / `complex_weight` > 0 (iSTFT generator only)
+    add APNet's anti-wrapping phase losses / real-imaginary L1 on the head's spectrum against the recording's STFT
+    (`losses/vocoder.py`). Checked when built."""
     generator: str = "istft"
     istft: ISTFTVocoderConfig = ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"])
     hifigan: HiFiGANConfig = HiFiGANConfig(**HIFIGAN_PRESETS["v2"])
@@ -159,7 +159,7 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
         mean = lambda per_row, name="rows": ratio(jnp.sum(per_row), rows, name, counts)
         phase_parts = {}
         if config.phase_weight > 0 or config.complex_weight > 0:
-            fake, phase_parts = _istft_with_phase_losses(config, params["generator"], mel_in, batch["context"])
+            fake, phase_parts = _istft_with_spectrum_losses(config, params["generator"], mel_in, batch["context"])
             phase_parts = {name: mean(value) for name, value in phase_parts.items()}
         else:
             fake = generate(config, params["generator"], mel_in)
@@ -169,8 +169,10 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
         convergence, log_magnitude = mean(convergence), mean(log_magnitude)
         reconstruction = config.mel_weight * mel + config.stft_weight * (convergence + log_magnitude)
         if phase_parts:
-            reconstruction = reconstruction + config.complex_weight * phase_parts["complex_l1"] + config.phase_weight * (
-                phase_parts["phase_instantaneous"] + phase_parts["phase_group_delay"] + phase_parts["phase_frequency"])
+            phase_terms = (phase_parts["phase_instantaneous"] + phase_parts["phase_group_delay"]
+                           + phase_parts["phase_frequency"])
+            reconstruction = (reconstruction + config.complex_weight * phase_parts["complex_l1"]
+                              + config.phase_weight * phase_terms)
         parts = {"mel_l1": mel, "stft_convergence": convergence, "stft_log_magnitude": log_magnitude, **phase_parts,
                  "counts": {"rows": jnp.asarray(rows, jnp.float32)}}
         if not train:
@@ -194,19 +196,20 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
     return loss_fn
 
 
-def _istft_with_phase_losses(config: VocoderConfig, generator_params, log_mel, context):
-    """The iSTFT generator's audio (B, S) and its phase losses {"phase_instantaneous", "phase_group_delay",
-    "phase_frequency"} (each (B,)): the head's phase (B, n + 1, F) against the STFT phase of the recording's frames
-    centred on the same samples (`stft(context, center=False)`, context (B, S + n_fft))."""
+def _istft_with_spectrum_losses(config: VocoderConfig, generator_params, log_mel, context):
+    """The iSTFT generator's audio (B, S) and its spectrum losses {"phase_instantaneous", "phase_group_delay",
+    "phase_frequency", "complex_l1"} (each (B,)): the head's spectrum (B, n + 1, F) against the STFT of the
+    recording's frames centred on the same samples (`stft(context, center=False)`, context (B, S + n_fft))."""
     vocoder = ISTFTVocoder(config.istft)
     magnitude, phase = vocoder.apply({"params": generator_params}, log_mel, method=ISTFTVocoder.magnitude_and_phase)
-    audio = vocoder.apply({"params": generator_params}, polar(magnitude, phase), method=ISTFTVocoder.waveform)
+    spectrum = polar(magnitude, phase)
+    audio = vocoder.apply({"params": generator_params}, spectrum, method=ISTFTVocoder.waveform)
     true = stft(context, config.istft.stft_config, center=False)
     chex.assert_equal_shape((phase, true))
     instantaneous, group_delay, frequency = losses.phase_losses(jnp.angle(true), phase)
     return audio[:, : (log_mel.shape[1] - 1) * config.hop_samples], {
         "phase_instantaneous": instantaneous, "phase_group_delay": group_delay, "phase_frequency": frequency,
-        "complex_l1": losses.complex_l1(true, polar(magnitude, phase))}
+        "complex_l1": losses.complex_l1(true, spectrum)}
 
 
 def phases(config: VocoderConfig, steps: int) -> list[tuple[int, bool]]:
