@@ -45,7 +45,7 @@ def _replace(config, path: list[str], value, item: str):
             raise ConfigError(f"override {item!r}: {type(config).__name__}.{head} is None (switched off)")
         value = _replace(current, path[1:], value, item)
     elif isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
+        value = as_tuples(value)
     elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     try:

@@ -16,6 +16,17 @@ def test_nested_tuple_and_number_overrides():
     assert base == preset("base", 50) and base.dropout != 0.1  # the original is untouched (frozen dataclasses)
 
 
+def test_a_list_of_lists_becomes_tuples_all_the_way_down():
+    """A tuple-of-tuples field (the vocoder's STFT resolutions) set from JSON: every level a tuple, so the config stays
+    hashable (jit's static arguments) and equal to one built in Python."""
+    from mmspeech_jax.models.vocoder import VocoderConfig
+
+    config = apply_overrides(VocoderConfig(), ["stft_resolutions=[[256, 64, 256], [512, 128, 512]]"])
+    assert config.stft_resolutions == ((256, 64, 256), (512, 128, 512))
+    assert all(type(r) is tuple for r in config.stft_resolutions)
+    hash(config)
+
+
 def test_validation_runs_and_errors_name_the_item():
     with pytest.raises(ConfigError, match="'heads=5'.*not divisible|not divisible"):
         apply_overrides(preset("base", 50), ["heads=5"])
