@@ -154,3 +154,23 @@ def test_asr_level_scales_the_waveforms_and_scores_each_gain():
     waves = [(np.full(100, 0.4, np.float32), 16000), (np.full(100, 0.8, np.float32), 16000)]
     cers = level_cers(Threshold(), waves, ["aaaa", "aaaa"], gains_db=(-6.0, 0.0, 6.0))
     assert cers[6.0] == 0.0 and cers[0.0] == pytest.approx(0.5) and cers[-6.0] == pytest.approx(1.0)
+
+
+def test_vocoder_phase_oracle_swaps_in_the_true_phase_below_each_cutoff():
+    """Random spectra: each row keeps the magnitude it names and takes its phase from the side the cutoff says (bin k
+    at k * bin_hz), checked bin by bin against the inputs."""
+    import numpy as np
+
+    from benchmarks.vocoder_phase import oracle_spectra
+
+    rng = np.random.default_rng(0)
+    magnitude, phase = rng.uniform(0.1, 2.0, (5, 9)), rng.uniform(-np.pi, np.pi, (5, 9))
+    true = rng.uniform(0.1, 2.0, (5, 9)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (5, 9)))
+    rows = oracle_spectra(magnitude, phase, true, bin_hz=100.0, cutoffs=(250.0,))
+    close = lambda a, b: np.testing.assert_allclose(a, b, atol=1e-12)
+    close(rows["vocoder"], magnitude * np.exp(1j * phase))
+    close(rows["vocoder magnitude, true phase"], magnitude * true / np.abs(true))
+    close(rows["true magnitude, vocoder phase"], np.abs(true) * np.exp(1j * phase))
+    mixed = rows["true phase below 250 Hz"]  # bins 0, 1, 2 (0, 100, 200 Hz) true; 3.. (300 Hz up) the vocoder's
+    close(mixed[:, :3], rows["vocoder magnitude, true phase"][:, :3])
+    close(mixed[:, 3:], rows["vocoder"][:, 3:])
