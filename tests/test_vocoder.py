@@ -147,6 +147,31 @@ def test_centre_frequency_ramp_is_a_steady_partials_phase_advance():
     assert ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]).phase == "ramp"
 
 
+def test_vector_phase_output_is_the_angle_of_the_heads_two_numbers():
+    """phase_output "vector": the head gives (log-magnitude, x, y) per bin and the phase is atan2(y, x) (+ the ramp),
+    checked against float64 NumPy on the head's captured output; its gradient is finite; old configs read "angle"."""
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.models.istft_vocoder import centre_frequency_ramp
+
+    config = dataclasses.replace(tiny_config().istft, phase="ramp", phase_output="vector")
+    bins = config.n_fft // 2 + 1
+    mel = jax.random.normal(jax.random.PRNGKey(1), (2, 10, 8))
+    model = ISTFTVocoder(config)
+    params = model.init(jax.random.PRNGKey(0), mel)
+    assert params["params"]["head"]["kernel"].shape[-1] == 3 * bins
+    (magnitude, phase), state = model.apply(params, mel, method=ISTFTVocoder.magnitude_and_phase,
+                                            capture_intermediates=True, mutable=["intermediates"])
+    out = np.asarray(state["intermediates"]["head"]["__call__"][0], np.float64)
+    want = np.arctan2(out[..., 2 * bins:], out[..., bins:2 * bins]) + np.asarray(centre_frequency_ramp(10, 64, 16))
+    np.testing.assert_allclose(np.exp(1j * np.asarray(phase, np.float64)), np.exp(1j * want), atol=1e-5)
+    np.testing.assert_allclose(magnitude, np.minimum(np.exp(out[..., :bins]), 100.0), rtol=1e-5)
+    grads = jax.grad(lambda p: jnp.sum(model.apply(p, mel) ** 2))(params)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree_util.tree_leaves(grads))
+    assert ISTFTVocoderConfig.from_dict({"n_mels": 8}).phase_output == "angle"
+    with pytest.raises(ConfigError, match="phase_output"):
+        dataclasses.replace(config, phase_output="complex")
+
+
 # ---- losses ----------------------------------------------------------------------------------------------------
 
 def test_reconstruction_losses_match_float64_numpy():
