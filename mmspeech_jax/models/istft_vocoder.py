@@ -77,9 +77,9 @@ PHASES = ("absolute", "ramp")
 # What the head outputs for each bin's angle:
 #   "angle":  one number p, the angle itself (Vocos);
 #   "vector": two numbers (x, y), the angle atan2(y, x) (APNet's parallel phase estimation, Ai & Ling 2023 §3.2:
-#             no wrap to cross). At the CPU default's 10 000 steps it scored PESQ 2.71 against the angle's 2.69, MCD
-#             1.76 against 1.79 dB, STOI equal, at 150x real time against 170x (one seed each: not a clear win, so
-#             the presets keep "angle"; benchmarks/RESULTS.md, 2026-12-06).
+#             no wrap to cross). Ahead of "angle" at two 1 500-step seeds and at one 10 000-step run (PESQ 2.71
+#             against 2.69), within the seed spread, at 150x real time against 170x: the presets keep "angle"
+#             until more seeds decide (docs/vocoders.md; benchmarks/RESULTS.md, 2026-12-06).
 PHASE_OUTPUTS = ("angle", "vector")
 
 PRESETS = {
