@@ -147,6 +147,42 @@ def test_centre_frequency_ramp_is_a_steady_partials_phase_advance():
     assert ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"]).phase == "ramp"
 
 
+def test_peak_phase_replaces_the_heads_phase_below_its_frequency_in_synthesis_only():
+    """peak_phase_hz 1 000 on the tiny vocoder (8 000 Hz, n_fft 64: 125 Hz bins): the spectrum it inverts has the
+    head's magnitude, `peak_locked_phase` of that magnitude in bins 0-7 and the head's phase in bins 8-32; the
+    training loss's phase terms still compare the head's phase, while its audio is the synthesis spectrum's; 0 (and
+    old configs) leave the head's phase; frequencies outside [0, Nyquist] are refused."""
+    from mmspeech_jax.audio.peak_phase import peak_locked_phase
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.models.vocoder import _istft_with_spectrum_losses
+
+    base = tiny_config()
+    config = dataclasses.replace(base, istft=dataclasses.replace(base.istft, peak_phase_hz=1000.0))
+    mel = jax.random.normal(jax.random.PRNGKey(1), (2, 10, 8))
+    model = ISTFTVocoder(config.istft)
+    params = model.init(jax.random.PRNGKey(0), mel)
+    magnitude, phase = (np.asarray(x, np.float64) for x in model.apply(params, mel,
+                                                                        method=ISTFTVocoder.magnitude_and_phase))
+    spectrum = np.asarray(model.apply(params, mel, method=ISTFTVocoder.spectrum), np.complex128)
+    peaks = np.asarray(peak_locked_phase(jnp.asarray(magnitude), 64, 16), np.float64)
+    want = magnitude * np.exp(1j * np.concatenate([peaks[..., :8], phase[..., 8:]], -1))
+    np.testing.assert_allclose(spectrum, want, atol=1e-4 * np.abs(want).max())
+    assert np.abs(np.angle(spectrum[..., :8] / (magnitude[..., :8] * np.exp(1j * phase[..., :8])))).max() > 0.1
+    plain = np.asarray(ISTFTVocoder(base.istft).apply(params, mel, method=ISTFTVocoder.spectrum))
+    np.testing.assert_allclose(plain, magnitude * np.exp(1j * phase), atol=1e-4 * np.abs(want).max())
+    # Training: the audio is the synthesis spectrum's, the phase terms the head's.
+    context = jax.random.normal(jax.random.PRNGKey(2), (2, 9 * 16 + 64))
+    audio, parts = _istft_with_spectrum_losses(config, params["params"], mel, context)
+    np.testing.assert_allclose(audio, np.asarray(istft(jnp.asarray(spectrum, jnp.complex64), config.istft.stft_config)),
+                               atol=1e-5)
+    _, plain_parts = _istft_with_spectrum_losses(base, params["params"], mel, context)
+    np.testing.assert_allclose(parts["complex_l1"], plain_parts["complex_l1"], rtol=1e-6)
+    assert ISTFTVocoderConfig.from_dict({"n_mels": 8}).peak_phase_hz == 0.0
+    for bad in (-1.0, 4001.0):
+        with pytest.raises(ConfigError, match="peak_phase_hz"):
+            dataclasses.replace(base.istft, peak_phase_hz=bad)
+
+
 def test_vector_phase_output_is_the_angle_of_the_heads_two_numbers():
     """phase_output "vector": the head gives (log-magnitude, x, y) per bin and the phase is atan2(y, x) (+ the ramp),
     checked against float64 NumPy on the head's captured output; its gradient is finite; old configs read "angle"."""

@@ -1,5 +1,5 @@
-"""Audio front-end: file I/O, spectral features, F0 (YIN), Griffin-Lim and the feature augmentations (SpecAugment,
-gain), all pure and batched in JAX.
+"""Audio front-end: file I/O, spectral features, F0 (YIN), Griffin-Lim, phase from spectral peaks and the feature
+augmentations (SpecAugment, gain), all pure and batched in JAX.
 
 Names are loaded on first use (PEP 562), so the models, which use only `features` and the augmentations, import
 without soundfile and soxr (file I/O's packages): a process that trains or benchmarks on arrays needs jax, flax,
@@ -11,7 +11,7 @@ from mmspeech_jax.lazy import lazy_names
 _SOURCES = {
     "MelConfig": "features", "frame_energy": "features", "log_mel_and_energy": "features",
     "log_mel_spectrogram": "features", "stft": "features", "check_log_mel": "features",
-    "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim",
+    "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim", "peak_locked_phase": "peak_phase",
     "load_audio": "io", "resample": "io", "save_audio": "io", "check_audio_output": "io",
     "PitchConfig": "pitch", "interpolate_unvoiced": "pitch", "yin": "pitch",
     "SpecAugmentConfig": "spec_augment", "spec_augment": "spec_augment",

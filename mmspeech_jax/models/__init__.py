@@ -29,7 +29,7 @@ _SOURCES = {
     "make_lm_loss_fn": "text_lm", "make_vocoder_loss_fn": "vocoder", "make_vocoder_optimizer": "vocoder",
     "mask_inputs": "best_rq", "mel_frame_count": "joint_speech_text", "masked_prediction_parts": "best_rq", "masked_standardize": "aligner",
     "monotonic_alignment_search": "aligner", "needs": "joint_speech_text", "normalize_features": "ctc_asr",
-    "phases": "vocoder", "centre_frequency_ramp": "istft_vocoder", "polar": "istft_vocoder", "prepare_joint_batch": "joint_speech_text", "quantize": "best_rq",
+    "phases": "vocoder", "centre_frequency_ramp": "istft_vocoder", "polar": "istft_vocoder", "synthesis_phase": "istft_vocoder", "prepare_joint_batch": "joint_speech_text", "quantize": "best_rq",
     "quantizer_arrays": "best_rq", "span_mask": "best_rq", "stack_frames": "best_rq",
     "token_average": "variance_adaptor", "token_average_vectors": "variance_adaptor", "trainable_mask": "hyperspeech",
     "variance_targets": "fastspeech2", "with_alignment_prior": "aligner",

@@ -26,6 +26,7 @@ import numpy as np
 from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import istft
+from mmspeech_jax.audio.peak_phase import peak_locked_phase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,9 @@ class ISTFTVocoderConfig:
     """The iSTFT vocoder: mel channels, backbone width, ConvNeXt MLP width and depth, depthwise kernel, the STFT it
     predicts (n_fft, hop, window; the sample rate only names it), the compute dtype ("float32" or "bfloat16";
     parameters and the inverse STFT stay float32), how the head's phase becomes the STFT phase (`PHASES`) and what
-    the head outputs for it (`PHASE_OUTPUTS`); configs written before these choices existed read "absolute" and
-    "angle". Checked when built."""
+    the head outputs for it (`PHASE_OUTPUTS`), and below which frequency the waveform takes its phase from the
+    magnitude's spectral peaks instead of the head (`peak_phase_hz`, 0 = nowhere: `synthesis_phase`); configs written
+    before these choices existed read "absolute", "angle" and 0. Checked when built."""
     n_mels: int = 80
     dim: int = 512
     intermediate: int = 1536
@@ -47,6 +49,7 @@ class ISTFTVocoderConfig:
     compute_dtype: str = "float32"
     phase: str = "absolute"
     phase_output: str = "angle"
+    peak_phase_hz: float = 0.0
 
     def __post_init__(self):
         config_checks.integers(self, n_mels=1, dim=1, intermediate=1, layers=1, kernel=1, sample_rate=1, n_fft=2,
@@ -54,6 +57,7 @@ class ISTFTVocoderConfig:
         config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
         config_checks.choice(self, "phase", PHASES)
         config_checks.choice(self, "phase_output", PHASE_OUTPUTS)
+        config_checks.number(self, "peak_phase_hz", 0.0, self.sample_rate / 2)
         self.stft_config  # checks n_fft, hop and window together
 
     @property
@@ -149,8 +153,10 @@ class ISTFTVocoder(nn.Module):
         return jnp.minimum(jnp.exp(out[..., :bins]), 1e2), phase
 
     def spectrum(self, log_mel):
-        """log_mel (B, T, n_mels) -> the predicted complex STFT (B, T, n_fft // 2 + 1) complex64."""
-        return polar(*self.magnitude_and_phase(log_mel))
+        """log_mel (B, T, n_mels) -> the complex STFT the waveform inverts (B, T, n_fft // 2 + 1) complex64: the
+        head's magnitude with `synthesis_phase`."""
+        magnitude, phase = self.magnitude_and_phase(log_mel)
+        return polar(magnitude, synthesis_phase(self.config, magnitude, phase))
 
     def waveform(self, spectrum):
         """The head's spectrum (B, T, n_fft // 2 + 1) complex64 -> audio (B, (T - 1) * hop) float32 (the inverse
@@ -161,6 +167,20 @@ class ISTFTVocoder(nn.Module):
 
     def __call__(self, log_mel):
         return self.waveform(self.spectrum(log_mel))
+
+
+def synthesis_phase(config: ISTFTVocoderConfig, magnitude, phase):
+    """The head's magnitude and phase (B, T, F) float32 -> the phase the waveform uses (B, T, F) float32: in bins whose
+    centre frequency is below `config.peak_phase_hz`, the phase that follows the magnitude's spectral peaks
+    (`audio/peak_phase.py`, no gradient; frame 0 = the input's first frame), elsewhere the head's. With
+    `peak_phase_hz` 0 it is the head's phase.
+
+    Why: a time-invariant head makes only partials at bin centres coherent (`centre_frequency_ramp`), and the phase
+    of the lowest harmonics is where the iSTFT vocoder loses most to Griffin-Lim (benchmarks/vocoder_phase.py)."""
+    if config.peak_phase_hz <= 0:
+        return phase
+    below = np.arange(magnitude.shape[-1]) * (config.sample_rate / config.n_fft) < config.peak_phase_hz
+    return jnp.where(below, peak_locked_phase(magnitude, config.n_fft, config.hop_samples), phase)
 
 
 def polar(magnitude, phase):

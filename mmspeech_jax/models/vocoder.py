@@ -43,7 +43,8 @@ from mmspeech_jax.losses import vocoder as losses
 from mmspeech_jax.losses.ratios import ratio
 from mmspeech_jax.models.discriminators import DiscriminatorConfig, Discriminators
 from mmspeech_jax.models.hifigan import HiFiGANConfig, HiFiGANGenerator, PRESETS as HIFIGAN_PRESETS
-from mmspeech_jax.models.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS, polar
+from mmspeech_jax.models.istft_vocoder import (ISTFTVocoder, ISTFTVocoderConfig, PRESETS as ISTFT_PRESETS, polar,
+                                                synthesis_phase)
 from mmspeech_jax.train.optim import OptimizerConfig, make_optimizer
 
 GENERATORS = ("istft", "hifigan")
@@ -202,8 +203,9 @@ def _istft_with_spectrum_losses(config: VocoderConfig, generator_params, log_mel
     recording's frames centred on the same samples (`stft(context, center=False)`, context (B, S + n_fft))."""
     vocoder = ISTFTVocoder(config.istft)
     magnitude, phase = vocoder.apply({"params": generator_params}, log_mel, method=ISTFTVocoder.magnitude_and_phase)
-    spectrum = polar(magnitude, phase)
-    audio = vocoder.apply({"params": generator_params}, spectrum, method=ISTFTVocoder.waveform)
+    spectrum = polar(magnitude, phase)  # the head's: what the phase losses compare
+    synthesis = polar(magnitude, synthesis_phase(config.istft, magnitude, phase))
+    audio = vocoder.apply({"params": generator_params}, synthesis, method=ISTFTVocoder.waveform)
     true = stft(context, config.istft.stft_config, center=False)
     chex.assert_equal_shape((phase, true))
     instantaneous, group_delay, frequency = losses.phase_losses(jnp.angle(true), phase)
