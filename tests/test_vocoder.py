@@ -183,6 +183,41 @@ def test_peak_phase_replaces_the_heads_phase_below_its_frequency_in_synthesis_on
             dataclasses.replace(base.istft, peak_phase_hz=bad)
 
 
+def test_pinv_magnitude_prior_multiplies_the_head_by_the_mels_least_squares_inverse():
+    """magnitude_prior "pinv": with the head's magnitude rows zeroed, the magnitude is the float64 NumPy
+    pseudo-inverse of the mel filterbank applied to exp(log_mel), clipped below at the log floor and above at 100;
+    with the head's own numbers it is that times exp(head), i.e. the "none" magnitude times the prior. The phase does
+    not change; a prior whose mel differs from the features is a ConfigError; old configs read "none"."""
+    from mmspeech_jax.audio.features import mel_filterbank
+    from mmspeech_jax.errors import ConfigError
+
+    base = tiny_config()
+    prior_istft = dataclasses.replace(base.istft, magnitude_prior="pinv", mel_fmax_hz=4000.0)
+    config = dataclasses.replace(base, istft=prior_istft)
+    mel = jax.random.normal(jax.random.PRNGKey(1), (2, 10, 8)) - 3.0
+    params = ISTFTVocoder(prior_istft).init(jax.random.PRNGKey(0), mel)
+    apply = lambda c, p: [np.asarray(x, np.float64) for x in ISTFTVocoder(c).apply(
+        p, mel, method=ISTFTVocoder.magnitude_and_phase)]
+    bins = 33
+    pinv = np.linalg.pinv(np.asarray(mel_filterbank(TINY_MEL), np.float64))  # (M, F)
+    prior = np.maximum(np.exp(np.asarray(mel, np.float64)) @ pinv, 1e-5)
+    head = params["params"]["head"]
+    zeroed = {"params": {**params["params"], "head": {
+        "kernel": head["kernel"].at[:, :bins].set(0.0), "bias": head["bias"].at[:bins].set(0.0)}}}
+    magnitude, phase = apply(prior_istft, zeroed)
+    np.testing.assert_allclose(magnitude, np.minimum(prior, 100.0), rtol=2e-4, atol=1e-9)
+    with_head, phase_with_head = apply(prior_istft, params)
+    plain, plain_phase = apply(base.istft, params)
+    np.testing.assert_allclose(with_head, np.minimum(plain * prior, 100.0), rtol=2e-4, atol=1e-9)
+    np.testing.assert_allclose(phase_with_head, plain_phase, atol=1e-6)
+    assert config.istft.prior_mel_config == TINY_MEL
+    with pytest.raises(ConfigError, match="magnitude prior inverts"):
+        dataclasses.replace(base, istft=dataclasses.replace(prior_istft, mel_fmax_hz=3000.0))
+    assert ISTFTVocoderConfig.from_dict({"n_mels": 8}).magnitude_prior == "none"
+    with pytest.raises(ConfigError, match="magnitude_prior"):
+        dataclasses.replace(base.istft, magnitude_prior="mel")
+
+
 def test_vector_phase_output_is_the_angle_of_the_heads_two_numbers():
     """phase_output "vector": the head gives (log-magnitude, x, y) per bin and the phase is atan2(y, x) (+ the ramp),
     checked against float64 NumPy on the head's captured output; its gradient is finite; old configs read "angle"."""

@@ -5,7 +5,9 @@ log_mel (B, T, M) float32 -> complex spectrum (B, T, n_fft // 2 + 1) -> audio (B
 
 The spectrum follows the zoo's STFT conventions (`audio/features.py`: periodic Hann window, frame t centred on sample
 t * hop), and the inverse is `audio/griffin_lim.istft` (windowed overlap-add divided by the summed squared window),
-so a perfect head would reproduce `features.stft(audio)` and the audio exactly. Magnitude = exp(x) clipped at 100;
+so a perfect head would reproduce `features.stft(audio)` and the audio exactly. Magnitude = exp(x) clipped at 100,
+or with `magnitude_prior` "pinv" exp(x) times the mel's least-squares inverse (FreeV: the head corrects
+`griffin_lim.mel_to_linear` of the input, floored at the mel's log floor, instead of starting from nothing);
 the phase is a predicted angle p (Vocos: "angle", the presets' choice) or the angle of a predicted vector,
 atan2(y, x) (APNet's parallel phase estimation: "vector"), used as cos and sin; `PHASES` says how it becomes the STFT
 phase.
@@ -25,7 +27,7 @@ import numpy as np
 
 from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
-from mmspeech_jax.audio.griffin_lim import istft
+from mmspeech_jax.audio.griffin_lim import istft, mel_to_linear
 from mmspeech_jax.audio.peak_phase import peak_locked_phase
 
 
@@ -34,9 +36,11 @@ class ISTFTVocoderConfig:
     """The iSTFT vocoder: mel channels, backbone width, ConvNeXt MLP width and depth, depthwise kernel, the STFT it
     predicts (n_fft, hop, window; the sample rate only names it), the compute dtype ("float32" or "bfloat16";
     parameters and the inverse STFT stay float32), how the head's phase becomes the STFT phase (`PHASES`) and what
-    the head outputs for it (`PHASE_OUTPUTS`), and below which frequency the waveform takes its phase from the
-    magnitude's spectral peaks instead of the head (`peak_phase_hz`, 0 = nowhere: `synthesis_phase`); configs written
-    before these choices existed read "absolute", "angle" and 0. Checked when built."""
+    the head outputs for it (`PHASE_OUTPUTS`), below which frequency the waveform takes its phase from the
+    magnitude's spectral peaks instead of the head (`peak_phase_hz`, 0 = nowhere: `synthesis_phase`), and whether
+    the magnitude is relative to the mel's pseudo-inverse (`magnitude_prior` "pinv", with the input mel's band edges
+    and log floor in `mel_fmin_hz`, `mel_fmax_hz`, `mel_log_floor`: `prior_mel_config`; "none": absolute); configs
+    written before these choices existed read "absolute", "angle", 0 and "none". Checked when built."""
     n_mels: int = 80
     dim: int = 512
     intermediate: int = 1536
@@ -50,6 +54,10 @@ class ISTFTVocoderConfig:
     phase: str = "absolute"
     phase_output: str = "angle"
     peak_phase_hz: float = 0.0
+    magnitude_prior: str = "none"
+    mel_fmin_hz: float = 0.0
+    mel_fmax_hz: float = 8000.0
+    mel_log_floor: float = 1e-5
 
     def __post_init__(self):
         config_checks.integers(self, n_mels=1, dim=1, intermediate=1, layers=1, kernel=1, sample_rate=1, n_fft=2,
@@ -58,13 +66,24 @@ class ISTFTVocoderConfig:
         config_checks.choice(self, "phase", PHASES)
         config_checks.choice(self, "phase_output", PHASE_OUTPUTS)
         config_checks.number(self, "peak_phase_hz", 0.0, self.sample_rate / 2)
+        config_checks.choice(self, "magnitude_prior", MAGNITUDE_PRIORS)
         self.stft_config  # checks n_fft, hop and window together
+        if self.magnitude_prior == "pinv":
+            self.prior_mel_config  # checks the mel's band edges and floor
 
     @property
     def stft_config(self) -> MelConfig:
         """The STFT of the head as a `MelConfig` (its mel fields unused)."""
         return MelConfig(sample_rate=self.sample_rate, n_fft=self.n_fft, hop_samples=self.hop_samples,
                          win_samples=self.win_samples, fmax_hz=self.sample_rate / 2)
+
+    @property
+    def prior_mel_config(self) -> MelConfig:
+        """The mel features whose pseudo-inverse `magnitude_prior` "pinv" starts from (the head's STFT, `n_mels`
+        bands from `mel_fmin_hz` to `mel_fmax_hz`, natural log floored at `mel_log_floor`)."""
+        return MelConfig(sample_rate=self.sample_rate, n_fft=self.n_fft, hop_samples=self.hop_samples,
+                         win_samples=self.win_samples, n_mels=self.n_mels, fmin_hz=self.mel_fmin_hz,
+                         fmax_hz=self.mel_fmax_hz, log_floor=self.mel_log_floor)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ISTFTVocoderConfig":
@@ -85,6 +104,10 @@ PHASES = ("absolute", "ramp")
 #             against 2.69), within the seed spread, at 150x real time against 170x: the presets keep "angle"
 #             until more seeds decide (docs/vocoders.md; benchmarks/RESULTS.md, 2026-12-06).
 PHASE_OUTPUTS = ("angle", "vector")
+# What the head's magnitude is relative to: "none" (Vocos: exp of the output) or "pinv" (exp of the output times
+# the input mel's least-squares inverse, Lv et al. 2024, "FreeV: free lunch for vocoders through pseudo inversed mel
+# filter", §3).
+MAGNITUDE_PRIORS = ("none", "pinv")
 
 PRESETS = {
     "cpu": dict(dim=160, intermediate=480, layers=5, phase="ramp"),  # ~1.0 M parameters: the default CPU run
@@ -132,7 +155,8 @@ class ISTFTVocoder(nn.Module):
     @nn.compact
     def magnitude_and_phase(self, log_mel):
         """log_mel (B, T, n_mels) -> (magnitude, phase), each (B, T, n_fft // 2 + 1) float32: the head's STFT
-        magnitude (exp of its output, clipped at 100) and its angle in radians, any unwrapping (`PHASES`; frame 0
+        magnitude (exp of its output, plus the log of the mel's pseudo-inverse with `magnitude_prior` "pinv", clipped
+        at 100) and its angle in radians, any unwrapping (`PHASES`; frame 0
         of the ramp = log_mel's first frame; what a phase loss compares, `losses/vocoder.phase_losses`)."""
         c = self.config
         chex.assert_rank(log_mel, 3)
@@ -150,7 +174,11 @@ class ISTFTVocoder(nn.Module):
                                                                               out[..., bins:2 * bins])
         if c.phase == "ramp":
             phase = phase + centre_frequency_ramp(log_mel.shape[1], c.n_fft, c.hop_samples)
-        return jnp.minimum(jnp.exp(out[..., :bins]), 1e2), phase
+        log_magnitude = out[..., :bins]
+        if c.magnitude_prior == "pinv":
+            prior = mel_to_linear(jnp.exp(log_mel.astype(jnp.float32)), c.prior_mel_config)
+            log_magnitude = log_magnitude + jnp.log(jnp.maximum(prior, c.mel_log_floor))
+        return jnp.minimum(jnp.exp(log_magnitude), 1e2), phase
 
     def spectrum(self, log_mel):
         """log_mel (B, T, n_mels) -> the complex STFT the waveform inverts (B, T, n_fft // 2 + 1) complex64: the
