@@ -3,7 +3,8 @@
     python -m benchmarks.vocoder_phase --vocoder workdir/vocoder [--utterances 20] [--cutoffs 500,1000,2000,4000]
                                        [--out results.json] [--record]
 
-The vocoder's head predicts each frame's STFT magnitude and phase (`models/istft_vocoder.py`). For the first
+The vocoder's head predicts each frame's STFT magnitude and phase (`models/istft_vocoder.py`; "phase" below is the
+phase its waveform uses: the head's, or the spectral peaks' below `peak_phase_hz`). For the first
 `--utterances` validation utterances of the embedded corpus (the experiment's copy-synthesis set), each row inverts
 one spectrum with the same inverse STFT and scores it against the recording (PESQ-WB, STOI:
 `evaluate/vocoder_quality.py`):
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
     from mmspeech_jax.data.synthetic_corpus import generate_corpus
     from mmspeech_jax.errors import ConfigError
     from mmspeech_jax.evaluate.vocoder_quality import pesq_wideband, stoi
-    from mmspeech_jax.models.istft_vocoder import ISTFTVocoder
+    from mmspeech_jax.models.istft_vocoder import ISTFTVocoder, synthesis_phase
     from mmspeech_jax.vocode import Vocoder
 
     vocoder = Vocoder.from_workdir(args.vocoder)
@@ -83,8 +84,11 @@ def main(argv=None) -> dict:
         raise ConfigError(f"{args.vocoder} is a {config.generator} vocoder; this benchmark reads an iSTFT head")
     head, mel_config = config.istft.stft_config, config.mel
     model = ISTFTVocoder(config.istft)
-    magnitude_and_phase = jax.jit(lambda p, m: model.apply({"params": p}, m[None],
-                                                           method=ISTFTVocoder.magnitude_and_phase))
+    def head_spectrum(params, log_mel):  # the magnitude and the phase the waveform uses (`synthesis_phase`)
+        magnitude, phase = model.apply({"params": params}, log_mel[None], method=ISTFTVocoder.magnitude_and_phase)
+        return magnitude, synthesis_phase(config.istft, magnitude, phase)
+
+    magnitude_and_phase = jax.jit(head_spectrum)
     corpus = generate_corpus(CorpusConfig(), progress=False)
     utterances = corpus.split("validation")[: args.utterances]
     scores: dict[str, dict[str, list]] = {}
