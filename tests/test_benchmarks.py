@@ -174,3 +174,26 @@ def test_vocoder_phase_oracle_swaps_in_the_true_phase_below_each_cutoff():
     mixed = rows["true phase below 250 Hz"]  # bins 0, 1, 2 (0, 100, 200 Hz) true; 3.. (300 Hz up) the vocoder's
     close(mixed[:, :3], rows["vocoder magnitude, true phase"][:, :3])
     close(mixed[:, 3:], rows["vocoder"][:, 3:])
+
+
+def test_vocoder_copy_centre_l1_scores_only_the_crops_centre_frames():
+    """A fake vocoder whose output's log-mel is the crop plus 1 in its first and last 3 frames: the 13 centre frames
+    score 0 when the crop has 33 frames, and (edge frames among them) / 13 when it has 17; a log-mel too short for
+    the crop is a ValueError."""
+    import numpy as np
+
+    from benchmarks.vocoder_copy import centre_l1
+
+    log_mel = np.random.default_rng(0).normal(size=(101, 4))
+
+    def vocode(crop):  # "audio" that log_mel_of turns back into the crop with its ends off by 1
+        out = crop.copy()
+        out[:3] += 1.0
+        out[-3:] += 1.0
+        return out
+
+    assert centre_l1(vocode, lambda a: a, log_mel, half=16) == 0.0
+    # half 8: 17 frames, the scored 13 are frames 2-14, of which frames 2 and 14 are edge frames (0-2, 14-16)
+    assert centre_l1(vocode, lambda a: a, log_mel, half=8) == pytest.approx(2 / 13)
+    with pytest.raises(ValueError, match="need at least 203"):
+        centre_l1(vocode, lambda a: a, log_mel, half=101)
