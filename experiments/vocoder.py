@@ -166,7 +166,8 @@ def main(argv=None):
         train_source, mels = teacher_forced_source(tree, corpus, workdir)
     mel = config.mel
     crops = lambda source, seed, mels=None: WaveformCrops(source, crop.batch_size, crop.segment_frames,
-                                                          mel.hop_samples, mel.n_fft, seed, mels)
+                                                          mel.hop_samples, mel.n_fft, seed, mels,
+                                                          config.context_frames)
     train_batches, val_crops = crops(train_source, crop.seed, mels), crops(val_source, crop.seed)
     val_batches = val_crops.fixed_batches(max_rows=4 * crop.batch_size)
     print(f"crops: {len(train_source.lengths) - train_batches.skipped} training utterances "

@@ -439,6 +439,67 @@ def test_crop_context_mel_equals_the_feature_cache_frames(small_corpus):
     assert crops.get_state() == {"position": 6}
 
 
+def test_context_frames_let_the_loss_score_the_crop_as_inside_its_utterance():
+    """context_frames R = 12 (more than the tiny iSTFT generator's reach, 9 frames plus the inverse STFT's overlap):
+    the crop's context and teacher-forced mels gain R frames on each side (the utterance's frames, reflected at its
+    start), and the loss's mel L1 and complex L1 are those of the crop's samples cut out of a generation of the whole
+    utterance, computed by hand. With R = 0 the generator sees the crop's ends and the numbers differ."""
+    from mmspeech_jax.data.waveform_crops import read_crop, reflected_frames
+    from mmspeech_jax.errors import ConfigError
+
+    r, segment, hop, n_fft = 12, 8, 16, 64
+    full = rng_audio(3)
+    source = CropSource(np.array([full.size]), lambda i, a, b: full[a:b], 8000)
+    whole_mel = np.asarray(log_mel_spectrogram(jnp.asarray(full), TINY_MEL))
+    for frame in (2, 100):
+        audio, context = read_crop(source, 0, frame, segment, hop, n_fft, context_frames=r)
+        np.testing.assert_array_equal(audio, full[frame * hop: (frame + segment) * hop])
+        mel = np.asarray(log_mel_spectrogram(jnp.asarray(context), TINY_MEL, center=False))
+        assert mel.shape[0] == segment + 1 + 2 * r
+        if frame == 100:
+            np.testing.assert_allclose(mel, whole_mel[frame - r: frame + segment + r + 1], atol=1e-4)
+        else:  # frames before 0 are the reflected recording's: the cache's own frames 1 .. r - frame - 1 mirrored
+            np.testing.assert_allclose(mel[r - frame + 1:], whole_mel[1: frame + segment + r + 1], atol=1e-4)
+    mels = np.arange(20.0)[:, None] * np.ones((1, 3))
+    crops = WaveformCrops(source, 1, segment, hop, n_fft, mels=lambda i: mels, context_frames=r)
+    batch = crops._collate([0], [100])
+    np.testing.assert_array_equal(batch["log_mel"][0], reflected_frames(mels, 100 - r, segment + 1 + 2 * r))
+    assert batch["context"].shape == (1, segment * hop + n_fft + 2 * r * hop)
+
+    def by_hand(config, params, frame):
+        audio = full[frame * hop: (frame + segment) * hop]
+        generated = np.asarray(generate(config, params["generator"], jnp.asarray(whole_mel)[None]))[0]
+        fake = generated[frame * hop: (frame + segment) * hop]
+        mel_l1 = np.abs(np.asarray(log_mel_spectrogram(jnp.asarray(audio), TINY_MEL))
+                        - np.asarray(log_mel_spectrogram(jnp.asarray(fake), TINY_MEL))).mean()
+        return mel_l1
+
+    for context_frames, same in ((r, True), (0, False)):
+        config = tiny_config(complex_weight=1.0, context_frames=context_frames)
+        params = init_vocoder_params(config, jax.random.PRNGKey(0))
+        audio, context = read_crop(source, 0, 100, segment, hop, n_fft, context_frames=context_frames)
+        batch = {"audio": jnp.asarray(audio)[None], "context": jnp.asarray(context)[None]}
+        _, parts = make_vocoder_loss_fn(config, adversarial=False)(params, batch, None, True, 0)
+        want = by_hand(config, params, 100)
+        assert np.isclose(float(parts["mel_l1"]), want, rtol=1e-3) == same, (context_frames, parts["mel_l1"], want)
+    # complex L1 (R = 12): the head's spectrum of the crop's frames only, against a float64 NumPy STFT of them.
+    config = tiny_config(complex_weight=1.0, context_frames=r)
+    params = init_vocoder_params(config, jax.random.PRNGKey(0))
+    audio, context = read_crop(source, 0, 100, segment, hop, n_fft, context_frames=r)
+    _, parts = make_vocoder_loss_fn(config, adversarial=False)(
+        params, {"audio": jnp.asarray(audio)[None], "context": jnp.asarray(context)[None]}, None, True, 0)
+    magnitude, phase = ISTFTVocoder(config.istft).apply(
+        {"params": params["generator"]}, input_log_mel(config, jnp.asarray(context)[None]),
+        method=ISTFTVocoder.magnitude_and_phase)
+    head = (np.asarray(magnitude, np.float64) * np.exp(1j * np.asarray(phase, np.float64)))[0, r: r + segment + 1]
+    idx = (r + np.arange(segment + 1))[:, None] * hop + np.arange(n_fft)[None]
+    true = np.fft.rfft(np.asarray(context, np.float64)[idx] * np_window(n_fft, n_fft), axis=-1)
+    want = (np.abs((head - true).real) + np.abs((head - true).imag)).mean()
+    np.testing.assert_allclose(float(parts["complex_l1"]), want, rtol=1e-4)
+    with pytest.raises(ConfigError, match="context_frames"):
+        tiny_config(context_frames=-1)
+
+
 def test_short_utterances_are_left_out_and_counted():
     lengths = np.array([100, 5000, 30])
     source = CropSource(lengths, lambda i, a, b: np.zeros(b - a, np.float32), 8000)

@@ -7,6 +7,11 @@ so `log_mel(context, center=False)` equals the cache's frames f .. f + segment_f
 `mels` (utterance -> (T, M) frames on the same grid, e.g. FastSpeech2's teacher-forced mels), the batch also holds
 "log_mel" (B, segment_frames + 1, M): those frames, which the vocoder then takes instead of the recording's.
 
+With `context_frames` R > 0, "context" holds R * hop more samples on each side (B, S + n_fft + 2 R hop), so its
+log-mel has R frames before and R after the crop's (B, segment_frames + 1 + 2 R, M), and "log_mel" likewise (the
+teacher-forced frames, reflected at the utterance's ends): the generator sees the crop as inside an utterance, and
+the loss scores only the crop (`models/vocoder.make_vocoder_loss_fn`).
+
 Batch k is a pure function of (seed, k): rows drawn uniformly from the utterances, each with a uniform frame offset.
 The state is k alone (`get_state` / `set_state`, kept in the trainer's checkpoints): a resumed run sees the same
 batches. `fixed_batches` gives the deterministic evaluation crops (one per utterance, from its middle).
@@ -70,9 +75,12 @@ def loaded_crop_source(utterances: Sequence, sample_rate: int) -> CropSource:
     return CropSource(lengths, lambda i, start, stop: load(i)[start:stop], sample_rate)
 
 
-def read_crop(source: CropSource, i: int, frame: int, segment_frames: int, hop: int, n_fft: int):
-    """(audio (S,), context (S + n_fft,)) of utterance i from frame `frame` (see the module docstring)."""
-    length, half, samples = int(source.lengths[i]), n_fft // 2, segment_frames * hop
+def read_crop(source: CropSource, i: int, frame: int, segment_frames: int, hop: int, n_fft: int,
+              context_frames: int = 0):
+    """(audio (S,), context (S + n_fft + 2 context_frames hop,)) of utterance i from frame `frame` (see the module
+    docstring)."""
+    length, samples = int(source.lengths[i]), segment_frames * hop
+    half = n_fft // 2 + context_frames * hop
     start, stop = frame * hop - half, frame * hop + samples + half
     lo, hi = max(start, 0), min(stop, length)
     context = np.asarray(source.read(i, lo, hi), np.float32)
@@ -81,16 +89,31 @@ def read_crop(source: CropSource, i: int, frame: int, segment_frames: int, hop: 
     return context[half: half + samples], context
 
 
+def reflected_frames(frames: np.ndarray, first: int, count: int) -> np.ndarray:
+    """frames (T, ...) -> (count, ...): frames first .. first + count - 1, reflected about frame 0 and frame T - 1
+    where the range leaves [0, T) (as `np.pad(mode="reflect")`)."""
+    last = frames.shape[0] - 1
+    index = np.arange(first, first + count)
+    if last == 0:
+        return frames[np.zeros(count, np.int64)]
+    period = 2 * last
+    index = np.abs(np.mod(index, period))
+    index = np.where(index > last, period - index, index)
+    return frames[index]
+
+
 class WaveformCrops:
     """Infinite iterator of crop batches (see the module docstring); utterances shorter than one segment are left
     out (`self.skipped` counts them)."""
 
     def __init__(self, source: CropSource, batch_size: int, segment_frames: int, hop: int, n_fft: int,
-                 seed: int = 0, mels: Callable[[int], np.ndarray] | None = None):
-        if batch_size < 1 or segment_frames < 1 or hop < 1 or n_fft < 2:
-            raise ConfigError(f"WaveformCrops: need batch_size, segment_frames, hop >= 1 and n_fft >= 2, got "
-                              f"{batch_size}, {segment_frames}, {hop}, {n_fft}")
+                 seed: int = 0, mels: Callable[[int], np.ndarray] | None = None, context_frames: int = 0):
+        if batch_size < 1 or segment_frames < 1 or hop < 1 or n_fft < 2 or context_frames < 0:
+            raise ConfigError(f"WaveformCrops: need batch_size, segment_frames, hop >= 1, n_fft >= 2 and "
+                              f"context_frames >= 0, got {batch_size}, {segment_frames}, {hop}, {n_fft}, "
+                              f"{context_frames}")
         self.source, self.batch_size, self.segment_frames = source, batch_size, segment_frames
+        self.context_frames = context_frames
         self.hop, self.n_fft, self.seed, self.mels = hop, n_fft, seed, mels
         samples = segment_frames * hop
         # the last frame a crop may start on keeps all S samples inside the utterance
@@ -114,11 +137,13 @@ class WaveformCrops:
         return self._collate(rows, frames)
 
     def _collate(self, rows, frames) -> dict[str, np.ndarray]:
-        crops = [read_crop(self.source, int(i), f, self.segment_frames, self.hop, self.n_fft)
+        crops = [read_crop(self.source, int(i), f, self.segment_frames, self.hop, self.n_fft, self.context_frames)
                  for i, f in zip(rows, frames)]
         batch = {"audio": np.stack([a for a, _ in crops]), "context": np.stack([c for _, c in crops])}
         if self.mels is not None:
-            batch["log_mel"] = np.stack([np.asarray(self.mels(int(i))[f: f + self.segment_frames + 1], np.float32)
+            r = self.context_frames
+            batch["log_mel"] = np.stack([np.asarray(reflected_frames(self.mels(int(i)), f - r, self.segment_frames
+                                                                     + 1 + 2 * r), np.float32)
                                          for i, f in zip(rows, frames)])
         return batch
 

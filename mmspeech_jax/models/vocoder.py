@@ -57,7 +57,10 @@ class VocoderConfig:
     the step at which the adversarial terms start (None: never, a reconstruction-only vocoder), the loss weights and
     the STFT resolutions of the multi-resolution loss. `phase_weight` / `complex_weight` > 0 (iSTFT generator only)
     add APNet's anti-wrapping phase losses / real-imaginary L1 on the head's spectrum against the recording's STFT
-    (`losses/vocoder.py`). Checked when built."""
+    (`losses/vocoder.py`). `context_frames` R > 0: training crops carry R frames of the utterance on each side
+    (`data/waveform_crops.py`) that the generator sees and the losses do not score, so the scored frames never see
+    the convolutions' zero padding, as inside a whole utterance at inference (0: the generator sees the bare crop).
+    Checked when built."""
     generator: str = "istft"
     istft: ISTFTVocoderConfig = ISTFTVocoderConfig(**ISTFT_PRESETS["cpu"])
     hifigan: HiFiGANConfig = HiFiGANConfig(**HIFIGAN_PRESETS["v2"])
@@ -72,9 +75,11 @@ class VocoderConfig:
     phase_weight: float = 0.0
     complex_weight: float = 0.0
     stft_resolutions: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
+    context_frames: int = 0
 
     def __post_init__(self):
         config_checks.choice(self, "generator", GENERATORS)
+        config_checks.integer(self, "context_frames", 0)
         config_checks.choice(self, "adversarial", losses.ADVERSARIAL)
         config_checks.integer(self, "adversarial_start", 0, none_ok=True)
         for name in ("mel_weight", "stft_weight", "adversarial_weight", "feature_weight", "phase_weight",
@@ -161,7 +166,8 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
         del rng  # the vocoders use no dropout
         audio = batch["audio"]
         mel_in = batch["log_mel"] if "log_mel" in batch else input_log_mel(config, batch["context"])
-        rows = audio.shape[0]
+        rows, first = audio.shape[0], config.context_frames * config.hop_samples
+        chex.assert_shape(mel_in, (rows, audio.shape[1] // config.hop_samples + 1 + 2 * config.context_frames, None))
         mean = lambda per_row, name="rows": ratio(jnp.sum(per_row), rows, name, counts)
         phase_parts = {}
         if config.phase_weight > 0 or config.complex_weight > 0:
@@ -169,6 +175,7 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
             phase_parts = {name: mean(value) for name, value in phase_parts.items()}
         else:
             fake = generate(config, params["generator"], mel_in)
+        fake = fake[:, first: first + audio.shape[1]]  # the crop's samples (all of them when context_frames is 0)
         mel = mean(losses.mel_l1(log_mel_spectrogram(audio, mel_config), log_mel_spectrogram(fake, mel_config)))
         convergence, log_magnitude = losses.multi_resolution_stft(audio, fake, config.stft_resolutions,
                                                                   mel_config.sample_rate)
@@ -203,15 +210,19 @@ def make_vocoder_loss_fn(config: VocoderConfig, adversarial: bool = True):
 
 
 def _istft_with_spectrum_losses(config: VocoderConfig, generator_params, log_mel, context):
-    """The iSTFT generator's audio (B, S) and its spectrum losses {"phase_instantaneous", "phase_group_delay",
-    "phase_frequency", "complex_l1"} (each (B,)): the head's spectrum (B, n + 1, F) against the STFT of the
-    recording's frames centred on the same samples (`stft(context, center=False)`, context (B, S + n_fft))."""
+    """The iSTFT generator's audio (B, S + 2 R hop), R = `context_frames`, and its spectrum losses
+    {"phase_instantaneous", "phase_group_delay", "phase_frequency", "complex_l1"} (each (B,)): the head's spectrum of
+    the crop's n + 1 frames (B, n + 1, F; the R context frames on each side left out) against the STFT of the
+    recording's frames centred on the same samples (`stft(context, center=False)`, context (B, S + n_fft + 2 R hop))."""
     vocoder = ISTFTVocoder(config.istft)
     magnitude, phase = vocoder.apply({"params": generator_params}, log_mel, method=ISTFTVocoder.magnitude_and_phase)
-    spectrum = polar(magnitude, phase)  # the head's: what the phase losses compare
     synthesis = polar(magnitude, synthesis_phase(config.istft, magnitude, phase))
     audio = vocoder.apply({"params": generator_params}, synthesis, method=ISTFTVocoder.waveform)
-    true = stft(context, config.istft.stft_config, center=False)
+    r = config.context_frames
+    crop = slice(r, log_mel.shape[1] - r)
+    magnitude, phase = magnitude[:, crop], phase[:, crop]
+    spectrum = polar(magnitude, phase)  # the head's: what the phase losses compare
+    true = stft(context, config.istft.stft_config, center=False)[:, crop]
     chex.assert_equal_shape((phase, true))
     instantaneous, group_delay, frequency = losses.phase_losses(jnp.angle(true), phase)
     return audio[:, : (log_mel.shape[1] - 1) * config.hop_samples], {
