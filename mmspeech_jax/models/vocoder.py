@@ -89,14 +89,14 @@ class VocoderConfig:
             raise ConfigError(f"VocoderConfig: phase_weight and complex_weight apply to the istft generator's "
                               f"spectrum head; the {self.generator} generator has none (set them to 0)")
         generator = self.generator_config
+        if generator.n_mels != self.mel.n_mels or self.hop_samples != self.mel.hop_samples:
+            raise ConfigError(f"VocoderConfig: the {self.generator} generator takes {generator.n_mels} mels at a hop "
+                              f"of {self.hop_samples}, the features have {self.mel.n_mels} at {self.mel.hop_samples}")
         if (self.generator == "istft" and self.istft.magnitude_prior == "pinv"
                 and self.istft.prior_mel_config != self.mel):
             raise ConfigError(f"VocoderConfig: the iSTFT head's magnitude prior inverts {self.istft.prior_mel_config}, "
                               f"the features are {self.mel} (set model.istft's n_fft, win_samples and mel_* fields "
                               f"to match)")
-        if generator.n_mels != self.mel.n_mels or self.hop_samples != self.mel.hop_samples:
-            raise ConfigError(f"VocoderConfig: the {self.generator} generator takes {generator.n_mels} mels at a hop "
-                              f"of {self.hop_samples}, the features have {self.mel.n_mels} at {self.mel.hop_samples}")
 
     @property
     def generator_config(self):
