@@ -111,3 +111,14 @@ def test_peak_locked_phase_carries_no_gradient_and_checks_its_bins():
     silent = np.asarray(peak_locked_phase(jnp.zeros((3, 33)), 64, 16))  # no peak: bin 0 governs every bin
     np.testing.assert_allclose(np.exp(1j * silent), np.exp(1j * (-np.pi * np.arange(33)))[None].repeat(3, 0),
                                atol=1e-5)
+
+
+def test_peak_locked_phase_serializes_as_stablehlo_for_cpu_cuda_and_tpu():
+    """The vocoder's text -> waveform artifacts lower it with the generator (`serialized.py`): one multi-platform
+    `jax.export` of it, serialized and read back, gives the same phases on the CPU (to float32 rounding, 1e-5)."""
+    magnitude = jnp.exp(jax.random.normal(jax.random.PRNGKey(3), (2, 12, 33)))
+    exported = jax.export.export(jax.jit(lambda m: peak_locked_phase(m, 64, 16)),
+                                 platforms=("cpu", "cuda", "tpu"))(magnitude)
+    restored = jax.export.deserialize(exported.serialize())
+    np.testing.assert_allclose(np.exp(1j * np.asarray(restored.call(magnitude))),
+                               np.exp(1j * np.asarray(peak_locked_phase(magnitude, 64, 16))), atol=1e-5)  # jit vs eager
