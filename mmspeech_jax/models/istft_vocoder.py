@@ -67,6 +67,9 @@ class ISTFTVocoderConfig:
         config_checks.choice(self, "phase_output", PHASE_OUTPUTS)
         config_checks.number(self, "peak_phase_hz", 0.0, self.sample_rate / 2)
         config_checks.choice(self, "magnitude_prior", MAGNITUDE_PRIORS)
+        config_checks.number(self, "mel_fmin_hz", 0.0)
+        config_checks.number(self, "mel_fmax_hz", 0.0, low_open=True)
+        config_checks.positive(self, "mel_log_floor")
         self.stft_config  # checks n_fft, hop and window together
         if self.magnitude_prior == "pinv":
             self.prior_mel_config  # checks the mel's band edges and floor
