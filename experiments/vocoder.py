@@ -9,8 +9,9 @@ shared trainer on random waveform crops, scored by copy synthesis against Griffi
 Default (CPU-sized): the ~1.0 M-parameter iSTFT vocoder with the centre-frequency phase ramp, mel L1 +
 multi-resolution STFT + complex-spectrum losses (no adversarial phase: on 2 CPU cores one adversarial step costs
 ~2.2 s against ~0.13 s, benchmarks/RESULTS.md), batch 16 crops of 32 frames, 10 000 steps at 2e-3;
-`--generator hifigan`: HiFi-GAN V2, 1 500 steps at 2e-4. `--adversarial_start K` adds the GAN phase from step K
-(multi-period + multi-resolution discriminators; `--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).
+`--generator hifigan`: HiFi-GAN V2, mel L1 + multi-resolution STFT, batch 8 crops, 3 000 steps at 2e-3.
+`--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
+`--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).
 
 `--tts_workdir TTS --init_vocoder V` fine-tunes the vocoder V on FastSpeech2's teacher-forced mels of the training
 utterances (`data/teacher_forced.py`, made once into WORKDIR/teacher_forced), as ESPnet and NeMo recipes do.
@@ -32,8 +33,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.configs.vocoder import (DEFAULT_PRESET, LEARNING_RATE, STEPS, CropsConfig, TeacherForcingConfig,
-                                         VocoderEvaluationConfig, VocoderExperimentConfig, config)
+from experiments.configs.vocoder import (BATCH_SIZE, DEFAULT_PRESET, LEARNING_RATE, STEPS, CropsConfig,
+                                         TeacherForcingConfig, VocoderEvaluationConfig, VocoderExperimentConfig, config)
 from experiments.flags import (add_data_args, add_trainer_args, build_mesh, data_config, mesh_config_from_flag,
                                parse_tree, run_command, trainer_config)
 from experiments.wiring import fit_summary, fit_tree, write_config, write_report
@@ -67,7 +68,7 @@ def parse_args(argv=None):
                         "fine-tune it with --tts_workdir")
     add_trainer_args(p, steps=STEPS["istft"], learning_rate=LEARNING_RATE["istft"], eval_every=1000)
     generator = p.parse_known_args(argv)[0].generator  # the defaults below follow the generator chosen
-    p.set_defaults(steps=STEPS[generator], learning_rate=LEARNING_RATE[generator],
+    p.set_defaults(steps=STEPS[generator], learning_rate=LEARNING_RATE[generator], batch_size=BATCH_SIZE[generator],
                    eval_every=min(1000, STEPS[generator] // 5), checkpoint_every=min(1000, STEPS[generator] // 5))
     return parse_tree(p, argv, from_flags)
 

@@ -156,3 +156,21 @@ def test_replace_everywhere_sets_a_field_at_every_depth_and_nothing_else():
         replace_everywhere(config, compute_dtype="float16")
     with pytest.raises(ConfigError, match="no field no_such_field"):
         replace_everywhere(config, no_such_field=1)
+
+
+def test_the_vocoders_defaults_follow_the_generator_and_the_flags_and_config_agree():
+    from experiments.configs.vocoder import BATCH_SIZE, LEARNING_RATE, STEPS, config
+
+    for generator in ("istft", "hifigan"):
+        _, tree = parse("vocoder", "--generator", generator)
+        got = (tree.pipeline.batch_size, tree.trainer.steps, tree.optimizer.total_steps,
+               tree.optimizer.learning_rate, tree.discriminator_optimizer.learning_rate)
+        want = (BATCH_SIZE[generator], STEPS[generator], STEPS[generator], LEARNING_RATE[generator],
+                LEARNING_RATE[generator])
+        assert got == want, generator
+        built = config(generator)  # the function a notebook calls gives the same run as the flags
+        assert (built.pipeline.batch_size, built.trainer.steps, built.optimizer) == (
+            tree.pipeline.batch_size, tree.trainer.steps, tree.optimizer), generator
+    assert BATCH_SIZE["hifigan"] != BATCH_SIZE["istft"]  # so the check above can tell the generators apart
+    _, tree = parse("vocoder", "--generator", "hifigan", "--batch_size", "4", "--learning_rate", "1e-4")
+    assert (tree.pipeline.batch_size, tree.optimizer.learning_rate) == (4, 1e-4)  # explicit flags win
