@@ -33,8 +33,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.configs.vocoder import (BATCH_SIZE, DEFAULT_PRESET, LEARNING_RATE, STEPS, CropsConfig,
-                                         TeacherForcingConfig, VocoderEvaluationConfig, VocoderExperimentConfig, config)
+from experiments.configs.vocoder import (DEFAULT_PRESET, LEARNING_RATE, STEPS, CropsConfig, TeacherForcingConfig,
+                                         VocoderEvaluationConfig, VocoderExperimentConfig, config)
 from experiments.flags import (add_data_args, add_trainer_args, build_mesh, data_config, mesh_config_from_flag,
                                parse_tree, run_command, trainer_config)
 from experiments.wiring import fit_summary, fit_tree, write_config, write_report
@@ -67,9 +67,10 @@ def parse_args(argv=None):
                    help="start from this vocoder workdir's newest parameters (same generator config), e.g. to "
                         "fine-tune it with --tts_workdir")
     add_trainer_args(p, steps=STEPS["istft"], learning_rate=LEARNING_RATE["istft"], eval_every=1000)
-    generator = p.parse_known_args(argv)[0].generator  # the defaults below follow the generator chosen
-    p.set_defaults(steps=STEPS[generator], learning_rate=LEARNING_RATE[generator], batch_size=BATCH_SIZE[generator],
-                   eval_every=min(1000, STEPS[generator] // 5), checkpoint_every=min(1000, STEPS[generator] // 5))
+    default = config(p.parse_known_args(argv)[0].generator)  # the flags' defaults are the chosen generator's run
+    p.set_defaults(steps=default.trainer.steps, learning_rate=default.optimizer.learning_rate,
+                   batch_size=default.pipeline.batch_size, eval_every=default.trainer.eval_every,
+                   checkpoint_every=default.trainer.checkpoint_every)
     return parse_tree(p, argv, from_flags)
 
 
