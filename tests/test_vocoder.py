@@ -117,6 +117,37 @@ def test_istft_inverts_a_float64_stft_and_matches_a_numpy_inverse():
                                np_istft(noise, 64, 16, 64, 16 * (spec.shape[0] - 1)), atol=1e-4)
 
 
+def test_convnext_block_keeps_the_grouped_convolutions_parameters_and_output():
+    """The ConvNeXt block's depthwise layer (shifted sums, `layers/conformer.DepthwiseConv1D`) reads the parameters
+    `nn.Conv(feature_group_count=D)` wrote, so older checkpoints load: its output equals a float64 NumPy block with
+    a grouped 'SAME' convolution, LayerNorm, GELU (tanh form, flax's default) MLP, layer scale and residual, within
+    1e-4."""
+    import flax.linen as nn
+
+    from mmspeech_jax.models.istft_vocoder import ConvNeXtBlock
+
+    dim, k, t = 6, 7, 11
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, t, dim)).astype(np.float32)
+    block = ConvNeXtBlock(dim, 10, k, 0.5)
+    params = jax.tree_util.tree_map(
+        lambda a: jnp.asarray(rng.standard_normal(a.shape), jnp.float32) * 0.5,
+        block.init(jax.random.key(0), x)["params"])
+    grouped = nn.Conv(dim, (k,), padding="SAME", feature_group_count=dim)
+    assert jax.tree_util.tree_map(jnp.shape, params["depthwise"]) == jax.tree_util.tree_map(
+        jnp.shape, grouped.init(jax.random.key(0), x)["params"])
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    padded = np.pad(x.astype(np.float64), ((0, 0), (3, 3), (0, 0)))
+    h = sum(padded[:, i:i + t] * p["depthwise"]["kernel"][i, 0] for i in range(k)) + p["depthwise"]["bias"]
+    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6)
+    h = h * p["norm"]["scale"] + p["norm"]["bias"]
+    h = h @ p["pointwise_in"]["kernel"] + p["pointwise_in"]["bias"]
+    h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+    h = h @ p["pointwise_out"]["kernel"] + p["pointwise_out"]["bias"]
+    expected = x + h * p["layer_scale"]
+    np.testing.assert_allclose(np.asarray(block.apply({"params": params}, x)), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_centre_frequency_ramp_is_a_steady_partials_phase_advance():
     """A sinusoid at bin k0's centre frequency: its float64 NumPy STFT phase minus the ramp is the same in every
     frame (the reflect-padded edges aside); far frames stay exact (no int32 overflow); old configs get no ramp."""

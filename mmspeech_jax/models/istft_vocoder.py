@@ -29,6 +29,7 @@ from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import istft, mel_to_linear
 from mmspeech_jax.audio.peak_phase import peak_locked_phase
+from mmspeech_jax.layers.conformer import DepthwiseConv1D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +142,7 @@ class ConvNeXtBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = nn.Conv(self.dim, (self.kernel,), padding="SAME", feature_group_count=self.dim, dtype=self.dtype,
-                    name="depthwise")(x)
+        h = DepthwiseConv1D(self.kernel, self.dtype, name="depthwise")(x)  # nn.Conv's grouped layout, shifted sums
         h = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(h)
         h = nn.Dense(self.intermediate, dtype=self.dtype, name="pointwise_in")(h)
         h = nn.Dense(self.dim, dtype=self.dtype, name="pointwise_out")(nn.gelu(h))
