@@ -8,7 +8,7 @@ shared trainer on random waveform crops, scored by copy synthesis against Griffi
 
 Default (CPU-sized): the ~1.0 M-parameter iSTFT vocoder with the centre-frequency phase ramp, mel L1 +
 multi-resolution STFT + complex-spectrum losses (no adversarial phase: on 2 CPU cores one adversarial step costs
-~2.2 s against ~0.13 s, benchmarks/RESULTS.md), batch 16 crops of 32 frames, 10 000 steps at 2e-3;
+~2.2 s against ~0.08 s, benchmarks/RESULTS.md), batch 16 crops of 32 frames, 10 000 steps at 2e-3;
 `--generator hifigan`: HiFi-GAN V2, mel L1 + multi-resolution STFT, batch 8 crops, 3 000 steps at 1e-3.
 `--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
 `--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).

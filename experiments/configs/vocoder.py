@@ -32,7 +32,7 @@ LEARNING_RATE = {"istft": 2e-3, "hifigan": 1e-3}
 # The iSTFT generator's real/imaginary-part loss weight (APNet's complex spectrum term, `losses/vocoder.complex_l1`):
 # with the phase ramp it lifted a 1 500-step run at 5e-4 from PESQ 1.87 to 1.91 (benchmarks/RESULTS.md, 2026-12-05).
 COMPLEX_WEIGHT = {"istft": 10.0, "hifigan": 0.0}
-# Default steps and crops a batch: what fits ~30 minutes on 2 CPU cores with reconstruction losses (iSTFT ~0.13 s a
+# Default steps and crops a batch: what fits ~30 minutes on 2 CPU cores with reconstruction losses (iSTFT ~0.08 s a
 # step of 16 crops, HiFi-GAN V2 ~0.54 s a step of 8; benchmarks/RESULTS.md). HiFi-GAN takes twice the steps of half
 # the batch: at 2e-3, validation mel L1 0.476 against 0.506 for 1 500 steps of 16 (2026-12-06).
 STEPS = {"istft": 10000, "hifigan": 3000}
