@@ -118,7 +118,7 @@ def test_istft_inverts_a_float64_stft_and_matches_a_numpy_inverse():
 
 
 def test_convnext_block_keeps_the_grouped_convolutions_parameters_and_output():
-    """The ConvNeXt block's depthwise layer (shifted sums, `layers/conformer.DepthwiseConv1D`) reads the parameters
+    """The ConvNeXt block's depthwise layer (shifted sums, `layers/depthwise.DepthwiseConv1D`) reads the parameters
     `nn.Conv(feature_group_count=D)` wrote, so older checkpoints load: its output equals a float64 NumPy block with
     a grouped 'SAME' convolution, LayerNorm, GELU (tanh form, flax's default) MLP, layer scale and residual, within
     1e-4."""
@@ -137,7 +137,7 @@ def test_convnext_block_keeps_the_grouped_convolutions_parameters_and_output():
     assert jax.tree_util.tree_map(jnp.shape, params["depthwise"]) == jax.tree_util.tree_map(
         jnp.shape, grouped.init(jax.random.key(0), x)["params"])
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
-    padded = np.pad(x.astype(np.float64), ((0, 0), (3, 3), (0, 0)))
+    padded = np.pad(x.astype(np.float64), ((0, 0), (k // 2, k // 2), (0, 0)))
     h = sum(padded[:, i:i + t] * p["depthwise"]["kernel"][i, 0] for i in range(k)) + p["depthwise"]["bias"]
     h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6)
     h = h * p["norm"]["scale"] + p["norm"]["bias"]

@@ -29,7 +29,7 @@ from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import istft, mel_to_linear
 from mmspeech_jax.audio.peak_phase import peak_locked_phase
-from mmspeech_jax.layers.conformer import DepthwiseConv1D
+from mmspeech_jax.layers.depthwise import DepthwiseConv1D
 
 
 @dataclasses.dataclass(frozen=True)
