@@ -14,7 +14,10 @@ one spectrum with the same inverse STFT and scores it against the recording (PES
   * true phase below F Hz: the recording's phase in the bins under F, the head's above (where the phase error costs);
   * true magnitude, vocoder phase: the phase's ceiling;
   * Griffin-Lim on the vocoder's magnitude (60 fast iterations from random phase) and on the mel's pseudo-inverse
-    (the experiment's Griffin-Lim baseline).
+    (the experiment's Griffin-Lim baseline);
+  * a phase computed from a magnitude alone: `audio/phase_gradient.phase_gradient_phase` (the phase "gradient" of
+    the `cpu` preset) of the vocoder's and of the recording's magnitude, and `audio/peak_phase.peak_locked_phase` of
+    the recording's (how good each algorithm is with a perfect magnitude).
 
 The true spectrum is `features.stft` of the recording, the same frames the head predicts (frame t centred on sample
 t * hop), so "vocoder magnitude, true phase" with a perfect magnitude would give the recording back.
@@ -50,6 +53,24 @@ def oracle_spectra(magnitude, phase, true_spectrum, bin_hz: float, cutoffs=DEFAU
         rows[f"true phase below {cutoff:g} Hz"] = polar(magnitude, mixed_phase(phase, true_phase, bin_hz, cutoff))
     rows["true magnitude, vocoder phase"] = polar(true_magnitude, phase)
     return rows
+
+
+def magnitude_phase_spectra(magnitude, true_spectrum, n_fft: int, hop: int, win: int) -> dict:
+    """The head's magnitude (T, F) float and the recording's STFT (T, F) complex -> {row name: (T, F) complex128}
+    for the rows whose phase is computed from a magnitude alone (module docstring)."""
+    import jax.numpy as jnp
+
+    from mmspeech_jax.audio.peak_phase import peak_locked_phase
+    from mmspeech_jax.audio.phase_gradient import phase_gradient_phase
+
+    true_magnitude = np.abs(true_spectrum)
+    polar = lambda m, p: np.asarray(m, np.float64) * np.exp(1j * np.asarray(p, np.float64))
+    gradient = lambda m: phase_gradient_phase(jnp.asarray(m, jnp.float32), n_fft, hop, win)
+    return {"vocoder magnitude, phase from its gradient": polar(magnitude, gradient(magnitude)),
+            "true magnitude, phase from its gradient": polar(true_magnitude, gradient(true_magnitude)),
+            "true magnitude, peak-locked phase": polar(true_magnitude,
+                                                       peak_locked_phase(jnp.asarray(true_magnitude, jnp.float32),
+                                                                         n_fft, hop))}
 
 
 def main(argv=None) -> dict:
@@ -103,6 +124,8 @@ def main(argv=None) -> dict:
         true = np.asarray(stft(jnp.asarray(reference), head))[: magnitude.shape[0]]
         frames = true.shape[0]
         rows = oracle_spectra(magnitude[:frames], phase[:frames], true, rate / head.n_fft, cutoffs)
+        rows.update(magnitude_phase_spectra(magnitude[:frames], true, head.n_fft, head.hop_samples,
+                                            head.win_samples))
         audio = {name: istft(jnp.asarray(s, jnp.complex64), head, length) for name, s in rows.items()}
         audio["Griffin-Lim on the vocoder's magnitude"] = griffin_lim(jnp.asarray(magnitude), jax.random.PRNGKey(0),
                                                                       head)

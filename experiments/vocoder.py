@@ -6,9 +6,10 @@ shared trainer on random waveform crops, scored by copy synthesis against Griffi
     python -m experiments.vocoder --preset paper --adversarial_start 0 --discriminator_scale 1   # the paper's GAN
     python -m experiments.vocoder --steps 20 --workdir /tmp/voc --eval_utterances 4              # a smoke run
 
-Default (CPU-sized): the ~1.0 M-parameter iSTFT vocoder with the centre-frequency phase ramp, mel L1 +
-multi-resolution STFT + complex-spectrum losses (no adversarial phase: on 2 CPU cores one adversarial step costs
-~2.2 s against ~0.08 s, benchmarks/RESULTS.md), batch 16 crops of 32 frames, 10 000 steps at 2e-3;
+Default (CPU-sized): the ~0.95 M-parameter iSTFT vocoder whose head predicts the magnitude as a correction of the
+mel's pseudo-inverse and takes the phase from that magnitude's gradient (`audio/phase_gradient.py`), mel L1 +
+multi-resolution STFT losses (no adversarial phase: on 2 CPU cores one adversarial step costs ~2.2 s against
+~0.08 s, benchmarks/RESULTS.md), batch 16 crops of 32 frames, 10 000 steps at 2e-3;
 `--generator hifigan`: HiFi-GAN V2, mel L1 + multi-resolution STFT, batch 8 crops, 3 000 steps at 1e-3.
 `--adversarial_start K` adds the GAN phase from step K (multi-period + multi-resolution discriminators;
 `--discriminators mpd,msd` for HiFi-GAN's pair). Rerunning the same command resumes (either phase).

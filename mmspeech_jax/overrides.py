@@ -57,12 +57,30 @@ def _replace(config, path: list[str], value, item: str):
 
 
 def apply_overrides(config, items: Sequence[str]):
-    """`config` with each `key=value` of `items` applied in order."""
+    """`config` with each `key=value` of `items` applied in order; a later item for the same key wins.
+
+    Each step is validated, so two fields that must change together (the vocoder's `model.istft.phase=gradient`
+    with `model.complex_weight=0`) would fail in one order: an item that fails is retried after the others, and the
+    first failure of a pass that applies nothing is raised. An item whose key a later item sets again is dropped."""
+    parsed = []
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        config = _replace(config, key.strip().split("."), parse_value(text.strip()), item)
+        parsed.append((key.strip(), parse_value(text.strip()), item))
+    last = {key: n for n, (key, _, _) in enumerate(parsed)}
+    pending = [entry for n, entry in enumerate(parsed) if last[entry[0]] == n]
+    while pending:
+        failed, first_error = [], None
+        for key, value, item in pending:
+            try:
+                config = _replace(config, key.split("."), value, item)
+            except ConfigError as error:
+                failed.append((key, value, item))
+                first_error = first_error or error
+        if len(failed) == len(pending):
+            raise first_error
+        pending = failed
     return config
 
 

@@ -4,9 +4,12 @@
     audio = vocoder(log_mel)                                 # (T, M) float32 natural-log mel -> (S,) float32
     audios = vocoder.batch([mel_1, mel_2, ...], batch_size=8)
 
-Output length S = (T - 1) * hop, the zoo's frame convention (the same as Griffin-Lim's). Frames are padded at the
-end with the log floor (silence) to a rung of 128 frames (~1.5 s), so a session compiles once per rung and batch
+Output length S = (T - 1) * hop, the zoo's frame convention (the same as Griffin-Lim's). Each mel is padded at the
+end by repeating its last frame to a rung of 128 frames (~1.5 s), so a session compiles once per rung and batch
 size, and the padding's samples are cut; a mel whose shape or values are wrong is a one-line `FeatureError`.
+Repeating the last frame keeps the generator's last real frames close to an unpadded call: padding with silence
+after a loud last frame cost the `cpu` preset 0.07 PESQ in copy synthesis of the validation utterances, which end
+mid-speech (benchmarks/RESULTS.md, 2026-12-06).
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ class Vocoder:
 
     def batch(self, log_mels, batch_size: int = 8) -> list[np.ndarray]:
         """Many log-mels (each (T_i, M)) -> their audio, in order; vocoded in batches of similar length, each padded
-        to min(batch_size, len(log_mels)) rows, so a call compiles once per frame rung."""
+        to min(batch_size, len(log_mels)) rows (silent rows) and the frame rung (each mel's last frame repeated), so
+        a call compiles once per frame rung."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         mels = [check_log_mel(m, self.config.mel.n_mels, f"log-mel {i}") for i, m in enumerate(log_mels)]
@@ -86,8 +90,8 @@ class Vocoder:
             rows = order[start: start + batch_size]
             frames = padded_frames(max(mels[i].shape[0] for i in rows))
             block = np.full((min(batch_size, len(order)), frames, self.config.mel.n_mels), floor, np.float32)
-            for r, i in enumerate(rows):
-                block[r, : mels[i].shape[0]] = mels[i]
+            for r, i in enumerate(rows):  # each mel, then its last frame repeated (the module docstring)
+                block[r] = np.pad(mels[i], ((0, frames - mels[i].shape[0]), (0, 0)), mode="edge")
             audio = np.asarray(self._generate(self.params, jnp.asarray(block)))
             for r, i in enumerate(rows):
                 out[i] = audio[r, : (mels[i].shape[0] - 1) * self.config.hop_samples].astype(np.float32)

@@ -176,6 +176,28 @@ def test_vocoder_phase_oracle_swaps_in_the_true_phase_below_each_cutoff():
     close(mixed[:, 3:], rows["vocoder"][:, 3:])
 
 
+def test_vocoder_phase_magnitude_rows_keep_their_magnitude_and_take_each_algorithms_phase():
+    """Random spectra: the rows whose phase comes from a magnitude keep the magnitude they name and carry the phase of
+    the algorithm they name, computed on that magnitude."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks.vocoder_phase import magnitude_phase_spectra
+    from mmspeech_jax.audio.peak_phase import peak_locked_phase
+    from mmspeech_jax.audio.phase_gradient import phase_gradient_phase
+
+    rng = np.random.default_rng(1)
+    magnitude = rng.uniform(0.1, 2.0, (6, 33))
+    true = rng.uniform(0.1, 2.0, (6, 33)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (6, 33)))
+    rows = magnitude_phase_spectra(magnitude, true, 64, 16, 64)
+    want = {"vocoder magnitude, phase from its gradient": (magnitude, phase_gradient_phase(magnitude, 64, 16, 64)),
+            "true magnitude, phase from its gradient": (np.abs(true), phase_gradient_phase(np.abs(true), 64, 16, 64)),
+            "true magnitude, peak-locked phase": (np.abs(true), peak_locked_phase(jnp.asarray(np.abs(true)), 64, 16))}
+    assert set(rows) == set(want)
+    for name, (m, p) in want.items():
+        np.testing.assert_allclose(rows[name], m * np.exp(1j * np.asarray(p, np.float64)), atol=1e-5, err_msg=name)
+
+
 def test_vocoder_copy_centre_l1_scores_only_the_crops_centre_frames():
     """A fake vocoder whose output's log-mel is the crop plus 1 in its first and last 3 frames: the 13 centre frames
     score 0 when the crop has 33 frames, and (edge frames among them) / 13 when it has 17; a log-mel too short for

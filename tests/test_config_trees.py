@@ -172,5 +172,8 @@ def test_the_vocoders_defaults_follow_the_generator_and_the_flags_and_config_agr
         assert (built.pipeline.batch_size, built.trainer.steps, built.optimizer) == (
             tree.pipeline.batch_size, tree.trainer.steps, tree.optimizer), generator
     assert BATCH_SIZE["hifigan"] != BATCH_SIZE["istft"]  # so the check above can tell the generators apart
+    # The complex spectrum loss goes with a head that predicts a phase: not the cpu preset's "gradient".
+    assert (config("istft").model.istft.phase, config("istft").model.complex_weight) == ("gradient", 0.0)
+    assert (config("istft", "paper").model.istft.phase, config("istft", "paper").model.complex_weight) == ("ramp", 10.0)
     _, tree = parse("vocoder", "--generator", "hifigan", "--batch_size", "4", "--learning_rate", "1e-4")
     assert (tree.pipeline.batch_size, tree.optimizer.learning_rate) == (4, 1e-4)  # explicit flags win

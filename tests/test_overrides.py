@@ -36,3 +36,24 @@ def test_validation_runs_and_errors_name_the_item():
         apply_overrides(preset("base", 50), ["dropout"])
     with pytest.raises(ConfigError, match="switched off"):
         apply_overrides(preset("base", 50, aligner=None), ["aligner.dim=3"])
+
+
+def test_fields_that_must_change_together_apply_in_either_order_and_the_last_item_for_a_key_wins():
+    """The iSTFT vocoder's phase "gradient" refuses a complex loss weight: setting both works in either order (each
+    step is validated, so the failing item is retried after the other), an item that cannot apply still raises its
+    own error, and of two items for one key the later wins even when the earlier one would fail."""
+    import dataclasses
+
+    from mmspeech_jax.models.vocoder import VocoderConfig
+
+    base = VocoderConfig(istft=dataclasses.replace(VocoderConfig().istft, phase="ramp"), complex_weight=10.0)
+    for items in (["istft.phase=gradient", "complex_weight=0"], ["complex_weight=0", "istft.phase=gradient"]):
+        config = apply_overrides(base, items)
+        assert config.istft.phase == "gradient" and config.complex_weight == 0.0
+    with pytest.raises(ConfigError, match="predicts none"):
+        apply_overrides(base, ["istft.phase=gradient"])
+    with pytest.raises(ConfigError, match="no field 'dropuot'"):
+        apply_overrides(preset("base", 50), ["dropout=0.2", "dropuot=0"])
+    config = apply_overrides(base, ["istft.phase=gradient", "istft.phase=ramp"])
+    assert config.istft.phase == "ramp" and config.complex_weight == 10.0
+    assert apply_overrides(preset("base", 50), ["dropout=0.3", "dropout=0.2"]).dropout == 0.2

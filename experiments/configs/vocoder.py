@@ -29,8 +29,9 @@ from mmspeech_jax.train.trainer import TrainerConfig
 # rates are the safer start (`--learning_rate`).
 BETAS = {"istft": dict(b1=0.8, b2=0.9), "hifigan": dict(b1=0.8, b2=0.99)}
 LEARNING_RATE = {"istft": 2e-3, "hifigan": 1e-3}
-# The iSTFT generator's real/imaginary-part loss weight (APNet's complex spectrum term, `losses/vocoder.complex_l1`):
-# with the phase ramp it lifted a 1 500-step run at 5e-4 from PESQ 1.87 to 1.91 (benchmarks/RESULTS.md, 2026-12-05).
+# The iSTFT generator's real/imaginary-part loss weight (APNet's complex spectrum term, `losses/vocoder.complex_l1`)
+# for a head that predicts a phase (the "paper" preset's "ramp"): with the ramp it lifted a 1 500-step run at 5e-4
+# from PESQ 1.87 to 1.91 (benchmarks/RESULTS.md, 2026-12-05). The "cpu" preset's phase "gradient" predicts none: 0.
 COMPLEX_WEIGHT = {"istft": 10.0, "hifigan": 0.0}
 # Default steps and crops a batch: what fits ~30 minutes on 2 CPU cores with reconstruction losses (iSTFT ~0.08 s a
 # step of 16 crops, HiFi-GAN V2 ~0.54 s a step of 8; benchmarks/RESULTS.md). HiFi-GAN takes twice the steps of half
@@ -100,15 +101,17 @@ def model_config(generator: str = "istft", preset: str | None = None, *, adversa
                  discriminator_scale: float = 0.25) -> VocoderConfig:
     """The `VocoderConfig` of a generator and its preset (default: iSTFT "cpu", HiFi-GAN "v2"), the adversarial
     phase from `adversarial_start` (None: never) with these discriminators at this width multiplier; the iSTFT
-    generator adds the complex spectrum loss (COMPLEX_WEIGHT)."""
+    generator adds the complex spectrum loss (COMPLEX_WEIGHT) when its head predicts a phase."""
     preset = preset or DEFAULT_PRESET[generator]
     presets = ISTFT_PRESETS if generator == "istft" else HIFIGAN_PRESETS
     if preset not in presets:
         raise ConfigError(f"--preset {preset!r}: the {generator} presets are {', '.join(presets)}")
     istft, hifigan = (preset if generator == name else DEFAULT_PRESET[name] for name in ("istft", "hifigan"))
-    return VocoderConfig(generator=generator, istft=ISTFTVocoderConfig(**ISTFT_PRESETS[istft]),
+    istft = ISTFTVocoderConfig(**ISTFT_PRESETS[istft])
+    complex_weight = 0.0 if istft.phase == "gradient" else COMPLEX_WEIGHT[generator]
+    return VocoderConfig(generator=generator, istft=istft,
                          hifigan=HiFiGANConfig(**HIFIGAN_PRESETS[hifigan]), adversarial=adversarial,
-                         adversarial_start=adversarial_start, complex_weight=COMPLEX_WEIGHT[generator],
+                         adversarial_start=adversarial_start, complex_weight=complex_weight,
                          discriminator=DiscriminatorConfig(kinds=tuple(discriminators),
                                                            channel_scale=discriminator_scale))
 

@@ -8,9 +8,10 @@ t * hop), and the inverse is `audio/griffin_lim.istft` (windowed overlap-add div
 so a perfect head would reproduce `features.stft(audio)` and the audio exactly. Magnitude = exp(x) clipped at 100,
 or with `magnitude_prior` "pinv" exp(x) times the mel's least-squares inverse (FreeV: the head corrects
 `griffin_lim.mel_to_linear` of the input, floored at the mel's log floor, instead of starting from nothing);
-the phase is a predicted angle p (Vocos: "angle", the presets' choice) or the angle of a predicted vector,
-atan2(y, x) (APNet's parallel phase estimation: "vector"), used as cos and sin; `PHASES` says how it becomes the STFT
-phase.
+the phase is a predicted angle p (Vocos: "angle") or the angle of a predicted vector, atan2(y, x) (APNet's parallel
+phase estimation: "vector"), used as cos and sin; `PHASES` says how it becomes the STFT phase. With `phase`
+"gradient" (the `cpu` preset) the head predicts no phase: the phase is integrated from the predicted magnitude's
+gradient (`audio/phase_gradient.py`), which carries no gradient, so only the magnitude is learned.
 
 Reference: Siuzdak (2024), "Vocos: Closing the gap between time-domain and Fourier-based neural vocoders for
 high-quality audio synthesis", §3; ConvNeXt blocks: Liu et al. (2022), "A ConvNet for the 2020s".
@@ -29,6 +30,8 @@ from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.griffin_lim import istft, mel_to_linear
 from mmspeech_jax.audio.peak_phase import peak_locked_phase
+from mmspeech_jax.audio.phase_gradient import phase_gradient_phase
+from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.depthwise import DepthwiseConv1D
 
 
@@ -67,6 +70,10 @@ class ISTFTVocoderConfig:
         config_checks.choice(self, "phase", PHASES)
         config_checks.choice(self, "phase_output", PHASE_OUTPUTS)
         config_checks.number(self, "peak_phase_hz", 0.0, self.sample_rate / 2)
+        if self.phase == "gradient" and (self.phase_output != "angle" or self.peak_phase_hz > 0):
+            raise ConfigError(f"ISTFTVocoderConfig: phase 'gradient' takes every bin's phase from the magnitude, so "
+                              f"phase_output {self.phase_output!r} and peak_phase_hz {self.peak_phase_hz} do not apply "
+                              f"(use 'angle' and 0)")
         config_checks.choice(self, "magnitude_prior", MAGNITUDE_PRIORS)
         config_checks.number(self, "mel_fmin_hz", 0.0)
         config_checks.number(self, "mel_fmax_hz", 0.0, low_open=True)
@@ -97,10 +104,13 @@ class ISTFTVocoderConfig:
 
 # The head's phase output p (B, T, F) -> the STFT phase of frame t:
 #   "absolute": p[t] (Vocos);
-#   "ramp":     p[t] + centre_frequency_ramp[t] (p: the phase relative to a partial at the bin's centre).
+#   "ramp":     p[t] + centre_frequency_ramp[t] (p: the phase relative to a partial at the bin's centre);
+#   "gradient": no p (the head predicts the magnitude only): `audio/phase_gradient.phase_gradient_phase` of the
+#               magnitude. The `cpu` preset's: with the pinv prior it beats Griffin-Lim on PESQ and STOI after
+#               1 500 steps where "ramp" stays 0.25 PESQ behind after 10 000 (benchmarks/RESULTS.md, 2026-12-06).
 # (Summing p over time as well, so that p is each frame's advance beyond the bin centre's, trained worse:
 # benchmarks/RESULTS.md, 2026-12-05.)
-PHASES = ("absolute", "ramp")
+PHASES = ("absolute", "ramp", "gradient")
 # What the head outputs for each bin's angle:
 #   "angle":  one number p, the angle itself (Vocos);
 #   "vector": two numbers (x, y), the angle atan2(y, x) (APNet's parallel phase estimation, Ai & Ling 2023 §3.2:
@@ -114,7 +124,9 @@ PHASE_OUTPUTS = ("angle", "vector")
 MAGNITUDE_PRIORS = ("none", "pinv")
 
 PRESETS = {
-    "cpu": dict(dim=160, intermediate=480, layers=5, phase="ramp"),  # ~1.0 M parameters: the default CPU run
+    # ~0.95 M parameters, the default CPU run: the phase from the magnitude's gradient, the magnitude relative to
+    # the mel's pseudo-inverse (without the prior, phase "gradient" trained to PESQ 2.03 at 1 500 steps; with it 2.97)
+    "cpu": dict(dim=160, intermediate=480, layers=5, phase="gradient", magnitude_prior="pinv"),
     "paper": dict(phase="ramp"),  # Vocos' mel-conditioned model: ~13.5 M
 }
 
@@ -159,8 +171,9 @@ class ISTFTVocoder(nn.Module):
     def magnitude_and_phase(self, log_mel):
         """log_mel (B, T, n_mels) -> (magnitude, phase), each (B, T, n_fft // 2 + 1) float32: the head's STFT
         magnitude (exp of its output, plus the log of the mel's pseudo-inverse with `magnitude_prior` "pinv", clipped
-        at 100) and its angle in radians, any unwrapping (`PHASES`; frame 0
-        of the ramp = log_mel's first frame; what a phase loss compares, `losses/vocoder.phase_losses`)."""
+        at 100) and its angle in radians, any unwrapping (`PHASES`; frame 0 of the ramp = log_mel's first frame; what a
+        phase loss compares, `losses/vocoder.phase_losses`). With `phase` "gradient" the angle is the magnitude's
+        `phase_gradient_phase`, which carries no gradient."""
         c = self.config
         chex.assert_rank(log_mel, 3)
         chex.assert_axis_dimension(log_mel, 2, c.n_mels)
@@ -171,17 +184,20 @@ class ISTFTVocoder(nn.Module):
             x = ConvNeXtBlock(c.dim, c.intermediate, c.kernel, 1.0 / c.layers, dtype, name=f"block_{i}")(x)
         x = nn.LayerNorm(epsilon=1e-6, dtype=dtype, name="final_norm")(x)
         bins = c.n_fft // 2 + 1
-        outputs = 2 if c.phase_output == "angle" else 3
+        outputs = 1 if c.phase == "gradient" else 2 if c.phase_output == "angle" else 3
         out = nn.Dense(outputs * bins, dtype=dtype, name="head")(x).astype(jnp.float32)
-        phase = out[..., bins:] if c.phase_output == "angle" else jnp.arctan2(out[..., 2 * bins:],
-                                                                              out[..., bins:2 * bins])
-        if c.phase == "ramp":
-            phase = phase + centre_frequency_ramp(log_mel.shape[1], c.n_fft, c.hop_samples)
         log_magnitude = out[..., :bins]
         if c.magnitude_prior == "pinv":
             prior = mel_to_linear(jnp.exp(log_mel.astype(jnp.float32)), c.prior_mel_config)
             log_magnitude = log_magnitude + jnp.log(jnp.maximum(prior, c.mel_log_floor))
-        return jnp.minimum(jnp.exp(log_magnitude), 1e2), phase
+        magnitude = jnp.minimum(jnp.exp(log_magnitude), 1e2)
+        if c.phase == "gradient":
+            return magnitude, phase_gradient_phase(magnitude, c.n_fft, c.hop_samples, c.win_samples)
+        phase = out[..., bins:] if c.phase_output == "angle" else jnp.arctan2(out[..., 2 * bins:],
+                                                                              out[..., bins:2 * bins])
+        if c.phase == "ramp":
+            phase = phase + centre_frequency_ramp(log_mel.shape[1], c.n_fft, c.hop_samples)
+        return magnitude, phase
 
     def spectrum(self, log_mel):
         """log_mel (B, T, n_mels) -> the complex STFT the waveform inverts (B, T, n_fft // 2 + 1) complex64: the

@@ -88,6 +88,9 @@ class VocoderConfig:
         if (self.phase_weight > 0 or self.complex_weight > 0) and self.generator != "istft":
             raise ConfigError(f"VocoderConfig: phase_weight and complex_weight apply to the istft generator's "
                               f"spectrum head; the {self.generator} generator has none (set them to 0)")
+        if (self.phase_weight > 0 or self.complex_weight > 0) and self.istft.phase == "gradient":
+            raise ConfigError("VocoderConfig: phase_weight and complex_weight train the iSTFT head's phase; with "
+                              "phase 'gradient' it predicts none (set them to 0)")
         generator = self.generator_config
         if generator.n_mels != self.mel.n_mels or self.hop_samples != self.mel.hop_samples:
             raise ConfigError(f"VocoderConfig: the {self.generator} generator takes {generator.n_mels} mels at a hop "
