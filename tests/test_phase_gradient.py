@@ -60,12 +60,12 @@ def signal_stft(x, n_fft=256, hop=64, rate=8000):
 @pytest.mark.parametrize("case", ["random", "tones"])
 def test_phase_gradient_phase_matches_a_float64_loop_implementation(case):
     """Random magnitudes (many small peaks, some under the floor) and a two-tone STFT: same phases as the loops to
-    2e-3 rad (float32 sums over 30-50 frames); a batch axis gives the same rows."""
+    2e-3 rad (float32 sums over 30-41 frames); a batch axis gives the same rows."""
     n_fft, hop = 64, 16
     if case == "random":
         magnitude = np.exp(np.random.default_rng(0).normal(0, 3, size=(30, n_fft // 2 + 1)))
     else:
-        n = np.arange(3200)
+        n = np.arange(640)
         magnitude = np.abs(signal_stft(np.cos(2 * np.pi * 710 * n / 8000) + np.cos(2 * np.pi * 1990 * n / 8000 + 1),
                                        n_fft, hop)[0])
     want = brute_force(magnitude, n_fft, hop, n_fft)
@@ -134,7 +134,7 @@ def test_signals_are_rebuilt_from_their_magnitude_better_than_with_peak_locking(
 
 def test_phase_gradient_phase_carries_no_gradient_and_checks_its_input():
     magnitude = jnp.exp(jax.random.normal(jax.random.PRNGKey(0), (6, 33)))
-    grad = jax.grad(lambda m: jnp.sum(jnp.sin(phase_gradient_phase(m, 64, 16, 64))))(magnitude)
+    grad = jax.jit(jax.grad(lambda m: jnp.sum(jnp.sin(phase_gradient_phase(m, 64, 16, 64)))))(magnitude)
     np.testing.assert_array_equal(np.asarray(grad), 0.0)
     with pytest.raises(ValueError, match="expected n_fft // 2 \\+ 1 = 33"):
         phase_gradient_phase(magnitude[:, :32], 64, 16, 64)
