@@ -29,6 +29,28 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def _neighbours(log_m):
+    """(..., F) -> each bin's left and right neighbour (..., F), -inf beyond the ends."""
+    edge = jnp.full(log_m.shape[:-1] + (1,), -jnp.inf, log_m.dtype)
+    return jnp.concatenate([edge, log_m[..., :-1]], -1), jnp.concatenate([log_m[..., 1:], edge], -1)
+
+
+def nearest_peak(log_m, floor_db: float = -60.0, margin: float = 0.0):
+    """log magnitude (..., F) float -> (..., F) int32: each bin's nearest spectral peak (ties to the lower one). A peak
+    is a bin more than `margin` above its left neighbour, not below its right one, and within `floor_db` (a negative
+    number of dB) of its row's largest; a row without one (e.g. all equal) has bin 0 as its only peak. Shared by
+    `peak_locked_phase` (margin 0) and `audio/phase_gradient.phase_gradient_phase`."""
+    bins = log_m.shape[-1]
+    left, right = _neighbours(log_m)
+    floor = jnp.max(log_m, -1, keepdims=True) + floor_db / 20.0 * np.log(10.0)
+    k = jnp.arange(bins)
+    is_peak = (log_m > left + margin) & (log_m >= right) & (log_m > floor)
+    is_peak = is_peak | ((k == 0) & ~jnp.any(is_peak, -1, keepdims=True))
+    below = jax.lax.cummax(jnp.where(is_peak, k, -2 * bins), axis=log_m.ndim - 1)
+    above = jax.lax.cummin(jnp.where(is_peak, k, 3 * bins), axis=log_m.ndim - 1, reverse=True)
+    return jnp.clip(jnp.where(k - below <= above - k, below, above), 0, bins - 1)
+
+
 def peak_locked_phase(magnitude, n_fft: int, hop: int, floor_db: float = -60.0):
     """magnitude (..., T, F) float, F = n_fft // 2 + 1 -> phase (..., T, F) float32 radians (see the module
     docstring). A frame with no peak above the floor (all equal, e.g. silence) follows bin 0 (phase 0 - pi k).
@@ -42,23 +64,14 @@ def peak_locked_phase(magnitude, n_fft: int, hop: int, floor_db: float = -60.0):
     if bins != n_fft // 2 + 1:
         raise ValueError(f"peak_locked_phase: {bins} bins, expected n_fft // 2 + 1 = {n_fft // 2 + 1}")
     log_m = jnp.log(jnp.maximum(magnitude, 1e-9))
-    edge = jnp.full(log_m.shape[:-1] + (1,), -jnp.inf, log_m.dtype)
-    left = jnp.concatenate([edge, log_m[..., :-1]], -1)
-    right = jnp.concatenate([log_m[..., 1:], edge], -1)
-    floor = jnp.max(log_m, -1, keepdims=True) + floor_db / 20.0 * np.log(10.0)
+    left, right = _neighbours(log_m)
     k = jnp.arange(bins)
-    is_peak = (log_m > left) & (log_m >= right) & (log_m > floor)
-    is_peak = is_peak | ((k == 0) & ~jnp.any(is_peak, -1, keepdims=True))
-
     a = jnp.where(jnp.isfinite(left), left, log_m)
     c = jnp.where(jnp.isfinite(right), right, log_m)
     curvature = a - 2.0 * log_m + c
     safe = jnp.where(jnp.abs(curvature) > 1e-12, curvature, 1.0)
     delta = jnp.clip(jnp.where(jnp.abs(curvature) > 1e-12, 0.5 * (a - c) / safe, 0.0), -0.5, 0.5)
-
-    below = jax.lax.cummax(jnp.where(is_peak, k, -2 * bins), axis=log_m.ndim - 1)
-    above = jax.lax.cummin(jnp.where(is_peak, k, 3 * bins), axis=log_m.ndim - 1, reverse=True)
-    peak = jnp.clip(jnp.where(k - below <= above - k, below, above), 0, bins - 1)
+    peak = nearest_peak(log_m, floor_db)
 
     # Advance of bin k = 2 pi (p + delta_p) hop / n_fft, with p * hop reduced modulo n_fft in integers (exact).
     whole = (peak * hop) % n_fft

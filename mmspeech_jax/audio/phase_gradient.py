@@ -14,9 +14,10 @@ Discretised with central differences, the phase advances from frame t - 1 to t a
 hop * d phi / d t at the two frames, and steps from bin j to j + 1 within a frame by the trapezoid of
 d phi / d omega / n_fft.
 
-Each frame is integrated from its spectral peaks (bins whose log magnitude is at least `PEAK_MARGIN` above the
-left neighbour's, not below the right one's, and within `floor_db` of the frame's largest): a peak takes the previous frame's phase at its bin plus the time advance; every
-other bin takes its nearest peak's phase plus the frequency steps between them. The heap of the original algorithm
+Each frame is integrated from its spectral peaks (`peak_phase.nearest_peak`: bins at least `PEAK_MARGIN` above the
+left neighbour's log magnitude, not below the right one's, and within `floor_db` of the frame's largest): a peak
+takes the previous frame's phase at its bin plus the time advance; every other bin takes its nearest peak's phase
+plus the frequency steps between them. The heap of the original algorithm
 (always integrating from the largest known bin) is replaced by that rule, so each frame is one vectorised step of a
 `jax.lax.scan`. Frame 0 starts from phase 0 at its peaks. With the window-centred phase, the bins of one steady
 partial share a phase; the FFT origin at the frame's start turns bin k by -pi k, applied at the end.
@@ -29,6 +30,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mmspeech_jax.audio.peak_phase import nearest_peak
 
 HANN_GAUSSIAN_FIT = 0.25645  # lam / win^2 of the Gaussian that stands in for a Hann window (Průša et al. 2017)
 PEAK_MARGIN = 1e-3  # natural-log units a peak must stand above its left neighbour: a flat frame (a click) has none
@@ -69,15 +72,7 @@ def phase_gradient_phase(magnitude, n_fft: int, hop: int, win: int, floor_db: fl
     steps = (frequency_step[..., 1:] + frequency_step[..., :-1]) / 2.0
     along = jnp.concatenate([jnp.zeros_like(steps[..., :1]), jnp.cumsum(steps, -1)], -1)  # bin 0 -> bin k
 
-    edge = jnp.full(log_m.shape[:-1] + (1,), -jnp.inf, log_m.dtype)
-    left = jnp.concatenate([edge, log_m[..., :-1]], -1)
-    right = jnp.concatenate([log_m[..., 1:], edge], -1)
-    floor = jnp.max(log_m, -1, keepdims=True) + floor_db / 20.0 * np.log(10.0)
-    is_peak = (log_m > left + PEAK_MARGIN) & (log_m >= right) & (log_m > floor)
-    is_peak = is_peak | ((k == 0) & ~jnp.any(is_peak, -1, keepdims=True))
-    below = jax.lax.cummax(jnp.where(is_peak, k, -2 * bins), axis=log_m.ndim - 1)
-    above = jax.lax.cummin(jnp.where(is_peak, k, 3 * bins), axis=log_m.ndim - 1, reverse=True)
-    peak = jnp.clip(jnp.where(k - below <= above - k, below, above), 0, bins - 1)
+    peak = nearest_peak(log_m, floor_db, PEAK_MARGIN)
     offset = along - jnp.take_along_axis(along, peak, -1)  # frequency integral from each bin's peak
 
     # time-major for the scan: (T, ..., F)
