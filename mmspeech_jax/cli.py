@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 from mmspeech_jax.errors import MMSpeechError
-from mmspeech_jax.host_memory import keep_freed_memory
 from mmspeech_jax.output_paths import check_output_dir, check_output_file
 from mmspeech_jax.workdir import atomic_write_text, strict_json
 
@@ -348,10 +347,10 @@ def _use_compilation_cache() -> None:
 
 def main(argv=None) -> int:
     """The `mmspeech` command line (argv: list of str, default sys.argv[1:]) -> exit status: 0 done, 1 some inputs
-    failed (each reported in one line), 2 a user error (one line on stderr, no traceback). Calls
-    `host_memory.keep_freed_memory()` first (before JAX's CPU backend starts), then turns on JAX's persistent
-    compilation cache (`compilation_cache_dir`)."""
-    keep_freed_memory()
+    failed (each reported in one line), 2 a user error (one line on stderr, no traceback). Turns on JAX's persistent
+    compilation cache (`compilation_cache_dir`) first. It leaves glibc's malloc as it is (unlike the training entry
+    points, it does not call `host_memory.keep_freed_memory()`): every command here is inference, whose first call is
+    mostly compilation, and XLA compiled ~1.5x slower with malloc's one heap (benchmarks/RESULTS.md, 2026-12-06)."""
     args = build_parser().parse_args(argv)
     _use_compilation_cache()
     try:

@@ -7,9 +7,10 @@ step on a 2-core machine (benchmarks/RESULTS.md, "Host memory"). With these glib
 from the main heap, large blocks included, and the heap is never trimmed, so the pages faulted in by the first
 step are reused by every later one (the resident size stays at the peak, as with jemalloc or tcmalloc).
 
-Importing `mmspeech_jax` does not call it: a process-wide setting is the program's choice. The entry points call
-`keep_freed_memory()` first (`experiments.flags.run_command`, `mmspeech_jax.cli.main`, the benchmarks); your own
-training program may too. It only takes effect if it runs before JAX starts its CPU backend (before the first
+Importing `mmspeech_jax` does not call it: a process-wide setting is the program's choice. The training entry points
+call `keep_freed_memory()` first (`experiments.flags.run_command`, the benchmarks); your own training program may too.
+The `mmspeech` CLI does not: with one heap XLA compiles ~1.5x slower (its threads wait on the heap's lock), and the CLI's
+inference calls are mostly compilation. It only takes effect if it runs before JAX starts its CPU backend (before the first
 computation or `jax.devices()`): threads created earlier keep their own heaps.
 Set `MMSPEECH_HOST_MEMORY=system` to leave glibc's defaults alone. A no-op on systems without glibc.
 """

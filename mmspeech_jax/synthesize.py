@@ -43,7 +43,11 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 # (95 s at 22.05 kHz / hop 256). Above 512 frames a row pads by at most 12.5 %; below, by at most 64 frames.
 FRAME_LADDER = (tuple(range(128, 1024, 64)) + tuple(range(1024, 2048, 128)) + tuple(range(2048, 4096, 256))
                 + tuple(range(4096, 8192 + 1, 512)))
-CALL_COST_FRAMES = 512  # a render group's fixed cost in decoded frames: its dispatch, and a share of compiling its shape
+CALL_COST_FRAMES = 512  # a render group's fixed cost in decoded frames: its dispatch
+# A shape not compiled yet, in decoded frames: compiling (or loading from the persistent cache) a render program
+# costs 0.3-1.4 s on 2 CPU cores, 8 000-38 000 padded frames of the default model's decoding and ~2 000-8 000 of
+# the ESPnet-size `ljspeech` preset's (benchmarks/RESULTS.md, 2026-12-06); this errs towards decoding.
+SHAPE_COST_FRAMES = 4096
 
 
 def frame_rung(frames: float) -> int:
@@ -57,45 +61,63 @@ def batch_sizes(max_batch: int) -> tuple[int, ...]:
 
 
 TOKEN_STEP = 16  # token ids pad to a multiple of this
-CALL_COST_TOKENS = 128  # a prepare group's fixed cost in encoded tokens: its dispatch, and a share of compiling its shape
+CALL_COST_TOKENS = 128  # a prepare group's fixed cost in encoded tokens: its dispatch
+SHAPE_COST_TOKENS = 2048  # a prepare shape not compiled yet, in encoded tokens (its program is half a render's)
 
 
-def plan_groups(lengths, max_batch: int, rung, call_cost: int) -> list[tuple[list[int], int, int]]:
+def plan_groups(lengths, max_batch: int, rung, call_cost: int, shape_cost: int = 0,
+                compiled=frozenset()) -> list[tuple[list[int], int, int]]:
     """Rows of `lengths[i]` -> groups [(row indices, padded batch size, padded length)] that cover every row once,
-    whole, at the least cost. A group of k rows pads to the smallest of `batch_sizes(max_batch)` >= k and to
-    `rung(its longest row)`; it costs batch x padded length + `call_cost`. The cheapest grouping takes consecutive
-    rows in order of length (swap rows between two groups and neither's padded length grows), so a dynamic programme
-    over the sorted rows finds it, O(rows x max_batch)."""
+    whole, at the least cost. A group of k rows pads to the smallest of `batch_sizes(max_batch)` >= k and to a
+    rung at least `rung(its longest row)`; it costs batch x padded length + `call_cost`, and each distinct shape
+    (batch, padded length) the plan uses that is not in `compiled` (shapes compiled already) costs `shape_cost`
+    once: its compilation. A group may therefore pad past its own rung, to share another group's shape.
+    Some optimal plan takes consecutive rows in order of length, with padded lengths in the same order (give the
+    groups' shapes to the rows in sorted order: no row needs more than its slot), so a dynamic programme over the
+    sorted rows finds it; its state is the last group's padded length and the batch sizes used at that length."""
     if max_batch < 1:
         raise ConfigError(f"batch_size must be >= 1, got {max_batch}")
     lengths = [int(n) for n in lengths]
     order = sorted(range(len(lengths)), key=lambda k: lengths[k])
     sizes = batch_sizes(max_batch)
-    best, choice = [0] + [None] * len(order), [None] * (len(order) + 1)
+    needed = [rung(lengths[k]) for k in order]
+    compiled = frozenset(compiled)
+    # padded lengths worth choosing: a row's own rung, or a compiled shape's length at or above it
+    candidates = sorted(set(needed) | {length for _, length in compiled})
+    best = [{} for _ in range(len(order) + 1)]  # best[end][(padded, sizes used at it)] = (cost, back pointer)
+    best[0][(0, frozenset())] = (0, None)
     for end in range(1, len(order) + 1):
-        padded = rung(lengths[order[end - 1]])
         for begin in range(max(0, end - max_batch), end):
             rows = next(b for b in sizes if b >= end - begin)
-            cost = best[begin] + rows * padded + call_cost
-            if best[end] is None or cost < best[end]:
-                best[end], choice[end] = cost, (begin, rows, padded)
+            for (last, used), (cost, _) in best[begin].items():
+                for padded in candidates:
+                    if padded < max(needed[end - 1], last):
+                        continue
+                    used_now = used | {rows} if padded == last else frozenset({rows})
+                    new_shape = rows not in (used if padded == last else ()) and (rows, padded) not in compiled
+                    total = cost + rows * padded + call_cost + (shape_cost if new_shape else 0)
+                    key = (padded, used_now)
+                    if key not in best[end] or total < best[end][key][0]:
+                        best[end][key] = (total, (begin, rows, padded, (last, used)))
     plan, end = [], len(order)
+    state = min(best[end], key=lambda key: best[end][key][0]) if order else None
     while end:
-        begin, rows, padded = choice[end]
+        begin, rows, padded, previous = best[end][state][1]
         plan.append((order[begin:end], rows, padded))
-        end = begin
+        end, state = begin, previous
     return plan[::-1]
 
 
-def render_plan(frames, max_batch: int) -> list[tuple[list[int], int, int]]:
+def render_plan(frames, max_batch: int, compiled=frozenset()) -> list[tuple[list[int], int, int]]:
     """Rows that need `frames[i]` mel frames -> render groups [(row indices, padded batch size, frame rung)]:
-    `plan_groups` with the rungs of `FRAME_LADDER` and a call cost of `CALL_COST_FRAMES`. Rows past the top rung
-    raise `TextTooLongError` (one line) instead of being cut."""
+    `plan_groups` with the rungs of `FRAME_LADDER`, a call cost of `CALL_COST_FRAMES` and `SHAPE_COST_FRAMES` for
+    each shape (batch, rung) not in `compiled`. Rows past the top rung raise `TextTooLongError` (one line) instead
+    of being cut."""
     frames = [int(f) for f in frames]
     if frames and max(frames) > FRAME_LADDER[-1]:
         raise TextTooLongError(f"the model predicts {max(frames)} frames for this text, more than the "
                                f"{FRAME_LADDER[-1]} synthesized at once: split the text")
-    return plan_groups(frames, max_batch, frame_rung, CALL_COST_FRAMES)
+    return plan_groups(frames, max_batch, frame_rung, CALL_COST_FRAMES, SHAPE_COST_FRAMES, compiled)
 
 
 def token_rung(tokens: int) -> int:
@@ -114,7 +136,7 @@ def padded_ids(ids: list[np.ndarray], rows: int, length: int | None = None) -> n
 
 
 def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], batch_size: int,
-                   token_level: bool = True) -> list[dict]:
+                   token_level: bool = True, compiled: dict | None = None) -> list[dict]:
     """Batch synthesis by a model's two halves, bound to their parameters and controls:
     `prepare(tokens (B, N) int32, token_mask (B, N)) -> (h (B, N, D), durations (B, N) int)`,
     `render(h, token_mask, durations, max_frames) -> (mel (B, T, M), frame_mask (B, T), durations, {"pitch",
@@ -123,7 +145,10 @@ def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], ba
     "durations" (N_i,) int, "pitch" and "energy" ((N_i,) with `token_level`, else (T_i,)).
     Both halves run on groups of similar length (`plan_groups`: tokens padded by `token_rung`, frames by the
     ladder, batches to powers of two), within windows of 16 x `batch_size` texts taken in order of length, so host
-    memory stays bounded for long lists."""
+    memory stays bounded for long lists. `compiled`: {"prepare": set, "render": set} of the shapes (batch, padded
+    length; render's also its token length) each half has run at before, which the plans reuse for free; the shapes
+    run here are added to it (a new dict when None)."""
+    compiled = {"prepare": set(), "render": set()} if compiled is None else compiled
     results = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda k: encoded[k].size)
     window = 16 * batch_size
@@ -131,22 +156,25 @@ def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], ba
         rows = order[first:first + window]
         prepared = [None] * len(rows)
         for group, batch, length in plan_groups([encoded[k].size for k in rows], batch_size, token_rung,
-                                                CALL_COST_TOKENS):
+                                                CALL_COST_TOKENS, SHAPE_COST_TOKENS, compiled["prepare"]):
             ids = [encoded[rows[k]] for k in group]
             tokens = padded_ids(ids, batch, length)
             h, durations = jax.device_get(prepare(tokens, tokens > 0))
+            compiled["prepare"].add((batch, length))
             for row, k in enumerate(group):
                 prepared[k] = (h[row, : ids[row].size], durations[row, : ids[row].size])
         frames = [int(frames_needed(np.asarray(d))) for _, d in prepared]
-        for group, batch, rung in render_plan(frames, batch_size):
+        n = token_rung(max(d.size for _, d in prepared))  # one token length for the window's render calls
+        reuse = {(batch, rung) for batch, rung, tokens in compiled["render"] if tokens == n}
+        for group, batch, rung in render_plan(frames, batch_size, reuse):
             members = [prepared[k] for k in group] + [prepared[group[-1]]] * (batch - len(group))
-            n = token_rung(max(d.size for _, d in members))
             h = np.zeros((batch, n, members[0][0].shape[-1]), members[0][0].dtype)
             durations = np.zeros((batch, n), np.int32)
             for row, (row_h, row_d) in enumerate(members):
                 h[row, : row_h.shape[0]], durations[row, : row_d.size] = row_h, row_d
             mask = np.arange(n)[None] < np.array([d.size for _, d in members])[:, None]
             mel, frame_mask, _, variance = jax.device_get(render(h, mask, durations, rung))
+            compiled["render"].add((batch, rung, n))
             for row, k in enumerate(group):
                 t, size = max(int(frame_mask[row].sum()), 2), prepared[k][1].size
                 cut = lambda x: np.asarray(x[row, :size] if token_level else x[row, :t])
@@ -183,6 +211,7 @@ class Synthesizer:
         self.tokenizer = make_tokenizer(tokenizer_kind)
         self.tokenizer.table.check_compatible(table)
         self.vocoder = None  # `use_vocoder`: a neural vocoder instead of Griffin-Lim
+        self._compiled = {"prepare": set(), "render": set()}  # shapes run so far (`synthesize_ids`)
         self.conditioned = isinstance(model, HyperSpeech)
         kind = type(model)
         generate = lambda p, t, m, n, c, v, *condition: model.apply(
@@ -307,7 +336,8 @@ class Synthesizer:
         render = lambda h, mask, durations, frames: self._render(self.params, h, mask, durations, frames, controls,
                                                                  *self._batch_condition(condition, len(h)))
         token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
-        return synthesize_ids(prepare, render, self._frames_needed, encoded, batch_size, token_level)
+        return synthesize_ids(prepare, render, self._frames_needed, encoded, batch_size, token_level,
+                              self._compiled)
 
     @staticmethod
     def _batch_condition(condition: tuple, rows: int) -> tuple:

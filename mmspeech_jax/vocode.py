@@ -40,6 +40,7 @@ class Vocoder:
         self.config, self.params = config, generator_params
         self.sample_rate = config.mel.sample_rate
         self._generate = jax.jit(lambda p, m: generate(config, p, m))
+        self._compiled = set()  # (rows, frames) shapes run so far (`batch`)
         self.checkpoint_step = None
 
     @classmethod
@@ -74,25 +75,28 @@ class Vocoder:
         return self.batch([log_mel], batch_size=1)[0]
 
     def batch(self, log_mels, batch_size: int = 8) -> list[np.ndarray]:
-        """Many log-mels (each (T_i, M)) -> their audio, in order; vocoded in batches of similar length, each padded
-        to min(batch_size, len(log_mels)) rows (silent rows) and the frame rung (each mel's last frame repeated), so
-        a call compiles once per frame rung."""
+        """Many log-mels (each (T_i, M)) -> their audio, in order. Vocoded in groups of similar length
+        (`synthesize.plan_groups`: at most `batch_size` rows, padded to a power of two and to a multiple of
+        `FRAME_RUNG` frames, each mel's last frame repeated); the plan weighs the padding against compiling a new
+        shape, and shapes this vocoder has run at before are free."""
+        from mmspeech_jax.synthesize import CALL_COST_FRAMES, SHAPE_COST_FRAMES, plan_groups
+
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         mels = [check_log_mel(m, self.config.mel.n_mels, f"log-mel {i}") for i, m in enumerate(log_mels)]
         for i, mel in enumerate(mels):
             if mel.shape[0] < 2:
                 raise ConfigError(f"log-mel {i}: a vocoder needs at least 2 frames, got {mel.shape[0]}")
-        order = np.argsort([m.shape[0] for m in mels], kind="stable")
-        floor = float(np.log(self.config.mel.log_floor))
         out = [None] * len(mels)
-        for start in range(0, len(order), batch_size):
-            rows = order[start: start + batch_size]
-            frames = padded_frames(max(mels[i].shape[0] for i in rows))
-            block = np.full((min(batch_size, len(order)), frames, self.config.mel.n_mels), floor, np.float32)
-            for r, i in enumerate(rows):  # each mel, then its last frame repeated (the module docstring)
-                block[r] = np.pad(mels[i], ((0, frames - mels[i].shape[0]), (0, 0)), mode="edge")
+        plan = plan_groups([m.shape[0] for m in mels], batch_size, padded_frames, CALL_COST_FRAMES,
+                           SHAPE_COST_FRAMES, self._compiled) if mels else []
+        for group, rows, frames in plan:
+            block = np.empty((rows, frames, self.config.mel.n_mels), np.float32)
+            for r in range(rows):  # each mel, then its last frame repeated (the module docstring)
+                mel = mels[group[min(r, len(group) - 1)]]  # rows past the group repeat its last mel
+                block[r] = np.pad(mel, ((0, frames - mel.shape[0]), (0, 0)), mode="edge")
             audio = np.asarray(self._generate(self.params, jnp.asarray(block)))
-            for r, i in enumerate(rows):
+            self._compiled.add((rows, frames))
+            for r, i in enumerate(group):
                 out[i] = audio[r, : (mels[i].shape[0] - 1) * self.config.hop_samples].astype(np.float32)
         return out

@@ -134,26 +134,62 @@ def set_partitions(items):
 
 
 @pytest.mark.parametrize("seed, max_batch", [(0, 1), (1, 2), (2, 3), (3, 4), (4, 8), (5, 8)])
-def test_render_plan_is_the_cheapest_grouping_and_cuts_nothing(seed, max_batch):
-    """Against brute force over every partition of 7 rows (not only runs of sorted rows): the plan covers each
-    row once, in a group no larger than its padded batch, at a rung that holds its longest row, and costs as
-    little as the cheapest partition. A group of k rows pads to the least power of two >= k (or max_batch)."""
-    from mmspeech_jax.synthesize import CALL_COST_FRAMES, FRAME_LADDER, render_plan
+def test_render_plan_cuts_nothing_and_reuses_compiled_shapes(seed, max_batch):
+    """The render plan covers each row once, in a group no larger than its padded batch, at a rung of the ladder
+    that holds its longest row; a group of k rows pads to the least power of two >= k (or max_batch). Its costs
+    are `plan_groups`' (brute-forced below): with every shape of a plan compiled, planning the same rows again
+    gives a plan no costlier in padded frames."""
+    from mmspeech_jax.synthesize import FRAME_LADDER, render_plan
 
     frames = np.random.default_rng(seed).integers(1, 1400, 7).tolist()
     frames[3] = frames[5]  # ties
     sizes = [b for b in range(1, max_batch + 1) if b == max_batch or (b & (b - 1)) == 0]
-    rung = lambda n: min(f for f in FRAME_LADDER if f >= n)
-    block_cost = lambda block: min(b for b in sizes if b >= len(block)) * rung(max(frames[k] for k in block))
-    brute = min(sum(block_cost(block) + CALL_COST_FRAMES for block in partition)
-                for partition in set_partitions(list(range(7)))
-                if all(len(block) <= max_batch for block in partition))
     plan = render_plan(frames, max_batch)
     assert sorted(k for group, _, _ in plan for k in group) == list(range(7))
     for group, batch, frames_at in plan:
         assert len(group) <= batch <= max_batch and batch in sizes and frames_at in FRAME_LADDER
         assert max(frames[k] for k in group) <= frames_at
-    assert sum(batch * frames_at + CALL_COST_FRAMES for _, batch, frames_at in plan) == brute
+    again = render_plan(frames, max_batch, {(batch, frames_at) for _, batch, frames_at in plan})
+    padded = lambda p: sum(batch * frames_at for _, batch, frames_at in p)
+    assert padded(again) <= padded(plan)
+
+
+@pytest.mark.parametrize("seed, max_batch, shape_cost, compiled, longest", [
+    (0, 4, 0, (), 512), (1, 4, 700, (), 512), (2, 8, 2000, (), 512), (3, 2, 300, ((2, 512),), 512),
+    (4, 4, 5000, ((1, 384), (4, 512)), 512), (5, 3, 900, ((3, 256),), 512), (6, 4, 5000, ((4, 384),), 250)])
+def test_plan_groups_weighs_new_shapes_against_padding(seed, max_batch, shape_cost, compiled, longest):
+    """Against brute force over every partition of 6 rows and every padded length of each group (any rung that
+    holds it): a plan costs batch x padded length + the call cost per group, plus `shape_cost` once per distinct
+    (batch, padded length) not in `compiled`. The plan must cost as little as the cheapest, and be valid."""
+    import itertools
+
+    from mmspeech_jax.synthesize import plan_groups
+
+    rungs = (128, 256, 384, 512)
+    rung = lambda n: min(r for r in rungs if r >= n)
+    lengths = np.random.default_rng(seed).integers(1, longest + 1, 6).tolist()
+    sizes = [b for b in range(1, max_batch + 1) if b == max_batch or (b & (b - 1)) == 0]
+
+    def cost(groups):  # groups: [(rows, batch, padded)]
+        shapes = {(b, p) for _, b, p in groups} - set(compiled)
+        return sum(b * p + 10 for _, b, p in groups) + shape_cost * len(shapes)
+
+    brute = float("inf")
+    for partition in set_partitions(list(range(6))):
+        if any(len(block) > max_batch for block in partition):
+            continue
+        batches = [min(b for b in sizes if b >= len(block)) for block in partition]
+        choices = [[r for r in rungs if r >= rung(max(lengths[k] for k in block))] for block in partition]
+        for padded in itertools.product(*choices):
+            brute = min(brute, cost(list(zip(partition, batches, padded))))
+    plan = plan_groups(lengths, max_batch, rung, 10, shape_cost, compiled)
+    assert sorted(k for group, _, _ in plan for k in group) == list(range(6))
+    for group, batch, padded in plan:
+        assert len(group) <= batch <= max_batch and batch in sizes and padded in rungs
+        assert max(lengths[k] for k in group) <= padded
+    assert cost(plan) == brute, (plan, brute)
+    if shape_cost == 0:
+        assert all(padded == rung(max(lengths[k] for k in group)) for group, _, padded in plan)
 
 
 def test_the_frame_ladder_pads_little_and_refuses_past_its_top():

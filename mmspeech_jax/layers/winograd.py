@@ -56,6 +56,18 @@ def combine(coefficients, arrays):
     return sum(float(c) * a for c, a in zip(coefficients, arrays) if c != 0.0)
 
 
+def transform(matrix: np.ndarray, arrays) -> jax.Array:
+    """Stacked rows `matrix @ arrays`: matrix (R, J) float64 constants, arrays J arrays of one shape S and dtype ->
+    (R, *S), row r = sum_j matrix[r, j] arrays[j]. Written as J broadcast multiply-adds of whole columns (zero
+    columns left out), which XLA fuses into one loop like `combine` row by row, but in ~2J operations instead of one
+    per nonzero coefficient: Winograd's transforms have dense matrices, and fewer operations trace, lower and
+    compile faster (benchmarks/RESULTS.md, 2026-12-06)."""
+    dtype = arrays[0].dtype
+    terms = [jnp.asarray(matrix[:, j], dtype).reshape((-1,) + (1,) * a.ndim) * a[None]
+             for j, a in enumerate(arrays) if np.any(matrix[:, j] != 0.0)]
+    return sum(terms[1:], terms[0])
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def winograd_conv1d(x: jax.Array, kernel: jax.Array, m: int) -> jax.Array:
     """'SAME' convolution of x (B, T, C) with kernel (K, C, F), K odd, by F(m, K) tiles -> (B, T, F), no bias."""
@@ -71,10 +83,10 @@ def _forward(x, kernel, m):
     left = (k - 1) // 2
     padded = jnp.pad(x, ((0, 0), (left, tiles * m + k - 1 - t - left), (0, 0)))
     taps = [padded[:, j : j + tiles * m : m][:, :tiles] for j in range(n)]  # tap j of every tile: (B, tiles, C)
-    v = jnp.stack([combine(bt[i], taps) for i in range(n)]).reshape(n, b * tiles, c)
+    v = transform(bt, taps).reshape(n, b * tiles, c)
     u = jnp.einsum("ik,kcf->icf", jnp.asarray(g, kernel.dtype), kernel)
     products = jnp.einsum("ipc,icf->ipf", v, u).reshape(n, b, tiles, f)
-    y = jnp.stack([combine(at[r], products) for r in range(m)], axis=2)  # (B, tiles, m, F)
+    y = jnp.moveaxis(transform(at, list(products)), 0, 2)  # (B, tiles, m, F)
     return y.reshape(b, tiles * m, f)[:, :t], (v, u)
 
 
@@ -87,12 +99,12 @@ def _backward(m, residuals, dy):
     left = (k - 1) // 2
     dy_tiles = jnp.pad(dy, ((0, 0), (0, tiles * m - t), (0, 0))).reshape(b, tiles, m, f)
     outputs = [dy_tiles[:, :, r] for r in range(m)]
-    d_products = jnp.stack([combine(at[:, i], outputs) for i in range(n)]).reshape(n, b * tiles, f)
+    d_products = transform(at.T, outputs).reshape(n, b * tiles, f)
     dv = jnp.einsum("ipf,icf->ipc", d_products, u).reshape(n, b, tiles, c)
     du = jnp.einsum("ipc,ipf->icf", v, d_products)
     length = tiles * m + k - 1
     zero = jnp.zeros((), dy.dtype)
-    d_taps = [combine(bt[:, j], list(dv)) for j in range(n)]
+    d_taps = [combine(bt[:, j], list(dv)) for j in range(n)]  # each fuses into its pad below
     d_padded = sum(lax.pad(d_taps[j], zero, [(0, 0, 0), (j, length - j - (tiles - 1) * m - 1, m - 1), (0, 0, 0)])
                    for j in range(n))
     dx = d_padded[:, left : left + t]
