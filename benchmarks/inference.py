@@ -16,7 +16,7 @@ constant log(1 + 5): every token lasts 5 frames, and both produce the same numbe
 Inputs (`benchmarks/synthetic.py`, seeded): TTS 32 token sequences of 60-150 ids; ASR 32 utterances of 500-1500
 frames of 80-dim features. Audio seconds: frames x 256 / 22 050 (the zoo's hop), the same for both toolkits.
 mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (`synthesize.synthesize_ids`: the model's `prepare`
-on batches of `--batch_size` texts sorted by length, tokens padded to a multiple of 32, then `render` on the groups
+on batches of `--batch_size` texts sorted by length, tokens padded to a multiple of 16, then `render` on the groups
 of `render_plan`, padded to a power-of-two batch and the frame ladder) and
 transcribes batches of `--batch_size` padded to the batch's longest multiple of 256 frames; ESPnet synthesizes one
 sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32

@@ -57,6 +57,18 @@ def _reading(model, workdir):
     return model
 
 
+def _few_shapes(model):
+    """A `Synthesizer` or `Vocoder` set to plan its batches for one call per process: padding weighed against
+    compiling a new shape (`synthesize.FIRST_CALL_SHAPE_COSTS`), as every `mmspeech` command runs once. Returns it."""
+    from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS, SHAPE_COST_FRAMES, Synthesizer
+
+    if isinstance(model, Synthesizer):
+        model.shape_costs = FIRST_CALL_SHAPE_COSTS
+    else:
+        model.shape_cost = SHAPE_COST_FRAMES
+    return model
+
+
 def _voiced(tts, args):
     """`tts` bound to --speaker / --reference (validated: one-line errors)."""
     from mmspeech_jax.synthesize import VoicedSynthesizer
@@ -88,10 +100,11 @@ def _synthesize(args) -> int:
     synthesizer = _reading(Synthesizer.from_workdir(args.workdir), args.workdir)
     if args.compute_dtype != "float32":
         synthesizer = synthesizer.with_compute_dtype(args.compute_dtype)
+    synthesizer = _few_shapes(synthesizer)
     if args.vocoder:
         from mmspeech_jax.vocode import Vocoder
 
-        synthesizer.use_vocoder(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder))
+        synthesizer.use_vocoder(_few_shapes(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder)))
     tts = _voiced(synthesizer, args)  # a bad voice fails here
     if lines is None:
         audio, rate = tts.synthesize(args.text, controls)
@@ -147,7 +160,7 @@ def _vocode(args) -> int:
     from mmspeech_jax.vocode import Vocoder
 
     out_dir = check_output_dir(args.out_dir, what="--out-dir")
-    vocoder = _reading(Vocoder.from_workdir(args.vocoder), args.vocoder)
+    vocoder = _few_shapes(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder))
     failures = 0
     for path in args.inputs:
         try:
@@ -227,11 +240,11 @@ def _evaluate_tts(args) -> int:
 
     _check_report_path(args)
     texts = [line for line in _text_lines(args.text_file) if line]
-    synthesizer = _reading(Synthesizer.from_workdir(args.tts), args.tts)
+    synthesizer = _few_shapes(_reading(Synthesizer.from_workdir(args.tts), args.tts))
     if args.vocoder:
         from mmspeech_jax.vocode import Vocoder
 
-        synthesizer.use_vocoder(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder))
+        synthesizer.use_vocoder(_few_shapes(_reading(Vocoder.from_workdir(args.vocoder), args.vocoder)))
     tts = _voiced(synthesizer, args)
     asr = _reading(Transcriber.from_workdir(args.asr), args.asr)
     ground_truth = {} if args.no_ground_truth else _ground_truth_mels(read_workdir_config(args.tts))

@@ -15,7 +15,7 @@ and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any 
 Synthesis runs in two halves (each model's `prepare` and `render`): `prepare` encodes the text and predicts the
 durations, so every sentence's frame count is known before any mel frame is decoded; `render` then decodes rows
 of similar length together at a padded frame length from `FRAME_LADDER` (`render_plan` chooses the groups that
-decode the fewest padded frames). Tokens pad to a multiple of 32, batches to a power of two, frames to the ladder,
+decode the fewest padded frames, weighed against compiling new shapes). Tokens pad to a multiple of 16, batches to a power of two, frames to the ladder,
 so a session compiles a bounded set of programs, not one per sentence; nothing is cut short, and a sentence longer
 than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
 """
@@ -44,9 +44,11 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 FRAME_LADDER = (tuple(range(128, 1024, 64)) + tuple(range(1024, 2048, 128)) + tuple(range(2048, 4096, 256))
                 + tuple(range(4096, 8192 + 1, 512)))
 CALL_COST_FRAMES = 512  # a render group's fixed cost in decoded frames: its dispatch
-# A shape not compiled yet, in decoded frames: compiling (or loading from the persistent cache) a render program
-# costs 0.3-1.4 s on 2 CPU cores, 8 000-38 000 padded frames of the default model's decoding and ~2 000-8 000 of
-# the ESPnet-size `ljspeech` preset's (benchmarks/RESULTS.md, 2026-12-06); this errs towards decoding.
+# For a process that synthesizes once (the CLI), a shape not compiled yet, in decoded frames: compiling (or loading
+# from the persistent cache) a render program costs 0.3-1.4 s on 2 CPU cores, 8 000-38 000 padded frames of the
+# default model's decoding and ~2 000-8 000 of the ESPnet-size `ljspeech` preset's (benchmarks/RESULTS.md,
+# 2026-12-06); this errs towards decoding. Many calls in one process amortize their compilations: there the plans
+# count padding only (a shape cost of 0), which kept `benchmarks.inference`'s steady state 13-16 % faster.
 SHAPE_COST_FRAMES = 4096
 
 
@@ -63,6 +65,7 @@ def batch_sizes(max_batch: int) -> tuple[int, ...]:
 TOKEN_STEP = 16  # token ids pad to a multiple of this
 CALL_COST_TOKENS = 128  # a prepare group's fixed cost in encoded tokens: its dispatch
 SHAPE_COST_TOKENS = 2048  # a prepare shape not compiled yet, in encoded tokens (its program is half a render's)
+FIRST_CALL_SHAPE_COSTS = (SHAPE_COST_TOKENS, SHAPE_COST_FRAMES)  # `synthesize_ids`' shape_costs for one-shot use
 
 
 def plan_groups(lengths, max_batch: int, rung, call_cost: int, shape_cost: int = 0,
@@ -82,18 +85,20 @@ def plan_groups(lengths, max_batch: int, rung, call_cost: int, shape_cost: int =
     sizes = batch_sizes(max_batch)
     needed = [rung(lengths[k]) for k in order]
     compiled = frozenset(compiled)
-    # padded lengths worth choosing: a row's own rung, or a compiled shape's length at or above it
-    candidates = sorted(set(needed) | {length for _, length in compiled})
+    # padded lengths worth choosing: a row's own rung, or (with a shape cost) any row's or compiled shape's above it
+    candidates = sorted(set(needed) | {length for _, length in compiled}) if shape_cost else []
     best = [{} for _ in range(len(order) + 1)]  # best[end][(padded, sizes used at it)] = (cost, back pointer)
     best[0][(0, frozenset())] = (0, None)
     for end in range(1, len(order) + 1):
+        choices = [p for p in candidates if p >= needed[end - 1]] or [needed[end - 1]]
         for begin in range(max(0, end - max_batch), end):
             rows = next(b for b in sizes if b >= end - begin)
             for (last, used), (cost, _) in best[begin].items():
-                for padded in candidates:
-                    if padded < max(needed[end - 1], last):
+                for padded in choices:
+                    if padded < last:
                         continue
-                    used_now = used | {rows} if padded == last else frozenset({rows})
+                    # without a shape cost the sizes used need no tracking: one state per padded length
+                    used_now = frozenset() if not shape_cost else used | {rows} if padded == last else frozenset({rows})
                     new_shape = rows not in (used if padded == last else ()) and (rows, padded) not in compiled
                     total = cost + rows * padded + call_cost + (shape_cost if new_shape else 0)
                     key = (padded, used_now)
@@ -108,16 +113,16 @@ def plan_groups(lengths, max_batch: int, rung, call_cost: int, shape_cost: int =
     return plan[::-1]
 
 
-def render_plan(frames, max_batch: int, compiled=frozenset()) -> list[tuple[list[int], int, int]]:
+def render_plan(frames, max_batch: int, compiled=frozenset(), shape_cost: int = 0) -> list[tuple[list[int], int, int]]:
     """Rows that need `frames[i]` mel frames -> render groups [(row indices, padded batch size, frame rung)]:
-    `plan_groups` with the rungs of `FRAME_LADDER`, a call cost of `CALL_COST_FRAMES` and `SHAPE_COST_FRAMES` for
-    each shape (batch, rung) not in `compiled`. Rows past the top rung raise `TextTooLongError` (one line) instead
+    `plan_groups` with the rungs of `FRAME_LADDER`, a call cost of `CALL_COST_FRAMES` and `shape_cost` for each
+    shape (batch, rung) not in `compiled`. Rows past the top rung raise `TextTooLongError` (one line) instead
     of being cut."""
     frames = [int(f) for f in frames]
     if frames and max(frames) > FRAME_LADDER[-1]:
         raise TextTooLongError(f"the model predicts {max(frames)} frames for this text, more than the "
                                f"{FRAME_LADDER[-1]} synthesized at once: split the text")
-    return plan_groups(frames, max_batch, frame_rung, CALL_COST_FRAMES, SHAPE_COST_FRAMES, compiled)
+    return plan_groups(frames, max_batch, frame_rung, CALL_COST_FRAMES, shape_cost, compiled)
 
 
 def token_rung(tokens: int) -> int:
@@ -136,7 +141,8 @@ def padded_ids(ids: list[np.ndarray], rows: int, length: int | None = None) -> n
 
 
 def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], batch_size: int,
-                   token_level: bool = True, compiled: dict | None = None) -> list[dict]:
+                   token_level: bool = True, compiled: dict | None = None,
+                   shape_costs: tuple[int, int] = (0, 0)) -> list[dict]:
     """Batch synthesis by a model's two halves, bound to their parameters and controls:
     `prepare(tokens (B, N) int32, token_mask (B, N)) -> (h (B, N, D), durations (B, N) int)`,
     `render(h, token_mask, durations, max_frames) -> (mel (B, T, M), frame_mask (B, T), durations, {"pitch",
@@ -147,7 +153,9 @@ def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], ba
     ladder, batches to powers of two), within windows of 16 x `batch_size` texts taken in order of length, so host
     memory stays bounded for long lists. `compiled`: {"prepare": set, "render": set} of the shapes (batch, padded
     length; render's also its token length) each half has run at before, which the plans reuse for free; the shapes
-    run here are added to it (a new dict when None)."""
+    run here are added to it (a new dict when None). `shape_costs`: (tokens, frames) that compiling a new prepare /
+    render shape is worth in the plans; (0, 0) plans the least padding (for many calls in one process),
+    `FIRST_CALL_SHAPE_COSTS` few shapes (for a process that synthesizes once: the CLI)."""
     compiled = {"prepare": set(), "render": set()} if compiled is None else compiled
     results = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda k: encoded[k].size)
@@ -156,7 +164,7 @@ def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], ba
         rows = order[first:first + window]
         prepared = [None] * len(rows)
         for group, batch, length in plan_groups([encoded[k].size for k in rows], batch_size, token_rung,
-                                                CALL_COST_TOKENS, SHAPE_COST_TOKENS, compiled["prepare"]):
+                                                CALL_COST_TOKENS, shape_costs[0], compiled["prepare"]):
             ids = [encoded[rows[k]] for k in group]
             tokens = padded_ids(ids, batch, length)
             h, durations = jax.device_get(prepare(tokens, tokens > 0))
@@ -164,10 +172,14 @@ def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], ba
             for row, k in enumerate(group):
                 prepared[k] = (h[row, : ids[row].size], durations[row, : ids[row].size])
         frames = [int(frames_needed(np.asarray(d))) for _, d in prepared]
-        n = token_rung(max(d.size for _, d in prepared))  # one token length for the window's render calls
-        reuse = {(batch, rung) for batch, rung, tokens in compiled["render"] if tokens == n}
-        for group, batch, rung in render_plan(frames, batch_size, reuse):
+        # with a shape cost, one token length for all the window's render calls (so their shapes can be shared);
+        # without, each group's own
+        n = token_rung(max(d.size for _, d in prepared))
+        reuse = {(batch, rung) for batch, rung, tokens in compiled["render"] if tokens == n or not shape_costs[1]}
+        for group, batch, rung in render_plan(frames, batch_size, reuse, shape_costs[1]):
             members = [prepared[k] for k in group] + [prepared[group[-1]]] * (batch - len(group))
+            if not shape_costs[1]:
+                n = token_rung(max(d.size for _, d in members))
             h = np.zeros((batch, n, members[0][0].shape[-1]), members[0][0].dtype)
             durations = np.zeros((batch, n), np.int32)
             for row, (row_h, row_d) in enumerate(members):
@@ -200,7 +212,7 @@ def tts_model(task: str, model_config: dict):
 
 class Synthesizer:
     """Text -> speech with a trained FastSpeech2 or HyperSpeech: normalization and tokenization, `generate` at padded
-    shapes (tokens to multiples of 32, frames to a ladder, so a session compiles a few times), Griffin-Lim or the
+    shapes (tokens to multiples of 16, frames to a ladder, so a session compiles a few times), Griffin-Lim or the
     neural vocoder set by `use_vocoder`.
     `from_workdir` (a training workdir or an export) and `from_export` build one; `mel(text)` -> (T, M) float32,
     `synthesize(text)` -> (audio (S,) float32, sample rate)."""
@@ -212,6 +224,9 @@ class Synthesizer:
         self.tokenizer.table.check_compatible(table)
         self.vocoder = None  # `use_vocoder`: a neural vocoder instead of Griffin-Lim
         self._compiled = {"prepare": set(), "render": set()}  # shapes run so far (`synthesize_ids`)
+        # (tokens, frames) a new prepare / render shape is worth in the plans: (0, 0) least padding, for many calls;
+        # FIRST_CALL_SHAPE_COSTS for a process that synthesizes once (the CLI sets it)
+        self.shape_costs = (0, 0)
         self.conditioned = isinstance(model, HyperSpeech)
         kind = type(model)
         generate = lambda p, t, m, n, c, v, *condition: model.apply(
@@ -284,6 +299,7 @@ class Synthesizer:
         model = type(self.model)(replace_everywhere(self.model.config, compute_dtype=compute_dtype))
         tts = Synthesizer(model, self.params, self.tokenizer.table, self.mel_config, self.tokenizer.kind)
         tts.vocoder, tts.checkpoint_step = self.vocoder, getattr(self, "checkpoint_step", None)
+        tts.shape_costs = self.shape_costs
         return tts
 
     def reference_mel(self, path) -> np.ndarray:
@@ -337,7 +353,7 @@ class Synthesizer:
                                                                  *self._batch_condition(condition, len(h)))
         token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
         return synthesize_ids(prepare, render, self._frames_needed, encoded, batch_size, token_level,
-                              self._compiled)
+                              self._compiled, self.shape_costs)
 
     @staticmethod
     def _batch_condition(condition: tuple, rows: int) -> tuple:

@@ -226,6 +226,26 @@ def test_synthesis_in_two_halves_equals_one_pass(workdir):
         np.testing.assert_allclose(row["mel"], np.asarray(mel[0, :t]), rtol=1e-4, atol=1e-4)
 
 
+def test_first_call_plans_give_the_same_speech_from_no_more_shapes(workdir):
+    """A synthesizer planning for one call per process (`FIRST_CALL_SHAPE_COSTS`, what the CLI sets) pads rows
+    further to share shapes: each text's durations and mel are those of the default (least-padding) plan, within
+    float32 noise, and it runs no more prepare or render shapes."""
+    from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS
+
+    words = "the quick brown fox jumps over a lazy dog while seven tired owls watch from an old oak".split()
+    texts = [" ".join(words[: 2 + (3 * k) % len(words)]).capitalize() + "." for k in range(14)]
+    default, first_call = Synthesizer.from_workdir(workdir), Synthesizer.from_workdir(workdir)
+    first_call.shape_costs = FIRST_CALL_SHAPE_COSTS
+    encoded = [default.tokenizer.encode(t) for t in texts]
+    rows, rows_first = default.synthesize_ids(encoded, batch_size=4), first_call.synthesize_ids(encoded, batch_size=4)
+    for row, row_first in zip(rows, rows_first):
+        np.testing.assert_array_equal(row_first["durations"], row["durations"])
+        np.testing.assert_allclose(row_first["mel"], row["mel"], rtol=1e-4, atol=1e-4)
+    for half in ("prepare", "render"):
+        assert len(first_call._compiled[half]) <= len(default._compiled[half]), half
+    assert len(first_call._compiled["prepare"]) < len(default._compiled["prepare"])
+
+
 def test_bad_arguments_fail_in_one_line_before_the_model_loads(tmp_path, capsys):
     """Each is reported as itself, not as the missing workdir (which would load after them), and writes nothing."""
     missing = str(tmp_path / "no_workdir")
