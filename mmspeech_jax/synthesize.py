@@ -15,8 +15,8 @@ and/or `reference=` (a log-mel from `reference_mel(path)`, a few seconds of any 
 Synthesis runs in two halves (each model's `prepare` and `render`): `prepare` encodes the text and predicts the
 durations, so every sentence's frame count is known before any mel frame is decoded; `render` then decodes rows
 of similar length together at a padded frame length from `FRAME_LADDER` (`render_plan` chooses the groups that
-decode the fewest padded frames, weighed against compiling new shapes). Tokens pad to a multiple of 16, batches to a power of two, frames to the ladder,
-so a session compiles a bounded set of programs, not one per sentence; nothing is cut short, and a sentence longer
+decode the fewest padded frames, weighed against compiling new shapes). Tokens pad to a multiple of 16, batches
+to a power of two, frames to the ladder, so a session compiles a bounded set of programs, not one per sentence; nothing is cut short, and a sentence longer
 than the top rung (95 s at 22.05 kHz) raises `TextTooLongError`.
 """
 

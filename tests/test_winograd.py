@@ -8,7 +8,7 @@ import pytest
 
 from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
 from mmspeech_jax.errors import ConfigError
-from mmspeech_jax.layers.winograd import Conv1D, transforms, uses_winograd, winograd_conv1d
+from mmspeech_jax.layers.winograd import Conv1D, apply_transform, transforms, uses_winograd, winograd_conv1d
 from mmspeech_jax.losses.tts import make_fastspeech2_loss_fn
 from mmspeech_jax.models.aligner import AlignerConfig, AlignmentEncoder
 from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, model_inputs, preset
@@ -62,6 +62,18 @@ def test_forward_and_gradients_match_float64_direct_convolution(m, k, t):
     ref_dx, ref_dk = numpy_conv_grads(x, kernel, w)
     assert relative_error(dx, ref_dx) < TOLERANCE
     assert relative_error(dk, ref_dk) < TOLERANCE
+
+
+def test_apply_transform_is_the_matrix_product_over_the_arrays():
+    """Row r of `apply_transform(M, arrays)` is sum_j M[r, j] arrays[j] (float64 einsum reference; tolerance 1e-5
+    relative for float32), zero columns included or left out alike."""
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((5, 4))
+    matrix[:, 2] = 0.0  # a zero column is left out
+    arrays = rng.standard_normal((4, 3, 7, 2))
+    out = apply_transform(matrix, [jnp.asarray(a, jnp.float32) for a in arrays])
+    assert out.shape == (5, 3, 7, 2) and out.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out), np.einsum("rj,jabc->rabc", matrix, arrays), rtol=1e-5, atol=1e-5)
 
 
 def test_conv1d_has_nn_conv_parameters_and_output():

@@ -18,7 +18,7 @@ _SOURCES = {
     "MultiHeadSelfAttention": "attention", "PlainAdapters": "adapter", "ReferenceEncoder": "conditioning",
     "SpeakerEmbedding": "conditioning", "StridedConv2d": "subsampling", "VectorEncoder": "conditioning",
     "adapter_at": "adapter", "adapter_forward": "adapter", "as_condition_list": "fusion", "check_ids": "ids",
-    "combine": "winograd", "combine_conditions": "conditioning", "dense_matmul": "dense",
+    "combine": "winograd", "apply_transform": "winograd", "combine_conditions": "conditioning", "dense_matmul": "dense",
     "depthwise_conv1d": "depthwise", "direct_conv1d": "winograd", "hash_dropout": "dropout", "keep_mask": "dropout",
     "lowbias32": "dropout", "output_size": "strided_winograd", "overlap_add": "strided_winograd",
     "pool_condition": "fusion", "pooled_conditions": "fusion", "relative_offsets_encoding": "positional",

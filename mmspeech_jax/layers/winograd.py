@@ -56,7 +56,7 @@ def combine(coefficients, arrays):
     return sum(float(c) * a for c, a in zip(coefficients, arrays) if c != 0.0)
 
 
-def transform(matrix: np.ndarray, arrays) -> jax.Array:
+def apply_transform(matrix: np.ndarray, arrays) -> jax.Array:
     """Stacked rows `matrix @ arrays`: matrix (R, J) float64 constants, arrays J arrays of one shape S and dtype ->
     (R, *S), row r = sum_j matrix[r, j] arrays[j]. Written as J broadcast multiply-adds of whole columns (zero
     columns left out), which XLA fuses into one loop like `combine` row by row, but in ~2J operations instead of one
@@ -83,10 +83,10 @@ def _forward(x, kernel, m):
     left = (k - 1) // 2
     padded = jnp.pad(x, ((0, 0), (left, tiles * m + k - 1 - t - left), (0, 0)))
     taps = [padded[:, j : j + tiles * m : m][:, :tiles] for j in range(n)]  # tap j of every tile: (B, tiles, C)
-    v = transform(bt, taps).reshape(n, b * tiles, c)
+    v = apply_transform(bt, taps).reshape(n, b * tiles, c)
     u = jnp.einsum("ik,kcf->icf", jnp.asarray(g, kernel.dtype), kernel)
     products = jnp.einsum("ipc,icf->ipf", v, u).reshape(n, b, tiles, f)
-    y = jnp.moveaxis(transform(at, list(products)), 0, 2)  # (B, tiles, m, F)
+    y = jnp.moveaxis(apply_transform(at, list(products)), 0, 2)  # (B, tiles, m, F)
     return y.reshape(b, tiles * m, f)[:, :t], (v, u)
 
 
@@ -99,7 +99,7 @@ def _backward(m, residuals, dy):
     left = (k - 1) // 2
     dy_tiles = jnp.pad(dy, ((0, 0), (0, tiles * m - t), (0, 0))).reshape(b, tiles, m, f)
     outputs = [dy_tiles[:, :, r] for r in range(m)]
-    d_products = transform(at.T, outputs).reshape(n, b * tiles, f)
+    d_products = apply_transform(at.T, outputs).reshape(n, b * tiles, f)
     dv = jnp.einsum("ipf,icf->ipc", d_products, u).reshape(n, b, tiles, c)
     du = jnp.einsum("ipc,ipf->icf", v, d_products)
     length = tiles * m + k - 1
