@@ -182,6 +182,7 @@ def _vocode(args) -> int:
 
 
 def _transcribe(args) -> int:
+    from mmspeech_jax.synthesize import SHAPE_COST_FRAMES
     from mmspeech_jax.transcribe import Transcriber
 
     if args.beam_width < 1:
@@ -208,9 +209,12 @@ def _transcribe(args) -> int:
             failures += 1
             results.append({"path": path, "error": str(exc)})
             print(f"mmspeech: {exc}", file=sys.stderr)
-    for start in range(0, len(ready), args.batch_size):
-        batch = ready[start:start + args.batch_size]
-        for (row, _), decoded in zip(batch, asr.transcribe_mels([mel for _, mel in batch], args.timestamps)):
+    asr.shape_cost = SHAPE_COST_FRAMES  # one call per process: compile few shapes
+    window = 16 * args.batch_size  # printed window by window, in input order
+    for start in range(0, len(ready), window):
+        batch = ready[start:start + window]
+        for (row, _), decoded in zip(batch, asr.transcribe_many([mel for _, mel in batch], args.batch_size,
+                                                                args.timestamps)):
             results[row].update(decoded)
             print(f"{results[row]['path']}\t{decoded['text']}")
     if args.out:

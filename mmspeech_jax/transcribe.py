@@ -12,7 +12,7 @@ split (`report.json`: `lm_weight`, `length_bonus`, written by `experiments.ljspe
 DEFAULT_LM_WEIGHT and DEFAULT_LENGTH_BONUS.
 
 Features are padded to a ladder of frame counts (multiples of 256 frames), so a session compiles a few times, not
-once per file length.
+once per file length; `transcribe` and `transcribe_many` run files of similar length together.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_QUANTUM = 256
 MAX_SECONDS = 60.0
+
+
+def frame_rung(frames: int) -> int:
+    """Padded frame count of a `frames`-frame log-mel: the next multiple of FRAME_QUANTUM (at least one)."""
+    return -(-max(int(frames), 1) // FRAME_QUANTUM) * FRAME_QUANTUM
 DEFAULT_LM_WEIGHT, DEFAULT_LENGTH_BONUS = 0.5, 1.0
 
 
@@ -77,6 +82,8 @@ class Transcriber:
         self.lm, self.lm_weight, self.length_bonus = lm, lm_weight, length_bonus
         self.table = character_table()
         self._forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+        self._compiled = set()  # (rows, frames) shapes run so far (`log_probs`)
+        self.shape_cost = 0  # frames a new shape is worth in `transcribe_many`'s plans (the CLI: SHAPE_COST_FRAMES)
 
     @classmethod
     def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
@@ -153,21 +160,47 @@ class Transcriber:
         asr.checkpoint_step = getattr(self, "checkpoint_step", None)
         return asr
 
-    def log_probs(self, mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,). A list that is empty or
-        holds a wrong-shaped, non-finite or longer-than-MAX_SECONDS log-mel raises a one-line `FeatureError`."""
+    def log_probs(self, mels: list[np.ndarray], frames: int | None = None,
+                  rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,), B = len(mels). The model
+        runs on `rows` rows (default B; extra rows repeat the last mel and are dropped) of `frames` frames (default:
+        the longest mel's multiple of FRAME_QUANTUM). A list that is empty or holds a wrong-shaped, non-finite or
+        longer-than-MAX_SECONDS log-mel raises a one-line `FeatureError`."""
         if len(mels) == 0:
             raise FeatureError("no log-mels to transcribe")
         limit = int(MAX_SECONDS * self.mel_config.sample_rate / self.mel_config.hop_samples) + 1
         mels = [check_log_mel(m, self.mel_config.n_mels, f"log-mel {i}", limit) for i, m in enumerate(mels)]
         longest = max(m.shape[0] for m in mels)
-        frames = -(-max(longest, 1) // FRAME_QUANTUM) * FRAME_QUANTUM
-        x = np.zeros((len(mels), frames, mels[0].shape[1]), np.float32)
-        mask = np.zeros((len(mels), frames), bool)
-        for i, m in enumerate(mels):
+        frames = max(frames or 0, frame_rung(longest))
+        rows = max(rows or 0, len(mels))
+        x = np.zeros((rows, frames, mels[0].shape[1]), np.float32)
+        mask = np.zeros((rows, frames), bool)
+        for i in range(rows):  # rows past the mels repeat the last one (no all-padding row reaches the model)
+            m = mels[min(i, len(mels) - 1)]
             x[i, : m.shape[0]], mask[i, : m.shape[0]] = m, True
         log_probs, out_mask = jax.device_get(self._forward(self.params, normalize_features(x, mask, self.stats), mask))
-        return log_probs, out_mask.sum(-1)
+        self._compiled.add((rows, frames))
+        return log_probs[: len(mels)], out_mask[: len(mels)].sum(-1)
+
+    def transcribe_many(self, mels: list[np.ndarray], batch_size: int = 16, timestamps: bool = False) -> list[dict]:
+        """Many log-mels [(T_i, M)] -> `transcribe_mels`' rows, in order. Within windows of 16 x `batch_size` mels
+        (in input order), mels of similar length run together (`synthesize.plan_groups`: at most `batch_size` rows,
+        padded to a power of two and to a multiple of FRAME_QUANTUM frames; `shape_cost` frames for a shape not run
+        before, 0 by default, `synthesize.SHAPE_COST_FRAMES` in the CLI)."""
+        from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups
+
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        out = [None] * len(mels)
+        window = 16 * batch_size
+        for first in range(0, len(mels), window):
+            chunk = mels[first:first + window]
+            for group, rows, frames in plan_groups([m.shape[0] for m in chunk], batch_size, frame_rung,
+                                                    CALL_COST_FRAMES, self.shape_cost, self._compiled):
+                decoded = self.transcribe_mels([chunk[k] for k in group], timestamps, frames, rows)
+                for k, row in zip(group, decoded):
+                    out[first + k] = row
+        return out
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
         """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method."""
@@ -192,21 +225,23 @@ class Transcriber:
 
     def transcribe(self, items, batch_size: int = 16, timestamps: bool = False) -> list[dict]:
         """Audio files and/or (waveform (S,) float, sample_rate) pairs -> one {"text": str} per item, in order, run
-        through the model `batch_size` at a time (padded to the longest of each batch). With `timestamps`, also
-        "chars" and "words": [{"char"/"word", "start", "end"}] in seconds (`decoding/timestamps.py`: the best CTC
-        path of the decoded text). An unreadable item raises its one-line error before any is decoded."""
+        through the model at most `batch_size` at a time (`transcribe_many`: mels of similar length together). With
+        `timestamps`, also "chars" and "words": [{"char"/"word", "start", "end"}] in seconds
+        (`decoding/timestamps.py`: the best CTC path of the decoded text). An unreadable item raises its one-line
+        error before any is decoded."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         mels = [self.mel(item) if isinstance(item, (str, Path)) else self.mel_from_audio(*item) for item in items]
-        return [row for start in range(0, len(mels), batch_size)
-                for row in self.transcribe_mels(mels[start:start + batch_size], timestamps)]
+        return self.transcribe_many(mels, batch_size, timestamps)
 
-    def transcribe_mels(self, mels: list[np.ndarray], timestamps: bool = False) -> list[dict]:
-        """Log-mels [(T_i, M)] (one batch) -> [{"text"} (+ "chars", "words" with `timestamps`)], as `transcribe`."""
+    def transcribe_mels(self, mels: list[np.ndarray], timestamps: bool = False, frames: int | None = None,
+                        rows: int | None = None) -> list[dict]:
+        """Log-mels [(T_i, M)] (one batch, padded as `log_probs` says) -> [{"text"} (+ "chars", "words" with
+        `timestamps`)], as `transcribe`."""
         from mmspeech_jax.decoding.timestamps import frame_times
         from mmspeech_jax.decoding.timestamps import timestamps as label_times
 
-        log_probs, lengths = self.log_probs(mels)
+        log_probs, lengths = self.log_probs(mels, frames, rows)
         ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
                            length_bonus=self.length_bonus if self.lm is not None else 0.0)
         rows = [{"text": "".join(self.table.lookup(seq)).strip()} for seq in ids]

@@ -153,6 +153,34 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
     assert cli(["transcribe", "--workdir", str(tmp_path), str(flac)]) == 2
 
 
+def test_transcribe_many_groups_by_length_and_changes_no_transcript(tiny_asr_workdir):
+    """`transcribe_many` runs mels of similar length together (padded rows and frames dropped): each mel's
+    log-probabilities equal its own unpadded pass (atol 1e-4) and its text is the same; with the CLI's shape cost
+    it runs no more shapes than without, and shapes already run cost nothing the next time."""
+    from mmspeech_jax.synthesize import SHAPE_COST_FRAMES
+    from mmspeech_jax.transcribe import Transcriber
+
+    rng = np.random.default_rng(0)
+    mels = [rng.standard_normal((n, 80)).astype(np.float32) for n in (90, 600, 130, 300, 520, 700, 40)]
+    alone = [Transcriber.from_workdir(tiny_asr_workdir).log_probs([m]) for m in mels]
+    plain, first_call = Transcriber.from_workdir(tiny_asr_workdir), Transcriber.from_workdir(tiny_asr_workdir)
+    first_call.shape_cost = SHAPE_COST_FRAMES
+    rows, rows_first = plain.transcribe_many(mels, 3), first_call.transcribe_many(mels, 3)
+    for m, (log_probs, lengths), row, row_first in zip(mels, alone, rows, rows_first):
+        padded, padded_lengths = plain.log_probs([m, mels[0]], frames=1024, rows=4)
+        assert padded.shape[0] == 2 and padded_lengths[0] == lengths[0]
+        np.testing.assert_allclose(padded[0, : lengths[0]], log_probs[0, : lengths[0]], atol=1e-4)
+        assert row["text"] == row_first["text"] == plain.transcribe_mels([m])[0]["text"]
+    # Each row lands at its own mel's place (a stand-in decoder that names the mel's length)
+    tagged = Transcriber.from_workdir(tiny_asr_workdir)
+    tagged.transcribe_mels = lambda batch, timestamps, frames, rows: [{"text": str(len(m))} for m in batch]
+    assert [row["text"] for row in tagged.transcribe_many(mels, 3)] == [str(len(m)) for m in mels]
+    assert len(first_call._compiled) <= len(plain._compiled)
+    shapes = set(first_call._compiled)
+    first_call.transcribe_many(mels[::-1], 3)
+    assert first_call._compiled == shapes
+
+
 def test_transcribe_with_a_language_model(tiny_asr_workdir, tiny_lm_workdir, tmp_path, capsys):
     """--lm fuses the LM with the weights the ASR report chose; explicit weights win; the transcript is the
     fused beam search's (checked against decoding the same log-probs directly)."""
