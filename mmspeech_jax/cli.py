@@ -58,8 +58,9 @@ def _reading(model, workdir):
 
 
 def _few_shapes(model):
-    """A `Synthesizer` or `Vocoder` set to plan its batches for one call per process: padding weighed against
-    compiling a new shape (`synthesize.FIRST_CALL_SHAPE_COSTS`), as every `mmspeech` command runs once. Returns it."""
+    """A `Synthesizer`, `Vocoder` or `Transcriber` set to plan its batches for one call per process: padding weighed
+    against compiling a new shape (`synthesize.FIRST_CALL_SHAPE_COSTS`, `SHAPE_COST_FRAMES`), as every `mmspeech`
+    command runs once. Returns it."""
     from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS, SHAPE_COST_FRAMES, Synthesizer
 
     if isinstance(model, Synthesizer):
@@ -182,7 +183,6 @@ def _vocode(args) -> int:
 
 
 def _transcribe(args) -> int:
-    from mmspeech_jax.synthesize import SHAPE_COST_FRAMES
     from mmspeech_jax.transcribe import Transcriber
 
     if args.beam_width < 1:
@@ -209,7 +209,7 @@ def _transcribe(args) -> int:
             failures += 1
             results.append({"path": path, "error": str(exc)})
             print(f"mmspeech: {exc}", file=sys.stderr)
-    asr.shape_cost = SHAPE_COST_FRAMES  # one call per process: compile few shapes
+    asr = _few_shapes(asr)
     window = 16 * args.batch_size  # printed window by window, in input order
     for start in range(0, len(ready), window):
         batch = ready[start:start + window]

@@ -97,10 +97,11 @@ def plan_groups(lengths, max_batch: int, rung, call_cost: int, shape_cost: int =
                 for padded in choices:
                     if padded < last:
                         continue
-                    # without a shape cost the sizes used need no tracking: one state per padded length
-                    used_now = frozenset() if not shape_cost else used | {rows} if padded == last else frozenset({rows})
-                    new_shape = rows not in (used if padded == last else ()) and (rows, padded) not in compiled
+                    used_before = used if padded == last else frozenset()
+                    new_shape = rows not in used_before and (rows, padded) not in compiled
                     total = cost + rows * padded + call_cost + (shape_cost if new_shape else 0)
+                    # without a shape cost the sizes used need no tracking: one state per padded length
+                    used_now = used_before | {rows} if shape_cost else frozenset()
                     key = (padded, used_now)
                     if key not in best[end] or total < best[end][key][0]:
                         best[end][key] = (total, (begin, rows, padded, (last, used)))
@@ -173,9 +174,9 @@ def synthesize_ids(prepare, render, frames_needed, encoded: list[np.ndarray], ba
                 prepared[k] = (h[row, : ids[row].size], durations[row, : ids[row].size])
         frames = [int(frames_needed(np.asarray(d))) for _, d in prepared]
         # with a shape cost, one token length for all the window's render calls (so their shapes can be shared);
-        # without, each group's own
+        # without, each group's own (and the plan ignores what is compiled)
         n = token_rung(max(d.size for _, d in prepared))
-        reuse = {(batch, rung) for batch, rung, tokens in compiled["render"] if tokens == n or not shape_costs[1]}
+        reuse = {(batch, rung) for batch, rung, tokens in compiled["render"] if tokens == n}
         for group, batch, rung in render_plan(frames, batch_size, reuse, shape_costs[1]):
             members = [prepared[k] for k in group] + [prepared[group[-1]]] * (batch - len(group))
             if not shape_costs[1]:

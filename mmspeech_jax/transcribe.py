@@ -35,12 +35,12 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_QUANTUM = 256
 MAX_SECONDS = 60.0
+DEFAULT_LM_WEIGHT, DEFAULT_LENGTH_BONUS = 0.5, 1.0
 
 
 def frame_rung(frames: int) -> int:
     """Padded frame count of a `frames`-frame log-mel: the next multiple of FRAME_QUANTUM (at least one)."""
     return -(-max(int(frames), 1) // FRAME_QUANTUM) * FRAME_QUANTUM
-DEFAULT_LM_WEIGHT, DEFAULT_LENGTH_BONUS = 0.5, 1.0
 
 
 def load_lm_scorer(lm_workdir):

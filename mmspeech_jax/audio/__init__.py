@@ -12,8 +12,8 @@ from mmspeech_jax.lazy import lazy_names
 _SOURCES = {
     "MelConfig": "features", "frame_energy": "features", "log_mel_and_energy": "features",
     "log_mel_spectrogram": "features", "stft": "features", "check_log_mel": "features",
-    "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim", "peak_locked_phase": "peak_phase", "nearest_peak": "peak_phase",
-    "phase_gradient_phase": "phase_gradient",
+    "griffin_lim": "griffin_lim", "log_mel_to_waveform": "griffin_lim",
+    "peak_locked_phase": "peak_phase", "nearest_peak": "peak_phase", "phase_gradient_phase": "phase_gradient",
     "load_audio": "io", "resample": "io", "save_audio": "io", "check_audio_output": "io",
     "PitchConfig": "pitch", "interpolate_unvoiced": "pitch", "yin": "pitch",
     "SpecAugmentConfig": "spec_augment", "spec_augment": "spec_augment",
