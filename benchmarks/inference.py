@@ -17,9 +17,12 @@ Inputs (`benchmarks/synthetic.py`, seeded): TTS 32 token sequences of 60-150 ids
 frames of 80-dim features. Audio seconds: frames x 256 / 22 050 (the zoo's hop), the same for both toolkits.
 mmspeech_jax synthesizes as `Synthesizer.synthesize_batch` does (`synthesize.synthesize_ids`: the model's `prepare`
 on batches of `--batch_size` texts sorted by length, tokens padded to a multiple of 16, then `render` on the groups
-of `render_plan`, padded to a power-of-two batch and the frame ladder) and
-transcribes batches of `--batch_size` padded to the batch's longest multiple of 256 frames; ESPnet synthesizes one
-sentence per call (`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes padded batches. float32
+of `render_plan`, padded to a power-of-two batch and the frame ladder) and transcribes as `Transcriber.transcribe`
+does (grouping "plan": `Transcriber.plan`'s groups of similar length, then `Transcriber.log_probs`) and, for the
+earlier entries' comparison, in batches of `--batch_size` in input order. ESPnet synthesizes one sentence per call
+(`FastSpeech2.inference`, what `Text2Speech` runs) and transcribes one utterance per call (grouping "single", what
+`Speech2Text` runs) and in padded batches of `--batch_size`, in input order and sorted by length (`asr_groups`). The
+table sets each of our rows against ESPnet's fastest grouping for the task. float32
 (or `--compute_dtype bfloat16`: our models' compute dtype, ESPnet under `torch.autocast`; float32 parameters in
 both), no gradients, every core; the first pass over the inputs is a warm-up (compilation for JAX), then the median of
 `--repeats` passes. Griffin-Lim and vocoders are not timed (mel out only).
@@ -55,6 +58,15 @@ def tts_inputs() -> list[np.ndarray]:
 def asr_inputs() -> tuple[np.ndarray, np.ndarray]:
     b = asr_batch(NUM_SENTENCES, seed=3)
     return b["features"], b["frame_mask"].sum(1)
+
+
+def asr_groups(lengths: np.ndarray, batch_size: int, order: str) -> list[np.ndarray]:
+    """Utterance indices per forward call: "input" (batches of `batch_size` in input order), "sorted" (the same, after
+    sorting by length) or "single" (one utterance per call, unpadded: what ESPnet's `Speech2Text` runs)."""
+    if order == "single":
+        return [np.array([i]) for i in range(len(lengths))]
+    index = np.argsort(lengths, kind="stable") if order == "sorted" else np.arange(len(lengths))
+    return [index[i:i + batch_size] for i in range(0, len(index), batch_size)]
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -99,30 +111,37 @@ def jax_tts(batch_size: int, compute_dtype: str = "float32"):
     return run, params_m
 
 
-def jax_asr(batch_size: int, compute_dtype: str = "float32"):
-    """() -> output frames, over all utterances, in padded batches of `batch_size`."""
+def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan"):
+    """() -> output frames, over all utterances. `order` "plan": as `Transcriber.transcribe` runs them
+    (`Transcriber.plan`: similar lengths together, at most `batch_size` a call, padded to a power-of-two batch and a
+    multiple of 256 frames; `Transcriber.log_probs`, no decoding); "input": batches of `batch_size` in input order,
+    padded to the batch's longest multiple of 256 frames."""
     import dataclasses
 
     import jax
 
+    from mmspeech_jax.audio.features import MelConfig
     from mmspeech_jax.models.ctc_asr import CTCASR, preset
+    from mmspeech_jax.transcribe import Transcriber
 
     model = CTCASR(dataclasses.replace(preset("conformer_s", vocab_size=ASR_VOCAB, spec_augment=None),
                                        compute_dtype=compute_dtype))
     features, lengths = asr_inputs()
-    features = np.pad(features, ((0, 0), (0, -features.shape[1] % 256), (0, 0)))  # room for the last rung
+    mels = [features[i, :n] for i, n in enumerate(lengths)]
     params = jax.jit(lambda k: model.init(k, features[:1, :256], np.ones((1, 256), bool))["params"])(
         jax.random.key(0))
-    forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
+    dims = features.shape[-1]
+    asr = Transcriber(model, params, {"mel_mean": np.zeros(dims), "mel_std": np.ones(dims)}, MelConfig(n_mels=dims))
+    if order == "plan":
+        groups = [(group, rows, frames) for group, rows, frames in asr.plan(list(lengths), batch_size)]
+    else:
+        groups = [(list(g), None, None) for g in asr_groups(lengths, batch_size, order)]
 
     def run():
         frames = 0
-        for start in range(0, len(lengths), batch_size):
-            t = int(-(-lengths[start:start + batch_size].max() // 256) * 256)
-            x = features[start:start + batch_size, :t]
-            mask = np.arange(t)[None] < lengths[start:start + batch_size, None]
-            log_probs, out_mask = forward(params, x, mask)
-            frames += int(np.asarray(out_mask).sum())
+        for group, rows, padded in groups:
+            _, out_lengths = asr.log_probs([mels[k] for k in group], padded, rows)
+            frames += int(out_lengths.sum())
         return frames
 
     params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
@@ -165,8 +184,9 @@ def espnet_tts(batch_size: int, compute_dtype: str = "float32"):
     return run, sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def espnet_asr(batch_size: int, compute_dtype: str = "float32"):
-    """() -> encoder output frames, in padded batches of `batch_size` (ESPnet2 ConformerEncoder + CTC)."""
+def espnet_asr(batch_size: int, compute_dtype: str = "float32", order: str = "input"):
+    """() -> encoder output frames (ESPnet2 ConformerEncoder + CTC), utterances grouped as `asr_groups(order)` says,
+    each call padded to its longest utterance."""
     import torch
 
     from benchmarks.espnet_step import asr_model_and_inputs
@@ -174,13 +194,14 @@ def espnet_asr(batch_size: int, compute_dtype: str = "float32"):
     model, _, _ = asr_model_and_inputs(torch, 2)
     model.eval()
     features, lengths = asr_inputs()
+    groups = asr_groups(lengths, batch_size, order)
 
     def run():
         frames = 0
         with _espnet_context(torch, compute_dtype):
-            for start in range(0, len(lengths), batch_size):
-                lens = torch.from_numpy(lengths[start:start + batch_size].astype(np.int64))
-                x = torch.from_numpy(np.ascontiguousarray(features[start:start + batch_size, : int(lens.max())]))
+            for group in groups:
+                lens = torch.from_numpy(lengths[group].astype(np.int64))
+                x = torch.from_numpy(np.ascontiguousarray(features[group, : int(lens.max())]))
                 h, h_lens, _ = model["encoder"](x, lens)
                 model["ctc"].log_softmax(h)
                 frames += int(h_lens.sum())
@@ -190,7 +211,16 @@ def espnet_asr(batch_size: int, compute_dtype: str = "float32"):
 
 
 # --- report ------------------------------------------------------------------------------------------------------
+# How each toolkit groups its inputs, per task: ours as the library does (`synthesize_ids`, `Transcriber.plan`) and,
+# for comparison with the earlier entries, the ASR in input order; ESPnet's TTS one sentence per call, its ASR as
+# `Speech2Text` (one utterance per call) and in batches in input and length order.
+ORDERS = {("jax", "tts"): ("plan",), ("jax", "asr"): ("plan", "input"),
+          ("espnet", "tts"): ("single",), ("espnet", "asr"): ("single", "input", "sorted")}
+
+
 def measure(toolkit: str, batch_size: int, repeats: int, compute_dtype: str = "float32") -> list[dict]:
+    """One JSON row per (task, order) of `ORDERS`: median seconds of `repeats` passes over the 32 inputs after a
+    warm-up pass, inputs/s, audio seconds/s, frames."""
     rows = []
     if toolkit == "espnet":
         import torch
@@ -200,14 +230,32 @@ def measure(toolkit: str, batch_size: int, repeats: int, compute_dtype: str = "f
     _, asr_lengths = asr_inputs()
     audio = {"tts": lambda frames: frames * HOP_SECONDS, "asr": lambda _: float(asr_lengths.sum()) * HOP_SECONDS}
     for task, build in zip(("tts", "asr"), builders):
-        run, params_m = build(batch_size, compute_dtype)
-        seconds, frames = timed(run, repeats)
-        rows.append({"toolkit": toolkit, "task": task, "compute_dtype": compute_dtype, "params_m": round(params_m, 1),
-                     "batch_size": batch_size,
-                     "seconds": seconds, "items_per_s": NUM_SENTENCES / seconds,
-                     "audio_s_per_s": audio[task](frames) / seconds, "frames": frames})
-        print(json.dumps(rows[-1]), flush=True)
+        for order in ORDERS[toolkit, task]:
+            run, params_m = build(batch_size, compute_dtype) if task == "tts" else build(batch_size, compute_dtype,
+                                                                                          order)
+            seconds, frames = timed(run, repeats)
+            rows.append({"toolkit": toolkit, "task": task, "order": order, "compute_dtype": compute_dtype,
+                         "params_m": round(params_m, 1), "batch_size": 1 if order == "single" else batch_size,
+                         "seconds": seconds, "items_per_s": NUM_SENTENCES / seconds,
+                         "audio_s_per_s": audio[task](frames) / seconds, "frames": frames})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown rows by task and toolkit; with both toolkits, each of ours against ESPnet's fastest on that task."""
+    fastest = {}
+    for r in rows:
+        if r["toolkit"] == "espnet":
+            fastest[r["task"]] = min(fastest.get(r["task"], np.inf), r["seconds"])
+    lines = ["| toolkit | task | grouping | compute | params | batch | 32 inputs | inputs/s | audio s/s "
+             "| against ESPnet's fastest |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (r["task"], r["toolkit"])):
+        ratio = f"{fastest[r['task']] / r['seconds']:.2f}x" if r["task"] in fastest else ""
+        lines.append(f"| {r['toolkit']} | {r['task']} | {r.get('order', '')} | {r.get('compute_dtype', 'float32')} | "
+                     f"{r['params_m']} M | {r['batch_size']} | {r['seconds']:.2f} s | {r['items_per_s']:.2f} | "
+                     f"{r['audio_s_per_s']:.1f} | {ratio} |")
+    return "\n".join(lines)
 
 
 FIRST_CALL = r"""
@@ -263,13 +311,7 @@ def main() -> None:
         rows = measure(args.toolkit, args.batch_size, args.repeats, args.compute_dtype)
         if args.espnet_json:
             rows += [json.loads(line) for line in open(args.espnet_json) if line.startswith("{")]
-        text = ("| toolkit | task | compute | params | batch | 32 inputs | inputs/s | audio s/s |\n"
-                "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
-                + "\n".join(f"| {r['toolkit']} | {r['task']} | {r.get('compute_dtype', 'float32')} | "
-                            f"{r['params_m']} M | "
-                            f"{r['batch_size'] if r['toolkit'] == 'jax' or r['task'] == 'asr' else 1} | "
-                            f"{r['seconds']:.2f} s | {r['items_per_s']:.2f} | {r['audio_s_per_s']:.1f} |"
-                            for r in sorted(rows, key=lambda r: (r['task'], r['toolkit']))))
+        text = table(rows)
     print(text)
     if args.record:
         from benchmarks.measure import machine, record

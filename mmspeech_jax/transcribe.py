@@ -182,23 +182,34 @@ class Transcriber:
         self._compiled.add((rows, frames))
         return log_probs[: len(mels)], out_mask[: len(mels)].sum(-1)
 
-    def transcribe_many(self, mels: list[np.ndarray], batch_size: int = 16, timestamps: bool = False) -> list[dict]:
-        """Many log-mels [(T_i, M)] -> `transcribe_mels`' rows, in order. Within windows of 16 x `batch_size` mels
-        (in input order), mels of similar length run together (`synthesize.plan_groups`: at most `batch_size` rows,
-        padded to a power of two and to a multiple of FRAME_QUANTUM frames; `shape_cost` frames for a shape not run
-        before, 0 by default, `synthesize.SHAPE_COST_FRAMES` in the CLI)."""
+    def plan(self, lengths, batch_size: int = 16) -> list[tuple[list[int], int, int]]:
+        """Frame counts of many log-mels -> the groups `transcribe_many` runs them in: [(indices into `lengths`, rows,
+        frames)]. Within windows of 16 x `batch_size` mels (in input order), mels of similar length run together
+        (`synthesize.plan_groups`: at most `batch_size` mels a group, padded to a power-of-two number of rows and to a
+        multiple of FRAME_QUANTUM frames; `shape_cost` frames for a shape not run before, 0 by default,
+        `synthesize.SHAPE_COST_FRAMES` in the CLI)."""
         from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups
 
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        groups, window = [], 16 * batch_size
+        for first in range(0, len(lengths), window):
+            for group, rows, frames in plan_groups(lengths[first:first + window], batch_size, frame_rung,
+                                                    CALL_COST_FRAMES, self.shape_cost, self._compiled):
+                groups.append(([first + k for k in group], rows, frames))
+        return groups
+
+    def transcribe_many(self, mels: list[np.ndarray], batch_size: int = 16, timestamps: bool = False) -> list[dict]:
+        """Many log-mels [(T_i, M)] -> `transcribe_mels`' rows, in order, run in the groups of `plan` (planned a
+        window at a time, so shapes one window ran are free in the next)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         out = [None] * len(mels)
         window = 16 * batch_size
         for first in range(0, len(mels), window):
             chunk = mels[first:first + window]
-            for group, rows, frames in plan_groups([m.shape[0] for m in chunk], batch_size, frame_rung,
-                                                    CALL_COST_FRAMES, self.shape_cost, self._compiled):
-                decoded = self.transcribe_mels([chunk[k] for k in group], timestamps, frames, rows)
-                for k, row in zip(group, decoded):
+            for group, rows, frames in self.plan([m.shape[0] for m in chunk], batch_size):
+                for k, row in zip(group, self.transcribe_mels([chunk[k] for k in group], timestamps, frames, rows)):
                     out[first + k] = row
         return out
 

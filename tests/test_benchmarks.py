@@ -5,6 +5,7 @@ on tiny presets, is the slow test below."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks.device_suite import BUDGET_S, entry_of, plan
@@ -219,3 +220,14 @@ def test_vocoder_copy_centre_l1_scores_only_the_crops_centre_frames():
     assert centre_l1(vocode, lambda a: a, log_mel, half=8) == pytest.approx(2 / 13)
     with pytest.raises(ValueError, match="need at least 203"):
         centre_l1(vocode, lambda a: a, log_mel, half=101)
+
+
+def test_inference_asr_groups_cover_each_utterance_once_in_their_order():
+    """`benchmarks.inference.asr_groups`: "single" one utterance a call in input order, "input" consecutive batches,
+    "sorted" batches of ascending length; every index once in each."""
+    from benchmarks.inference import asr_groups
+
+    lengths = np.array([700, 500, 1500, 900, 600, 1200, 800])
+    assert [g.tolist() for g in asr_groups(lengths, 3, "single")] == [[i] for i in range(7)]
+    assert [g.tolist() for g in asr_groups(lengths, 3, "input")] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [g.tolist() for g in asr_groups(lengths, 3, "sorted")] == [[1, 4, 0], [6, 3, 5], [2]]
