@@ -81,14 +81,15 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 # --- mmspeech_jax ------------------------------------------------------------------------------------------------
-def jax_tts(batch_size: int, compute_dtype: str = "float32"):
-    """() -> frames synthesized, over all sentences, as `Synthesizer.synthesize_batch` batches them."""
+def jax_tts(batch_size: int, compute_dtype: str = "float32", few_shapes: bool = False):
+    """() -> frames synthesized, over all sentences, as `Synthesizer.synthesize_batch` batches them (`few_shapes`:
+    with the CLI's shape costs, `synthesize.FIRST_CALL_SHAPE_COSTS`; else the library default, least padding)."""
     import dataclasses
 
     import jax
 
     from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
-    from mmspeech_jax.synthesize import synthesize_ids
+    from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS, synthesize_ids
 
     model = FastSpeech2(dataclasses.replace(preset("ljspeech", TTS_VOCAB), compute_dtype=compute_dtype))
     probe = np.ones((1, 32), np.int32)
@@ -104,24 +105,27 @@ def jax_tts(batch_size: int, compute_dtype: str = "float32"):
 
     def run():
         rows = synthesize_ids(lambda t, m: prepare(params, t, m), lambda h, m, d, n: render(params, h, m, d, n),
-                              lambda d: d.sum(-1), sentences, batch_size, compiled=compiled)
+                              lambda d: d.sum(-1), sentences, batch_size, compiled=compiled,
+                              shape_costs=FIRST_CALL_SHAPE_COSTS if few_shapes else (0, 0))
         return sum(r["mel"].shape[0] for r in rows)
 
     params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
     return run, params_m
 
 
-def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan"):
+def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan", few_shapes: bool = False):
     """() -> output frames, over all utterances. `order` "plan": as `Transcriber.transcribe` runs them
     (`Transcriber.plan`: similar lengths together, at most `batch_size` a call, padded to a power-of-two batch and a
     multiple of 256 frames; `Transcriber.log_probs`, no decoding); "input": batches of `batch_size` in input order,
-    padded to the batch's longest multiple of 256 frames."""
+    padded to the batch's longest multiple of 256 frames. `few_shapes`: plan with the CLI's shape cost
+    (`synthesize.SHAPE_COST_FRAMES`), else the library default (least padding)."""
     import dataclasses
 
     import jax
 
     from mmspeech_jax.audio.features import MelConfig
     from mmspeech_jax.models.ctc_asr import CTCASR, preset
+    from mmspeech_jax.synthesize import SHAPE_COST_FRAMES
     from mmspeech_jax.transcribe import Transcriber
 
     model = CTCASR(dataclasses.replace(preset("conformer_s", vocab_size=ASR_VOCAB, spec_augment=None),
@@ -132,6 +136,7 @@ def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan"
         jax.random.key(0))
     dims = features.shape[-1]
     asr = Transcriber(model, params, {"mel_mean": np.zeros(dims), "mel_std": np.ones(dims)}, MelConfig(n_mels=dims))
+    asr.shape_cost = SHAPE_COST_FRAMES if few_shapes else 0
     if order == "plan":
         groups = [(group, rows, frames) for group, rows, frames in asr.plan(list(lengths), batch_size)]
     else:
@@ -265,24 +270,27 @@ from mmspeech_jax.train.trainer import use_compilation_cache
 use_compilation_cache(sys.argv[1])
 from benchmarks.inference import jax_asr, jax_tts, timed
 for build in (jax_tts, jax_asr):
-    run, _ = build(16)
+    run, _ = build(16, few_shapes=sys.argv[2] == "few")
     t = time.perf_counter(); run(); first = time.perf_counter() - t
     t = time.perf_counter(); run(); second = time.perf_counter() - t
     print(build.__name__, round(first, 2), round(second, 2), flush=True)
 """
 
 
-def first_call() -> list[tuple[str, str, float, float]]:
-    """[(task, cache state, first pass seconds, second pass seconds)] from two fresh processes sharing one empty
-    persistent compilation cache: the first fills it, the second reads it."""
+def first_call() -> list[tuple[str, str, str, float, float]]:
+    """[(task, plan, cache state, first pass seconds, second pass seconds)]: for each plan (the library default, least
+    padding; the CLI's few shapes) two fresh processes sharing one empty persistent compilation cache, the first
+    fills it, the second reads it."""
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        for state in ("empty cache", "warm cache"):
-            out = subprocess.run([sys.executable, "-c", FIRST_CALL, cache], capture_output=True, text=True,
-                                 check=True).stdout
-            for line in out.strip().splitlines():
-                name, first, second = line.split()
-                rows.append(({"jax_tts": "tts", "jax_asr": "asr"}[name], state, float(first), float(second)))
+    for plan, label in (("least", "least padding (library default)"), ("few", "few shapes (the CLI's costs)")):
+        with tempfile.TemporaryDirectory() as cache:
+            for state in ("empty cache", "warm cache"):
+                out = subprocess.run([sys.executable, "-c", FIRST_CALL, cache, plan], capture_output=True, text=True,
+                                     check=True).stdout
+                for line in out.strip().splitlines():
+                    name, first, second = line.split()
+                    rows.append(({"jax_tts": "tts", "jax_asr": "asr"}[name], label, state, float(first),
+                                 float(second)))
     return rows
 
 
@@ -304,9 +312,9 @@ def main() -> None:
         keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
     if args.first_call:
         rows = first_call()
-        text = ("| task | persistent compilation cache | first pass over the 32 inputs | second pass |\n"
-                "| --- | --- | --- | --- |\n"
-                + "\n".join(f"| {t} | {s} | {a:.2f} s | {b:.2f} s |" for t, s, a, b in rows))
+        text = ("| task | plan | persistent compilation cache | first pass over the 32 inputs | second pass |\n"
+                "| --- | --- | --- | --- | --- |\n"
+                + "\n".join(f"| {t} | {p} | {s} | {a:.2f} s | {b:.2f} s |" for t, p, s, a, b in rows))
     else:
         rows = measure(args.toolkit, args.batch_size, args.repeats, args.compute_dtype)
         if args.espnet_json:
