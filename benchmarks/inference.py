@@ -138,7 +138,7 @@ def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan"
     asr = Transcriber(model, params, {"mel_mean": np.zeros(dims), "mel_std": np.ones(dims)}, MelConfig(n_mels=dims))
     asr.shape_cost = SHAPE_COST_FRAMES if few_shapes else 0
     if order == "plan":
-        groups = [(group, rows, frames) for group, rows, frames in asr.plan(list(lengths), batch_size)]
+        groups = asr.plan(list(lengths), batch_size)
     else:
         groups = [(list(g), None, None) for g in asr_groups(lengths, batch_size, order)]
 
