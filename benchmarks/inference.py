@@ -4,8 +4,8 @@ mmspeech_jax against ESPnet's forward passes on the same CPU, model sizes and in
     python -m benchmarks.inference                       # mmspeech_jax: prints a table
     python -m benchmarks.inference --record              # ... and appends it to benchmarks/RESULTS.md
     /tmp/espnet/bin/python -m benchmarks.inference --toolkit espnet   # ESPnet (environment: benchmarks/espnet_step.py)
-    python -m benchmarks.inference --first_call          # first-call latency, with and without the persistent
-                                                         # compilation cache (fresh processes)
+    python -m benchmarks.inference --first_call          # the first passes in fresh processes, for each shape
+                                                         # policy, with and without the persistent compilation cache
 
 Models: FastSpeech2 at ESPnet's LJSpeech size (our `ljspeech` preset; ESPnet2 `FastSpeech2` with
 egs2/ljspeech train_fastspeech2.yaml, as `benchmarks/espnet_step.py`) and Conformer-CTC at ESPnet's
@@ -81,15 +81,21 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 # --- mmspeech_jax ------------------------------------------------------------------------------------------------
-def jax_tts(batch_size: int, compute_dtype: str = "float32", few_shapes: bool = False):
-    """() -> frames synthesized, over all sentences, as `Synthesizer.synthesize_batch` batches them (`few_shapes`:
-    with the CLI's shape costs, `synthesize.FIRST_CALL_SHAPE_COSTS`; else the library default, least padding)."""
+# How a pass weighs compiling a new shape against padding: "least" (no shape cost: least padding), "few" (the CLI's
+# fixed first-call costs) or "default" (the library's: the first-call costs halved per pass made,
+# `synthesize.shape_cost_for`). The throughput rows use "least": where the default arrives after a few calls.
+SHAPE_POLICIES = ("least", "few", "default")
+
+
+def jax_tts(batch_size: int, compute_dtype: str = "float32", shapes: str = "least"):
+    """() -> frames synthesized, over all sentences, as `Synthesizer.synthesize_batch` batches them, each pass planned
+    with `shapes`' costs (`SHAPE_POLICIES`) after the passes made before it."""
     import dataclasses
 
     import jax
 
     from mmspeech_jax.models.fastspeech2 import FastSpeech2, preset
-    from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS, synthesize_ids
+    from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS, synthesis_shape_costs, synthesize_ids
 
     model = FastSpeech2(dataclasses.replace(preset("ljspeech", TTS_VOCAB), compute_dtype=compute_dtype))
     probe = np.ones((1, 32), np.int32)
@@ -102,23 +108,27 @@ def jax_tts(batch_size: int, compute_dtype: str = "float32", few_shapes: bool = 
                                                        method=FastSpeech2.render), static_argnums=4)
     sentences = tts_inputs()
     compiled = {"prepare": set(), "render": set()}  # kept across passes, as a `Synthesizer` keeps it
+    setting = {"least": (0, 0), "few": FIRST_CALL_SHAPE_COSTS, "default": None}[shapes]
+    passes = [0]
 
     def run():
+        costs = synthesis_shape_costs(setting, passes[0])
         rows = synthesize_ids(lambda t, m: prepare(params, t, m), lambda h, m, d, n: render(params, h, m, d, n),
-                              lambda d: d.sum(-1), sentences, batch_size, compiled=compiled,
-                              shape_costs=FIRST_CALL_SHAPE_COSTS if few_shapes else (0, 0))
+                              lambda d: d.sum(-1), sentences, batch_size, compiled=compiled, shape_costs=costs)
+        passes[0] += 1
         return sum(r["mel"].shape[0] for r in rows)
 
+    run.shapes = lambda: len(compiled["prepare"]) + len(compiled["render"])
     params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
     return run, params_m
 
 
-def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan", few_shapes: bool = False):
-    """() -> output frames, over all utterances. `order` "plan": as `Transcriber.transcribe` runs them
-    (`Transcriber.plan`: similar lengths together, at most `batch_size` a call, padded to a power-of-two batch and a
-    multiple of 256 frames; `Transcriber.log_probs`, no decoding); "input": batches of `batch_size` in input order,
-    padded to the batch's longest multiple of 256 frames. `few_shapes`: plan with the CLI's shape cost
-    (`synthesize.SHAPE_COST_FRAMES`), else the library default (least padding)."""
+def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan", shapes: str = "least"):
+    """() -> output frames, over all utterances. `order` "plan": `Transcriber.log_probs_many` (the groups of
+    `Transcriber.plan`, as `Transcriber.transcribe` runs them, without decoding: similar lengths together, at most
+    `batch_size` a call, padded to a power-of-two batch and a multiple of 256 frames), each pass planned with
+    `shapes`' cost (`SHAPE_POLICIES`) after the passes made before it; "input": batches of `batch_size` in input
+    order, padded to the batch's longest multiple of 256 frames."""
     import dataclasses
 
     import jax
@@ -136,19 +146,18 @@ def jax_asr(batch_size: int, compute_dtype: str = "float32", order: str = "plan"
         jax.random.key(0))
     dims = features.shape[-1]
     asr = Transcriber(model, params, {"mel_mean": np.zeros(dims), "mel_std": np.ones(dims)}, MelConfig(n_mels=dims))
-    asr.shape_cost = SHAPE_COST_FRAMES if few_shapes else 0
-    if order == "plan":
-        groups = asr.plan(list(lengths), batch_size)
-    else:
-        groups = [(list(g), None, None) for g in asr_groups(lengths, batch_size, order)]
+    asr.shape_cost = {"least": 0, "few": SHAPE_COST_FRAMES, "default": None}[shapes]
 
     def run():
+        if order == "plan":
+            return sum(lp.shape[0] for lp in asr.log_probs_many(mels, batch_size))
         frames = 0
-        for group, rows, padded in groups:
-            _, out_lengths = asr.log_probs([mels[k] for k in group], padded, rows)
+        for group in asr_groups(lengths, batch_size, order):
+            _, out_lengths = asr.log_probs([mels[k] for k in group])
             frames += int(out_lengths.sum())
         return frames
 
+    run.shapes = lambda: len(asr._compiled)
     params_m = sum(x.size for x in jax.tree_util.tree_leaves(params)) / 1e6
     return run, params_m
 
@@ -265,33 +274,51 @@ def table(rows: list[dict]) -> str:
 
 FIRST_CALL = r"""
 import sys, time
-start = time.perf_counter()
 from mmspeech_jax.train.trainer import use_compilation_cache
 use_compilation_cache(sys.argv[1])
-from benchmarks.inference import jax_asr, jax_tts, timed
+from benchmarks.inference import jax_asr, jax_tts
 for build in (jax_tts, jax_asr):
-    run, _ = build(16, few_shapes=sys.argv[2] == "few")
-    t = time.perf_counter(); run(); first = time.perf_counter() - t
-    t = time.perf_counter(); run(); second = time.perf_counter() - t
-    print(build.__name__, round(first, 2), round(second, 2), flush=True)
+    run, _ = build(16, shapes=sys.argv[2])
+    for n in range(int(sys.argv[3])):
+        t = time.perf_counter(); run()
+        print(build.__name__, n + 1, round(time.perf_counter() - t, 3), run.shapes(), flush=True)
 """
+FIRST_CALL_PASSES = 10
 
 
-def first_call() -> list[tuple[str, str, str, float, float]]:
-    """[(task, plan, cache state, first pass seconds, second pass seconds)]: for each plan (the library default, least
-    padding; the CLI's few shapes) two fresh processes sharing one empty persistent compilation cache, the first
-    fills it, the second reads it."""
+def first_call(policies=SHAPE_POLICIES, passes: int = FIRST_CALL_PASSES) -> list[dict]:
+    """One row per (task, shape policy, cache state): for each policy of `SHAPE_POLICIES`, two fresh processes sharing
+    one empty persistent compilation cache (the first fills it, the second reads it) each make `passes` passes over
+    the 32 inputs; the row holds each pass's seconds and the shapes compiled after it."""
     rows = []
-    for plan, label in (("least", "least padding (library default)"), ("few", "few shapes (the CLI's costs)")):
+    for policy in policies:
         with tempfile.TemporaryDirectory() as cache:
             for state in ("empty cache", "warm cache"):
-                out = subprocess.run([sys.executable, "-c", FIRST_CALL, cache, plan], capture_output=True, text=True,
-                                     check=True).stdout
+                out = subprocess.run([sys.executable, "-c", FIRST_CALL, cache, policy, str(passes)],
+                                     capture_output=True, text=True, check=True).stdout
+                by_task = {}
                 for line in out.strip().splitlines():
-                    name, first, second = line.split()
-                    rows.append(({"jax_tts": "tts", "jax_asr": "asr"}[name], label, state, float(first),
-                                 float(second)))
+                    name, _, seconds, shapes = line.split()
+                    row = by_task.setdefault(name, {"task": {"jax_tts": "tts", "jax_asr": "asr"}[name],
+                                                    "shapes_policy": policy, "cache": state, "seconds": [],
+                                                    "shapes": []})
+                    row["seconds"].append(float(seconds))
+                    row["shapes"].append(int(shapes))
+                rows += list(by_task.values())
+                print(json.dumps(list(by_task.values())), flush=True)
     return rows
+
+
+def first_call_table(rows: list[dict]) -> str:
+    """Markdown: per task, policy and cache state, the first pass, the sum of all passes, the last pass and the shapes
+    compiled (after the first pass and after the last)."""
+    lines = ["| task | shape policy | persistent cache | pass 1 | passes 2-n (sum) | all n passes | pass n "
+             "| shapes after pass 1 / n |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (r["task"], r["cache"], r["shapes_policy"])):
+        t = r["seconds"]
+        lines.append(f"| {r['task']} | {r['shapes_policy']} | {r['cache']} | {t[0]:.2f} s | {sum(t[1:]):.2f} s | "
+                     f"{sum(t):.2f} s (n = {len(t)}) | {t[-1]:.2f} s | {r['shapes'][0]} / {r['shapes'][-1]} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -301,7 +328,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compute_dtype", choices=["float32", "bfloat16"], default="float32",
                    help="bfloat16: our models' compute_dtype, ESPnet under torch.autocast (float32 parameters both)")
-    p.add_argument("--first_call", action="store_true", help="time the first pass in fresh processes instead")
+    p.add_argument("--first_call", action="store_true",
+                   help="time the first passes in fresh processes instead, for each shape policy")
+    p.add_argument("--passes", type=int, default=FIRST_CALL_PASSES, help="passes per process with --first_call")
     p.add_argument("--espnet_json", default=None, metavar="FILE",
                    help="ESPnet's rows (the JSON lines `--toolkit espnet` printed) to put beside ours")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
@@ -311,10 +340,7 @@ def main() -> None:
 
         keep_freed_memory()  # before JAX starts its CPU backend (host_memory.py)
     if args.first_call:
-        rows = first_call()
-        text = ("| task | plan | persistent compilation cache | first pass over the 32 inputs | second pass |\n"
-                "| --- | --- | --- | --- | --- |\n"
-                + "\n".join(f"| {t} | {p} | {s} | {a:.2f} s | {b:.2f} s |" for t, p, s, a, b in rows))
+        text = first_call_table(first_call(passes=args.passes))
     else:
         rows = measure(args.toolkit, args.batch_size, args.repeats, args.compute_dtype)
         if args.espnet_json:

@@ -58,9 +58,11 @@ def _reading(model, workdir):
 
 
 def _few_shapes(model):
-    """A `Synthesizer`, `Vocoder` or `Transcriber` set to plan its batches for one call per process: padding weighed
-    against compiling a new shape (`synthesize.FIRST_CALL_SHAPE_COSTS`, `SHAPE_COST_FRAMES`), as every `mmspeech`
-    command runs once. Returns it."""
+    """A `Synthesizer`, `Vocoder` or `Transcriber` set to plan its batches for one job per process: padding weighed
+    against compiling a new shape at the fixed first-call costs (`synthesize.FIRST_CALL_SHAPE_COSTS`,
+    `SHAPE_COST_FRAMES`), as every `mmspeech` command is one job even where it makes several calls (`vocode` file by
+    file): the library default would halve the costs with each of those calls (`synthesize.shape_cost_for`).
+    Returns it."""
     from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS, SHAPE_COST_FRAMES, Synthesizer
 
     if isinstance(model, Synthesizer):

@@ -44,12 +44,25 @@ from mmspeech_jax.workdir import read_workdir_config, restore_params
 FRAME_LADDER = (tuple(range(128, 1024, 64)) + tuple(range(1024, 2048, 128)) + tuple(range(2048, 4096, 256))
                 + tuple(range(4096, 8192 + 1, 512)))
 CALL_COST_FRAMES = 512  # a render group's fixed cost in decoded frames: its dispatch
-# For a process that synthesizes once (the CLI), a shape not compiled yet, in decoded frames: compiling (or loading
-# from the persistent cache) a render program costs 0.3-1.4 s on 2 CPU cores, 8 000-38 000 padded frames of the
-# default model's decoding and ~2 000-8 000 of the ESPnet-size `ljspeech` preset's (benchmarks/RESULTS.md,
-# 2026-12-06); this errs towards decoding. Many calls in one process amortize their compilations: there the plans
-# count padding only (a shape cost of 0), which kept `benchmarks.inference`'s steady state 13-16 % faster.
+# A shape not compiled yet, in decoded frames, when a plan expects to run it once (the CLI, an object's first call):
+# compiling (or loading from the persistent cache) a render program costs 0.3-1.4 s on 2 CPU cores, 8 000-38 000
+# padded frames of the default model's decoding and ~2 000-8 000 of the ESPnet-size `ljspeech` preset's
+# (benchmarks/RESULTS.md, 2026-12-06); this errs towards decoding. Many calls in one process amortize their
+# compilations (`shape_cost_for`); counting padding only (a shape cost of 0) kept `benchmarks.inference`'s steady
+# state 13-16 % faster.
 SHAPE_COST_FRAMES = 4096
+
+
+def shape_cost_for(setting: int | None, calls_made: int, full: int = SHAPE_COST_FRAMES) -> int:
+    """The cost of compiling a new shape, in padded frames (or tokens), for a plan made after `calls_made` earlier
+    calls of one `Synthesizer`, `Transcriber` or `Vocoder`: `setting` when it is an int (fixed; 0 plans the least
+    padding), else (None, the default) `full` halved once per call made, floored (`full` >> `calls_made`). A first
+    call (a notebook's first cell, a one-off script) compiles few shapes, padding rows further to share them; a
+    process that keeps calling reaches the least-padding plans, the fastest once compiled, within a few calls (at
+    4 096 frames: at most a frame rung's step of 64 from the 7th call, 0 from the 14th)."""
+    if setting is not None:
+        return int(setting)
+    return int(full) >> min(int(calls_made), 62)
 
 
 def frame_rung(frames: float) -> int:
@@ -66,6 +79,14 @@ TOKEN_STEP = 16  # token ids pad to a multiple of this
 CALL_COST_TOKENS = 128  # a prepare group's fixed cost in encoded tokens: its dispatch
 SHAPE_COST_TOKENS = 2048  # a prepare shape not compiled yet, in encoded tokens (its program is half a render's)
 FIRST_CALL_SHAPE_COSTS = (SHAPE_COST_TOKENS, SHAPE_COST_FRAMES)  # `synthesize_ids`' shape_costs for one-shot use
+
+
+def synthesis_shape_costs(setting: tuple[int, int] | None, calls_made: int) -> tuple[int, int]:
+    """`synthesize_ids`' shape_costs (tokens, frames) after `calls_made` calls: a fixed `setting` pair as it is, else
+    (None) `FIRST_CALL_SHAPE_COSTS` each halved per call made (`shape_cost_for`)."""
+    if setting is not None:
+        return int(setting[0]), int(setting[1])
+    return (shape_cost_for(None, calls_made, SHAPE_COST_TOKENS), shape_cost_for(None, calls_made, SHAPE_COST_FRAMES))
 
 
 def plan_groups(lengths, max_batch: int, rung, call_cost: int, shape_cost: int = 0,
@@ -225,9 +246,10 @@ class Synthesizer:
         self.tokenizer.table.check_compatible(table)
         self.vocoder = None  # `use_vocoder`: a neural vocoder instead of Griffin-Lim
         self._compiled = {"prepare": set(), "render": set()}  # shapes run so far (`synthesize_ids`)
-        # (tokens, frames) a new prepare / render shape is worth in the plans: (0, 0) least padding, for many calls;
-        # FIRST_CALL_SHAPE_COSTS for a process that synthesizes once (the CLI sets it)
-        self.shape_costs = (0, 0)
+        # (tokens, frames) a new prepare / render shape is worth in the plans: None (default) FIRST_CALL_SHAPE_COSTS
+        # halved per call made (`shape_cost_for`); a fixed pair otherwise ((0, 0): least padding)
+        self.shape_costs = None
+        self.calls_made = 0  # `synthesize_ids` calls made
         self.conditioned = isinstance(model, HyperSpeech)
         kind = type(model)
         generate = lambda p, t, m, n, c, v, *condition: model.apply(
@@ -344,7 +366,8 @@ class Synthesizer:
     def synthesize_ids(self, encoded: list[np.ndarray], batch_size: int = 8, controls: Controls = Controls(), *,
                        speaker: int | None = None, reference: np.ndarray | None = None) -> list[dict]:
         """Token id arrays (N_i,) int (the tokenizer's ids, no padding) -> the module function `synthesize_ids`' dicts ("mel",
-        "durations", "pitch", "energy"), in order, without audio."""
+        "durations", "pitch", "energy"), in order, without audio. Planned with `shape_costs` (by default the first
+        call's costs, `FIRST_CALL_SHAPE_COSTS`, halved per call this synthesizer has made: `shape_cost_for`)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         condition = self.condition_inputs(speaker, reference)
@@ -353,8 +376,10 @@ class Synthesizer:
         render = lambda h, mask, durations, frames: self._render(self.params, h, mask, durations, frames, controls,
                                                                  *self._batch_condition(condition, len(h)))
         token_level = getattr(self.model.config, "backbone", self.model.config).variance_level == "token"
-        return synthesize_ids(prepare, render, self._frames_needed, encoded, batch_size, token_level,
-                              self._compiled, self.shape_costs)
+        results = synthesize_ids(prepare, render, self._frames_needed, encoded, batch_size, token_level,
+                                 self._compiled, synthesis_shape_costs(self.shape_costs, self.calls_made))
+        self.calls_made += 1
+        return results
 
     @staticmethod
     def _batch_condition(condition: tuple, rows: int) -> tuple:

@@ -83,7 +83,10 @@ class Transcriber:
         self.table = character_table()
         self._forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
         self._compiled = set()  # (rows, frames) shapes run so far (`log_probs`)
-        self.shape_cost = 0  # frames a new shape is worth in `transcribe_many`'s plans (the CLI: SHAPE_COST_FRAMES)
+        # frames a new shape is worth in `plan`: None (default) SHAPE_COST_FRAMES halved per `transcribe_many`
+        # call made (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
+        self.shape_cost = None
+        self.calls_made = 0  # `transcribe_many` calls made
 
     @classmethod
     def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
@@ -186,22 +189,25 @@ class Transcriber:
         """Frame counts of many log-mels -> the groups `transcribe_many` runs them in: [(indices into `lengths`, rows,
         frames)]. Within windows of 16 x `batch_size` mels (in input order), mels of similar length run together
         (`synthesize.plan_groups`: at most `batch_size` mels a group, padded to a power-of-two number of rows and to a
-        multiple of FRAME_QUANTUM frames; `shape_cost` frames for a shape not run before, 0 by default,
-        `synthesize.SHAPE_COST_FRAMES` in the CLI)."""
-        from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups
+        multiple of FRAME_QUANTUM frames; a shape not run before costs `synthesize.shape_cost_for(shape_cost, calls
+        made)` frames: by default SHAPE_COST_FRAMES on the first `transcribe_many` call, which then compiles few
+        shapes, halved with each later call, so a long-running process reaches the least-padding plans)."""
+        from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups, shape_cost_for
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         groups, window = [], 16 * batch_size
+        shape_cost = shape_cost_for(self.shape_cost, self.calls_made)
         for first in range(0, len(lengths), window):
             for group, rows, frames in plan_groups(lengths[first:first + window], batch_size, frame_rung,
-                                                    CALL_COST_FRAMES, self.shape_cost, self._compiled):
+                                                    CALL_COST_FRAMES, shape_cost, self._compiled):
                 groups.append(([first + k for k in group], rows, frames))
         return groups
 
-    def transcribe_many(self, mels: list[np.ndarray], batch_size: int = 16, timestamps: bool = False) -> list[dict]:
-        """Many log-mels [(T_i, M)] -> `transcribe_mels`' rows, in order, run in the groups of `plan` (planned a
-        window at a time, so shapes one window ran are free in the next)."""
+    def _run_groups(self, mels: list[np.ndarray], batch_size: int, run) -> list:
+        """`run(mels of one group, frames, rows)` -> one result per mel, over `plan`'s groups (planned a window at a
+        time, so shapes one window ran are free in the next) -> the results in the order of `mels`; counts one call
+        (`calls_made`)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         out = [None] * len(mels)
@@ -209,9 +215,25 @@ class Transcriber:
         for first in range(0, len(mels), window):
             chunk = mels[first:first + window]
             for group, rows, frames in self.plan([m.shape[0] for m in chunk], batch_size):
-                for k, row in zip(group, self.transcribe_mels([chunk[k] for k in group], timestamps, frames, rows)):
-                    out[first + k] = row
+                for k, result in zip(group, run([chunk[k] for k in group], frames, rows)):
+                    out[first + k] = result
+        self.calls_made += 1
         return out
+
+    def transcribe_many(self, mels: list[np.ndarray], batch_size: int = 16, timestamps: bool = False) -> list[dict]:
+        """Many log-mels [(T_i, M)] -> `transcribe_mels`' rows, in order, run in the groups of `plan` (planned a
+        window at a time, so shapes one window ran are free in the next)."""
+        return self._run_groups(mels, batch_size,
+                                lambda group, frames, rows: self.transcribe_mels(group, timestamps, frames, rows))
+
+    def log_probs_many(self, mels: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+        """Many log-mels [(T_i, M)] -> CTC log-probabilities (T'_i, V) float32 each, in order, unpadded (for your own
+        decoder), run in the groups of `plan` as `transcribe_many` runs them."""
+        def run(group, frames, rows):
+            log_probs, lengths = self.log_probs(group, frames, rows)
+            return [lp[:n] for lp, n in zip(log_probs, lengths)]
+
+        return self._run_groups(mels, batch_size, run)
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
         """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method."""

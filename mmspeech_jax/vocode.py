@@ -41,8 +41,10 @@ class Vocoder:
         self.sample_rate = config.mel.sample_rate
         self._generate = jax.jit(lambda p, m: generate(config, p, m))
         self._compiled = set()  # (rows, frames) shapes run so far (`batch`)
-        self.shape_cost = 0  # frames a new shape is worth in `batch`'s plans: 0 least padding; the CLI sets
-        # synthesize.SHAPE_COST_FRAMES (one call per process: few shapes)
+        # frames a new shape is worth in `batch`'s plans: None (default) SHAPE_COST_FRAMES halved per `batch` call
+        # made (`synthesize.shape_cost_for`: few shapes on a first call); an int fixes it (0: least padding)
+        self.shape_cost = None
+        self.calls_made = 0  # `batch` calls made
         self.checkpoint_step = None
 
     @classmethod
@@ -80,8 +82,9 @@ class Vocoder:
         """Many log-mels (each (T_i, M)) -> their audio, in order. Vocoded in groups of similar length
         (`synthesize.plan_groups`: at most `batch_size` rows, padded to a power of two and to a multiple of
         `FRAME_RUNG` frames, each mel's last frame repeated); the plan weighs the padding against compiling a new
-        shape (`shape_cost` frames; shapes this vocoder has run at before are free)."""
-        from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups
+        shape (`synthesize.shape_cost_for(shape_cost, calls made)` frames; shapes this vocoder has run at before are
+        free)."""
+        from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups, shape_cost_for
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -91,7 +94,8 @@ class Vocoder:
                 raise ConfigError(f"log-mel {i}: a vocoder needs at least 2 frames, got {mel.shape[0]}")
         out = [None] * len(mels)
         plan = plan_groups([m.shape[0] for m in mels], batch_size, padded_frames, CALL_COST_FRAMES,
-                           self.shape_cost, self._compiled) if mels else []
+                           shape_cost_for(self.shape_cost, self.calls_made), self._compiled) if mels else []
+        self.calls_made += 1
         for group, rows, frames in plan:
             block = np.empty((rows, frames, self.config.mel.n_mels), np.float32)
             for r in range(rows):  # each mel, then its last frame repeated (the module docstring)

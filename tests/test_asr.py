@@ -154,9 +154,10 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
 
 
 def test_transcribe_many_groups_by_length_and_changes_no_transcript(tiny_asr_workdir):
-    """`transcribe_many` runs mels of similar length together (padded rows and frames dropped): each mel's
-    log-probabilities equal its own unpadded pass (atol 1e-4) and its text is the same; with the CLI's shape cost
-    it runs no more shapes than without, and shapes already run cost nothing the next time."""
+    """`transcribe_many` and `log_probs_many` run mels of similar length together (padded rows and frames dropped):
+    each mel's log-probabilities equal its own unpadded pass (atol 1e-4) and its text is the same; with the CLI's shape cost
+    it runs no more shapes than without, and shapes already run cost nothing the next time. The default (shape cost
+    spread over the calls made) plans a first call as the CLI does and, many calls later, as least padding does."""
     from mmspeech_jax.synthesize import SHAPE_COST_FRAMES
     from mmspeech_jax.transcribe import Transcriber
 
@@ -164,13 +165,25 @@ def test_transcribe_many_groups_by_length_and_changes_no_transcript(tiny_asr_wor
     mels = [rng.standard_normal((n, 80)).astype(np.float32) for n in (90, 600, 130, 300, 520, 700, 40)]
     alone = [Transcriber.from_workdir(tiny_asr_workdir).log_probs([m]) for m in mels]
     plain, first_call = Transcriber.from_workdir(tiny_asr_workdir), Transcriber.from_workdir(tiny_asr_workdir)
-    first_call.shape_cost = SHAPE_COST_FRAMES
+    plain.shape_cost, first_call.shape_cost = 0, SHAPE_COST_FRAMES
+    default = Transcriber.from_workdir(tiny_asr_workdir)
+    assert default.shape_cost is None and default.calls_made == 0
+    default_rows = default.transcribe_many(mels, 3)
     rows, rows_first = plain.transcribe_many(mels, 3), first_call.transcribe_many(mels, 3)
+    assert default._compiled == first_call._compiled and default.calls_made == 1
+    assert [row["text"] for row in default_rows] == [row["text"] for row in rows_first]
+    lengths = [m.shape[0] for m in mels]
+    assert default.plan(lengths, 3) != plain.plan(lengths, 3)  # these lengths: few shapes differ from least padding
+    default.calls_made = SHAPE_COST_FRAMES  # a shape now costs 0 frames
+    assert default.plan(lengths, 3) == plain.plan(lengths, 3)
     for m, (log_probs, lengths), row, row_first in zip(mels, alone, rows, rows_first):
         padded, padded_lengths = plain.log_probs([m, mels[0]], frames=1024, rows=4)
         assert padded.shape[0] == 2 and padded_lengths[0] == lengths[0]
         np.testing.assert_allclose(padded[0, : lengths[0]], log_probs[0, : lengths[0]], atol=1e-4)
         assert row["text"] == row_first["text"] == plain.transcribe_mels([m])[0]["text"]
+    for m, (log_probs, lengths), many in zip(mels, alone, plain.log_probs_many(mels, 3)):  # unpadded, in order
+        assert many.shape == (lengths[0], log_probs.shape[-1])
+        np.testing.assert_allclose(many, log_probs[0, : lengths[0]], atol=1e-4)
     # Each row lands at its own mel's place (a stand-in decoder that names the mel's length)
     tagged = Transcriber.from_workdir(tiny_asr_workdir)
     tagged.transcribe_mels = lambda batch, timestamps, frames, rows: [{"text": str(len(m))} for m in batch]

@@ -192,6 +192,22 @@ def test_plan_groups_weighs_new_shapes_against_padding(seed, max_batch, shape_co
         assert all(padded == rung(max(lengths[k] for k in group)) for group, _, padded in plan)
 
 
+def test_shape_costs_halve_with_the_calls_made():
+    """`shape_cost_for`: a fixed setting as it is; by default the full cost on a first call, then `full` / 2**calls
+    made, floored (the float64 quotient's floor), never rising, at most a frame rung's step (64) from the 7th call and
+    0 from the 14th."""
+    import math
+
+    from mmspeech_jax.synthesize import SHAPE_COST_FRAMES, shape_cost_for
+
+    assert shape_cost_for(0, 0) == 0 and shape_cost_for(700, 50) == 700
+    assert shape_cost_for(None, 0) == SHAPE_COST_FRAMES and shape_cost_for(None, 0, 2048) == 2048
+    costs = [shape_cost_for(None, n) for n in range(100)]
+    assert costs == [math.floor(SHAPE_COST_FRAMES / 2.0 ** n) for n in range(100)]
+    assert costs == sorted(costs, reverse=True)
+    assert costs[5] > 64 >= costs[6] and costs[12] > 0 == costs[13]
+
+
 def test_the_frame_ladder_pads_little_and_refuses_past_its_top():
     """Rungs: gaps of at most 64 frames up to 512, then at most 12.5 % above the rung below; past the top rung
     `render_plan` refuses in one line instead of cutting."""
@@ -229,15 +245,20 @@ def test_synthesis_in_two_halves_equals_one_pass(workdir):
 def test_first_call_plans_give_the_same_speech_from_no_more_shapes(workdir):
     """A synthesizer planning for one call per process (`FIRST_CALL_SHAPE_COSTS`, what the CLI sets) pads rows
     further to share shapes: each text's durations and mel are those of the default (least-padding) plan, within
-    float32 noise, and it runs no more prepare or render shapes."""
+    float32 noise, and it runs no more prepare or render shapes. The library default (`shape_costs` None: the costs
+    spread over the calls made) plans its first call as the CLI does."""
     from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS
 
     words = "the quick brown fox jumps over a lazy dog while seven tired owls watch from an old oak".split()
     texts = [" ".join(words[: 2 + (3 * k) % len(words)]).capitalize() + "." for k in range(14)]
     default, first_call = Synthesizer.from_workdir(workdir), Synthesizer.from_workdir(workdir)
-    first_call.shape_costs = FIRST_CALL_SHAPE_COSTS
+    default.shape_costs, first_call.shape_costs = (0, 0), FIRST_CALL_SHAPE_COSTS
     encoded = [default.tokenizer.encode(t) for t in texts]
     rows, rows_first = default.synthesize_ids(encoded, batch_size=4), first_call.synthesize_ids(encoded, batch_size=4)
+    library = Synthesizer.from_workdir(workdir)
+    assert library.shape_costs is None
+    library.synthesize_ids(encoded, batch_size=4)
+    assert library._compiled == first_call._compiled and library.calls_made == 1
     for row, row_first in zip(rows, rows_first):
         np.testing.assert_array_equal(row_first["durations"], row["durations"])
         np.testing.assert_allclose(row_first["mel"], row["mel"], rtol=1e-4, atol=1e-4)
