@@ -112,7 +112,7 @@ def test_frame_level_variance_with_external_durations(small_cache):
     first = model_inputs(next(iterator), model.config)
     params = init_params(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, first, train=False)
     assert "aligner" not in params
-    outputs, aux = model.apply({"params": params}, first, train=False)
+    outputs, aux = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))(params, first)
     np.testing.assert_array_equal(np.asarray(aux["durations"]), first["durations"])
     np.testing.assert_array_equal(np.asarray(outputs["frame_mask"]), first["frame_mask"])  # durations sum to lengths
     assert aux["pitch"].shape == first["frame_mask"].shape and "log_alignment" not in aux
@@ -207,14 +207,15 @@ def test_library_traps_are_one_line_errors():
              "mel": np.zeros((1, 32, 80), np.float32), "frame_mask": np.ones((1, 32), bool),
              "frame_lengths": np.array([32], np.int32), "pitch": np.zeros((1, 32), np.float32),
              "energy": np.zeros((1, 32), np.float32)}
-    params = model.init(jax.random.PRNGKey(0), model_inputs(batch, model.config), train=False)["params"]
+    params = init_params(model, jax.random.PRNGKey(0), model_inputs(batch, model.config), train=False)
     with pytest.raises(FeatureError, match=r"tokens must be \(B, N\).*tokens\[None\]"):
         model.apply({"params": params}, tokens[0], tokens[0] > 0, 64, method=FastSpeech2.generate)
     with pytest.raises(FeatureError, match="token_mask must have the tokens' shape"):
         model.apply({"params": params}, tokens, (tokens > 0)[:, :4], 64, method=FastSpeech2.generate)
     with pytest.raises(FeatureError, match="no log_prior.*model_inputs"):
         model.apply({"params": params}, batch, train=False)
-    outputs, _ = model.apply({"params": params}, model_inputs(batch, model.config), train=False)  # the fix works
+    outputs, _ = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))(  # the fix works
+        params, model_inputs(batch, model.config))
     assert outputs["mel"].shape == (1, 32, 80)
     with pytest.raises(TypeError, match="binarization_start"):
         make_fastspeech2_loss_fn(model)
@@ -232,11 +233,12 @@ def test_ablation_rows_are_the_models_own_paths(setup):
     params["variance_adaptor"]["duration_predictor"]["out"]["bias"] = jnp.full((1,), np.log(4.0))
     out = ablation_forward(model)(params, first)
     t = first["frame_mask"].shape[1]
-    outputs, aux = model.apply({"params": params}, first, train=False)
+    # the references compiled as well (op by op they took most of this test's time)
+    outputs, aux = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))(params, first)
     np.testing.assert_allclose(out["teacher-forced"][0], outputs["mel_post"], atol=1e-5)
     np.testing.assert_array_equal(out["aligner"], aux["durations"])
-    mel, mask, durations = model.apply({"params": params}, first["tokens"], first["token_mask"], 2 * t,
-                                       method=FastSpeech2.generate)
+    mel, mask, durations = jax.jit(lambda p, tokens, mask: model.apply(
+        {"params": p}, tokens, mask, 2 * t, method=FastSpeech2.generate))(params, first["tokens"], first["token_mask"])
     np.testing.assert_allclose(out["synthesized"][0], mel, atol=1e-5)
     np.testing.assert_array_equal(out["synthesized"][1], mask)
     np.testing.assert_array_equal(out["predicted"], durations)

@@ -120,14 +120,14 @@ def test_recognizer_is_a_ctcasr_on_the_speech_parameters(tiny):
 
 def test_text_and_speech_paths_share_one_frame_grid(tiny):
     config, model, _, paired, params = tiny
-    outputs, aux = model.apply({"params": params}, paired, train=False)
+    outputs, aux = jax.jit(lambda p, b: model.apply({"params": p}, b, train=False))(params, paired)  # compiled: 3x
     np.testing.assert_array_equal(np.asarray(outputs["text_mask"]), np.asarray(outputs["encoder_mask"]))
     assert outputs["speech_hidden"].shape == outputs["text_hidden"].shape
     np.testing.assert_array_equal(np.asarray(aux["mel_durations"]).sum(-1), paired["frame_lengths"])
     assert outputs["mel_post"].shape == paired["mel"].shape
     # generation: static frame count, durations in mel frames, the mask never longer than the output
-    mel, frame_mask, durations = model.apply({"params": params}, paired["tokens"], paired["token_mask"], 256,
-                                             method="generate")
+    mel, frame_mask, durations = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, 256, method="generate"))(
+        params, paired["tokens"], paired["token_mask"])
     assert mel.shape == (4, 256, config.text.n_mels) and frame_mask.shape == (4, 256)
     assert (np.asarray(durations)[~paired["token_mask"]] == 0).all()
     assert (np.asarray(durations) % config.speech.subsampling == 0).all()
@@ -173,7 +173,7 @@ def test_each_objective_reaches_only_its_parts(tiny, objective):
     }
     losses, moved, still = expect[objective]
     loss_fn = joint.make_joint_loss_fn(model, losses)
-    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True, 0)[0])(params)
+    grads = jax.jit(jax.grad(lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), True, 0)[0]))(params)
     norm = {k: float(optax.tree.norm(v)) for k, v in grads.items()}
     assert all(norm[k] > 0 for k in moved), (objective, norm)
     assert all(norm[k] == 0 for k in still), (objective, norm)

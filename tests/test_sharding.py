@@ -44,8 +44,11 @@ def asr_setup(cache):
     return params, batch, make_ctc_loss_fn(model)
 
 
-@pytest.mark.parametrize("task", ["tts", "asr"])
-def test_one_step_on_any_mesh_equals_one_device(task, small_cache):
+# The TTS step on (1, 8) runs in `make test-slow` (~30 s on 2 cores); the fast suite keeps the two meshes whose
+# programs test_fit_on_a_mesh_resumes_on_another_mesh_shape reuses, and the ASR step on all three.
+@pytest.mark.parametrize("task, meshes", [("tts", [(8, 1), (2, 4)]), ("asr", MESHES),
+                                          pytest.param("tts", [(1, 8)], marks=pytest.mark.slow)])
+def test_one_step_on_any_mesh_equals_one_device(task, meshes, small_cache):
     params, batch, loss_fn = (tts_setup if task == "tts" else asr_setup)(small_cache)
     # SGD makes "same updated parameters" a float32 statement about the gradients: Adam's first step maps every
     # non-zero gradient to +-lr, so a gradient that is ~1e-10 in either summation order would flip its sign.
@@ -56,7 +59,7 @@ def test_one_step_on_any_mesh_equals_one_device(task, small_cache):
     one_device = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
     reference, ref_metrics = one_device(jax.tree_util.tree_map(jnp.copy, TrainState.create(params, tx)), batch, rng)
     assert np.isfinite(float(ref_metrics["loss"]))
-    for data, fsdp in MESHES:
+    for data, fsdp in meshes:
         mesh = make_mesh(MeshConfig(data=data, fsdp=fsdp))
         state = TrainState.create(params, tx)
         sharding = state_shardings(state, mesh)

@@ -39,8 +39,12 @@ def relative_error(a, b):
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("strides", [(2, 2), (1, 2), (2, 1), (1, 1)])
-@pytest.mark.parametrize("t,f", [(13, 10), (14, 11), (3, 3), (30, 19)])
+# The larger input (several tiles each way) with the strides other than (2, 2) runs in `make test-slow` (~40 s on 2
+# cores); every stride runs on the smaller inputs in the fast suite.
+@pytest.mark.parametrize("strides, t, f", [(s, t, f) for s in ((2, 2), (1, 2), (2, 1), (1, 1))
+                                           for t, f in ((13, 10), (14, 11), (3, 3))]
+                         + [((2, 2), 30, 19)]
+                         + [pytest.param(s, 30, 19, marks=pytest.mark.slow) for s in ((1, 2), (2, 1), (1, 1))])
 def test_forward_and_gradients_match_float64_direct_convolution(strides, t, f):
     rng = np.random.default_rng(t * 100 + f + strides[0])
     x, kernel = rng.normal(size=(2, t, f, 6)), rng.normal(size=(3, 3, 6, 5)) / np.sqrt(54)
@@ -81,12 +85,12 @@ def test_layer_algorithms_share_parameters_and_agree():
     for strides in ((2, 2), (1, 2)):
         direct = StridedConv2d(12, strides, algorithm="direct")
         winograd = StridedConv2d(12, strides, algorithm="winograd")
-        params = direct.init(jax.random.PRNGKey(0), x)
+        params = jax.jit(direct.init)(jax.random.PRNGKey(0), x)  # compiled, as everywhere else (op by op: 3x)
         params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # a nonzero bias too
-        assert (jax.tree_util.tree_map(jnp.shape, winograd.init(jax.random.PRNGKey(0), x))
+        assert (jax.tree_util.tree_map(jnp.shape, jax.eval_shape(winograd.init, jax.random.PRNGKey(0), x))
                 == jax.tree_util.tree_map(jnp.shape, params))
-        expected = np.asarray(direct.apply(params, x), np.float64)
-        assert relative_error(winograd.apply(params, x), expected) < TOLERANCE
+        expected = np.asarray(jax.jit(direct.apply)(params, x), np.float64)
+        assert relative_error(jax.jit(winograd.apply)(params, x), expected) < TOLERANCE
 
 
 def test_auto_uses_winograd_only_for_wide_float32_inputs_on_the_cpu():
@@ -109,8 +113,8 @@ def test_asr_config_validates_and_passes_the_algorithm():
         c = preset("tiny", conv_algorithm=algorithm, subsampling=4)
         module = frontend_and_encoder(c)[0]
         assert isinstance(module, Conv2dSubsampling) and module.conv_algorithm == algorithm
-        params = module.init(jax.random.PRNGKey(0), features, mask)
-        outputs[algorithm] = module.apply(params, features, mask)
+        params = jax.jit(module.init)(jax.random.PRNGKey(0), features, mask)
+        outputs[algorithm] = jax.jit(module.apply)(params, features, mask)
     np.testing.assert_array_equal(np.asarray(outputs["direct"][1]), np.asarray(outputs["winograd"][1]))
     scale = float(np.abs(np.asarray(outputs["direct"][0])).max())
     np.testing.assert_allclose(np.asarray(outputs["winograd"][0]), np.asarray(outputs["direct"][0]),

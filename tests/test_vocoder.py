@@ -100,7 +100,7 @@ def test_generate_gives_the_zoo_frame_convention(generator):
     config = tiny_config(generator)
     params = init_vocoder_params(config, jax.random.PRNGKey(0))
     mel = jax.random.normal(jax.random.PRNGKey(1), (3, 10, 8))
-    audio = generate(config, params["generator"], mel)
+    audio = jax.jit(lambda p, m: generate(config, p, m))(params["generator"], mel)
     assert audio.shape == (3, 9 * 16) and audio.dtype == jnp.float32
     assert np.all(np.isfinite(np.asarray(audio)))
 
@@ -464,7 +464,7 @@ def test_phases_and_separate_optimizers():
     g_opt, d_opt = OptimizerConfig(1e-3, 0, 10, clip_norm=1e9), OptimizerConfig(1e-1, 0, 10, clip_norm=1e9)
     tx = make_vocoder_optimizer(g_opt, d_opt)
     grads = jax.tree_util.tree_map(jnp.ones_like, params)
-    updates, _ = tx.update(grads, tx.init(params), params)
+    updates = jax.jit(lambda g, p: tx.update(g, tx.init(p), p)[0])(grads, params)  # compiled: op by op took 20 s
     # Adam's first update is -lr * sign(g) (+ decay): each part moves by its own learning rate.
     g_step = jax.tree_util.tree_leaves(updates["generator"])[0]
     d_step = jax.tree_util.tree_leaves(updates["discriminator"])[0]
@@ -530,9 +530,14 @@ def test_context_frames_let_the_loss_score_the_crop_as_inside_its_utterance():
     np.testing.assert_array_equal(batch["log_mel"][0], reflected_frames(mels, 100 - r, segment + 1 + 2 * r))
     assert batch["context"].shape == (1, segment * hop + n_fft + 2 * r * hop)
 
+    def warm_loss(config, params, batch):  # the warm-up phase's loss terms, compiled (op by op: 2-3x as long)
+        loss_fn = make_vocoder_loss_fn(config, adversarial=False)
+        return jax.jit(lambda p, b: loss_fn(p, b, None, True, 0))(params, batch)[1]
+
     def by_hand(config, params, frame):
         audio = full[frame * hop: (frame + segment) * hop]
-        generated = np.asarray(generate(config, params["generator"], jnp.asarray(whole_mel)[None]))[0]
+        generated = np.asarray(jax.jit(lambda p, m: generate(config, p, m))(params["generator"],
+                                                                            jnp.asarray(whole_mel)[None]))[0]
         fake = generated[frame * hop: (frame + segment) * hop]
         mel_l1 = np.abs(np.asarray(log_mel_spectrogram(jnp.asarray(audio), TINY_MEL))
                         - np.asarray(log_mel_spectrogram(jnp.asarray(fake), TINY_MEL))).mean()
@@ -543,15 +548,14 @@ def test_context_frames_let_the_loss_score_the_crop_as_inside_its_utterance():
         params = init_vocoder_params(config, jax.random.PRNGKey(0))
         audio, context = read_crop(source, 0, 100, segment, hop, n_fft, context_frames=context_frames)
         batch = {"audio": jnp.asarray(audio)[None], "context": jnp.asarray(context)[None]}
-        _, parts = make_vocoder_loss_fn(config, adversarial=False)(params, batch, None, True, 0)
+        parts = warm_loss(config, params, batch)
         want = by_hand(config, params, 100)
         assert np.isclose(float(parts["mel_l1"]), want, rtol=1e-3) == same, (context_frames, parts["mel_l1"], want)
     # complex L1 (R = 12): the head's spectrum of the crop's frames only, against a float64 NumPy STFT of them.
     config = tiny_config(complex_weight=1.0, context_frames=r)
     params = init_vocoder_params(config, jax.random.PRNGKey(0))
     audio, context = read_crop(source, 0, 100, segment, hop, n_fft, context_frames=r)
-    _, parts = make_vocoder_loss_fn(config, adversarial=False)(
-        params, {"audio": jnp.asarray(audio)[None], "context": jnp.asarray(context)[None]}, None, True, 0)
+    parts = warm_loss(config, params, {"audio": jnp.asarray(audio)[None], "context": jnp.asarray(context)[None]})
     magnitude, phase = ISTFTVocoder(config.istft).apply(
         {"params": params["generator"]}, input_log_mel(config, jnp.asarray(context)[None]),
         method=ISTFTVocoder.magnitude_and_phase)
@@ -652,7 +656,8 @@ def test_bf16_compute_keeps_float32_parameters_and_stays_finite():
                                  discriminator=dataclasses.replace(config.discriminator, compute_dtype="bfloat16"))
     params = init_vocoder_params(config, jax.random.PRNGKey(0))
     assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
-    loss, parts = make_vocoder_loss_fn(config)(params, tiny_batch(config), None, True, 0)
+    loss_fn = make_vocoder_loss_fn(config)
+    loss, parts = jax.jit(lambda p, b: loss_fn(p, b, None, True, 0))(params, tiny_batch(config))
     assert np.isfinite(float(loss)) and float(parts["discriminator"]) > 0
 
 
