@@ -237,7 +237,8 @@ class Synthesizer:
     shapes (tokens to multiples of 16, frames to a ladder, so a session compiles a few times), Griffin-Lim or the
     neural vocoder set by `use_vocoder`.
     `from_workdir` (a training workdir or an export) and `from_export` build one; `mel(text)` -> (T, M) float32,
-    `synthesize(text)` -> (audio (S,) float32, sample rate)."""
+    `synthesize(text)` -> (audio (S,) float32, sample rate). Batches are planned to compile few shapes on the first
+    call and to pad least after a few (`shape_costs`, `calls_made`: `shape_cost_for`)."""
     def __init__(self, model, params, table: SymbolTable, mel_config: MelConfig,
                  tokenizer_kind: str):
         self.model, self.params, self.mel_config = model, params, mel_config

@@ -70,7 +70,8 @@ def load_lm_scorer(lm_workdir):
 class Transcriber:
     """Speech -> text with a trained CTC recognizer: log-mel as the training features, normalized by the corpus
     statistics, one jitted forward pass at padded shapes, greedy or beam decoding (with an optional LM fused).
-    `from_workdir` (a training workdir or an export) and `from_export` build one."""
+    `from_workdir` (a training workdir or an export) and `from_export` build one. Batches are planned to compile few
+    shapes on the first call and to pad least after a few (`plan`, `shape_cost`, `calls_made`)."""
     def __init__(self, model: CTCASR, params, stats: dict, mel_config: MelConfig, method: str = "greedy",
                  beam_width: int = 8, lm=None, lm_weight: float = DEFAULT_LM_WEIGHT,
                  length_bonus: float = DEFAULT_LENGTH_BONUS):
