@@ -84,10 +84,10 @@ class Transcriber:
         self.table = character_table()
         self._forward = jax.jit(lambda p, x, m: model.apply({"params": p}, x, m, train=False))
         self._compiled = set()  # (rows, frames) shapes run so far (`log_probs`)
-        # frames a new shape is worth in `plan`: None (default) SHAPE_COST_FRAMES halved per `transcribe_many`
-        # call made (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
+        # frames a new shape is worth in `plan`: None (default) SHAPE_COST_FRAMES halved per call made
+        # (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
         self.shape_cost = None
-        self.calls_made = 0  # `transcribe_many` calls made
+        self.calls_made = 0  # `transcribe_many` (so `transcribe`) and `log_probs_many` calls made
 
     @classmethod
     def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
@@ -191,8 +191,8 @@ class Transcriber:
         frames)]. Within windows of 16 x `batch_size` mels (in input order), mels of similar length run together
         (`synthesize.plan_groups`: at most `batch_size` mels a group, padded to a power-of-two number of rows and to a
         multiple of FRAME_QUANTUM frames; a shape not run before costs `synthesize.shape_cost_for(shape_cost, calls
-        made)` frames: by default SHAPE_COST_FRAMES on the first `transcribe_many` call, which then compiles few
-        shapes, halved with each later call, so a long-running process reaches the least-padding plans)."""
+        made)` frames: by default SHAPE_COST_FRAMES on the first `transcribe_many` / `log_probs_many` call, which then
+        compiles few shapes, halved with each later call, so a long-running process reaches the least-padding plans)."""
         from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups, shape_cost_for
 
         if batch_size < 1:
