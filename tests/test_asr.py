@@ -156,9 +156,10 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
 
 def test_transcribe_many_groups_by_length_and_changes_no_transcript(tiny_asr_workdir):
     """`transcribe_many` and `log_probs_many` run mels of similar length together (padded rows and frames dropped):
-    each mel's log-probabilities equal its own unpadded pass (atol 1e-4) and its text is the same; with the CLI's shape cost
-    it runs no more shapes than without, and shapes already run cost nothing the next time. The default (shape cost
-    spread over the calls made) plans a first call as the CLI does and, many calls later, as least padding does."""
+    each mel's log-probabilities equal its own unpadded pass (atol 1e-4) and its text is the same; with the CLI's
+    shape cost it runs no more shapes than without, and shapes already run cost nothing the next time. The default
+    (shape cost halved per call made) plans a first call as the CLI does and, many calls later, as least padding
+    does."""
     from mmspeech_jax.synthesize import SHAPE_COST_FRAMES
     from mmspeech_jax.transcribe import Transcriber
 

@@ -244,9 +244,9 @@ def test_synthesis_in_two_halves_equals_one_pass(workdir):
 
 def test_first_call_plans_give_the_same_speech_from_no_more_shapes(workdir):
     """A synthesizer planning for one call per process (`FIRST_CALL_SHAPE_COSTS`, what the CLI sets) pads rows
-    further to share shapes: each text's durations and mel are those of the default (least-padding) plan, within
+    further to share shapes: each text's durations and mel are those of the least-padding plan, within
     float32 noise, and it runs no more prepare or render shapes. The library default (`shape_costs` None: the costs
-    spread over the calls made) plans its first call as the CLI does."""
+    halved per call made) plans its first call as the CLI does."""
     from mmspeech_jax.synthesize import FIRST_CALL_SHAPE_COSTS
 
     words = "the quick brown fox jumps over a lazy dog while seven tired owls watch from an old oak".split()
