@@ -12,7 +12,9 @@ split (`report.json`: `lm_weight`, `length_bonus`, written by `experiments.ljspe
 DEFAULT_LM_WEIGHT and DEFAULT_LENGTH_BONUS.
 
 Features are padded to a ladder of frame counts (multiples of 256 frames), so a session compiles a few times, not
-once per file length; `transcribe` and `transcribe_many` run files of similar length together.
+once per file length; `transcribe` and `transcribe_many` run files of similar length together. Recordings longer
+than `chunk_seconds` (default CHUNK_SECONDS; up to MAX_AUDIO_SECONDS) run as overlapping windows with
+`context_seconds` of context at each side, whose output frames are stitched before decoding (`long_form.py`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.errors import ConfigError, EmptyAudioError, FeatureError
 from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
+from mmspeech_jax.long_form import CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS, stitch, windows
 from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
 from mmspeech_jax.text.symbols import SymbolTable, character_table
 from mmspeech_jax.workdir import read_workdir_config, restore_params
 
 FRAME_QUANTUM = 256
-MAX_SECONDS = 60.0
+MAX_SECONDS = 60.0  # the longest log-mel one forward pass takes (`log_probs`); longer ones go through windows
 DEFAULT_LM_WEIGHT, DEFAULT_LENGTH_BONUS = 0.5, 1.0
 
 
@@ -88,6 +91,9 @@ class Transcriber:
         # (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
         self.shape_cost = None
         self.calls_made = 0  # `transcribe_many` (so `transcribe`) and `log_probs_many` calls made
+        # long-form windows (`windows`): log-mels longer than chunk_seconds run in windows of that length,
+        # overlapping by 2 x context_seconds
+        self.chunk_seconds, self.context_seconds = CHUNK_SECONDS, CONTEXT_SECONDS
 
     @classmethod
     def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
@@ -162,17 +168,33 @@ class Transcriber:
         asr = Transcriber(model, self.params, self.stats, self.mel_config, self.method, self.beam_width, self.lm,
                           self.lm_weight, self.length_bonus)
         asr.checkpoint_step = getattr(self, "checkpoint_step", None)
+        asr.chunk_seconds, asr.context_seconds = self.chunk_seconds, self.context_seconds
         return asr
+
+    def _frames(self, seconds: float) -> int:
+        return int(seconds * self.mel_config.sample_rate / self.mel_config.hop_samples)
+
+    def windows(self, frames: int) -> list:
+        """The long-form windows (`long_form.Window`: input frames [start, end), kept output frames) a log-mel of
+        `frames` frames runs in: one when it fits in `chunk_seconds`. One-line `ConfigError` for a `chunk_seconds`
+        above MAX_SECONDS or too short for twice `context_seconds`."""
+        if not 0 < self.chunk_seconds <= MAX_SECONDS:
+            raise ConfigError(f"chunk_seconds must be in (0, {MAX_SECONDS:g}], got {self.chunk_seconds}")
+        if not self.context_seconds > 0:
+            raise ConfigError(f"context_seconds must be > 0, got {self.context_seconds}")
+        return windows(frames, self.model.config.subsampling, self._frames(self.chunk_seconds),
+                       self._frames(self.context_seconds))
 
     def log_probs(self, mels: list[np.ndarray], frames: int | None = None,
                   rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,), B = len(mels). The model
-        runs on `rows` rows (default B; extra rows repeat the last mel and are dropped) of `frames` frames (default:
-        the longest mel's multiple of FRAME_QUANTUM). A list that is empty or holds a wrong-shaped, non-finite or
-        longer-than-MAX_SECONDS log-mel raises a one-line `FeatureError`."""
+        """Log-mels (T_i, M) -> CTC log-probabilities (B, T', V) and output lengths (B,), B = len(mels): one forward
+        pass (no windows; `log_probs_many` runs long log-mels in windows). The model runs on `rows` rows (default B;
+        extra rows repeat the last mel and are dropped) of `frames` frames (default: the longest mel's multiple of
+        FRAME_QUANTUM). A list that is empty or holds a wrong-shaped, non-finite or longer-than-MAX_SECONDS log-mel
+        raises a one-line `FeatureError`."""
         if len(mels) == 0:
             raise FeatureError("no log-mels to transcribe")
-        limit = int(MAX_SECONDS * self.mel_config.sample_rate / self.mel_config.hop_samples) + 1
+        limit = self._frames(MAX_SECONDS) + 1
         mels = [check_log_mel(m, self.mel_config.n_mels, f"log-mel {i}", limit) for i, m in enumerate(mels)]
         longest = max(m.shape[0] for m in mels)
         frames = max(frames or 0, frame_rung(longest))
@@ -222,27 +244,41 @@ class Transcriber:
         return out
 
     def transcribe_many(self, mels: list[np.ndarray], batch_size: int = 16, timestamps: bool = False) -> list[dict]:
-        """Many log-mels [(T_i, M)] -> `transcribe_mels`' rows, in order, run in the groups of `plan` (planned a
-        window at a time, so shapes one window ran are free in the next)."""
-        return self._run_groups(mels, batch_size,
-                                lambda group, frames, rows: self.transcribe_mels(group, timestamps, frames, rows))
+        """Many log-mels [(T_i, M)] (each at most MAX_AUDIO_SECONDS) -> `transcribe_mels`' rows, in order: the
+        CTC log-probabilities of `log_probs_many` (windows for long ones, `plan`'s groups), each decoded alone."""
+        return [self._decoded(lp[None], np.array([lp.shape[0]]), timestamps)[0]
+                for lp in self.log_probs_many(mels, batch_size)]
 
     def log_probs_many(self, mels: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Many log-mels [(T_i, M)] -> CTC log-probabilities (T'_i, V) float32 each, in order, unpadded (for your own
-        decoder), run in the groups of `plan` as `transcribe_many` runs them."""
+        decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). A log-mel longer than `chunk_seconds` runs as
+        the overlapping windows of `windows`, stitched; all windows and short log-mels run in the groups of `plan`
+        (planned 16 x `batch_size` at a time, so shapes one window ran are free in the next). An empty list gives
+        []; a wrong-shaped, non-finite or longer-than-MAX_AUDIO_SECONDS log-mel raises a one-line `FeatureError`."""
+        limit = self._frames(MAX_AUDIO_SECONDS) + 1
+        mels = [check_log_mel(m, self.mel_config.n_mels, f"log-mel {i}", limit) for i, m in enumerate(mels)]
+        plans = [self.windows(m.shape[0]) for m in mels]
+        pieces = [m[w.start:w.end] for m, plan in zip(mels, plans) for w in plan]
+
         def run(group, frames, rows):
             log_probs, lengths = self.log_probs(group, frames, rows)
             return [lp[:n] for lp, n in zip(log_probs, lengths)]
 
-        return self._run_groups(mels, batch_size, run)
+        outputs, first, stitched = self._run_groups(pieces, batch_size, run), 0, []
+        for plan in plans:
+            stitched.append(stitch(outputs[first:first + len(plan)], plan, self.model.config.subsampling))
+            first += len(plan)
+        return stitched
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
-        """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method."""
-        return [row["text"] for row in self.transcribe_mels(mels)]
+        """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method
+        (`transcribe_many`: long ones in windows)."""
+        return [row["text"] for row in self.transcribe_many(mels)]
 
     def mel(self, path) -> np.ndarray:
-        """An audio file -> log-mel as the training features (resampled, mixed to mono). Audio errors: one line."""
-        audio, _ = load_audio(path, self.mel_config.sample_rate, max_seconds=MAX_SECONDS)
+        """An audio file (at most MAX_AUDIO_SECONDS) -> log-mel as the training features (resampled, mixed to
+        mono). Audio errors: one line."""
+        audio, _ = load_audio(path, self.mel_config.sample_rate, max_seconds=MAX_AUDIO_SECONDS)
         return padded_log_mel_and_energy(audio, self.mel_config)[0]
 
     def mel_from_audio(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -272,10 +308,14 @@ class Transcriber:
                         rows: int | None = None) -> list[dict]:
         """Log-mels [(T_i, M)] (one batch, padded as `log_probs` says) -> [{"text"} (+ "chars", "words" with
         `timestamps`)], as `transcribe`."""
+        log_probs, lengths = self.log_probs(mels, frames, rows)
+        return self._decoded(log_probs, lengths, timestamps)
+
+    def _decoded(self, log_probs, lengths, timestamps: bool) -> list[dict]:
+        """(B, T', V) log-probabilities and (B,) lengths -> [{"text"} (+ "chars", "words")], decoded."""
         from mmspeech_jax.decoding.timestamps import frame_times
         from mmspeech_jax.decoding.timestamps import timestamps as label_times
 
-        log_probs, lengths = self.log_probs(mels, frames, rows)
         ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
                            length_bonus=self.length_bonus if self.lm is not None else 0.0)
         rows = [{"text": "".join(self.table.lookup(seq)).strip()} for seq in ids]

@@ -231,3 +231,23 @@ def test_inference_asr_groups_cover_each_utterance_once_in_their_order():
     assert [g.tolist() for g in asr_groups(lengths, 3, "single")] == [[i] for i in range(7)]
     assert [g.tolist() for g in asr_groups(lengths, 3, "input")] == [[0, 1, 2], [3, 4, 5], [6]]
     assert [g.tolist() for g in asr_groups(lengths, 3, "sorted")] == [[1, 4, 0], [6, 3, 5], [2]]
+
+
+def test_long_form_recordings_join_consecutive_sentences_within_the_limit():
+    """`benchmarks.long_form.joined_recordings`: every utterance once, in order, `gap` samples of silence between
+    neighbours, no recording past the limit unless one utterance alone is longer."""
+    from types import SimpleNamespace
+
+    from benchmarks.long_form import joined_recordings
+
+    rng = np.random.default_rng(0)
+    sizes = [5, 30, 12, 70, 8, 8, 8, 3]  # samples at a rate of 1 Hz; the limit is 0.5 min = 30 samples, gap 2
+    waves = {i: rng.normal(size=n).astype(np.float32) + 10 for i, n in enumerate(sizes)}
+    corpus = SimpleNamespace(config={"sample_rate": 1}, audio=lambda u: waves[u.id])
+    utterances = [SimpleNamespace(id=i) for i in range(len(sizes))]
+    recordings = joined_recordings(corpus, utterances, 0.5, 2.0)
+    assert [[u.id for u in members] for _, members in recordings] == [[0], [1], [2], [3], [4, 5, 6], [7]]
+    for wave, members in recordings:
+        expected = np.concatenate([x for u in members for x in (np.zeros(2, np.float32), waves[u.id])][1:])
+        np.testing.assert_array_equal(wave, expected)
+        assert wave.size <= 30 or len(members) == 1

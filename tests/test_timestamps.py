@@ -103,3 +103,39 @@ def test_transcriber_batches_and_timestamps(tiny_asr_workdir, tmp_path, capsys):
     assert [r["path"] for r in rows] == paths and all("words" in r and "chars" in r for r in rows)
     assert [r["text"] for r in rows] == [r["text"] for r in batched]
     assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), paths[0], "--batch-size", "0"]) == 2
+
+
+def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
+    """A log-mel longer than `chunk_seconds`: `log_probs_many` gives subsampled_length(T) frames, each window's kept
+    range equal to that window's own single pass (atol 1e-4), and a log-mel that fits in one window is unchanged.
+    The CLI transcribes a 70 s recording (over the 60 s a single pass takes) with timestamps inside it, and refuses a
+    bad --chunk-seconds in one line."""
+    from mmspeech_jax.cli import main as cli
+    from mmspeech_jax.transcribe import Transcriber
+
+    rng = np.random.default_rng(1)
+    short, long = (rng.normal(size=(n, 80)).astype(np.float32) for n in (200, 800))
+    asr = Transcriber.from_workdir(tiny_asr_workdir)
+    asr.chunk_seconds, asr.context_seconds = 3.0, 0.5
+    factor = asr.model.config.subsampling
+    plan = asr.windows(long.shape[0])
+    assert len(plan) >= 3 and asr.windows(short.shape[0])[0].end == short.shape[0]
+    got_short, got_long = asr.log_probs_many([short, long], batch_size=4)
+    assert got_long.shape[0] == subsampled_length(long.shape[0], factor)
+    for w in plan:
+        alone, n = asr.log_probs([long[w.start:w.end]])
+        local = slice(w.keep_start - w.start // factor, w.keep_end - w.start // factor)
+        np.testing.assert_allclose(got_long[w.keep_start:w.keep_end], alone[0, : int(n[0])][local], atol=1e-4)
+    alone, n = asr.log_probs([short])
+    np.testing.assert_allclose(got_short, alone[0, : int(n[0])], atol=1e-4)
+    assert asr.transcribe_many([long])[0]["text"] == asr._decoded(got_long[None], [got_long.shape[0]], False)[0]["text"]
+
+    path, out = tmp_path / "long.wav", tmp_path / "long.jsonl"
+    sf.write(path, (rng.normal(size=22050 * 70) * 0.1).astype(np.float32), 22050)
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--timestamps", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    times = [t for c in row["chars"] for t in (c["start"], c["end"])]
+    assert "error" not in row and times == sorted(times) and (not times or times[-1] <= 70.1)
+    capsys.readouterr()
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--chunk-seconds", "90"]) == 2
+    assert "chunk_seconds must be in (0, 60]" in capsys.readouterr().err
