@@ -28,7 +28,7 @@ from mmspeech_jax.host_memory import keep_freed_memory
 def joined_recordings(corpus, utterances, minutes: float, gap_seconds: float):
     """[(waveform (S,) float32, [the utterances in it])]: consecutive utterances joined with `gap_seconds` of silence,
     each recording at most `minutes` long (a longer single utterance stands alone)."""
-    rate = corpus.config["sample_rate"]
+    rate = utterances[0].sample_rate
     gap = np.zeros(int(gap_seconds * rate), np.float32)
     recordings, audio, members = [], [], []
     for u in utterances:
@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     corpus = generate_corpus(natural_eval_config(num_utterances=args.utterances), progress=False)
     utterances = corpus.split("test")
-    rate = corpus.config["sample_rate"]
+    rate = utterances[0].sample_rate
     asr = Transcriber.from_workdir(args.asr)
     settings = [tuple(float(x) for x in w.split("/")) for w in args.windows.split(",")]
 
@@ -90,7 +90,8 @@ def main(argv=None) -> dict:
             block["windows"][f"{chunk:g}/{context:g}"] = {**error_rates(references, texts), "seconds": spent}
         results["windows"].append(block)
     text = (f"### Long-form transcription ({datetime.date.today().isoformat()})\n\nCommand: `python -m "
-            f"benchmarks.long_form --asr {args.asr} --minutes {args.minutes} --windows {args.windows}`\n"
+            f"benchmarks.long_form --asr {args.asr} --minutes {args.minutes} --windows {args.windows}"
+            f"{'' if args.utterances is None else f' --utterances {args.utterances}'}`\n"
             f"Machine: {machine()}\n\n| recordings | window / context (s) | CER | WER | seconds (second pass) |\n"
             f"| --- | --- | --- | --- | --- |\n")
     for block in results["windows"]:

@@ -243,8 +243,8 @@ def test_long_form_recordings_join_consecutive_sentences_within_the_limit():
     rng = np.random.default_rng(0)
     sizes = [5, 30, 12, 70, 8, 8, 8, 3]  # samples at a rate of 1 Hz; the limit is 0.5 min = 30 samples, gap 2
     waves = {i: rng.normal(size=n).astype(np.float32) + 10 for i, n in enumerate(sizes)}
-    corpus = SimpleNamespace(config={"sample_rate": 1}, audio=lambda u: waves[u.id])
-    utterances = [SimpleNamespace(id=i) for i in range(len(sizes))]
+    corpus = SimpleNamespace(audio=lambda u: waves[u.id])
+    utterances = [SimpleNamespace(id=i, sample_rate=1) for i in range(len(sizes))]
     recordings = joined_recordings(corpus, utterances, 0.5, 2.0)
     assert [[u.id for u in members] for _, members in recordings] == [[0], [1], [2], [3], [4, 5, 6], [7]]
     for wave, members in recordings:
