@@ -211,10 +211,11 @@ class Transcriber:
     def plan(self, lengths, batch_size: int = 16) -> list[tuple[list[int], int, int]]:
         """Frame counts of many log-mels (or of long log-mels' windows) -> the groups `transcribe_many` runs them in:
         [(indices into `lengths`, rows, frames)]. Within runs of 16 x `batch_size` mels (in input order), mels of
-        similar length run together (`synthesize.plan_groups`: at most `batch_size` mels a group, padded to a power-of-two number of rows and to a
-        multiple of FRAME_QUANTUM frames; a shape not run before costs `synthesize.shape_cost_for(shape_cost, calls
-        made)` frames: by default SHAPE_COST_FRAMES on the first `transcribe_many` / `log_probs_many` call, which then
-        compiles few shapes, halved with each later call, so a long-running process reaches the least-padding plans)."""
+        similar length run together (`synthesize.plan_groups`: at most `batch_size` mels a group, padded to a
+        power-of-two number of rows and to a multiple of FRAME_QUANTUM frames; a shape not run before costs
+        `synthesize.shape_cost_for(shape_cost, calls made)` frames: by default SHAPE_COST_FRAMES on the first
+        `transcribe_many` / `log_probs_many` call, which then compiles few shapes, halved with each later call, so a
+        long-running process reaches the least-padding plans)."""
         from mmspeech_jax.synthesize import CALL_COST_FRAMES, plan_groups, shape_cost_for
 
         if batch_size < 1:
