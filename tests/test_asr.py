@@ -34,6 +34,11 @@ def test_error_rates_against_hand_counts():
     assert asr_normalize("Hello, World!") == "hello world"
     with pytest.raises(ValueError):
         error_rates(["a"], [])
+    # a long recording's transcript (past the normalizer's 1 000-character guard for synthesis) is scored, not
+    # dropped: one substitution in 200 x "the cat" (1 599 characters normalized)
+    long = " ".join(["The cat."] * 200)
+    rates = error_rates([long], [long.replace("cat", "bat", 1)])
+    assert rates["cer"] == pytest.approx(1 / 1599) and rates["wer"] == pytest.approx(1 / 400)
 
 
 def test_model_on_a_pipeline_batch_and_padding_invariance(small_cache):

@@ -7,17 +7,20 @@ for lists.
 
 from __future__ import annotations
 
+import sys
+
 import jiwer
 
 from mmspeech_jax.text.normalize import PUNCTUATION, normalize_text
 
 
 def asr_normalize(text: str) -> str:
-    """Normalized text without clause marks; '' for text the normalizer rejects as empty."""
+    """Normalized text without clause marks, of any length (a long recording's transcript too); '' for text the
+    normalizer rejects (empty, or nothing it can spell)."""
     from mmspeech_jax.errors import TextError
 
     try:
-        text = normalize_text(text)
+        text = normalize_text(text, max_chars=sys.maxsize)
     except TextError:
         return ""
     for mark in PUNCTUATION:
