@@ -8,7 +8,7 @@ output frame was computed with `context` input frames on each side of the frames
 frontend's few frames of receptive field), and the kept ranges tile the whole output, in order, once. `stitch` joins the windows' outputs. Decoding (greedy, beam, LM, timestamps) then
 runs on the stitched log-probabilities as on one utterance's.
 
-    plan = windows(mel.shape[0], factor=4, window=1728, context=344)
+    plan = windows(mel.shape[0], factor=4, window=860, context=172)
     outputs = [model_output(mel[w.start:w.end]) for w in plan]      # (subsampled_length(w.end - w.start), V) each
     log_probs = stitch(outputs, plan)                                # (subsampled_length(mel.shape[0]), V)
 
@@ -25,9 +25,12 @@ import numpy as np
 from mmspeech_jax.errors import ConfigError
 
 # `transcribe.Transcriber`'s defaults (and `mmspeech transcribe`'s): recordings longer than CHUNK_SECONDS run as
-# windows of that length overlapping by 2 x CONTEXT_SECONDS, up to MAX_AUDIO_SECONDS a recording.
-CHUNK_SECONDS = 20.0
-CONTEXT_SECONDS = 4.0
+# windows of that length overlapping by 2 x CONTEXT_SECONDS, up to MAX_AUDIO_SECONDS a recording. The ASR default
+# trains on utterances of at most 8 s; on the natural set joined into long recordings, 10 s windows with 2 s of
+# context came out best of 8/2 ... 60/4 s, at about the same speed (`benchmarks.long_form`, benchmarks/RESULTS.md,
+# 2026-12-07): 4.25 % CER on 1-minute recordings (4.45 % in one 60 s pass; 4.24 % each sentence alone).
+CHUNK_SECONDS = 10.0
+CONTEXT_SECONDS = 2.0
 MAX_AUDIO_SECONDS = 2 * 3600.0
 
 
