@@ -273,7 +273,9 @@ class Transcriber:
 
     def transcribe_features(self, mels: list[np.ndarray]) -> list[str]:
         """Log-mels [(T_i, M)] -> one transcript (str) each, decoded with this transcriber's method
-        (`transcribe_many`: long ones in windows)."""
+        (`transcribe_many`: long ones in windows). An empty list raises a one-line `FeatureError`."""
+        if len(mels) == 0:
+            raise FeatureError("no log-mels to transcribe")
         return [row["text"] for row in self.transcribe_many(mels)]
 
     def mel(self, path) -> np.ndarray:

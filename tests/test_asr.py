@@ -14,6 +14,7 @@ from mmspeech_jax.data.english_text import evaluation_sentences
 from mmspeech_jax.text.normalize import normalize_text
 from mmspeech_jax.data import PipelineConfig, make_batch_iterator
 from mmspeech_jax.evaluate.asr import asr_normalize, error_rates
+from mmspeech_jax.layers.subsampling import subsampled_length
 from mmspeech_jax.models.ctc_asr import CTCASR, asr_targets, model_inputs, preset
 from mmspeech_jax.text.symbols import character_table
 from mmspeech_jax.train.init import init_params
@@ -141,11 +142,14 @@ def test_transcribe_any_format_and_bad_files(tiny_asr_workdir, tmp_path, capsys)
     from mmspeech_jax.transcribe import Transcriber
 
     asr = Transcriber.from_workdir(tiny_asr_workdir)
+    past_two_hours = np.broadcast_to(np.zeros((1, 80), np.float32), (700_000, 80))  # a view: no memory
     for mels, message in [([], "no log-mels"), ([np.zeros((50, 40), np.float32)], "log-mel 0: expected"),
                           ([np.zeros((50, 80)), np.full((9, 80), np.nan)], "log-mel 1: holds NaN"),
-                          ([np.zeros((6000, 80), np.float32)], "more than")]:
+                          ([past_two_hours], "more than the 620157 accepted")]:
         with pytest.raises(FeatureError, match=message):
             asr.transcribe_features(mels)
+    with pytest.raises(FeatureError, match="more than"):  # one pass takes 60 s; `transcribe` runs longer in windows
+        asr.log_probs([np.zeros((6000, 80), np.float32)])
     with pytest.raises(MMSpeechError, match="mono waveform"):
         asr.mel_from_audio(np.zeros((2, 100), np.float32), 16000)
     with pytest.raises(FeatureError, match="NaN"):
@@ -191,10 +195,11 @@ def test_transcribe_many_groups_by_length_and_changes_no_transcript(tiny_asr_wor
     for m, (log_probs, lengths), many in zip(mels, alone, plain.log_probs_many(mels, 3)):  # unpadded, in order
         assert many.shape == (lengths[0], log_probs.shape[-1])
         np.testing.assert_allclose(many, log_probs[0, : lengths[0]], atol=1e-4)
-    # Each row lands at its own mel's place (a stand-in decoder that names the mel's length)
+    # Each row lands at its own mel's place (a stand-in decoder that names the length of the log-probs it gets)
     tagged = Transcriber.from_workdir(tiny_asr_workdir)
-    tagged.transcribe_mels = lambda batch, timestamps, frames, rows: [{"text": str(len(m))} for m in batch]
-    assert [row["text"] for row in tagged.transcribe_many(mels, 3)] == [str(len(m)) for m in mels]
+    tagged._decoded = lambda log_probs, lengths, timestamps: [{"text": str(int(n))} for n in lengths]
+    expected = [str(int(subsampled_length(len(m), tagged.model.config.subsampling))) for m in mels]
+    assert [row["text"] for row in tagged.transcribe_many(mels, 3)] == expected and len(set(expected)) == len(mels)
     assert len(first_call._compiled) <= len(plain._compiled)
     shapes = set(first_call._compiled)
     first_call.transcribe_many(mels[::-1], 3)
