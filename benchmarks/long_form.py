@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
         return [r["text"] for r in rows], time.perf_counter() - started
 
     asr.shape_cost = 0  # least padding: the timed second pass reuses the first pass's shapes
-    results = {"windows": []}
+    results = {"blocks": []}
     alone_mels = [asr.mel_from_audio(corpus.audio(u), rate) for u in utterances]
     alone, seconds = timed(alone_mels, 60.0, 4.0)
     hypothesis_of = dict(zip([u.id for u in utterances], alone))
@@ -88,13 +88,13 @@ def main(argv=None) -> dict:
         for chunk, context in settings:
             texts, spent = timed(mels, chunk, context)
             block["windows"][f"{chunk:g}/{context:g}"] = {**error_rates(references, texts), "seconds": spent}
-        results["windows"].append(block)
+        results["blocks"].append(block)
     text = (f"### Long-form transcription ({datetime.date.today().isoformat()})\n\nCommand: `python -m "
             f"benchmarks.long_form --asr {args.asr} --minutes {args.minutes} --windows {args.windows}"
             f"{'' if args.utterances is None else f' --utterances {args.utterances}'}`\n"
             f"Machine: {machine()}\n\n| recordings | window / context (s) | CER | WER | seconds (second pass) |\n"
             f"| --- | --- | --- | --- | --- |\n")
-    for block in results["windows"]:
+    for block in results["blocks"]:
         name = (f"{block['recordings']} of at most {block['minutes']:g} min ({block['audio_seconds'] / 60:.1f} min "
                 f"in all, longest {block['longest_seconds']:.0f} s)")
         text += (f"| {name} | each sentence alone | {100 * block['alone']['cer']:.2f} % | "

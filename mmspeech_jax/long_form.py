@@ -5,12 +5,13 @@ A CTC recognizer's output frame j (after the frontend's subsampling by `factor`)
 `length` frames into windows of `window` frames that overlap by 2 x `context`; each window supplies the output
 frames of its core (the window less `context` frames at each side, except at the input's own ends), so every kept
 output frame was computed with `context` input frames on each side of the frames it is centred on (less the
-frontend's few frames of receptive field), and the kept ranges tile the whole output, in order, once. `stitch` joins the windows' outputs. Decoding (greedy, beam, LM, timestamps) then
-runs on the stitched log-probabilities as on one utterance's.
+frontend's few frames of receptive field), and the kept ranges tile the whole output, in order, once. `stitch` joins
+the windows' outputs. Decoding (greedy, beam, LM, timestamps) then runs on the stitched log-probabilities as on one
+utterance's.
 
     plan = windows(mel.shape[0], factor=4, window=860, context=172)
     outputs = [model_output(mel[w.start:w.end]) for w in plan]      # (subsampled_length(w.end - w.start), V) each
-    log_probs = stitch(outputs, plan)                                # (subsampled_length(mel.shape[0]), V)
+    log_probs = stitch(outputs, plan, factor=4)                      # (subsampled_length(mel.shape[0]), V)
 
 Used by `transcribe.Transcriber` (`transcribe_many`, `log_probs_many`, and so `transcribe` and `mmspeech
 transcribe`) for log-mels longer than its `chunk_seconds`.

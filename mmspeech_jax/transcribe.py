@@ -177,11 +177,9 @@ class Transcriber:
     def windows(self, frames: int) -> list:
         """The long-form windows (`long_form.Window`: input frames [start, end), kept output frames) a log-mel of
         `frames` frames runs in: one when it fits in `chunk_seconds`. One-line `ConfigError` for a `chunk_seconds`
-        above MAX_SECONDS or too short for twice `context_seconds`."""
+        above MAX_SECONDS or too short for twice `context_seconds`, or a too short context (`long_form.windows`)."""
         if not 0 < self.chunk_seconds <= MAX_SECONDS:
             raise ConfigError(f"chunk_seconds must be in (0, {MAX_SECONDS:g}], got {self.chunk_seconds}")
-        if not self.context_seconds > 0:
-            raise ConfigError(f"context_seconds must be > 0, got {self.context_seconds}")
         return windows(frames, self.model.config.subsampling, self._frames(self.chunk_seconds),
                        self._frames(self.context_seconds))
 
