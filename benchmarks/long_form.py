@@ -1,14 +1,15 @@
 """Long recordings through an ASR workdir: the natural evaluation set's recordings joined into long ones, transcribed
 in windows of several lengths (`long_form.py`), against each sentence transcribed alone.
 
-    python -m benchmarks.long_form --asr workdir/ljspeech_asr [--minutes 1,12] [--windows 10/2,20/4,30/4,60/4]
-        [--utterances 219] [--record] [--out results.json]
+    python -m benchmarks.long_form --asr workdir/ljspeech_asr [--minutes 1,12] [--windows 10/2/0.2,10/2/0,20/4/0]
+        [--utterances 219] [--gap 0.4] [--record] [--out results.json]
 
 The first `--utterances` sentences of the natural evaluation set (hand-written, never trained on; espeak-ng en-us),
 in order, are joined with `--gap` seconds of silence into recordings of at most `--minutes` each (one row block per
-value). Each window setting CHUNK/CONTEXT (seconds) transcribes every recording with `Transcriber.transcribe_many`,
-greedy; "alone" transcribes each sentence's own recording; a setting whose chunk is 60 s runs recordings of up to
-60 s in one pass (the whole-recording baseline) and longer ones in 60 s windows. CER and WER of the joined text
+value); with `--snr_db`, white noise at that level below the sentences' mean power is added to every recording
+(and to each sentence's own). Each window setting CHUNK/CONTEXT/PAUSE (seconds; PAUSE 0: windows never cut in
+pauses, `long_form.py`) transcribes every recording with `Transcriber.transcribe_many`, greedy; "alone" transcribes
+each sentence's own recording; a setting whose chunk is 60 s runs recordings of up to 60 s in one pass (the whole-recording baseline) and longer ones in 60 s windows. CER and WER of the joined text
 (`evaluate.asr.error_rates`, one recording = one reference), and the seconds of a second pass (the first compiles).
 Prints a markdown table (and appends it to benchmarks/RESULTS.md with --record).
 """
@@ -52,8 +53,10 @@ def main(argv=None) -> dict:
     p.add_argument("--asr", required=True, help="an ASR workdir or its export")
     p.add_argument("--utterances", type=int, default=None, help="natural-set sentences (default all)")
     p.add_argument("--minutes", default="1,12", help="longest recording, comma-separated values (minutes)")
-    p.add_argument("--windows", default="10/2,20/4,30/4,60/4", help="CHUNK/CONTEXT seconds, comma-separated")
+    p.add_argument("--windows", default="10/2/0.2,10/2/0,20/4/0.2,20/4/0,60/4/0",
+                   help="CHUNK/CONTEXT/PAUSE seconds, comma-separated")
     p.add_argument("--gap", type=float, default=0.4, help="seconds of silence between joined sentences")
+    p.add_argument("--snr_db", type=float, default=None, help="add white noise this many dB below the speech")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
@@ -63,35 +66,45 @@ def main(argv=None) -> dict:
     rate = utterances[0].sample_rate
     asr = Transcriber.from_workdir(args.asr)
     settings = [tuple(float(x) for x in w.split("/")) for w in args.windows.split(",")]
+    if any(len(s) != 3 for s in settings):
+        p.error(f"--windows: expected CHUNK/CONTEXT/PAUSE settings, got {args.windows!r}")
 
-    def timed(mels, chunk, context):
-        asr.chunk_seconds, asr.context_seconds = chunk, context
+    def timed(mels, chunk, context, pause):
+        asr.chunk_seconds, asr.context_seconds, asr.pause_seconds = chunk, context, pause
         asr.transcribe_many(mels, args.batch_size)  # compiles
         started = time.perf_counter()
         rows = asr.transcribe_many(mels, args.batch_size)
         return [r["text"] for r in rows], time.perf_counter() - started
 
     asr.shape_cost = 0  # least padding: the timed second pass reuses the first pass's shapes
-    results = {"blocks": []}
-    alone_mels = [asr.mel_from_audio(corpus.audio(u), rate) for u in utterances]
-    alone, seconds = timed(alone_mels, 60.0, 4.0)
+    rng = np.random.default_rng(0)
+    sigma = 0.0 if args.snr_db is None else (
+        np.sqrt(np.mean(np.concatenate([corpus.audio(u) for u in utterances]) ** 2)) * 10 ** (-args.snr_db / 20))
+
+    def noisy(wave):
+        return wave if sigma == 0 else (wave + rng.normal(0, sigma, wave.size)).astype(np.float32)
+
+    results = {"blocks": [], "snr_db": args.snr_db}
+    alone_mels = [asr.mel_from_audio(noisy(corpus.audio(u)), rate) for u in utterances]
+    alone, seconds = timed(alone_mels, 60.0, 4.0, 0.0)
     hypothesis_of = dict(zip([u.id for u in utterances], alone))
     for minutes in (float(m) for m in args.minutes.split(",")):
         recordings = joined_recordings(corpus, utterances, minutes, args.gap)
-        mels = [asr.mel_from_audio(wave, rate) for wave, _ in recordings]
+        mels = [asr.mel_from_audio(noisy(wave), rate) for wave, _ in recordings]
         references = [" ".join(u.text for u in members) for _, members in recordings]
         audio_seconds = sum(wave.size for wave, _ in recordings) / rate
         joined = [" ".join(hypothesis_of[u.id] for u in members) for _, members in recordings]
         block = {"minutes": minutes, "recordings": len(recordings), "audio_seconds": audio_seconds,
                  "longest_seconds": max(m.shape[0] for m in mels) * asr.mel_config.hop_samples / rate,
                  "alone": {**error_rates(references, joined), "seconds": seconds}, "windows": {}}
-        for chunk, context in settings:
-            texts, spent = timed(mels, chunk, context)
-            block["windows"][f"{chunk:g}/{context:g}"] = {**error_rates(references, texts), "seconds": spent}
+        for chunk, context, pause in settings:
+            texts, spent = timed(mels, chunk, context, pause)
+            block["windows"][f"{chunk:g}/{context:g}/{pause:g}"] = {**error_rates(references, texts), "seconds": spent}
         results["blocks"].append(block)
     text = (f"### Long-form transcription ({datetime.date.today().isoformat()})\n\nCommand: `python -m "
             f"benchmarks.long_form --asr {args.asr} --minutes {args.minutes} --windows {args.windows}"
-            f"{'' if args.utterances is None else f' --utterances {args.utterances}'}`\n"
+            f"{'' if args.utterances is None else f' --utterances {args.utterances}'}"
+            f"{'' if args.snr_db is None else f' --snr_db {args.snr_db:g}'}`\n"
             f"Machine: {machine()}\n\n| recordings | window / context (s) | CER | WER | seconds (second pass) |\n"
             f"| --- | --- | --- | --- | --- |\n")
     for block in results["blocks"]:

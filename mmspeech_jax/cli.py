@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from mmspeech_jax.errors import MMSpeechError
-from mmspeech_jax.long_form import CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS
+from mmspeech_jax.long_form import CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS, PAUSE_SECONDS
 from mmspeech_jax.output_paths import check_output_dir, check_output_file
 from mmspeech_jax.workdir import atomic_write_text, strict_json
 
@@ -201,7 +201,8 @@ def _transcribe(args) -> int:
     if args.compute_dtype != "float32":
         asr = asr.with_compute_dtype(args.compute_dtype)
     asr.chunk_seconds, asr.context_seconds = args.chunk_seconds, args.context_seconds
-    asr.windows(1)  # a bad --chunk-seconds / --context-seconds: one line before any file is read
+    asr.pause_seconds = args.pause_seconds
+    asr.windows(1)  # a bad --chunk-seconds / --context-seconds / --pause-seconds: one line before any file is read
     if asr.lm is not None:
         print(f"language model {args.lm}: lm_weight {asr.lm_weight}, length_bonus {asr.length_bonus}",
               file=sys.stderr)
@@ -331,10 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"),
                    help=COMPUTE_DTYPE_HELP)
     t.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS,
-                   help=f"recordings longer than this (up to {MAX_AUDIO_SECONDS / 3600:g} h) run in overlapping "
-                        f"windows of this length, stitched before decoding (default {CHUNK_SECONDS:g}, at most 60)")
+                   help=f"recordings longer than this (up to {MAX_AUDIO_SECONDS / 3600:g} h) run in windows of at "
+                        f"most this length, stitched before decoding (default {CHUNK_SECONDS:g}, at most 60)")
     t.add_argument("--context-seconds", type=float, default=CONTEXT_SECONDS,
-                   help=f"context at each side of a window's kept middle (default {CONTEXT_SECONDS:g})")
+                   help=f"where a window is cut in speech, context at each side of its kept middle (default "
+                        f"{CONTEXT_SECONDS:g})")
+    t.add_argument("--pause-seconds", type=float, default=PAUSE_SECONDS,
+                   help=f"cut windows in a recording's pauses of at least this length, silenced, with no context "
+                        f"there (default {PAUSE_SECONDS:g}: never; 0.2 ran 1.5x faster at slightly worse WER, "
+                        f"benchmarks/RESULTS.md)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")

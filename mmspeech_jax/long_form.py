@@ -33,6 +33,15 @@ from mmspeech_jax.errors import ConfigError
 CHUNK_SECONDS = 10.0
 CONTEXT_SECONDS = 2.0
 MAX_AUDIO_SECONDS = 2 * 3600.0
+# `pauses`: a frame is quiet below floor + PAUSE_LEVEL x (loud - floor) of its input's frame levels (log of the mean
+# mel power), and an input whose loud and floor lie less than PAUSE_RANGE apart (natural log of power: 2.0 ~ 8.7 dB)
+# has no pause. `transcribe.Transcriber.pause_seconds` (a pause frame's quiet neighbourhood) is PAUSE_SECONDS, 0:
+# windows are not cut in pauses by default. Cut in pauses of 0.2 s, long recordings ran 1.5-1.7x faster at about the
+# same CER (+0.06 to +0.11 points clean, -2.3 with 20 dB of noise between the sentences) but +0.3 to +2.0 points of
+# WER (`benchmarks.long_form`, benchmarks/RESULTS.md, 2026-12-07).
+PAUSE_LEVEL = 0.25
+PAUSE_RANGE = 2.0
+PAUSE_SECONDS = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +54,54 @@ class Window:
     keep_end: int
 
 
-def windows(length: int, factor: int, window: int, context: int) -> list[Window]:
+def pauses(log_mel: np.ndarray, width: int) -> np.ndarray:
+    """A log-mel (T, M) -> (T,) bool: True at frame t when every frame of [t - width // 2, t - width // 2 + width)
+    (inside the input) is quiet, so a cut at t has at least width // 2 quiet frames on each side (fewer at the
+    input's ends). A frame is quiet when its level, the log of its mean mel power, is below floor + PAUSE_LEVEL x
+    (loud - floor), floor and loud being the input's 1st and 98th percentiles of the levels; an input whose loud and
+    floor are less than PAUSE_RANGE apart (no silence to tell from speech) has no quiet frame. `width` < 1 gives no
+    pause."""
+    log_mel = np.asarray(log_mel, np.float64)
+    if log_mel.ndim != 2:
+        raise ValueError(f"expected a log-mel of shape (T, M), got shape {log_mel.shape}")
+    if log_mel.shape[0] == 0:
+        return np.zeros(0, bool)
+    peak = log_mel.max(axis=1)
+    level = peak + np.log(np.exp(log_mel - peak[:, None]).mean(axis=1))
+    none = np.zeros(level.shape, bool)
+    if width < 1:
+        return none
+    floor, loud = np.percentile(level, 1), np.percentile(level, 98)
+    if loud - floor < PAUSE_RANGE:
+        return none
+    loud_frame = level >= floor + PAUSE_LEVEL * (loud - floor)
+    # any loud frame in [t - width // 2, t - width // 2 + width): a running sum over the padded indicator
+    padded = np.concatenate([np.zeros(width // 2, int), loud_frame.astype(int), np.zeros(width, int)])
+    sums = np.concatenate([[0], np.cumsum(padded)])
+    return (sums[width:width + level.size] - sums[:level.size]) == 0
+
+
+def silenced(log_mel: np.ndarray, quiet: np.ndarray, floor: float) -> np.ndarray:
+    """A log-mel (T, M) with its `quiet` frames ((T,) bool, `pauses`) set to `floor` (the features' log of silence,
+    log(MelConfig.log_floor)): what a pause's background noise would have been without noise, a copy (same dtype).
+    Every quiet frame lies at least half a pause's width from the nearest loud frame, so speech is left as it is."""
+    log_mel = np.array(log_mel)
+    log_mel[np.asarray(quiet, bool)] = floor
+    return log_mel
+
+
+def windows(length: int, factor: int, window: int, context: int, quiet: np.ndarray | None = None) -> list[Window]:
     """An input of `length` frames -> the windows that cover it: one [0, length) when it fits in `window` frames,
-    else windows of `window` frames (the last may be shorter, never shorter than 2 x `context` + 1) starting every
-    `window` - 2 x `context` frames. `window` and `context` are rounded down to multiples of `factor` (so that a
-    window's output frames fall on the whole input's); a ConfigError when less than 2 x `context` + 2 x `factor`
-    would be left for the cores or `context` is under 4 x `factor` (4 output frames)."""
+    else consecutive cuts, each window running from its cut less `context` frames to its next cut plus `context`
+    (at most `window` frames; the input's ends need no context). `window` and `context` are rounded down to
+    multiples of `factor` (so that a window's output frames fall on the whole input's); a ConfigError when less than
+    2 x `context` + 2 x `factor` would be left for the cores or `context` is under 4 x `factor` (4 output frames).
+
+    Without `quiet` the cuts fall every `window` - 2 x `context` frames. With `quiet` ((length,) bool, `pauses`), a
+    window ends at the middle (a multiple of `factor`) of the last quiet run that leaves it at least a quarter of
+    `window` (and as much to the input's end) and needs no context there, only the few frames the frontend's
+    convolutions drop at a window's end: the next window starts at that cut, in the pause, so no window edge falls
+    inside speech where a pause allows; where none does, the cut falls as without `quiet`."""
     from mmspeech_jax.layers.subsampling import FACTORS, subsampled_length  # flax: not for the CLI's start-up
 
     if factor not in FACTORS:
@@ -64,19 +115,43 @@ def windows(length: int, factor: int, window: int, context: int) -> list[Window]
     if window < 2 * context + 2 * factor:
         raise ConfigError(f"long-form window: {window} frames, need at least 2 x context + {2 * factor} = "
                           f"{2 * context + 2 * factor}")
+    if quiet is not None and np.shape(quiet) != (length,):
+        raise ValueError(f"quiet must have shape ({length},), got {np.shape(quiet)}")
     total = int(subsampled_length(length, factor))
-    if length <= window:
-        return [Window(0, length, 0, total)]
-    stride = window - 2 * context
-    count = 1 + -(-(length - window) // stride)
-    plan = []
-    for k in range(count):
-        start = k * stride
-        end = min(start + window, length)
-        keep_start = 0 if k == 0 else (start + context) // factor
-        keep_end = total if k == count - 1 else (start + context + stride) // factor
-        plan.append(Window(start, end, keep_start, keep_end))
+    # a window ending `overhang` frames past a cut in a pause has output frames up to that cut (the frontend's
+    # VALID convolutions drop frames at the window's end)
+    overhang = next(d for d in range(0, 8 * factor, factor) if subsampled_length(window + d, factor) >= window // factor)
+    plan, cut, left = [], 0, 0  # the next kept range starts at input frame `cut`, with `left` frames of context
+    while length - (cut - left) > window:
+        start = cut - left
+        end = start + window
+        pause = _last_pause(quiet, cut + window // 4, min(end - overhang, length - window // 4), factor)
+        if pause is not None:
+            plan.append(Window(start, pause + overhang, cut // factor, pause // factor))
+            cut, left = pause, 0
+        else:
+            plan.append(Window(start, end, cut // factor, (end - context) // factor))
+            cut, left = end - context, context
+    plan.append(Window(cut - left, length, cut // factor, total))
     return plan
+
+
+def _last_pause(quiet, low: int, high: int, factor: int) -> int | None:
+    """The multiple of `factor` nearest the middle of the last run of quiet frames in [low, high] that holds one
+    (the run bounded to [low, high]); None without `quiet` or when no quiet frame there is a multiple of `factor`."""
+    if quiet is None or high < low:
+        return None
+    inside = np.asarray(quiet[low:high + 1], bool)
+    found = np.flatnonzero(inside & ((np.arange(low, high + 1) % factor) == 0))
+    if found.size == 0:
+        return None
+    first = end = int(found[-1])
+    while first > 0 and inside[first - 1]:
+        first -= 1
+    while end + 1 < inside.size and inside[end + 1]:
+        end += 1
+    lowest, highest = -(-(low + first) // factor) * factor, (low + end) // factor * factor
+    return min(max(round((2 * low + first + end) / (2 * factor)) * factor, lowest), highest)
 
 
 def stitch(outputs: list[np.ndarray], plan: list[Window], factor: int) -> np.ndarray:

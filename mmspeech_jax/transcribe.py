@@ -13,8 +13,9 @@ DEFAULT_LM_WEIGHT and DEFAULT_LENGTH_BONUS.
 
 Features are padded to a ladder of frame counts (multiples of 256 frames), so a session compiles a few times, not
 once per file length; `transcribe` and `transcribe_many` run files of similar length together. Recordings longer
-than `chunk_seconds` (default CHUNK_SECONDS; up to MAX_AUDIO_SECONDS) run as overlapping windows with
-`context_seconds` of context at each side, whose output frames are stitched before decoding (`long_form.py`).
+than `chunk_seconds` (default CHUNK_SECONDS; up to MAX_AUDIO_SECONDS) run as windows overlapping with
+`context_seconds` of context at each side (with `pause_seconds` > 0, cut in the recording's pauses of that length
+where it has them, the pauses silenced); their output frames are stitched before decoding (`long_form.py`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.errors import ConfigError, EmptyAudioError, FeatureError
 from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
-from mmspeech_jax.long_form import CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS, stitch, windows
+from mmspeech_jax.long_form import (CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS, PAUSE_SECONDS, pauses,
+                                    silenced, stitch, windows)
 from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
 from mmspeech_jax.text.symbols import SymbolTable, character_table
 from mmspeech_jax.workdir import read_workdir_config, restore_params
@@ -91,9 +93,10 @@ class Transcriber:
         # (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
         self.shape_cost = None
         self.calls_made = 0  # `transcribe_many` (so `transcribe`) and `log_probs_many` calls made
-        # long-form windows (`windows`): log-mels longer than chunk_seconds run in windows of that length,
-        # overlapping by 2 x context_seconds
+        # long-form windows (`windows`): log-mels longer than chunk_seconds run in windows of at most that length,
+        # overlapping by 2 x context_seconds, or cut in pauses of pause_seconds (default 0: never)
         self.chunk_seconds, self.context_seconds = CHUNK_SECONDS, CONTEXT_SECONDS
+        self.pause_seconds = PAUSE_SECONDS
 
     @classmethod
     def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
@@ -169,19 +172,33 @@ class Transcriber:
                           self.lm_weight, self.length_bonus)
         asr.checkpoint_step = getattr(self, "checkpoint_step", None)
         asr.chunk_seconds, asr.context_seconds = self.chunk_seconds, self.context_seconds
+        asr.pause_seconds = self.pause_seconds
         return asr
 
     def _frames(self, seconds: float) -> int:
         return int(seconds * self.mel_config.sample_rate / self.mel_config.hop_samples)
 
-    def windows(self, frames: int) -> list:
+    def windows(self, frames: int, log_mel: np.ndarray | None = None) -> list:
         """The long-form windows (`long_form.Window`: input frames [start, end), kept output frames) a log-mel of
-        `frames` frames runs in: one when it fits in `chunk_seconds`. One-line `ConfigError` for a `chunk_seconds`
-        above MAX_SECONDS or too short for twice `context_seconds`, or a too short context (`long_form.windows`)."""
+        `frames` frames runs in: one when it fits in `chunk_seconds`; with the `log_mel` (frames, M) itself, cut in
+        its pauses of `pause_seconds` (`long_form.pauses`) where it has them. One-line `ConfigError` for a
+        `chunk_seconds` above MAX_SECONDS or too short for twice `context_seconds`, a too short context
+        (`long_form.windows`) or a `pause_seconds` outside [0, `chunk_seconds`]."""
+        return self._long_form(frames, log_mel)[1]
+
+    def _long_form(self, frames: int, log_mel: np.ndarray | None) -> tuple[np.ndarray | None, list]:
+        """(`pauses` of a long `log_mel` (frames,) bool, or None, and its `windows`)."""
         if not 0 < self.chunk_seconds <= MAX_SECONDS:
             raise ConfigError(f"chunk_seconds must be in (0, {MAX_SECONDS:g}], got {self.chunk_seconds}")
-        return windows(frames, self.model.config.subsampling, self._frames(self.chunk_seconds),
-                       self._frames(self.context_seconds))
+        if not 0 <= self.pause_seconds <= self.chunk_seconds:
+            raise ConfigError(f"pause_seconds must be in [0, chunk_seconds = {self.chunk_seconds:g}], got "
+                              f"{self.pause_seconds}")
+        window = self._frames(self.chunk_seconds)
+        quiet = None
+        if log_mel is not None and frames > window and self.pause_seconds > 0:
+            quiet = pauses(log_mel, self._frames(self.pause_seconds))
+        plan = windows(frames, self.model.config.subsampling, window, self._frames(self.context_seconds), quiet)
+        return quiet, plan
 
     def log_probs(self, mels: list[np.ndarray], frames: int | None = None,
                   rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -251,13 +268,20 @@ class Transcriber:
     def log_probs_many(self, mels: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Many log-mels [(T_i, M)] -> CTC log-probabilities (T'_i, V) float32 each, in order, unpadded (for your own
         decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). A log-mel longer than `chunk_seconds` runs as
-        the overlapping windows of `windows`, stitched; all windows and short log-mels run in the groups of `plan`
+        the windows of `windows`, stitched (cut in its pauses with `pause_seconds` > 0, those pauses' frames set to
+        the features' silence first: `long_form.silenced`); all windows and short log-mels run in the groups of `plan`
         (planned 16 x `batch_size` at a time, so shapes one window ran are free in the next). An empty list gives
         []; a wrong-shaped, non-finite or longer-than-MAX_AUDIO_SECONDS log-mel raises a one-line `FeatureError`."""
         limit = self._frames(MAX_AUDIO_SECONDS) + 1
         mels = [check_log_mel(m, self.mel_config.n_mels, f"log-mel {i}", limit) for i, m in enumerate(mels)]
-        plans = [self.windows(m.shape[0]) for m in mels]
-        pieces = [m[w.start:w.end] for m, plan in zip(mels, plans) for w in plan]
+        floor = float(np.log(self.mel_config.log_floor))
+        pieces, plans = [], []
+        for m in mels:
+            quiet, plan = self._long_form(m.shape[0], m)
+            if quiet is not None:
+                m = silenced(m, quiet, floor)
+            pieces += [m[w.start:w.end] for w in plan]
+            plans.append(plan)
 
         def run(group, frames, rows):
             log_probs, lengths = self.log_probs(group, frames, rows)
@@ -319,7 +343,7 @@ class Transcriber:
 
         ids = decode_batch(log_probs, lengths, self.method, self.beam_width, lm=self.lm, lm_weight=self.lm_weight,
                            length_bonus=self.length_bonus if self.lm is not None else 0.0)
-        rows = [{"text": "".join(self.table.lookup(seq)).strip()} for seq in ids]
+        rows = [{"text": " ".join("".join(self.table.lookup(seq)).split())} for seq in ids]  # one space between words
         if timestamps:
             factor = self.model.config.subsampling
             seconds, offset = frame_times(factor, SUBSAMPLING_FACTORS[factor][0],

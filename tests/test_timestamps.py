@@ -107,25 +107,46 @@ def test_transcriber_batches_and_timestamps(tiny_asr_workdir, tmp_path, capsys):
 
 def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     """A log-mel longer than `chunk_seconds`: `log_probs_many` gives subsampled_length(T) frames, each window's kept
-    range equal to that window's own single pass (atol 1e-4), and a log-mel that fits in one window is unchanged.
-    The CLI transcribes a 70 s recording (over the 60 s a single pass takes) with timestamps inside it, and refuses a
-    bad --chunk-seconds in one line."""
+    range equal to that window's own single pass (atol 1e-4), and a log-mel that fits in one window is unchanged; with
+    `pause_seconds` > 0 one with pauses is cut in them, its pauses silenced (by default, or without pauses, the
+    overlapping windows). The CLI
+    transcribes a 70 s recording (over the 60 s a single pass takes) with timestamps inside it, and refuses a bad
+    --chunk-seconds or --pause-seconds in one line."""
     from mmspeech_jax.cli import main as cli
+    from mmspeech_jax.errors import ConfigError
+    from mmspeech_jax.long_form import pauses, silenced
     from mmspeech_jax.transcribe import Transcriber
 
     rng = np.random.default_rng(1)
     short, long = (rng.normal(size=(n, 80)).astype(np.float32) for n in (200, 800))
+    paused = rng.normal(size=(800, 80)).astype(np.float32)
+    for start in range(150, 800, 180):
+        paused[start:start + 30] = rng.normal(-8.0, 0.1, (30, 80))  # 30 frames (0.35 s) of faint noise
     asr = Transcriber.from_workdir(tiny_asr_workdir)
     asr.chunk_seconds, asr.context_seconds = 3.0, 0.5
     factor = asr.model.config.subsampling
     plan = asr.windows(long.shape[0])
     assert len(plan) >= 3 and asr.windows(short.shape[0])[0].end == short.shape[0]
-    got_short, got_long = asr.log_probs_many([short, long], batch_size=4)
-    assert got_long.shape[0] == subsampled_length(long.shape[0], factor)
-    for w in plan:
-        alone, n = asr.log_probs([long[w.start:w.end]])
-        local = slice(w.keep_start - w.start // factor, w.keep_end - w.start // factor)
-        np.testing.assert_allclose(got_long[w.keep_start:w.keep_end], alone[0, : int(n[0])][local], atol=1e-4)
+    assert asr.pause_seconds == 0 and asr.windows(paused.shape[0], paused) == asr.windows(paused.shape[0])
+    asr.pause_seconds = 0.2
+    assert asr.windows(long.shape[0], long) == plan  # no pause in loud noise
+    quiet = pauses(paused, asr._frames(0.2))
+    paused_plan = asr.windows(paused.shape[0], paused)
+    cuts = [w.start for w in paused_plan[1:] if w.start == w.keep_start * factor]
+    assert cuts and quiet[cuts].all() and quiet.sum() >= 4 * (30 - 17)
+    silent = silenced(paused, quiet, float(np.log(asr.mel_config.log_floor)))  # what the windows read
+    assert (silent[quiet] == np.float32(np.log(1e-5))).all() and (silent[~quiet] == paused[~quiet]).all()
+    asr.pause_seconds = -1.0
+    with pytest.raises(ConfigError, match="pause_seconds must be in"):
+        asr.windows(paused.shape[0], paused)
+    asr.pause_seconds = 0.2
+    got_short, got_long, got_paused = asr.log_probs_many([short, long, paused], batch_size=4)
+    for mel, got, windows in ((long, got_long, plan), (silent, got_paused, paused_plan)):
+        assert got.shape[0] == subsampled_length(mel.shape[0], factor)
+        for w in windows:
+            alone, n = asr.log_probs([mel[w.start:w.end]])
+            local = slice(w.keep_start - w.start // factor, w.keep_end - w.start // factor)
+            np.testing.assert_allclose(got[w.keep_start:w.keep_end], alone[0, : int(n[0])][local], atol=1e-4)
     alone, n = asr.log_probs([short])
     np.testing.assert_allclose(got_short, alone[0, : int(n[0])], atol=1e-4)
     assert asr.transcribe_many([long])[0]["text"] == asr._decoded(got_long[None], [got_long.shape[0]], False)[0]["text"]
@@ -139,3 +160,5 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     capsys.readouterr()
     assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--chunk-seconds", "90"]) == 2
     assert "chunk_seconds must be in (0, 60]" in capsys.readouterr().err
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--pause-seconds", "-1"]) == 2
+    assert "pause_seconds must be in [0, chunk_seconds = 10]" in capsys.readouterr().err
