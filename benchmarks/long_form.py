@@ -6,12 +6,16 @@ in windows of several lengths (`long_form.py`), against each sentence transcribe
 
 The first `--utterances` sentences of the natural evaluation set (hand-written, never trained on; espeak-ng en-us),
 in order, are joined with `--gap` seconds of silence into recordings of at most `--minutes` each (one row block per
-value); with `--snr_db`, white noise at that level below the sentences' mean power is added to every recording
-(and to each sentence's own). Each window setting CHUNK/CONTEXT/PAUSE (seconds; PAUSE 0: windows never cut in
-pauses, `long_form.py`) transcribes every recording with `Transcriber.transcribe_many`, greedy; "alone" transcribes
-each sentence's own recording; a setting whose chunk is 60 s runs recordings of up to 60 s in one pass (the whole-recording baseline) and longer ones in 60 s windows. CER and WER of the joined text
-(`evaluate.asr.error_rates`, one recording = one reference), and the seconds of a second pass (the first compiles).
-Prints a markdown table (and appends it to benchmarks/RESULTS.md with --record).
+value). With `--lead_samples N`, N zero samples go before every recording and each sentence's own (moving the
+windows and the frame grid against the speech); with `--snr_db`, white noise at that level below the sentences' mean
+power is added to every recording (and to each sentence's own).
+
+Each window setting CHUNK/CONTEXT/PAUSE (seconds; PAUSE 0: no pause is cut in or silenced, `long_form.py`)
+transcribes every recording with `Transcriber.transcribe_many`, greedy; a setting whose chunk is 60 s runs
+recordings of up to 60 s in one pass (the whole-recording baseline) and longer ones in 60 s windows. "alone, pause P"
+transcribes each sentence's own recording (its pauses of P s silenced, if any), for each P of the settings. CER and
+WER of the joined text (`evaluate.asr.error_rates`, one recording = one reference), and the seconds of a second pass
+(the first compiles). Prints a markdown table (and appends it to benchmarks/RESULTS.md with --record).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def main(argv=None) -> dict:
                    help="CHUNK/CONTEXT/PAUSE seconds, comma-separated")
     p.add_argument("--gap", type=float, default=0.4, help="seconds of silence between joined sentences")
     p.add_argument("--snr_db", type=float, default=None, help="add white noise this many dB below the speech")
+    p.add_argument("--lead_samples", type=int, default=0, help="zero samples before every recording")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
@@ -66,6 +71,8 @@ def main(argv=None) -> dict:
     rate = utterances[0].sample_rate
     asr = Transcriber.from_workdir(args.asr)
     settings = [tuple(float(x) for x in w.split("/")) for w in args.windows.split(",")]
+    if args.lead_samples < 0:
+        p.error(f"--lead_samples must be >= 0, got {args.lead_samples}")
     if any(len(s) != 3 for s in settings):
         p.error(f"--windows: expected CHUNK/CONTEXT/PAUSE settings, got {args.windows!r}")
 
@@ -82,21 +89,26 @@ def main(argv=None) -> dict:
         np.sqrt(np.mean(np.concatenate([corpus.audio(u) for u in utterances]) ** 2)) * 10 ** (-args.snr_db / 20))
 
     def noisy(wave):
+        wave = np.concatenate([np.zeros(args.lead_samples, np.float32), wave])
         return wave if sigma == 0 else (wave + rng.normal(0, sigma, wave.size)).astype(np.float32)
 
-    results = {"blocks": [], "snr_db": args.snr_db}
+    results = {"blocks": [], "snr_db": args.snr_db, "lead_samples": args.lead_samples}
     alone_mels = [asr.mel_from_audio(noisy(corpus.audio(u)), rate) for u in utterances]
-    alone, seconds = timed(alone_mels, 60.0, 4.0, 0.0)
-    hypothesis_of = dict(zip([u.id for u in utterances], alone))
+    alone = {}  # pause -> ({utterance id: hypothesis}, seconds)
+    for pause in sorted({pause for _, _, pause in settings}):
+        texts, seconds = timed(alone_mels, 60.0, 4.0, pause)
+        alone[pause] = dict(zip([u.id for u in utterances], texts)), seconds
     for minutes in (float(m) for m in args.minutes.split(",")):
         recordings = joined_recordings(corpus, utterances, minutes, args.gap)
         mels = [asr.mel_from_audio(noisy(wave), rate) for wave, _ in recordings]
         references = [" ".join(u.text for u in members) for _, members in recordings]
         audio_seconds = sum(wave.size for wave, _ in recordings) / rate
-        joined = [" ".join(hypothesis_of[u.id] for u in members) for _, members in recordings]
         block = {"minutes": minutes, "recordings": len(recordings), "audio_seconds": audio_seconds,
                  "longest_seconds": max(m.shape[0] for m in mels) * asr.mel_config.hop_samples / rate,
-                 "alone": {**error_rates(references, joined), "seconds": seconds}, "windows": {}}
+                 "alone": {}, "windows": {}}
+        for pause, (hypothesis_of, seconds) in alone.items():
+            joined = [" ".join(hypothesis_of[u.id] for u in members) for _, members in recordings]
+            block["alone"][f"{pause:g}"] = {**error_rates(references, joined), "seconds": seconds}
         for chunk, context, pause in settings:
             texts, spent = timed(mels, chunk, context, pause)
             block["windows"][f"{chunk:g}/{context:g}/{pause:g}"] = {**error_rates(references, texts), "seconds": spent}
@@ -104,14 +116,16 @@ def main(argv=None) -> dict:
     text = (f"### Long-form transcription ({datetime.date.today().isoformat()})\n\nCommand: `python -m "
             f"benchmarks.long_form --asr {args.asr} --minutes {args.minutes} --windows {args.windows}"
             f"{'' if args.utterances is None else f' --utterances {args.utterances}'}"
-            f"{'' if args.snr_db is None else f' --snr_db {args.snr_db:g}'}`\n"
+            f"{'' if args.snr_db is None else f' --snr_db {args.snr_db:g}'}"
+            f"{f' --lead_samples {args.lead_samples}' if args.lead_samples else ''}`\n"
             f"Machine: {machine()}\n\n| recordings | window / context (s) | CER | WER | seconds (second pass) |\n"
             f"| --- | --- | --- | --- | --- |\n")
     for block in results["blocks"]:
         name = (f"{block['recordings']} of at most {block['minutes']:g} min ({block['audio_seconds'] / 60:.1f} min "
                 f"in all, longest {block['longest_seconds']:.0f} s)")
-        text += (f"| {name} | each sentence alone | {100 * block['alone']['cer']:.2f} % | "
-                 f"{100 * block['alone']['wer']:.2f} % | {block['alone']['seconds']:.1f} s |\n")
+        for pause, r in block["alone"].items():
+            text += (f"| {name} | each sentence alone, pause {pause} | {100 * r['cer']:.2f} % | "
+                     f"{100 * r['wer']:.2f} % | {r['seconds']:.1f} s |\n")
         for setting, r in block["windows"].items():
             text += f"| {name} | {setting} | {100 * r['cer']:.2f} % | {100 * r['wer']:.2f} % | {r['seconds']:.1f} s |\n"
     publish(text, results, args.out, args.record)

@@ -76,6 +76,7 @@ def ablate(tts_workdir, asr_workdir, cache, rows, batch_size: int = 16) -> dict:
     from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
     from mmspeech_jax.evaluate.asr import error_rates
     from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, model_inputs
+    from mmspeech_jax.evaluate.intelligibility import as_recorded
     from mmspeech_jax.transcribe import Transcriber
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 
@@ -101,7 +102,7 @@ def ablate(tts_workdir, asr_workdir, cache, rows, batch_size: int = 16) -> dict:
                 mels[row][i] = np.asarray(mel[r, : max(int(np.asarray(mask[r]).sum()), 2)])
             for kind in durations:
                 durations[kind][i] = np.asarray(out[kind][r, :n])
-    transcriber = Transcriber.from_workdir(asr_workdir)
+    transcriber = as_recorded(Transcriber.from_workdir(asr_workdir))  # pauses not silenced, as recorded before
     order = [int(i) for i in rows]
     texts = [cache.texts[i] for i in order]
     result = {}

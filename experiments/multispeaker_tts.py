@@ -135,9 +135,10 @@ def main(argv=None):
                                           v.num_voices, evaluation.classifier_steps, jax.random.PRNGKey(seed + 2))
     transcriber = None
     if evaluation.asr_workdir:
+        from mmspeech_jax.evaluate.intelligibility import as_recorded
         from mmspeech_jax.transcribe import Transcriber
 
-        transcriber = Transcriber.from_workdir(evaluation.asr_workdir)
+        transcriber = as_recorded(Transcriber.from_workdir(evaluation.asr_workdir))  # the audio as it is
 
     # 3. adaptation to each held-out voice
     mel_cfg = MelConfig(**cache.config["mel"])

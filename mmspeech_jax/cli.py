@@ -339,8 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{CONTEXT_SECONDS:g})")
     t.add_argument("--pause-seconds", type=float, default=PAUSE_SECONDS,
                    help=f"cut windows in a recording's pauses of at least this length, silenced, with no context "
-                        f"there (default {PAUSE_SECONDS:g}: never; 0.2 ran 1.5x faster at slightly worse WER, "
-                        f"benchmarks/RESULTS.md)")
+                        f"there, else overlapping windows (default {PAUSE_SECONDS:g}; 0: always overlapping)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")

@@ -35,13 +35,16 @@ CONTEXT_SECONDS = 2.0
 MAX_AUDIO_SECONDS = 2 * 3600.0
 # `pauses`: a frame is quiet below floor + PAUSE_LEVEL x (loud - floor) of its input's frame levels (log of the mean
 # mel power), and an input whose loud and floor lie less than PAUSE_RANGE apart (natural log of power: 2.0 ~ 8.7 dB)
-# has no pause. `transcribe.Transcriber.pause_seconds` (a pause frame's quiet neighbourhood) is PAUSE_SECONDS, 0:
-# windows are not cut in pauses by default. Cut in pauses of 0.2 s, long recordings ran 1.5-1.7x faster at about the
-# same CER (+0.06 to +0.11 points clean, -2.3 with 20 dB of noise between the sentences) but +0.3 to +2.0 points of
-# WER (`benchmarks.long_form`, benchmarks/RESULTS.md, 2026-12-07).
+# has no pause. `transcribe.Transcriber.pause_seconds` (the quiet stretch a pause needs) is PAUSE_SECONDS; `silenced`
+# leaves PAUSE_EDGE_SECONDS at each edge of a pause. With the ASR default (`benchmarks.long_form`,
+# benchmarks/RESULTS.md, 2026-12-07) on the natural set with white noise 20 dB under the speech: joined into a
+# 10-minute recording, 13.4-13.5 % CER in windows cut in silenced pauses against 18.1-18.3 % in overlapping windows
+# (1.5-1.8x faster); each sentence alone after 0.5 s of that noise, 13.8 % against 22.2 %. In digital silence the
+# sentences alone are unchanged (4.24 %) and the long recording 0.05 points worse (mean of 4 window offsets).
 PAUSE_LEVEL = 0.25
 PAUSE_RANGE = 2.0
-PAUSE_SECONDS = 0.0
+PAUSE_SECONDS = 0.2
+PAUSE_EDGE_SECONDS = 0.025
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +84,19 @@ def pauses(log_mel: np.ndarray, width: int) -> np.ndarray:
     return (sums[width:width + level.size] - sums[:level.size]) == 0
 
 
-def silenced(log_mel: np.ndarray, quiet: np.ndarray, floor: float) -> np.ndarray:
-    """A log-mel (T, M) with its `quiet` frames ((T,) bool, `pauses`) set to `floor` (the features' log of silence,
-    log(MelConfig.log_floor)): what a pause's background noise would have been without noise, a copy (same dtype).
-    Every quiet frame lies at least half a pause's width from the nearest loud frame, so speech is left as it is."""
+def silenced(log_mel: np.ndarray, quiet: np.ndarray, floor: float, reach: int) -> np.ndarray:
+    """A log-mel (T, M) with every frame within `reach` frames of a `quiet` frame ((T,) bool, `pauses`) set to
+    `floor` (the features' log of silence, log(MelConfig.log_floor)): the pauses as they would be without background
+    noise, which a recognizer trained on clean speech writes letters into. A copy, same dtype. With `pauses`' width
+    w, `reach` <= w // 2 leaves every frame outside the quiet runs of at least w frames (speech) as it is, and
+    w // 2 - k keeps k frames of each pause's edges."""
     log_mel = np.array(log_mel)
-    log_mel[np.asarray(quiet, bool)] = floor
+    quiet = np.asarray(quiet, bool)
+    reach = max(int(reach), 0)
+    # frames with a quiet frame in [t - reach, t + reach]: a running sum over the padded indicator
+    padded = np.concatenate([np.zeros(reach, int), quiet.astype(int), np.zeros(reach + 1, int)])
+    sums = np.concatenate([[0], np.cumsum(padded)])
+    log_mel[(sums[2 * reach + 1:2 * reach + 1 + quiet.size] - sums[:quiet.size]) > 0] = floor
     return log_mel
 
 
@@ -120,7 +130,8 @@ def windows(length: int, factor: int, window: int, context: int, quiet: np.ndarr
     total = int(subsampled_length(length, factor))
     # a window ending `overhang` frames past a cut in a pause has output frames up to that cut (the frontend's
     # VALID convolutions drop frames at the window's end)
-    overhang = next(d for d in range(0, 8 * factor, factor) if subsampled_length(window + d, factor) >= window // factor)
+    overhang = next(d for d in range(0, 8 * factor, factor)
+                    if subsampled_length(window + d, factor) >= window // factor)
     plan, cut, left = [], 0, 0  # the next kept range starts at input frame `cut`, with `left` frames of context
     while length - (cut - left) > window:
         start = cut - left

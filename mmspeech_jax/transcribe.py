@@ -13,9 +13,11 @@ DEFAULT_LM_WEIGHT and DEFAULT_LENGTH_BONUS.
 
 Features are padded to a ladder of frame counts (multiples of 256 frames), so a session compiles a few times, not
 once per file length; `transcribe` and `transcribe_many` run files of similar length together. Recordings longer
-than `chunk_seconds` (default CHUNK_SECONDS; up to MAX_AUDIO_SECONDS) run as windows overlapping with
-`context_seconds` of context at each side (with `pause_seconds` > 0, cut in the recording's pauses of that length
-where it has them, the pauses silenced); their output frames are stitched before decoding (`long_form.py`).
+than `chunk_seconds` (default CHUNK_SECONDS; up to MAX_AUDIO_SECONDS) run as windows cut in the recording's pauses
+of at least `pause_seconds` (default PAUSE_SECONDS) where it has them, else overlapping with `context_seconds` of
+context at each side; their output frames are stitched before decoding (`long_form.py`). In every recording
+`transcribe_many` (so `transcribe` and the CLI) first silences such pauses (`long_form.silenced`): a recognizer
+trained on clean speech writes letters into background noise.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from mmspeech_jax.data.feature_cache import padded_log_mel_and_energy
 from mmspeech_jax.decoding.ctc import decode_batch
 from mmspeech_jax.errors import ConfigError, EmptyAudioError, FeatureError
 from mmspeech_jax.layers.subsampling import FACTORS as SUBSAMPLING_FACTORS
-from mmspeech_jax.long_form import (CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS, PAUSE_SECONDS, pauses,
-                                    silenced, stitch, windows)
+from mmspeech_jax.long_form import (CHUNK_SECONDS, CONTEXT_SECONDS, MAX_AUDIO_SECONDS, PAUSE_EDGE_SECONDS,
+                                    PAUSE_SECONDS, pauses, silenced, stitch, windows)
 from mmspeech_jax.models.ctc_asr import CTCASR, CTCASRConfig, normalize_features
 from mmspeech_jax.text.symbols import SymbolTable, character_table
 from mmspeech_jax.workdir import read_workdir_config, restore_params
@@ -93,8 +95,8 @@ class Transcriber:
         # (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
         self.shape_cost = None
         self.calls_made = 0  # `transcribe_many` (so `transcribe`) and `log_probs_many` calls made
-        # long-form windows (`windows`): log-mels longer than chunk_seconds run in windows of at most that length,
-        # overlapping by 2 x context_seconds, or cut in pauses of pause_seconds (default 0: never)
+        # pauses of pause_seconds (0: none) are silenced; log-mels longer than chunk_seconds run in windows of at
+        # most that length (`windows`), cut in those pauses or else overlapping by 2 x context_seconds
         self.chunk_seconds, self.context_seconds = CHUNK_SECONDS, CONTEXT_SECONDS
         self.pause_seconds = PAUSE_SECONDS
 
@@ -187,7 +189,7 @@ class Transcriber:
         return self._long_form(frames, log_mel)[1]
 
     def _long_form(self, frames: int, log_mel: np.ndarray | None) -> tuple[np.ndarray | None, list]:
-        """(`pauses` of a long `log_mel` (frames,) bool, or None, and its `windows`)."""
+        """(`pauses` of `log_mel` (frames,) bool, or None without it or with `pause_seconds` 0, and its `windows`)."""
         if not 0 < self.chunk_seconds <= MAX_SECONDS:
             raise ConfigError(f"chunk_seconds must be in (0, {MAX_SECONDS:g}], got {self.chunk_seconds}")
         if not 0 <= self.pause_seconds <= self.chunk_seconds:
@@ -195,7 +197,7 @@ class Transcriber:
                               f"{self.pause_seconds}")
         window = self._frames(self.chunk_seconds)
         quiet = None
-        if log_mel is not None and frames > window and self.pause_seconds > 0:
+        if log_mel is not None and self.pause_seconds > 0:
             quiet = pauses(log_mel, self._frames(self.pause_seconds))
         plan = windows(frames, self.model.config.subsampling, window, self._frames(self.context_seconds), quiet)
         return quiet, plan
@@ -267,9 +269,10 @@ class Transcriber:
 
     def log_probs_many(self, mels: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Many log-mels [(T_i, M)] -> CTC log-probabilities (T'_i, V) float32 each, in order, unpadded (for your own
-        decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). A log-mel longer than `chunk_seconds` runs as
-        the windows of `windows`, stitched (cut in its pauses with `pause_seconds` > 0, those pauses' frames set to
-        the features' silence first: `long_form.silenced`); all windows and short log-mels run in the groups of `plan`
+        decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). With `pause_seconds` > 0, each log-mel's
+        pauses of that length (`long_form.pauses`) are first set to the features' silence (`long_form.silenced`, less
+        PAUSE_EDGE_SECONDS at each edge). A log-mel longer than `chunk_seconds` runs as the windows of `windows`
+        (cut in those pauses where it has them), stitched; all windows and short log-mels run in the groups of `plan`
         (planned 16 x `batch_size` at a time, so shapes one window ran are free in the next). An empty list gives
         []; a wrong-shaped, non-finite or longer-than-MAX_AUDIO_SECONDS log-mel raises a one-line `FeatureError`."""
         limit = self._frames(MAX_AUDIO_SECONDS) + 1
@@ -279,7 +282,7 @@ class Transcriber:
         for m in mels:
             quiet, plan = self._long_form(m.shape[0], m)
             if quiet is not None:
-                m = silenced(m, quiet, floor)
+                m = silenced(m, quiet, floor, self._frames(self.pause_seconds) // 2 - self._frames(PAUSE_EDGE_SECONDS))
             pieces += [m[w.start:w.end] for w in plan]
             plans.append(plan)
 

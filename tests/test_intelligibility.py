@@ -29,12 +29,13 @@ class _Speaker:
 
 class _Listener:
     """A stand-in transcriber that hears the character codes back, dropping every "x" (its one error), and records
-    each batch's lengths."""
+    each batch's lengths and the `pause_seconds` it ran with (a `Transcriber` silences pauses by default)."""
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.pause_seconds, self.ran_with = [], 0.2, []
 
     def transcribe(self, items, batch_size):
+        self.ran_with.append(self.pause_seconds)
         out = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
@@ -43,6 +44,7 @@ class _Listener:
         return out
 
     def transcribe_features(self, mels):
+        self.ran_with.append(self.pause_seconds)
         self.calls.append([len(m) for m in mels])
         return ["".join(chr(int(v)) for v in m) for m in mels]
 
@@ -58,6 +60,8 @@ def test_evaluate_tts_batches_keep_order_and_leave_out_only_the_failing_texts():
     speaker, listener = _Speaker(), _Listener()
     report = evaluate_tts(speaker, listener, texts, truth, batch_size=3)
     assert speaker.batches == [len(texts)]
+    # the audio heard as it is (no pause silenced, as the TTS CERs recorded before), the caller's transcriber unchanged
+    assert listener.ran_with and set(listener.ran_with) == {0.0} and listener.pause_seconds == 0.2
     assert [line["transcript"] for line in report["lines"]] == [t.replace("x", "") for t in texts]
     heard = [call for call in listener.calls if len(call) > 1 or call[0] != len(texts[2])]
     assert all(len(call) <= 3 for call in listener.calls) and sorted(sum(heard, [])) == sum(heard, [])

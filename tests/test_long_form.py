@@ -9,7 +9,7 @@ import pytest
 
 from mmspeech_jax.errors import ConfigError
 from mmspeech_jax.layers.subsampling import FACTORS
-from mmspeech_jax.long_form import PAUSE_LEVEL, PAUSE_RANGE, pauses, stitch, windows
+from mmspeech_jax.long_form import PAUSE_LEVEL, PAUSE_RANGE, pauses, silenced, stitch, windows
 
 
 def frontend_like(x: np.ndarray, factor: int) -> np.ndarray:
@@ -156,3 +156,17 @@ def test_pauses_are_the_frames_whose_neighbourhood_is_quiet():
         pauses(np.zeros(10), 4)
     with pytest.raises(ValueError, match="shape"):
         windows(100, 4, 64, 16, np.zeros(99, bool))
+
+
+def test_silenced_sets_the_frames_near_quiet_ones_to_the_floor():
+    rng = np.random.default_rng(4)
+    log_mel = rng.normal(size=(300, 5)).astype(np.float32)
+    quiet = rng.random(300) < 0.05
+    for reach in (0, 1, 6, 40):
+        got = silenced(log_mel, quiet, -11.5, reach)
+        near = np.array([quiet[max(0, t - reach):t + reach + 1].any() for t in range(300)])
+        assert got.dtype == np.float32 and got.shape == log_mel.shape
+        np.testing.assert_array_equal(got[near], -11.5)
+        np.testing.assert_array_equal(got[~near], log_mel[~near])
+    assert (silenced(log_mel, quiet, -11.5, -3) == silenced(log_mel, quiet, -11.5, 0)).all()
+    assert not np.shares_memory(silenced(log_mel, quiet, -11.5, 0), log_mel)

@@ -107,14 +107,14 @@ def test_transcriber_batches_and_timestamps(tiny_asr_workdir, tmp_path, capsys):
 
 def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     """A log-mel longer than `chunk_seconds`: `log_probs_many` gives subsampled_length(T) frames, each window's kept
-    range equal to that window's own single pass (atol 1e-4), and a log-mel that fits in one window is unchanged; with
-    `pause_seconds` > 0 one with pauses is cut in them, its pauses silenced (by default, or without pauses, the
-    overlapping windows). The CLI
+    range equal to that window's own single pass (atol 1e-4), and a log-mel that fits in one window is one pass; one
+    with pauses is cut in them, and any log-mel's pauses are silenced first (with `pause_seconds` 0, or without
+    pauses, the overlapping windows and no silencing). The CLI
     transcribes a 70 s recording (over the 60 s a single pass takes) with timestamps inside it, and refuses a bad
     --chunk-seconds or --pause-seconds in one line."""
     from mmspeech_jax.cli import main as cli
     from mmspeech_jax.errors import ConfigError
-    from mmspeech_jax.long_form import pauses, silenced
+    from mmspeech_jax.long_form import PAUSE_SECONDS, pauses, silenced
     from mmspeech_jax.transcribe import Transcriber
 
     rng = np.random.default_rng(1)
@@ -127,15 +127,19 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     factor = asr.model.config.subsampling
     plan = asr.windows(long.shape[0])
     assert len(plan) >= 3 and asr.windows(short.shape[0])[0].end == short.shape[0]
-    assert asr.pause_seconds == 0 and asr.windows(paused.shape[0], paused) == asr.windows(paused.shape[0])
+    assert asr.pause_seconds == PAUSE_SECONDS > 0
+    asr.pause_seconds = 0.0
+    assert asr.windows(paused.shape[0], paused) == asr.windows(paused.shape[0])
     asr.pause_seconds = 0.2
     assert asr.windows(long.shape[0], long) == plan  # no pause in loud noise
     quiet = pauses(paused, asr._frames(0.2))
     paused_plan = asr.windows(paused.shape[0], paused)
     cuts = [w.start for w in paused_plan[1:] if w.start == w.keep_start * factor]
     assert cuts and quiet[cuts].all() and quiet.sum() >= 4 * (30 - 17)
-    silent = silenced(paused, quiet, float(np.log(asr.mel_config.log_floor)))  # what the windows read
-    assert (silent[quiet] == np.float32(np.log(1e-5))).all() and (silent[~quiet] == paused[~quiet]).all()
+    silent = silenced(paused, quiet, float(np.log(asr.mel_config.log_floor)), 8 - 2)  # what the windows read
+    gated = (silent == np.float32(np.log(1e-5))).all(axis=1)
+    assert gated.sum() == 4 * (30 - 2 * 2)  # each pause less 0.025 s (2 frames) at each edge
+    assert (silent[~gated] == paused[~gated]).all()
     asr.pause_seconds = -1.0
     with pytest.raises(ConfigError, match="pause_seconds must be in"):
         asr.windows(paused.shape[0], paused)
@@ -149,6 +153,14 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
             np.testing.assert_allclose(got[w.keep_start:w.keep_end], alone[0, : int(n[0])][local], atol=1e-4)
     alone, n = asr.log_probs([short])
     np.testing.assert_allclose(got_short, alone[0, : int(n[0])], atol=1e-4)
+    # a short log-mel with a pause: one pass over it silenced
+    short_paused = paused[100:300]
+    quiet_short = pauses(short_paused, asr._frames(0.2))
+    assert quiet_short.any()
+    got = asr.log_probs_many([short_paused])[0]
+    for mel, same in ((silenced(short_paused, quiet_short, float(np.log(1e-5)), 8 - 2), True), (short_paused, False)):
+        alone, n = asr.log_probs([mel])
+        assert np.allclose(got, alone[0, : int(n[0])], atol=1e-4) == same
     assert asr.transcribe_many([long])[0]["text"] == asr._decoded(got_long[None], [got_long.shape[0]], False)[0]["text"]
 
     path, out = tmp_path / "long.wav", tmp_path / "long.jsonl"

@@ -6,14 +6,28 @@ the TTS is judged against what the recognizer achieves on natural input, and for
 the synthesizer's vocoder (`ground_truth_vocoded`: its vocoder, Griffin-Lim or neural, on the true mel), which
 separates what the vocoder loses from what the acoustic model gets wrong. A sentence the TTS rejects (bad text) is
 listed with its one-line error and left out of the rates; it does not stop the others.
+
+The recognizer hears the audio as it is: `as_recorded` turns off the transcriber's silencing of pauses
+(`Transcriber.pause_seconds`, on by default since 2026-12-07), so letters it writes into a vocoder's noise between
+words count against the synthesis, as in every TTS CER recorded before that date.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
 from mmspeech_jax.errors import MMSpeechError
 from mmspeech_jax.evaluate.asr import asr_normalize, error_rates
+
+
+def as_recorded(transcriber):
+    """A shallow copy of a `transcribe.Transcriber` (same parameters and compiled functions) whose `pause_seconds` is
+    0: no pause silenced, long recordings in overlapping windows. The caller's transcriber is left as it is."""
+    raw = copy.copy(transcriber)
+    raw.pause_seconds = 0.0
+    return raw
 
 
 def evaluate_tts(synthesizer, transcriber, texts: list[str], ground_truth: dict[str, np.ndarray] | None = None,
@@ -24,7 +38,9 @@ def evaluate_tts(synthesizer, transcriber, texts: list[str], ground_truth: dict[
     The texts are synthesized `batch_size` at a time (`synthesizer.synthesize_batch`); when one of them fails (a
     text the tokenizer rejects, or a length past the synthesis ladder), each text is synthesized alone so that only
     the failing ones are left out (`progress`, e.g. tqdm, wraps that per-text loop). Audio is transcribed
-    `batch_size` at a time, in order of length, through `transcriber.transcribe`."""
+    `batch_size` at a time, in order of length, through `transcriber.transcribe`, pauses not silenced
+    (`as_recorded`)."""
+    transcriber = as_recorded(transcriber)
     ground_truth = {asr_normalize(k): v for k, v in (ground_truth or {}).items()}
     lines = [{"text": text} for text in texts]
     try:
