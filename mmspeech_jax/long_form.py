@@ -38,9 +38,9 @@ MAX_AUDIO_SECONDS = 2 * 3600.0
 # has no pause. `transcribe.Transcriber.pause_seconds` (the quiet stretch a pause needs) is PAUSE_SECONDS; `silenced`
 # leaves PAUSE_EDGE_SECONDS at each edge of a pause. With the ASR default (`benchmarks.long_form`,
 # benchmarks/RESULTS.md, 2026-12-07) on the natural set with white noise 20 dB under the speech: joined into a
-# 10-minute recording, 13.4-13.5 % CER in windows cut in silenced pauses against 18.1-18.3 % in overlapping windows
-# (1.5-1.8x faster); each sentence alone after 0.5 s of that noise, 13.8 % against 22.2 %. In digital silence the
-# sentences alone are unchanged (4.24 %) and the long recording 0.05 points worse (mean of 4 window offsets).
+# 10-minute recording, 13.4 % CER in windows cut in silenced pauses against 18.3 % in overlapping windows (means of 4
+# offsets; 1.6-2.0x faster); each sentence alone after 0.5 s of that noise, 13.8 % against 22.2 %. In digital
+# silence sentences alone are unchanged (4.24 %) and the long recording 0.05 points worse.
 PAUSE_LEVEL = 0.25
 PAUSE_RANGE = 2.0
 PAUSE_SECONDS = 0.2
