@@ -1,4 +1,5 @@
-"""Long recordings through a recognizer trained on short utterances: overlapping windows, stitched output frames.
+"""Long recordings through a recognizer trained on short utterances: windows cut in pauses or overlapping, stitched
+output frames; pauses silenced.
 
 A CTC recognizer's output frame j (after the frontend's subsampling by `factor`) is computed from all input frames
 (self-attention is global), but it depends mostly on the frames near j * factor. `windows` cuts an input of
@@ -7,14 +8,16 @@ frames of its core (the window less `context` frames at each side, except at the
 output frame was computed with `context` input frames on each side of the frames it is centred on (less the
 frontend's few frames of receptive field), and the kept ranges tile the whole output, in order, once. `stitch` joins
 the windows' outputs. Decoding (greedy, beam, LM, timestamps) then runs on the stitched log-probabilities as on one
-utterance's.
+utterance's. Given the input's pauses (`pauses`: stretches of quiet frames), `windows` cuts in them instead where it
+can, with no context needed there, and `silenced` sets the pauses to the features' silence beforehand (a recognizer
+trained on clean speech writes letters into background noise).
 
     plan = windows(mel.shape[0], factor=4, window=860, context=172)
     outputs = [model_output(mel[w.start:w.end]) for w in plan]      # (subsampled_length(w.end - w.start), V) each
     log_probs = stitch(outputs, plan, factor=4)                      # (subsampled_length(mel.shape[0]), V)
 
 Used by `transcribe.Transcriber` (`transcribe_many`, `log_probs_many`, and so `transcribe` and `mmspeech
-transcribe`) for log-mels longer than its `chunk_seconds`.
+transcribe`): windows for log-mels longer than its `chunk_seconds`, pauses of `pause_seconds` silenced in all.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ CHUNK_SECONDS = 10.0
 CONTEXT_SECONDS = 2.0
 MAX_AUDIO_SECONDS = 2 * 3600.0
 # `pauses`: a frame is quiet below floor + PAUSE_LEVEL x (loud - floor) of its input's frame levels (log of the mean
-# mel power), and an input whose loud and floor lie less than PAUSE_RANGE apart (natural log of power: 2.0 ~ 8.7 dB)
-# has no pause. `transcribe.Transcriber.pause_seconds` (the quiet stretch a pause needs) is PAUSE_SECONDS; `silenced`
-# leaves PAUSE_EDGE_SECONDS at each edge of a pause. With the ASR default (`benchmarks.long_form`,
+# mel magnitude), and an input whose loud and floor lie less than PAUSE_RANGE apart (natural log of magnitude: 2.0 ~
+# 17 dB) has no pause. `transcribe.Transcriber.pause_seconds` (the quiet stretch a pause needs) is PAUSE_SECONDS;
+# `silenced` leaves PAUSE_EDGE_SECONDS at each edge of a pause. With the ASR default (`benchmarks.long_form`,
 # benchmarks/RESULTS.md, 2026-12-07) on the natural set with white noise 20 dB under the speech: joined into a
 # 10-minute recording, 13.4 % CER in windows cut in silenced pauses against 18.3 % in overlapping windows (means of 4
 # offsets; 1.6-2.0x faster); each sentence alone after 0.5 s of that noise, 13.8 % against 22.2 %. In digital
@@ -60,10 +63,10 @@ class Window:
 def pauses(log_mel: np.ndarray, width: int) -> np.ndarray:
     """A log-mel (T, M) -> (T,) bool: True at frame t when every frame of [t - width // 2, t - width // 2 + width)
     (inside the input) is quiet, so a cut at t has at least width // 2 quiet frames on each side (fewer at the
-    input's ends). A frame is quiet when its level, the log of its mean mel power, is below floor + PAUSE_LEVEL x
-    (loud - floor), floor and loud being the input's 1st and 98th percentiles of the levels; an input whose loud and
-    floor are less than PAUSE_RANGE apart (no silence to tell from speech) has no quiet frame. `width` < 1 gives no
-    pause."""
+    input's ends). A frame is quiet when its level, the log of its mean mel magnitude (exp of the log-mel), is below
+    floor + PAUSE_LEVEL x (loud - floor), floor and loud being the input's 1st and 98th percentiles of the levels; an
+    input whose loud and floor are less than PAUSE_RANGE apart (no silence to tell from speech) has no quiet frame.
+    `width` < 1 gives no pause."""
     log_mel = np.asarray(log_mel, np.float64)
     if log_mel.ndim != 2:
         raise ValueError(f"expected a log-mel of shape (T, M), got shape {log_mel.shape}")

@@ -140,7 +140,7 @@ def test_pauses_are_the_frames_whose_neighbourhood_is_quiet():
     level[500:560] = level[1800:1817] = level[2990:] = -11.5  # pauses of 60, 17 and 10 (at the end) frames
     level[1000:1400] = -4.0
     log_mel = level[:, None] + rng.normal(0, 0.1, (3000, 8))
-    level = np.log(np.exp(log_mel.astype(np.float64)).mean(axis=1))  # log of the mean mel power
+    level = np.log(np.exp(log_mel.astype(np.float64)).mean(axis=1))  # log of the mean mel magnitude
     floor, loud = np.percentile(level, 1), np.percentile(level, 98)
     quiet_frame = level < floor + PAUSE_LEVEL * (loud - floor)
     for width in (1, 8, 17, 18):
