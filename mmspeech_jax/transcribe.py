@@ -281,7 +281,7 @@ class Transcriber:
         pieces, plans = [], []
         for m in mels:
             quiet, plan = self._long_form(m.shape[0], m)
-            if quiet is not None:
+            if quiet is not None and quiet.any():
                 m = silenced(m, quiet, floor, self._frames(self.pause_seconds) // 2 - self._frames(PAUSE_EDGE_SECONDS))
             pieces += [m[w.start:w.end] for w in plan]
             plans.append(plan)
