@@ -338,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where a window is cut in speech, context at each side of its kept middle (default "
                         f"{CONTEXT_SECONDS:g})")
     t.add_argument("--pause-seconds", type=float, default=PAUSE_SECONDS,
-                   help=f"cut windows in a recording's pauses of at least this length, silenced, with no context "
-                        f"there, else overlapping windows (default {PAUSE_SECONDS:g}; 0: always overlapping)")
+                   help=f"pauses at least this long are silenced in every recording, and long recordings' windows "
+                        f"are cut in them with no context (default {PAUSE_SECONDS:g}; 0: neither, overlapping "
+                        f"windows)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")
