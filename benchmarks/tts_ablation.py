@@ -75,8 +75,8 @@ def ablate(tts_workdir, asr_workdir, cache, rows, batch_size: int = 16) -> dict:
     duration_errors(...), "examples": the first three sentences' transcripts per row}."""
     from mmspeech_jax.data.pipeline import PipelineConfig, make_batch_iterator
     from mmspeech_jax.evaluate.asr import error_rates
-    from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, model_inputs
     from mmspeech_jax.evaluate.intelligibility import as_recorded
+    from mmspeech_jax.models.fastspeech2 import FastSpeech2, FastSpeech2Config, model_inputs
     from mmspeech_jax.transcribe import Transcriber
     from mmspeech_jax.workdir import read_workdir_config, restore_params
 

@@ -29,10 +29,11 @@ import numpy as np
 from mmspeech_jax.errors import ConfigError
 
 # `transcribe.Transcriber`'s defaults (and `mmspeech transcribe`'s): recordings longer than CHUNK_SECONDS run as
-# windows of that length overlapping by 2 x CONTEXT_SECONDS, up to MAX_AUDIO_SECONDS a recording. The ASR default
-# trains on utterances of at most 8 s; on the natural set joined into long recordings, 10 s windows with 2 s of
-# context came out best of 8/2 ... 60/4 s, at about the same speed (`benchmarks.long_form`, benchmarks/RESULTS.md,
-# 2026-12-07): 4.25 % CER on 1-minute recordings (4.45 % in one 60 s pass; 4.24 % each sentence alone).
+# windows of at most that length (cut in pauses, else overlapping by 2 x CONTEXT_SECONDS), up to MAX_AUDIO_SECONDS
+# a recording. The ASR default trains on utterances of at most 8 s; on the natural set joined into long recordings,
+# 10 s windows with 2 s of context came out best of 8/2 ... 60/4 s, at about the same speed (`benchmarks.long_form`,
+# benchmarks/RESULTS.md, 2026-12-07): 4.25 % CER on 1-minute recordings (4.45 % in one 60 s pass; 4.24 % each
+# sentence alone).
 CHUNK_SECONDS = 10.0
 CONTEXT_SECONDS = 2.0
 MAX_AUDIO_SECONDS = 2 * 3600.0
@@ -81,10 +82,7 @@ def pauses(log_mel: np.ndarray, width: int) -> np.ndarray:
     if loud - floor < PAUSE_RANGE:
         return none
     loud_frame = level >= floor + PAUSE_LEVEL * (loud - floor)
-    # any loud frame in [t - width // 2, t - width // 2 + width): a running sum over the padded indicator
-    padded = np.concatenate([np.zeros(width // 2, int), loud_frame.astype(int), np.zeros(width, int)])
-    sums = np.concatenate([[0], np.cumsum(padded)])
-    return (sums[width:width + level.size] - sums[:level.size]) == 0
+    return ~_any_near(loud_frame, width // 2, width - width // 2 - 1)
 
 
 def silenced(log_mel: np.ndarray, quiet: np.ndarray, floor: float, reach: int) -> np.ndarray:
@@ -96,11 +94,17 @@ def silenced(log_mel: np.ndarray, quiet: np.ndarray, floor: float, reach: int) -
     log_mel = np.array(log_mel)
     quiet = np.asarray(quiet, bool)
     reach = max(int(reach), 0)
-    # frames with a quiet frame in [t - reach, t + reach]: a running sum over the padded indicator
-    padded = np.concatenate([np.zeros(reach, int), quiet.astype(int), np.zeros(reach + 1, int)])
-    sums = np.concatenate([[0], np.cumsum(padded)])
-    log_mel[(sums[2 * reach + 1:2 * reach + 1 + quiet.size] - sums[:quiet.size]) > 0] = floor
+    log_mel[_any_near(quiet, reach, reach)] = floor
     return log_mel
+
+
+def _any_near(flags: np.ndarray, before: int, after: int) -> np.ndarray:
+    """(T,) bool -> (T,) bool: whether any of `flags` in [t - before, t + after] (clipped to the input) is True; a
+    running sum over the zero-padded indicator."""
+    padded = np.concatenate([np.zeros(before, int), flags.astype(int), np.zeros(after + 1, int)])
+    sums = np.concatenate([[0], np.cumsum(padded)])
+    span = before + after + 1
+    return (sums[span:span + flags.size] - sums[:flags.size]) > 0
 
 
 def windows(length: int, factor: int, window: int, context: int, quiet: np.ndarray | None = None) -> list[Window]:
