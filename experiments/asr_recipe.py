@@ -18,6 +18,7 @@ import numpy as np
 from experiments.configs.ljspeech_asr import ASREvaluationConfig
 from experiments.flags import WHOLE_SPLIT, add_data_args, add_trainer_args
 from experiments.wiring import Trained, eval_pipeline, train_on_cache, write_config
+from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.data import make_batch_iterator
 from mmspeech_jax.decoding.ctc import decode_batch, memoized, prefix_beam_search
 from mmspeech_jax.evaluate.asr import error_rates
@@ -75,7 +76,7 @@ def train(tree, cache, workdir: Path, init_params=None, tx=None, train_positions
     init = lambda first: compiled_init(model, {"params": jax.random.PRNGKey(tree.trainer.seed)}, first["features"],
                                        first["frame_mask"], train=False)
     on_eval = eval_summaries(model, cache, eval_pipeline(tree.pipeline), tree.evaluation.num_samples, natural, curve)
-    loss_fn = make_ctc_loss_fn(model, cache.stats, cache.config["mel"]["log_floor"])
+    loss_fn = make_ctc_loss_fn(model, cache.stats, mel=MelConfig(**cache.config["mel"]))
     return train_on_cache(workdir, tree, cache, model, loss_fn, prepare, init, params=init_params,
                           tx=tx, positions=train_positions, on_eval=on_eval, mesh=mesh)
 

@@ -41,6 +41,9 @@ def parse_args(argv=None):
     add_training_args(p, "workdir/ljspeech_asr", steps=3000)
     p.add_argument("--gain_augment_db", type=float, default=12.0,
                    help="train each utterance at a random level within +-this many dB (audio/gain_augment.py); 0: off")
+    p.add_argument("--noise_augment", type=float, default=0.0,
+                   help="share of the training utterances heard over stationary noise at 0-30 dB SNR "
+                        "(audio/noise_augment.py); 0: off")
     add_distributed_args(p)
     return parse_tree(p, argv, from_flags)
 
@@ -48,7 +51,8 @@ def parse_args(argv=None):
 def from_flags(args) -> LJSpeechASRConfig:
     """The tree the flags describe."""
     tree = config(args.preset, encoder=args.encoder, spec_augment=not args.no_spec_augment, steps=args.steps,
-                  learning_rate=args.learning_rate, batch_size=args.batch_size, gain_augment_db=args.gain_augment_db)
+                  learning_rate=args.learning_rate, batch_size=args.batch_size, gain_augment_db=args.gain_augment_db,
+                  noise_augment=args.noise_augment)
     return dataclasses.replace(tree, **shared_parts(args), evaluation=evaluation_config(args))
 
 

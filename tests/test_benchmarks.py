@@ -157,6 +157,45 @@ def test_asr_level_scales_the_waveforms_and_scores_each_gain():
     assert cers[6.0] == 0.0 and cers[0.0] == pytest.approx(0.5) and cers[-6.0] == pytest.approx(1.0)
 
 
+def test_asr_noise_mixes_at_each_snr_and_scores_each_noise():
+    """`mixed` sets the sentence-over-noise power ratio (float64, by hand); babble is the unit-power sum of the next
+    four sentences; a stand-in transcriber that hears "aaaa" only when its input lies over 12 dB above what was
+    added to the clean sentence ("bbbb", every character wrong, otherwise) scores 0 clean, at 20 and 15 dB and 1 at
+    10 and 5 dB, for every noise."""
+    import numpy as np
+
+    from benchmarks.asr_noise import mixed, noise_for, noise_rates
+
+    rng = np.random.default_rng(0)
+    clean = [rng.normal(0, a, n).astype(np.float32) for a, n in ((0.1, 300), (0.3, 500), (0.05, 400), (0.2, 350),
+                                                                  (0.1, 420))]
+    for snr in (0.0, 7.5):
+        noise = rng.normal(0, 3, 300)
+        got = mixed(clean[0], noise, snr).astype(np.float64) - clean[0]
+        assert 10 * np.log10(np.mean(clean[0].astype(np.float64) ** 2) / np.mean(got ** 2)) == pytest.approx(snr,
+                                                                                                            abs=1e-4)
+    babble = noise_for("babble", 3, clean, rng)
+    want = sum(np.resize(clean[k % 5].astype(np.float64), 350) for k in (4, 5, 6, 7))
+    np.testing.assert_allclose(babble, want / np.sqrt(np.mean(want ** 2)), rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown noise"):
+        noise_for("hum", 0, clean, rng)
+
+    class Listener:
+        def transcribe(self, items, batch_size=16):
+            out = []
+            for (w, _), c in zip(items, clean):
+                added = np.mean((w.astype(np.float64) - c) ** 2)
+                out.append({"text": "aaaa" if added == 0 or np.mean(c.astype(np.float64) ** 2) / added > 10 ** 1.2
+                            else "bbbb"})
+            return out
+
+    rates = noise_rates(Listener(), [(c, 16000) for c in clean], ["aaaa"] * 5, snrs_db=(20.0, 15.0, 10.0, 5.0))
+    assert rates["clean"]["cer"] == 0.0
+    for kind in ("white", "pink", "babble"):
+        assert [rates[kind][s]["cer"] for s in (20.0, 15.0, 10.0, 5.0)] == [0.0, 0.0, 1.0, 1.0]
+        assert rates[kind][5.0]["wer"] == 1.0
+
+
 def test_vocoder_phase_oracle_swaps_in_the_true_phase_below_each_cutoff():
     """Random spectra: each row keeps the magnitude it names and takes its phase from the side the cutoff says (bin k
     at k * bin_hz), checked bin by bin against the inputs."""

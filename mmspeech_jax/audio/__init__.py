@@ -1,6 +1,6 @@
 """Audio front-end: file I/O, spectral features, F0 (YIN), Griffin-Lim, phase from spectral peaks or from the
 magnitude's gradient, and the feature
-augmentations (SpecAugment, gain), all pure and batched in JAX.
+augmentations (SpecAugment, gain, noise), all pure and batched in JAX.
 
 Names are loaded on first use (PEP 562), so the models, which use only `features` and the augmentations, import
 without soundfile and soxr (file I/O's packages): a process that trains or benchmarks on arrays needs jax, flax,
@@ -18,6 +18,7 @@ _SOURCES = {
     "PitchConfig": "pitch", "interpolate_unvoiced": "pitch", "yin": "pitch",
     "SpecAugmentConfig": "spec_augment", "spec_augment": "spec_augment",
     "GainAugmentConfig": "gain_augment", "gain_augment": "gain_augment",
+    "NoiseAugmentConfig": "noise_augment", "noise_augment": "noise_augment",
 }
 
 __all__ = sorted(_SOURCES)

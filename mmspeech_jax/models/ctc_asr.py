@@ -23,7 +23,9 @@ import numpy as np
 from mmspeech_jax import config_checks
 from mmspeech_jax.batch_checks import batch_arrays
 from mmspeech_jax.audio.features import MelConfig
+from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.gain_augment import GainAugmentConfig, gain_augment
+from mmspeech_jax.audio.noise_augment import NoiseAugmentConfig, noise_augment, noise_bank
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig, spec_augment
 from mmspeech_jax.errors import ConfigError, FeatureError
 from mmspeech_jax.layers.conformer import ConformerBlockConfig, ConformerStack
@@ -44,7 +46,7 @@ ENCODERS = ("conformer", "transformer")
 class CTCASRConfig:
     """CTC speech recognizer: vocabulary, mel channels, encoder kind ("conformer" or "transformer"), width, heads,
     feed-forward width, layers, depthwise kernel, frontend channels and subsampling factor, dropout, SpecAugment, gain
-    augmentation, adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked when built."""
+    and noise augmentation, adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked when built."""
     vocab_size: int = len(character_table())
     n_mels: int = 80
     encoder: str = "conformer"
@@ -66,6 +68,9 @@ class CTCASRConfig:
     # Training utterances at random levels (audio/gain_augment.py); the loss function then needs the feature
     # statistics (`make_ctc_loss_fn(model, stats)`). None: off (configs written before it existed).
     gain_augment: GainAugmentConfig | None = None
+    # Training utterances over stationary noise (audio/noise_augment.py); the loss function then needs the feature
+    # statistics and the features' `MelConfig` (`make_ctc_loss_fn(model, stats, mel=...)`). None: off.
+    noise_augment: NoiseAugmentConfig | None = None
     # "bfloat16": frontend and encoder compute in bf16; params, the CTC head, log-probabilities and losses stay
     # float32.
     compute_dtype: str = "float32"
@@ -84,6 +89,9 @@ class CTCASRConfig:
             raise ConfigError(f"CTCASRConfig.spec_augment must be None or a SpecAugmentConfig, got {self.spec_augment!r}")
         if self.gain_augment is not None and not isinstance(self.gain_augment, GainAugmentConfig):
             raise ConfigError(f"CTCASRConfig.gain_augment must be None or a GainAugmentConfig, got {self.gain_augment!r}")
+        if self.noise_augment is not None and not isinstance(self.noise_augment, NoiseAugmentConfig):
+            raise ConfigError(f"CTCASRConfig.noise_augment must be None or a NoiseAugmentConfig, got "
+                              f"{self.noise_augment!r}")
         config_checks.choice(self, "compute_dtype", ("float32", "bfloat16"))
         config_checks.flag(self, "remat")
         config_checks.choice(self, "ctc_recurrence", RECURRENCES)
@@ -96,6 +104,8 @@ class CTCASRConfig:
             data["spec_augment"] = SpecAugmentConfig(**data["spec_augment"])
         if data.get("gain_augment") is not None:
             data["gain_augment"] = GainAugmentConfig(**data["gain_augment"])
+        if data.get("noise_augment") is not None:
+            data["noise_augment"] = NoiseAugmentConfig(**data["noise_augment"])
         return cls(**data)
 
     @property
@@ -201,18 +211,34 @@ def check_batch(batch: dict, stats: dict) -> None:
                            f"{vocab} character ids")
 
 
-def make_ctc_loss_fn(model: CTCASR, stats: dict | None = None, log_floor: float = MelConfig().log_floor):
-    """`loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)` for the shared trainer (gain
-    augmentation, then SpecAugment, when train and configured); `counts`: see `losses/ratios.py`. Gain augmentation
-    needs the features' statistics `stats` ({"mel_mean", "mel_std"}, as `model_inputs` normalized with) and their
-    `log_floor` (`MelConfig.log_floor`); without `stats` it is a one-line `ConfigError`."""
-    gain = model.config.gain_augment
-    if gain is not None and stats is None:
-        raise ConfigError("gain augmentation needs the feature statistics: make_ctc_loss_fn(model, stats, log_floor)")
+def make_ctc_loss_fn(model: CTCASR, stats: dict | None = None, log_floor: float | None = None,
+                     mel: MelConfig | None = None):
+    """`loss_fn(params, batch, rng, train, step, counts=None) -> (loss, parts)` for the shared trainer (noise
+    augmentation, then gain augmentation, then SpecAugment, when train and configured); `counts`: see
+    `losses/ratios.py`. Gain and noise augmentation need the features' statistics `stats` ({"mel_mean", "mel_std"},
+    as `model_inputs` normalized with) and their `log_floor` (default `mel.log_floor`, else `MelConfig().log_floor`);
+    noise augmentation also needs the features' `mel` config (its noise bank is made with it). Missing either is a
+    one-line `ConfigError`."""
+    gain, noise = model.config.gain_augment, model.config.noise_augment
+    if (gain is not None or noise is not None) and stats is None:
+        raise ConfigError("gain and noise augmentation need the feature statistics: "
+                          "make_ctc_loss_fn(model, stats, log_floor, mel)")
+    if noise is not None and mel is None:
+        raise ConfigError("noise augmentation needs the features' MelConfig: make_ctc_loss_fn(model, stats, mel=...)")
+    if log_floor is None:
+        log_floor = (mel or MelConfig()).log_floor
+    elif mel is not None and log_floor != mel.log_floor:
+        raise ConfigError(f"make_ctc_loss_fn: log_floor {log_floor} is not the MelConfig's {mel.log_floor}")
+    if noise is not None and mel.n_mels != model.config.n_mels:
+        raise ConfigError(f"make_ctc_loss_fn: the MelConfig has {mel.n_mels} mel bands, the model {model.config.n_mels}")
+    bank = noise_bank(noise, mel) if noise is not None else None
 
     def loss_fn(params, batch, rng, train, step, counts=None):
         features = batch["features"]
         augment_key, dropout_key = jax.random.split(rng)
+        if train and noise is not None:
+            features = noise_augment(features, batch["frame_mask"], jax.random.fold_in(augment_key, 2), bank,
+                                     stats["mel_mean"], stats["mel_std"], log_floor, noise)
         if train and gain is not None:
             features = gain_augment(features, batch["frame_mask"], jax.random.fold_in(augment_key, 1),
                                     stats["mel_mean"], stats["mel_std"], log_floor, gain)
