@@ -23,7 +23,6 @@ import numpy as np
 from mmspeech_jax import config_checks
 from mmspeech_jax.batch_checks import batch_arrays
 from mmspeech_jax.audio.features import MelConfig
-from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.gain_augment import GainAugmentConfig, gain_augment
 from mmspeech_jax.audio.noise_augment import NoiseAugmentConfig, noise_augment, noise_bank
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig, spec_augment
