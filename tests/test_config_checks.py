@@ -16,6 +16,7 @@ from mmspeech_jax import config_checks
 from mmspeech_jax.audio.features import MelConfig
 from mmspeech_jax.audio.pitch import PitchConfig
 from mmspeech_jax.audio.gain_augment import GainAugmentConfig
+from mmspeech_jax.audio.noise_augment import NoiseAugmentConfig
 from mmspeech_jax.audio.spec_augment import SpecAugmentConfig
 from mmspeech_jax.data.feature_cache import FeatureConfig
 from mmspeech_jax.data.pipeline import PipelineConfig
@@ -143,6 +144,10 @@ BAD = [
     (SpecAugmentConfig(), "fill", math.nan, "must be a finite number"),
     (GainAugmentConfig(), "max_db", -1.0, "must be a finite number >= 0"),
     (ctc_asr.preset("tiny"), "gain_augment", 12.0, "must be None or a GainAugmentConfig"),
+    (NoiseAugmentConfig(), "probability", 1.5, "must be a finite number >= 0 and <= 1"),
+    (NoiseAugmentConfig(), "max_snr_db", math.nan, "must be a finite number"),
+    (NoiseAugmentConfig(), "bank_frames", 1, "must be an integer >= 2"),
+    (ctc_asr.preset("tiny"), "noise_augment", 0.5, "must be None or a NoiseAugmentConfig"),
     (ConformerBlockConfig(), "conv_kernel", 0, "must be an integer >= 1"),
     (ConformerBlockConfig(), "heads", 3, "is not divisible by heads=3"),
     (FFTBlockConfig(), "conv_filters", 0, "must be an integer >= 1"),
