@@ -202,6 +202,7 @@ def _transcribe(args) -> int:
         asr = asr.with_compute_dtype(args.compute_dtype)
     asr.chunk_seconds, asr.context_seconds = args.chunk_seconds, args.context_seconds
     asr.pause_seconds = args.pause_seconds
+    asr.silence_pauses = {"auto": None, "on": True, "off": False}[args.silence_pauses]
     asr.windows(1)  # a bad --chunk-seconds / --context-seconds / --pause-seconds: one line before any file is read
     if asr.lm is not None:
         print(f"language model {args.lm}: lm_weight {asr.lm_weight}, length_bonus {asr.length_bonus}",
@@ -338,9 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where a window is cut in speech, context at each side of its kept middle (default "
                         f"{CONTEXT_SECONDS:g})")
     t.add_argument("--pause-seconds", type=float, default=PAUSE_SECONDS,
-                   help=f"pauses at least this long are silenced in every recording, and long recordings' windows "
-                        f"are cut in them with no context (default {PAUSE_SECONDS:g}; 0: neither, overlapping "
-                        f"windows)")
+                   help=f"long recordings' windows are cut in pauses at least this long, with no context, and "
+                        f"the pauses are silenced as --silence-pauses says (default {PAUSE_SECONDS:g}; 0: neither, "
+                        f"overlapping windows)")
+    t.add_argument("--silence-pauses", choices=("auto", "on", "off"), default="auto",
+                   help="set those pauses to silence before recognition: auto (default) does for a recognizer "
+                        "trained without noise augmentation, which writes letters into background noise")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v = sub.add_parser("evaluate-tts", help="synthesize each line with --tts, transcribe it with --asr, CER/WER")
     v.add_argument("--tts", required=True, help="TTS workdir")

@@ -15,9 +15,11 @@ Features are padded to a ladder of frame counts (multiples of 256 frames), so a 
 once per file length; `transcribe` and `transcribe_many` run files of similar length together. Recordings longer
 than `chunk_seconds` (default CHUNK_SECONDS; up to MAX_AUDIO_SECONDS) run as windows cut in the recording's pauses
 of at least `pause_seconds` (default PAUSE_SECONDS) where it has them, else overlapping with `context_seconds` of
-context at each side; their output frames are stitched before decoding (`long_form.py`). In every recording
-`transcribe_many` (so `transcribe` and the CLI) first silences such pauses (`long_form.silenced`): a recognizer
-trained on clean speech writes letters into background noise.
+context at each side; their output frames are stitched before decoding (`long_form.py`). For a recognizer trained
+without noise augmentation (its config's `noise_augment` is None), `transcribe_many` (so `transcribe` and the CLI)
+first silences such pauses in every recording (`long_form.silenced`): trained on clean speech, it writes letters into
+background noise. One trained with noise hears the pauses as they are, which it transcribes better
+(`silence_pauses`: None chooses so, True or False forces it; benchmarks/RESULTS.md, "ASR noise augmentation").
 """
 
 from __future__ import annotations
@@ -95,10 +97,20 @@ class Transcriber:
         # (`synthesize.shape_cost_for`); an int fixes it (0: least padding; the CLI: SHAPE_COST_FRAMES)
         self.shape_cost = None
         self.calls_made = 0  # `transcribe_many` (so `transcribe`) and `log_probs_many` calls made
-        # pauses of pause_seconds (0: none) are silenced; log-mels longer than chunk_seconds run in windows of at
-        # most that length (`windows`), cut in those pauses or else overlapping by 2 x context_seconds
+        # pauses of pause_seconds (0: none) are silenced (`silence_pauses`: None = when the model was trained without
+        # noise augmentation); log-mels longer than chunk_seconds run in windows of at most that length (`windows`),
+        # cut in those pauses or else overlapping by 2 x context_seconds
         self.chunk_seconds, self.context_seconds = CHUNK_SECONDS, CONTEXT_SECONDS
         self.pause_seconds = PAUSE_SECONDS
+        self.silence_pauses = None
+
+    @property
+    def silences_pauses(self) -> bool:
+        """Whether `log_probs_many` silences pauses: `silence_pauses` when set, else whether the model was trained
+        without noise augmentation (`CTCASRConfig.noise_augment` is None)."""
+        if self.silence_pauses is None:
+            return getattr(self.model.config, "noise_augment", None) is None
+        return bool(self.silence_pauses)
 
     @classmethod
     def from_workdir(cls, workdir, method: str = "greedy", beam_width: int = 8, lm_workdir=None,
@@ -174,7 +186,7 @@ class Transcriber:
                           self.lm_weight, self.length_bonus)
         asr.checkpoint_step = getattr(self, "checkpoint_step", None)
         asr.chunk_seconds, asr.context_seconds = self.chunk_seconds, self.context_seconds
-        asr.pause_seconds = self.pause_seconds
+        asr.pause_seconds, asr.silence_pauses = self.pause_seconds, self.silence_pauses
         return asr
 
     def _frames(self, seconds: float) -> int:
@@ -269,9 +281,9 @@ class Transcriber:
 
     def log_probs_many(self, mels: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Many log-mels [(T_i, M)] -> CTC log-probabilities (T'_i, V) float32 each, in order, unpadded (for your own
-        decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). With `pause_seconds` > 0, each log-mel's
-        pauses of that length (`long_form.pauses`) are first set to the features' silence (`long_form.silenced`, less
-        PAUSE_EDGE_SECONDS at each edge). A log-mel longer than `chunk_seconds` runs as the windows of `windows`
+        decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). With `pause_seconds` > 0 and
+        `silences_pauses`, each log-mel's pauses of that length (`long_form.pauses`) are first set to the features'
+        silence (`long_form.silenced`, less PAUSE_EDGE_SECONDS at each edge). A log-mel longer than `chunk_seconds` runs as the windows of `windows`
         (cut in those pauses where it has them), stitched; all windows and short log-mels run in the groups of `plan`
         (planned 16 x `batch_size` at a time, so shapes one window ran are free in the next). An empty list gives
         []; a wrong-shaped, non-finite or longer-than-MAX_AUDIO_SECONDS log-mel raises a one-line `FeatureError`."""
@@ -281,7 +293,7 @@ class Transcriber:
         pieces, plans = [], []
         for m in mels:
             quiet, plan = self._long_form(m.shape[0], m)
-            if quiet is not None and quiet.any():
+            if quiet is not None and quiet.any() and self.silences_pauses:
                 m = silenced(m, quiet, floor, self._frames(self.pause_seconds) // 2 - self._frames(PAUSE_EDGE_SECONDS))
             pieces += [m[w.start:w.end] for w in plan]
             plans.append(plan)

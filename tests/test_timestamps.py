@@ -109,7 +109,8 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     """A log-mel longer than `chunk_seconds`: `log_probs_many` gives subsampled_length(T) frames, each window's kept
     range equal to that window's own single pass (atol 1e-4), and a log-mel that fits in one window is one pass; one
     with pauses is cut in them, and any log-mel's pauses are silenced first (with `pause_seconds` 0, or without
-    pauses, the overlapping windows and no silencing). The CLI
+    pauses, the overlapping windows and no silencing) when the recognizer trained without noise augmentation or
+    `silence_pauses` says so. The CLI
     transcribes a 70 s recording (over the 60 s a single pass takes) with timestamps inside it, and refuses a bad
     --chunk-seconds or --pause-seconds in one line."""
     from mmspeech_jax.cli import main as cli
@@ -162,6 +163,25 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
         alone, n = asr.log_probs([mel])
         assert np.allclose(got, alone[0, : int(n[0])], atol=1e-4) == same
     assert asr.transcribe_many([long])[0]["text"] == asr._decoded(got_long[None], [got_long.shape[0]], False)[0]["text"]
+    # a recognizer trained with noise hears the pauses as they are (still cut in them), unless told to silence them
+    import dataclasses
+
+    from mmspeech_jax.audio.noise_augment import NoiseAugmentConfig
+    from mmspeech_jax.models.ctc_asr import CTCASR
+
+    assert asr.silence_pauses is None and asr.silences_pauses  # the tiny workdir trained without noise
+    noisy = Transcriber(CTCASR(dataclasses.replace(asr.model.config, noise_augment=NoiseAugmentConfig())),
+                        asr.params, asr.stats, asr.mel_config)
+    noisy.chunk_seconds, noisy.context_seconds = asr.chunk_seconds, asr.context_seconds
+    assert not noisy.silences_pauses and noisy.windows(paused.shape[0], paused) == paused_plan
+    heard, alone = noisy.log_probs_many([short_paused])[0], asr.log_probs([short_paused])
+    np.testing.assert_allclose(heard, alone[0][0, : int(alone[1][0])], atol=1e-4)
+    noisy.silence_pauses = True
+    np.testing.assert_allclose(noisy.log_probs_many([short_paused])[0], got, atol=1e-4)
+    assert noisy.with_compute_dtype("float32").silences_pauses
+    asr.silence_pauses = False
+    assert not asr.silences_pauses and not asr.with_compute_dtype("float32").silences_pauses
+    asr.silence_pauses = None
 
     path, out = tmp_path / "long.wav", tmp_path / "long.jsonl"
     sf.write(path, (rng.normal(size=22050 * 70) * 0.1).astype(np.float32), 22050)
@@ -174,3 +194,8 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     assert "chunk_seconds must be in (0, 60]" in capsys.readouterr().err
     assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--pause-seconds", "-1"]) == 2
     assert "pause_seconds must be in [0, chunk_seconds = 10]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--silence-pauses", "maybe"])
+    assert exit_info.value.code == 2 and "--silence-pauses" in capsys.readouterr().err
+    assert cli(["transcribe", "--workdir", str(tiny_asr_workdir), str(path), "--silence-pauses", "off", "--out",
+                str(tmp_path / "off.jsonl")]) == 0
