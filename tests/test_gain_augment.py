@@ -63,10 +63,11 @@ def test_the_ctc_loss_augments_training_batches_only_and_needs_the_statistics():
     batch = {"features": jnp.asarray(rng.normal(size=(2, 32, 16)), jnp.float32), "frame_mask": jnp.ones((2, 32), bool),
              "labels": jnp.asarray([[3, 4, 5], [6, 7, 0]]), "label_mask": jnp.asarray([[1, 1, 1], [1, 1, 0]], bool),
              "example_mask": jnp.ones((2,), bool)}
-    params = model.init(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
     stats = {"mel_mean": np.full(16, -3.0), "mel_std": np.full(16, 2.0)}
-    augmented = make_ctc_loss_fn(model, stats, 1e-5)
-    plain = make_ctc_loss_fn(CTCASR(preset("tiny", n_mels=16, spec_augment=None, dropout=0.0, attention_dropout=0.0)))
+    augmented = jax.jit(make_ctc_loss_fn(model, stats, 1e-5), static_argnums=3)  # compiled: op by op, slower
+    plain = jax.jit(make_ctc_loss_fn(CTCASR(preset("tiny", n_mels=16, spec_augment=None, dropout=0.0,
+                                                   attention_dropout=0.0))), static_argnums=3)
     key = jax.random.PRNGKey(2)
     assert float(augmented(params, batch, key, True, 0)[0]) != pytest.approx(float(plain(params, batch, key, True, 0)[0]))
     assert float(augmented(params, batch, key, False, 0)[0]) == pytest.approx(float(plain(params, batch, key, False, 0)[0]))

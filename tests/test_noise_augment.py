@@ -80,8 +80,8 @@ def test_snr_gains_against_float64_numpy():
 
 @pytest.mark.parametrize("slope", [0.0, 1.0, 2.0])
 def test_colored_noise_has_its_slope_and_unit_power(slope):
-    """A least-squares line through the log of the averaged Hann-windowed periodogram against log frequency has slope -slope
-    (within 0.05), and the mean power is 1."""
+    """A least-squares line through the log of the averaged Hann-windowed periodogram against log frequency has
+    slope -slope (within 0.05), and the mean power is 1."""
     rng = np.random.default_rng(2)
     n = colored_noise(rng, 2 ** 18, slope)
     assert np.mean(n ** 2) == pytest.approx(1.0, abs=1e-9)
@@ -163,9 +163,9 @@ def test_the_ctc_loss_adds_noise_to_training_batches_only_and_needs_the_mel_conf
     batch = {"features": jnp.asarray(rng.normal(size=(2, 32, 16)), jnp.float32), "frame_mask": jnp.ones((2, 32), bool),
              "labels": jnp.asarray([[3, 4, 5], [6, 7, 0]]), "label_mask": jnp.asarray([[1, 1, 1], [1, 1, 0]], bool),
              "example_mask": jnp.ones((2,), bool)}
-    params = model.init(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
-    noisy = make_ctc_loss_fn(model, stats, mel=MEL)
-    plain = make_ctc_loss_fn(CTCASR(preset("tiny", **fields)))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), batch["features"], batch["frame_mask"])["params"]
+    noisy = jax.jit(make_ctc_loss_fn(model, stats, mel=MEL), static_argnums=3)  # compiled, as is init: op by op, slower
+    plain = jax.jit(make_ctc_loss_fn(CTCASR(preset("tiny", **fields))), static_argnums=3)
     key = jax.random.PRNGKey(2)
     assert float(noisy(params, batch, key, True, 0)[0]) != pytest.approx(float(plain(params, batch, key, True, 0)[0]))
     assert float(noisy(params, batch, key, False, 0)[0]) == pytest.approx(float(plain(params, batch, key, False, 0)[0]))
