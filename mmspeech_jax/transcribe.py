@@ -283,10 +283,11 @@ class Transcriber:
         """Many log-mels [(T_i, M)] -> CTC log-probabilities (T'_i, V) float32 each, in order, unpadded (for your own
         decoder; T'_i = `layers.subsampling.subsampled_length(T_i)`). With `pause_seconds` > 0 and
         `silences_pauses`, each log-mel's pauses of that length (`long_form.pauses`) are first set to the features'
-        silence (`long_form.silenced`, less PAUSE_EDGE_SECONDS at each edge). A log-mel longer than `chunk_seconds` runs as the windows of `windows`
-        (cut in those pauses where it has them), stitched; all windows and short log-mels run in the groups of `plan`
-        (planned 16 x `batch_size` at a time, so shapes one window ran are free in the next). An empty list gives
-        []; a wrong-shaped, non-finite or longer-than-MAX_AUDIO_SECONDS log-mel raises a one-line `FeatureError`."""
+        silence (`long_form.silenced`, less PAUSE_EDGE_SECONDS at each edge). A log-mel longer than `chunk_seconds` runs
+        as the windows of `windows` (cut in those pauses where it has them), stitched; all windows and short log-mels
+        run in the groups of `plan` (planned 16 x `batch_size` at a time, so shapes one window ran are free in the
+        next). An empty list gives []; a wrong-shaped, non-finite or longer-than-MAX_AUDIO_SECONDS log-mel raises a
+        one-line `FeatureError`."""
         limit = self._frames(MAX_AUDIO_SECONDS) + 1
         mels = [check_log_mel(m, self.mel_config.n_mels, f"log-mel {i}", limit) for i, m in enumerate(mels)]
         floor = float(np.log(self.mel_config.log_floor))

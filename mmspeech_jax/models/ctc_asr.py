@@ -45,7 +45,8 @@ ENCODERS = ("conformer", "transformer")
 class CTCASRConfig:
     """CTC speech recognizer: vocabulary, mel channels, encoder kind ("conformer" or "transformer"), width, heads,
     feed-forward width, layers, depthwise kernel, frontend channels and subsampling factor, dropout, SpecAugment, gain
-    and noise augmentation, adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked when built."""
+    and noise augmentation, adapters/LoRA, compute dtype, remat, CTC recurrence and convolution algorithm. Checked
+    when built."""
     vocab_size: int = len(character_table())
     n_mels: int = 80
     encoder: str = "conformer"
@@ -229,7 +230,8 @@ def make_ctc_loss_fn(model: CTCASR, stats: dict | None = None, log_floor: float 
     elif mel is not None and log_floor != mel.log_floor:
         raise ConfigError(f"make_ctc_loss_fn: log_floor {log_floor} is not the MelConfig's {mel.log_floor}")
     if noise is not None and mel.n_mels != model.config.n_mels:
-        raise ConfigError(f"make_ctc_loss_fn: the MelConfig has {mel.n_mels} mel bands, the model {model.config.n_mels}")
+        raise ConfigError(f"make_ctc_loss_fn: the MelConfig has {mel.n_mels} mel bands, the model "
+                          f"{model.config.n_mels}")
     bank = noise_bank(noise, mel) if noise is not None else None
 
     def loss_fn(params, batch, rng, train, step, counts=None):
