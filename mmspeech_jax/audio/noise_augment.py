@@ -39,7 +39,7 @@ class NoiseAugmentConfig:
     """Each training utterance gets noise with `probability`, from one bank row chosen uniformly among `slopes`
     (power spectral density ~ f^-slope), at a mel-domain SNR uniform in [min_snr_db, max_snr_db] dB. The bank holds
     `bank_frames` frames of each slope, drawn from `seed`. Checked when built."""
-    probability: float = 0.5
+    probability: float = 0.25
     min_snr_db: float = 0.0
     max_snr_db: float = 30.0
     slopes: tuple[float, ...] = (0.0, 1.0, 2.0)
