@@ -113,9 +113,13 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     `silence_pauses` says so. The CLI
     transcribes a 70 s recording (over the 60 s a single pass takes) with timestamps inside it, and refuses a bad
     --chunk-seconds or --pause-seconds in one line."""
+    import dataclasses
+
+    from mmspeech_jax.audio.noise_augment import NoiseAugmentConfig
     from mmspeech_jax.cli import main as cli
     from mmspeech_jax.errors import ConfigError
     from mmspeech_jax.long_form import PAUSE_SECONDS, pauses, silenced
+    from mmspeech_jax.models.ctc_asr import CTCASR
     from mmspeech_jax.transcribe import Transcriber
 
     rng = np.random.default_rng(1)
@@ -123,7 +127,11 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
     paused = rng.normal(size=(800, 80)).astype(np.float32)
     for start in range(150, 800, 180):
         paused[start:start + 30] = rng.normal(-8.0, 0.1, (30, 80))  # 30 frames (0.35 s) of faint noise
-    asr = Transcriber.from_workdir(tiny_asr_workdir)
+    trained = Transcriber.from_workdir(tiny_asr_workdir)
+    assert trained.model.config.noise_augment is not None and not trained.silences_pauses  # the experiment's default
+    # the same parameters as a recognizer trained without noise augmentation, whose pauses are silenced
+    asr = Transcriber(CTCASR(dataclasses.replace(trained.model.config, noise_augment=None)), trained.params,
+                      trained.stats, trained.mel_config)
     asr.chunk_seconds, asr.context_seconds = 3.0, 0.5
     factor = asr.model.config.subsampling
     plan = asr.windows(long.shape[0])
@@ -164,12 +172,7 @@ def test_long_recordings_run_in_windows(tiny_asr_workdir, tmp_path, capsys):
         assert np.allclose(got, alone[0, : int(n[0])], atol=1e-4) == same
     assert asr.transcribe_many([long])[0]["text"] == asr._decoded(got_long[None], [got_long.shape[0]], False)[0]["text"]
     # a recognizer trained with noise hears the pauses as they are (still cut in them), unless told to silence them
-    import dataclasses
-
-    from mmspeech_jax.audio.noise_augment import NoiseAugmentConfig
-    from mmspeech_jax.models.ctc_asr import CTCASR
-
-    assert asr.silence_pauses is None and asr.silences_pauses  # the tiny workdir trained without noise
+    assert asr.silence_pauses is None and asr.silences_pauses
     noisy = Transcriber(CTCASR(dataclasses.replace(asr.model.config, noise_augment=NoiseAugmentConfig())),
                         asr.params, asr.stats, asr.mel_config)
     noisy.chunk_seconds, noisy.context_seconds = asr.chunk_seconds, asr.context_seconds
