@@ -11,12 +11,11 @@ The table: one row per workdir, one column per gain, CER.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 
 import numpy as np
 
-from benchmarks.measure import machine, progress, publish
+from benchmarks.measure import asr_natural_parser, machine, natural_recordings, progress, publish
 from mmspeech_jax.host_memory import keep_freed_memory
 
 DEFAULT_GAINS = (-20.0, -12.0, -6.0, -3.0, 0.0, 3.0, 6.0)
@@ -39,22 +38,14 @@ def level_cers(transcriber, waveforms: list[tuple[np.ndarray, int]], texts: list
 def main(argv=None) -> dict:
     """Runs the benchmark; returns {"gains_db", "rows": {workdir: {gain: cer}}, "utterances"}."""
     keep_freed_memory()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--asr", action="append", required=True, help="an ASR workdir or export (repeatable)")
+    p = asr_natural_parser(__doc__)
     p.add_argument("--gains", default=",".join(f"{g:g}" for g in DEFAULT_GAINS), help="gains in dB, comma-separated")
-    p.add_argument("--utterances", type=int, default=None, help="the first N natural sentences (default: all)")
-    p.add_argument("--out", default=None, help="also write the results as JSON")
-    p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     gains = tuple(float(g) for g in args.gains.split(","))
 
-    from mmspeech_jax.data.synthetic_corpus import generate_corpus, natural_eval_config
     from mmspeech_jax.transcribe import Transcriber
 
-    corpus = generate_corpus(natural_eval_config(num_utterances=args.utterances), progress=False)
-    utterances = corpus.utterances
-    waveforms = [(corpus.audio(u), u.sample_rate) for u in utterances]
-    texts = [u.text for u in utterances]
+    waveforms, texts = natural_recordings(args.utterances)
     rows = {}
     for workdir in args.asr:
         progress(f"{workdir}: {len(texts)} sentences at {len(gains)} gains")

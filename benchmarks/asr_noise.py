@@ -13,12 +13,11 @@ next ones in the set, looped to the length). The table: one row per workdir and 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 
 import numpy as np
 
-from benchmarks.measure import machine, progress, publish
+from benchmarks.measure import asr_natural_parser, machine, natural_recordings, progress, publish
 from mmspeech_jax.host_memory import keep_freed_memory
 
 DEFAULT_SNRS = (30.0, 20.0, 15.0, 10.0, 5.0)
@@ -72,13 +71,9 @@ def noise_rates(transcriber, waveforms: list[tuple[np.ndarray, int]], texts: lis
 def main(argv=None) -> dict:
     """Runs the benchmark; returns {"snrs_db", "noises", "rows": {workdir: noise_rates(...)}, "utterances"}."""
     keep_freed_memory()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--asr", action="append", required=True, help="an ASR workdir or export (repeatable)")
+    p = asr_natural_parser(__doc__)
     p.add_argument("--snrs", default=",".join(f"{s:g}" for s in DEFAULT_SNRS), help="SNRs in dB, comma-separated")
     p.add_argument("--noises", default=",".join(NOISES), help=f"comma-separated, of {', '.join(NOISES)}")
-    p.add_argument("--utterances", type=int, default=None, help="the first N natural sentences (default: all)")
-    p.add_argument("--out", default=None, help="also write the results as JSON")
-    p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     snrs = tuple(float(s) for s in args.snrs.split(","))
     noises = tuple(args.noises.split(","))
@@ -86,12 +81,9 @@ def main(argv=None) -> dict:
     if unknown:
         p.error(f"unknown noise {unknown[0]!r}; choose from {', '.join(NOISES)}")
 
-    from mmspeech_jax.data.synthetic_corpus import generate_corpus, natural_eval_config
     from mmspeech_jax.transcribe import Transcriber
 
-    corpus = generate_corpus(natural_eval_config(num_utterances=args.utterances), progress=False)
-    waveforms = [(corpus.audio(u), u.sample_rate) for u in corpus.utterances]
-    texts = [u.text for u in corpus.utterances]
+    waveforms, texts = natural_recordings(args.utterances)
     rows = {}
     for workdir in args.asr:
         progress(f"{workdir}: {len(texts)} sentences, clean and {len(noises)} noises at {len(snrs)} SNRs")

@@ -54,6 +54,26 @@ def judged_tts_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def asr_natural_parser(description: str) -> argparse.ArgumentParser:
+    """The flags of a benchmark that runs ASR workdirs on the natural evaluation set: --asr (repeatable),
+    --utterances (the first N sentences), --out (JSON) and --record (append to RESULTS.md); the caller adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--asr", action="append", required=True, help="an ASR workdir or export (repeatable)")
+    p.add_argument("--utterances", type=int, default=None, help="the first N natural sentences (default: all)")
+    p.add_argument("--out", default=None, help="also write the results as JSON")
+    p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    return p
+
+
+def natural_recordings(utterances: int | None = None) -> tuple[list[tuple[np.ndarray, int]], list[str]]:
+    """([(float32 (S,) samples, sample rate)], [text]) of the first `utterances` sentences of the natural evaluation
+    set (None: all), as espeak-ng en-us speaks them (`synthetic_corpus.natural_eval_config`)."""
+    from mmspeech_jax.data.synthetic_corpus import generate_corpus, natural_eval_config
+
+    corpus = generate_corpus(natural_eval_config(num_utterances=utterances), progress=False)
+    return [(corpus.audio(u), u.sample_rate) for u in corpus.utterances], [u.text for u in corpus.utterances]
+
+
 def publish(text: str, results, out=None, append: bool = False) -> None:
     """A benchmark's ending: print its markdown `text`, write `results` as JSON to `out` (a path, if given) and,
     with `append`, add `text` to benchmarks/RESULTS.md (`record`)."""

@@ -109,7 +109,7 @@ class Transcriber:
         """Whether `log_probs_many` silences pauses: `silence_pauses` when set, else whether the model was trained
         without noise augmentation (`CTCASRConfig.noise_augment` is None)."""
         if self.silence_pauses is None:
-            return getattr(self.model.config, "noise_augment", None) is None
+            return self.model.config.noise_augment is None
         return bool(self.silence_pauses)
 
     @classmethod
